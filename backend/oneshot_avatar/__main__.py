@@ -1,0 +1,5 @@
+import sys
+
+from oneshot_avatar.cli import main
+
+sys.exit(main())

@@ -1,0 +1,27 @@
+"""The body layer: SMPL-X layout, the ``BodyModel`` over ``smplx``, and the open default body."""
+
+from oneshot_avatar.body.model import (
+    BodyModel,
+    BodyModelInfo,
+    BodyOutput,
+    default_cache_dir,
+    ensure_open_body,
+    load_body_model,
+    open_body_path,
+    resolve_body_model,
+)
+from oneshot_avatar.body.smplx_layout import JOINT_NAMES, NUM_JOINTS, PARENTS
+
+__all__ = [
+    "BodyModel",
+    "BodyModelInfo",
+    "BodyOutput",
+    "JOINT_NAMES",
+    "NUM_JOINTS",
+    "PARENTS",
+    "default_cache_dir",
+    "ensure_open_body",
+    "load_body_model",
+    "open_body_path",
+    "resolve_body_model",
+]

@@ -1,0 +1,1 @@
+"""Blender add-on (issue 6). Empty until then."""
