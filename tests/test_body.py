@@ -267,3 +267,30 @@ def test_runs_on_cuda(open_body_file):
     body = BodyModel.from_file(open_body_file, kind="open", device="cuda")
     out = body(body_pose=torch.zeros(2, 21, 3, device="cuda"))
     assert out.vertices.is_cuda
+
+
+@pytest.mark.parametrize("clip_file", ["amass_sample_smplh.npz", "talkshow_french.npy"])
+def test_real_motion_gives_smplx_bone_directions(open_body, shared_data, clip_file):
+    """The same SMPL-X pose on the open body and on the neutral SMPL-X skeleton points the limbs
+    the same way (the open body's rest is SMPL-X's)."""
+    from smplx_reference import forward_kinematics
+
+    from oneshot_avatar.motion import load_motion
+
+    clip = load_motion(shared_data / "motion" / clip_file)
+    frames = slice(0, clip.num_frames, max(1, clip.num_frames // 40))
+    full_pose = clip.full_pose()[frames]
+    reference = forward_kinematics(mannequin_rest_joints(), full_pose.astype(np.float64))
+    with torch.no_grad():
+        params = clip.slice(frames.start, frames.stop).to_torch("cpu", torch.float32)
+        ours = open_body(**{k: v[:: frames.step] for k, v in params.items()
+                            if k not in ("transl", "expression")}).joints.numpy()
+    bones = [
+        ("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"),
+        ("right_shoulder", "right_elbow"), ("right_elbow", "right_wrist"),
+        ("left_hip", "left_ankle"), ("right_hip", "right_ankle"),
+        ("left_index1", "left_index2"), ("right_middle1", "right_middle2"),
+    ]
+    for a, b in bones:
+        error = angle_degrees(bone_direction(ours, J[a], J[b]), bone_direction(reference, J[a], J[b]))
+        assert error.max() < 4.0, (clip_file, a, b, error.max())

@@ -204,6 +204,8 @@ class BodyModel(nn.Module):
     (or [B, 63]), ``jaw_pose/leye_pose/reye_pose [B, 3]``, ``left_hand_pose/right_hand_pose
     [B, 15, 3]`` (full axis-angle relative to the flat hand, not PCA), ``expression [B, ne]``,
     ``transl [B, 3]``. Missing ones are zero. Hands are flat at zero (``flat_hand_mean``).
+    ``vertex_offsets [V, 3]`` or ``[B, V, 3]`` (optional) displace the shaped rest mesh before
+    posing without moving the joints (learned mesh offsets of an avatar).
     """
 
     def __init__(self, smplx_model: nn.Module, info: BodyModelInfo):
@@ -365,6 +367,8 @@ class BodyModel(nn.Module):
 
     def forward(self, **params: Tensor | None) -> BodyOutput:
         """Pose a batch of bodies. See the class docstring for parameter names and shapes."""
+        params = dict(params)
+        vertex_offsets = params.pop("vertex_offsets", None)
         unknown = set(params) - {"betas", "expression", "transl", *POSE_PARAM_JOINTS}
         if unknown:
             raise UserError(f"unknown SMPL-X parameter(s): {', '.join(sorted(unknown))}",
@@ -373,6 +377,9 @@ class BodyModel(nn.Module):
         rest_vertices, rest_joints = self.shape_rest(
             params.get("betas"), params.get("expression"), batch
         )
+        if vertex_offsets is not None:
+            # Learned per-vertex offsets [V, 3] or [B, V, 3] move the skin, not the joints.
+            rest_vertices = rest_vertices + vertex_offsets.to(rest_vertices)
         pose = self.full_pose(params, batch)
         rotations = batch_rodrigues(pose.reshape(-1, 3)).reshape(batch, NUM_JOINTS, 3, 3)
         posed_input = rest_vertices
