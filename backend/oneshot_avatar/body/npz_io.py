@@ -28,30 +28,46 @@ def _contiguous(array: np.ndarray) -> np.ndarray:
     return array if array.flags.c_contiguous else array.copy(order="C")
 
 
-def write_npz_deterministic(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write ``arrays`` as a compressed ``.npz`` with fixed zip metadata, atomically.
+def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """The bytes of a compressed ``.npz`` of ``arrays`` with fixed zip metadata.
 
     Object arrays are refused: everything we write must load with ``allow_pickle=False``.
     """
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for name in sorted(arrays):
+            array = np.asarray(arrays[name])
+            if array.dtype.hasobject:
+                raise ValueError(f"array '{name}' has dtype object; refusing to pickle it")
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, _contiguous(array), allow_pickle=False)
+            info = zipfile.ZipInfo(name + ".npy", date_time=_FIXED_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buffer.getvalue(), compresslevel=6)
+    return out.getvalue()
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder: readers never see a
+    half-written file, and a failure leaves any previous file untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w") as zf:
-            for name in sorted(arrays):
-                array = np.asarray(arrays[name])
-                if array.dtype == object:
-                    raise ValueError(f"array '{name}' has dtype object; refusing to pickle it")
-                buffer = io.BytesIO()
-                np.lib.format.write_array(buffer, _contiguous(array), allow_pickle=False)
-                info = zipfile.ZipInfo(name + ".npy", date_time=_FIXED_DATE)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                info.external_attr = 0o644 << 16
-                zf.writestr(info, buffer.getvalue(), compresslevel=6)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def write_npz_deterministic(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` as a compressed ``.npz`` with fixed zip metadata, atomically."""
+    write_bytes_atomic(path, npz_bytes(arrays))
 
 
 def content_sha256(arrays: Mapping[str, np.ndarray], names: Iterable[str] | None = None) -> str:
