@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import smplx
 import torch
-from smplx_reference import angle_degrees, bone_direction, mannequin_rest_joints
 
 from oneshot_avatar.body import JOINT_NAMES, PARENTS, BodyModel
 from oneshot_avatar.body.smplx_layout import JOINT_INDEX
+from smplx_reference import angle_degrees, bone_direction, mannequin_rest_joints
 
 J = JOINT_INDEX
 
@@ -233,7 +233,7 @@ def test_betas_change_the_body_and_joints_follow(open_body):
     with torch.no_grad():
         base = open_body()
         changed = open_body(betas=torch.tensor([[2.0] + [0.0] * (open_body.num_betas - 1)]))
-    height = lambda v: (v[0, :, 1].max() - v[0, :, 1].min()).item()  # noqa: E731
+    height = lambda v: (v[0, :, 1].max() - v[0, :, 1].min()).item()
     assert abs(height(changed.vertices) - height(base.vertices)) > 0.03
     # Regressed joints stay inside the changed body: near the mesh they were fitted to.
     v = changed.vertices[0]
@@ -273,9 +273,8 @@ def test_runs_on_cuda(open_body_file):
 def test_real_motion_gives_smplx_bone_directions(open_body, shared_data, clip_file):
     """The same SMPL-X pose on the open body and on the neutral SMPL-X skeleton points the limbs
     the same way (the open body's rest is SMPL-X's)."""
-    from smplx_reference import forward_kinematics
-
     from oneshot_avatar.motion import load_motion
+    from smplx_reference import forward_kinematics
 
     clip = load_motion(shared_data / "motion" / clip_file)
     frames = slice(0, clip.num_frames, max(1, clip.num_frames // 40))

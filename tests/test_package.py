@@ -117,7 +117,7 @@ def test_failed_write_leaves_no_file(tmp_path, open_body, avatar_parts, monkeypa
     g, betas = avatar_parts
     target = tmp_path / "x.avatar"
     target.write_bytes(b"old")
-    import oneshot_avatar.body.npz_io as npz_io
+    from oneshot_avatar.body import npz_io
 
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
@@ -197,3 +197,11 @@ def test_output_name_must_end_in_avatar(tmp_path, open_body, avatar_parts):
     g, betas = avatar_parts
     with pytest.raises(UserError, match=".avatar"):
         save_avatar(tmp_path / "x.zip", g, open_body, betas)
+
+
+def test_sh_degree_zero_round_trip(tmp_path, open_body):
+    with torch.no_grad():
+        rest = open_body().vertices[0]
+    g = MeshGaussians.on_mesh(rest, open_body.faces, 28000, sh_degree=0)
+    avatar = load_avatar(save_avatar(tmp_path / "flat.avatar", g, open_body, torch.zeros(open_body.num_betas)))
+    assert avatar.gaussians.sh_degree == 0 and avatar.gaussians.sh_rest.shape == (28000, 0, 3)

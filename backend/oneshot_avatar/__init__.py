@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from oneshot_avatar.errors import UserError  # noqa: E402
+from oneshot_avatar.errors import UserError
 
 __all__ = ["UserError", "__version__"]

@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     from oneshot_avatar.motion.cli import register as register_motion
 
     register_motion(subparsers)
+    from oneshot_avatar.render.cli import register as register_render
+
+    register_render(subparsers)
     return parser
 
 

@@ -13,12 +13,12 @@ from oneshot_avatar.body.model import (
 from oneshot_avatar.body.smplx_layout import JOINT_NAMES, NUM_JOINTS, PARENTS
 
 __all__ = [
-    "BodyModel",
-    "BodyModelInfo",
-    "BodyOutput",
     "JOINT_NAMES",
     "NUM_JOINTS",
     "PARENTS",
+    "BodyModel",
+    "BodyModelInfo",
+    "BodyOutput",
     "default_cache_dir",
     "ensure_open_body",
     "load_body_model",

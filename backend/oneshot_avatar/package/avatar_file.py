@@ -381,6 +381,8 @@ def load_avatar(path: str | Path, *, body=None, device: torch.device | str = "cp
     k = num_sh_coefficients(meta["gaussians"]["sh_degree"])
 
     def stack(names: list[str]) -> torch.Tensor:
+        if not names:
+            return torch.zeros(n, 0)
         return torch.from_numpy(np.stack([columns[c].astype(np.float32) for c in names], axis=-1))
 
     sh_rest = stack([f"f_rest_{i}" for i in range(3 * (k - 1))]).reshape(n, 3, k - 1).transpose(1, 2)

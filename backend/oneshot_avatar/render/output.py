@@ -1,0 +1,121 @@
+"""Where rendered frames go: a folder of PNGs with alpha (encoded in parallel threads), an MP4
+(H.264 through imageio-ffmpeg's bundled ffmpeg) or a GIF (Pillow). Every file appears only once
+complete: PNGs and videos are written to temporary names and renamed."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from oneshot_avatar.errors import UserError
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+def _composite(rgba: np.ndarray, background: tuple[float, float, float]) -> np.ndarray:
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    bg = np.asarray(background, np.float32) * 255.0
+    return (rgba[..., :3] * alpha + bg * (1 - alpha) + 0.5).astype(np.uint8)
+
+
+class PngFolderSink:
+    """``frame_00000.png`` ... with straight alpha, written by a thread pool."""
+
+    def __init__(self, folder: Path, threads: int | None = None):
+        self.folder = folder
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-", delete=True)
+            probe.close()
+        except OSError as error:
+            raise UserError(f"cannot write frames there: {error.strerror or error}", path=folder) from error
+        self.pool = ThreadPoolExecutor(max_workers=threads or min(8, os.cpu_count() or 1))
+        self.pending: list[Future] = []
+        self.written: list[Path] = []
+
+    def write(self, frame: int, rgba: np.ndarray) -> None:
+        path = self.folder / f"frame_{frame:05d}.png"
+        self.pending.append(self.pool.submit(_save_png, path, rgba))
+        self.written.append(path)
+
+    def close(self) -> list[Path]:
+        for future in self.pending:
+            future.result()
+        self.pool.shutdown()
+        return self.written
+
+
+def _save_png(path: Path, rgba: np.ndarray) -> None:
+    from PIL import Image
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(rgba, mode="RGBA").save(tmp, format="PNG", compress_level=1)
+    os.replace(tmp, path)
+
+
+class VideoSink:
+    """An MP4 or GIF, composited over ``background`` (videos have no alpha)."""
+
+    def __init__(self, path: Path, fps: float, background: tuple[float, float, float] | None):
+        self.path = path
+        self.fps = fps
+        self.background = background or (0.0, 0.0, 0.0)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
+            os.close(fd)
+        except OSError as error:
+            raise UserError(f"cannot write the video there: {error.strerror or error}", path=path) from error
+        self.tmp = Path(tmp)
+        self.frames: list[np.ndarray] = []
+        self.writer = None
+
+    def write(self, frame: int, rgba: np.ndarray) -> None:
+        rgb = _composite(rgba, self.background)
+        if self.path.suffix == ".gif":
+            self.frames.append(rgb)
+            return
+        if self.writer is None:
+            import imageio.v2 as imageio
+
+            self.writer = imageio.get_writer(
+                self.tmp, format="FFMPEG", mode="I", fps=self.fps, codec="libx264",
+                quality=8, pixelformat="yuv420p", macro_block_size=2,
+            )
+        if rgb.shape[0] % 2 or rgb.shape[1] % 2:  # yuv420p needs even sizes
+            rgb = np.pad(rgb, ((0, rgb.shape[0] % 2), (0, rgb.shape[1] % 2), (0, 0)), mode="edge")
+        self.writer.append_data(rgb)
+
+    def close(self) -> list[Path]:
+        try:
+            if self.path.suffix == ".gif":
+                from PIL import Image
+
+                images = [Image.fromarray(f) for f in self.frames]
+                images[0].save(self.tmp, format="GIF", save_all=True, append_images=images[1:],
+                               duration=max(20, round(1000 / self.fps)), loop=0)
+            elif self.writer is not None:
+                self.writer.close()
+            os.replace(self.tmp, self.path)
+        finally:
+            self.tmp.unlink(missing_ok=True)
+        return [self.path]
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def open_sink(out: Path, fps: float, background: tuple[float, float, float] | None):
+    """A frame sink for ``out``: a video when it ends in .mp4/.gif, else a folder of PNGs."""
+    if out.suffix.lower() in VIDEO_SUFFIXES:
+        return VideoSink(out, fps, background)
+    if out.suffix and not out.is_dir():
+        raise UserError(f"--out must be a folder, a .mp4 or a .gif (got suffix {out.suffix!r})",
+                        path=out, field="out")
+    return PngFolderSink(out)

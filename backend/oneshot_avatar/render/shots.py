@@ -1,0 +1,142 @@
+"""Rendering an avatar for a motion clip and cameras: posing in batches of frames, rasterizing,
+and turning the result into RGBA frames."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from oneshot_avatar.cameras import Camera, look_at, orbit_cameras, stack_cameras
+from oneshot_avatar.errors import UserError
+from oneshot_avatar.motion import MotionClip
+from oneshot_avatar.render.rasterize import RasterBackend, rasterize_gaussians
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ShotSettings:
+    width: int = 512
+    height: int = 512
+    background: tuple[float, float, float] | None = None  # None: transparent (alpha kept)
+    batch_frames: int = 8
+    backend: RasterBackend = "auto"
+    fov_y_degrees: float = 30.0
+
+
+def expression_for_body(clip: MotionClip, expression_names: Sequence[str]) -> np.ndarray | None:
+    """The clip's expressions as coefficients of the body's expression space, or None (neutral)
+    when the clip's space does not match the body's."""
+    names = list(expression_names)
+    if clip.expression.shape[1] == 0 or not names:
+        return None
+    if clip.expression_space == "arkit52" and names[:1] != ["expr_000"]:
+        if clip.expression.shape[1] == len(names):
+            return clip.expression
+    elif clip.expression_space == "smplx-pca" and names[:1] == ["expr_000"]:
+        out = np.zeros((clip.num_frames, len(names)), np.float32)
+        width = min(len(names), clip.expression.shape[1])
+        out[:, :width] = clip.expression[:, :width]
+        return out
+    logger.warning("the clip's %s expressions do not fit this body model's expressions; "
+                   "rendering a neutral face", clip.expression_space)
+    return None
+
+
+def framing(rest_vertices: torch.Tensor, width: int, height: int, fov_y_degrees: float,
+            margin: float = 1.15) -> tuple[torch.Tensor, float]:
+    """Target point and distance at which a camera with this fov sees the whole body."""
+    low = rest_vertices.min(dim=0).values
+    high = rest_vertices.max(dim=0).values
+    target = (low + high) / 2
+    half_height = float(high[1] - low[1]) / 2 * margin
+    half_width = float(max(high[0] - low[0], high[2] - low[2])) / 2 * margin
+    tan_y = math.tan(math.radians(fov_y_degrees) / 2)
+    tan_x = tan_y * width / height
+    distance = max(half_height / tan_y, half_width / tan_x) + float(high[2] - low[2]) / 2
+    return target, distance
+
+
+def front_shot_cameras(rest_vertices: torch.Tensor, settings: ShotSettings) -> list[Camera]:
+    target, distance = framing(rest_vertices, settings.width, settings.height, settings.fov_y_degrees)
+    eye = target + torch.tensor([0.0, 0.0, distance], dtype=target.dtype)
+    return [look_at(eye, target, width=settings.width, height=settings.height,
+                    fov_y_degrees=settings.fov_y_degrees)]
+
+
+def orbit_shot_cameras(rest_vertices: torch.Tensor, frames: int, settings: ShotSettings) -> list[Camera]:
+    target, distance = framing(rest_vertices, settings.width, settings.height, settings.fov_y_degrees)
+    return orbit_cameras(frames, radius=distance, height=float(target[1]), target=target,
+                         width=settings.width, height_px=settings.height,
+                         fov_y_degrees=settings.fov_y_degrees)
+
+
+def parse_frame_range(text: str | None, num_frames: int) -> range:
+    """``a:b`` (Python-style, end exclusive, either side optional) -> a range of frames."""
+    if text is None:
+        return range(num_frames)
+    try:
+        start_text, _, stop_text = text.partition(":")
+        start = int(start_text) if start_text else 0
+        stop = int(stop_text) if stop_text else num_frames
+    except ValueError:
+        raise UserError(f"--frames must look like a:b (e.g. 0:60), got {text!r}", field="frames") from None
+    frames = range(num_frames)[start:stop]
+    if len(frames) == 0:
+        raise UserError(f"--frames {text!r} selects no frame of a {num_frames}-frame clip", field="frames")
+    return frames
+
+
+def render_shot(
+    avatar,
+    body,
+    clip: MotionClip,
+    cameras: Sequence[Camera],
+    frames: range,
+    settings: ShotSettings,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(frame, rgba)`` for each frame, rgba ``uint8 [H, W, 4]`` (alpha = coverage; with a
+    background colour the RGB is composited over it and alpha is 255 where anything is drawn
+    or background). ``cameras`` has one camera for all frames or one per clip frame."""
+    if len(cameras) not in (1, clip.num_frames):
+        raise UserError(f"need 1 camera or one per frame ({clip.num_frames}), got {len(cameras)}",
+                        field="camera")
+    device = body.device
+    params = clip.to_torch(device)
+    params.pop("expression")
+    expression = expression_for_body(clip, body.expression_names)
+    for start in range(0, len(frames), settings.batch_frames):
+        chunk = list(frames[start : start + settings.batch_frames])
+        index = torch.tensor(chunk, device=device)
+        frame_params = {k: v[index] for k, v in params.items()}
+        if expression is not None:
+            frame_params["expression"] = torch.as_tensor(expression[chunk], device=device)
+        chosen = [cameras[i] if len(cameras) > 1 else cameras[0] for i in chunk]
+        viewmats, Ks, width, height = stack_cameras([c.to(device, torch.float32) for c in chosen])
+        background = None
+        if settings.background is not None:
+            background = torch.tensor(settings.background, device=device).expand(len(chunk), 1, 3)
+        with torch.no_grad():
+            posed = avatar.pose(body, **frame_params)
+            out = rasterize_gaussians(
+                posed.means, posed.quats, posed.scales, posed.opacities, posed.sh,
+                viewmats[:, None], Ks[:, None], width, height, sh_degree=posed.sh_degree,
+                backgrounds=background, backend=settings.backend,
+            )
+        rgb = out.rgb[:, 0].clamp(0, 1)
+        alpha = out.alpha[:, 0].clamp(0, 1)
+        if settings.background is not None:
+            alpha = torch.ones_like(alpha)
+        else:
+            rgb = rgb / alpha.clamp_min(1e-6) * (alpha > 0)  # un-premultiply for straight alpha
+        rgba = (torch.cat([rgb.clamp(0, 1), alpha], dim=-1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+        for i, frame in enumerate(chunk):
+            yield frame, rgba[i]
+        if progress is not None:
+            progress(len(chunk))
