@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,16 +10,7 @@ import pytest
 from oneshot_avatar.errors import UserError
 from oneshot_avatar.motion import builtin_clip, builtin_names, load_motion
 from oneshot_avatar.motion.cli import register
-
-MOTION_DATA = Path(__file__).parents[2] / "shared" / "data" / "motion"
-
-
-def real_file(name: str) -> Path:
-    path = MOTION_DATA / name
-    if not path.exists():
-        pytest.skip(f"real motion test file {path} is absent (tests expect ../shared/data "
-                    "beside the repository)")
-    return path
+from shared_files import real_file
 
 
 def _parser() -> argparse.ArgumentParser:

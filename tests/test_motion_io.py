@@ -17,17 +17,10 @@ from oneshot_avatar.motion.io import (
     smplx_hand_mean,
     z_up_to_y_up,
 )
+from shared_files import real_file
 
-MOTION_DATA = Path(__file__).parents[2] / "shared" / "data" / "motion"
 Q_Z_UP_TO_Y_UP = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])
 
-
-def real_file(name: str) -> Path:
-    path = MOTION_DATA / name
-    if not path.exists():
-        pytest.skip(f"real motion test file {path} is absent (tests expect ../shared/data "
-                    "beside the repository)")
-    return path
 
 
 def _raw_npz(path: Path) -> dict[str, np.ndarray]:

@@ -15,18 +15,11 @@ from scipy.spatial.transform import Rotation
 
 from oneshot_avatar.body.smplx_layout import JOINT_INDEX, NOMINAL_PELVIS_REST, PARENTS
 from oneshot_avatar.motion import builtin_clip, load_motion
+from shared_files import real_file
 
-MOTION_DATA = Path(__file__).parents[2] / "shared" / "data" / "motion"
 Q_Z_UP_TO_Y_UP = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])
 J = JOINT_INDEX
 
-
-def real_file(name: str) -> Path:
-    path = MOTION_DATA / name
-    if not path.exists():
-        pytest.skip(f"real motion test file {path} is absent (tests expect ../shared/data "
-                    "beside the repository)")
-    return path
 
 
 def rest_skeleton() -> np.ndarray:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
@@ -12,16 +10,7 @@ from oneshot_avatar.errors import UserError
 from oneshot_avatar.motion import MotionClip, builtin_clip, load_motion, resample
 from oneshot_avatar.motion.clip import FRAME_FIELDS
 from oneshot_avatar.motion.resample import resampled_frame_count
-
-MOTION_DATA = Path(__file__).parents[2] / "shared" / "data" / "motion"
-
-
-def real_file(name: str) -> Path:
-    path = MOTION_DATA / name
-    if not path.exists():
-        pytest.skip(f"real motion test file {path} is absent (tests expect ../shared/data "
-                    "beside the repository)")
-    return path
+from shared_files import real_file
 
 
 def _two_frame_clip(angle0: float, angle1: float, axis=(1.0, 0.0, 0.0)) -> MotionClip:
