@@ -137,5 +137,5 @@ def read_array(npz: np.lib.npyio.NpzFile, key: str, path: str | Path) -> np.ndar
                 field=key,
             ) from error
         raise BadFileError(f"unreadable array: {error}", path=path, field=key) from error
-    except Exception as error:
-        raise BadFileError(f"unreadable array (corrupt file?): {error}", path=path, field=key) from error
+    except Exception as error:  # zipfile, zlib and numpy raise many types for damaged data
+        raise BadFileError(f"corrupt or truncated archive: {error}", path=path, field=key) from error

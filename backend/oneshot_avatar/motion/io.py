@@ -52,10 +52,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import tempfile
 import zipfile
-import zlib
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -63,6 +60,7 @@ from typing import Any
 
 import numpy as np
 
+from oneshot_avatar.body.npz_io import npz_bytes, read_array, write_bytes_atomic
 from oneshot_avatar.body.smplx_layout import NOMINAL_PELVIS_REST
 from oneshot_avatar.errors import BadFileError, UserError
 from oneshot_avatar.motion import _rotations as rot
@@ -159,17 +157,9 @@ def save_motion(clip: MotionClip, path: str | Path) -> Path:
     if clip.betas is not None:
         arrays["betas"] = np.ascontiguousarray(clip.betas, dtype=np.float32)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        write_bytes_atomic(path, npz_bytes(arrays))
     except OSError as error:
-        raise UserError(f"cannot write here: {error.strerror}", path=path) from error
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        raise UserError(f"cannot write here: {error.strerror or error}", path=path) from error
     return path
 
 
@@ -211,19 +201,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
         raise BadFileError(f"not a readable .npz archive (corrupt or truncated?): {error}",
                            path=path) from error
-    arrays = {}
     with npz:
-        for key in npz.files:
-            try:
-                arrays[key] = npz[key]
-            except ValueError as error:
-                if "pickle" in str(error).lower():
-                    raise _pickle_refusal(path, key) from error
-                raise BadFileError(f"unreadable array: {error}", path=path, field=key) from error
-            except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
-                raise BadFileError(f"corrupt or truncated archive: {error}", path=path,
-                                   field=key) from error
-    return arrays
+        return {key: read_array(npz, key, path) for key in npz.files}
 
 
 def _read_npy(path: Path) -> np.ndarray:
