@@ -87,6 +87,20 @@ def matrix_to_quat(matrix: Tensor) -> Tensor:
     return torch.where(quat[..., :1] < 0, -quat, quat)
 
 
+def _right_product_matrix(q: Tensor) -> Tensor:
+    """M(q) [..., 4, 4] with ``quat_multiply(p, q) == M(q) @ p`` for wxyz quaternions."""
+    w, x, y, z = q.unbind(-1)
+    return torch.stack(
+        [
+            w, -x, -y, -z,
+            x, w, z, -y,
+            y, -z, w, x,
+            z, y, -x, w,
+        ],
+        dim=-1,
+    ).unflatten(-1, (4, 4))  # fmt: skip
+
+
 def quat_to_matrix(quat: Tensor) -> Tensor:
     """wxyz quaternions [..., 4] (normalised here) to rotation matrices [..., 3, 3]."""
     q = quat / quat.norm(dim=-1, keepdim=True).clamp_min(1e-12)
@@ -109,17 +123,20 @@ def local_to_world(
     local_scales: Tensor,  # [N, 3] (linear, not log)
 ) -> tuple[Tensor, Tensor, Tensor]:
     """World means [..., N, 3], quats [..., N, 4] and scales [..., N, 3] of bound Gaussians."""
-    rotation = frames.rotations[..., binding, :, :]
-    k = frames.scales[..., binding, None]
-    u, w, d = local_means.unbind(-1)
-    means = (
-        frames.origins[..., binding, :]
-        + u[:, None] * frames.edges1[..., binding, :]
-        + w[:, None] * frames.edges2[..., binding, :]
-        + (d[:, None] * k) * rotation[..., 2]
-    )
-    quats = quat_multiply(matrix_to_quat(rotation), local_quats.expand(*rotation.shape[:-2], 4))
-    return means, quats, k * local_scales
+    # Everything per triangle (F) is computed first and packed into one [..., F, 17] table:
+    # quaternion (4), centroid (3), edge1 (3), edge2 (3), k * normal (3), k (1). One gather
+    # takes it to the Gaussians (N, several per triangle); two small contractions finish.
+    k = frames.scales[..., None]
+    table = torch.cat(
+        [matrix_to_quat(frames.rotations), frames.origins, frames.edges1, frames.edges2,
+         k * frames.rotations[..., 2], k],
+        dim=-1,
+    ).index_select(-2, binding)  # [..., N, 17]
+    basis = table[..., 4:16].unflatten(-1, (4, 3))  # rows: centroid, edge1, edge2, k * normal
+    coefficients = torch.cat([torch.ones_like(local_means[:, :1]), local_means], dim=-1)  # [N, 4]
+    means = torch.einsum("...nkd,nk->...nd", basis, coefficients)
+    quats = torch.einsum("nij,...nj->...ni", _right_product_matrix(local_quats), table[..., :4])
+    return means, quats, table[..., 16:] * local_scales
 
 
 def world_to_local(frames: TriangleFrames, binding: Tensor, means: Tensor) -> Tensor:
