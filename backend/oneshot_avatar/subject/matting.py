@@ -1,0 +1,275 @@
+"""Person masks made from the photo: an ONNX matting/segmentation model (plug-in, the user
+brings the file) and GrabCut seeded by a rough prior such as the fitted body's silhouette (the
+classical fallback that needs no weights)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from oneshot_avatar.errors import BadFileError, UserError
+
+DEFAULT_MAX_SIDE = 512  # long side of the model input when the model's size is dynamic
+_STRIDE = 32  # dynamic input sizes are rounded to multiples of this
+_RANGE_TOLERANCE = 0.05  # an output within [-tol, 1 + tol] is taken as an alpha matte
+
+
+class OnnxMatting:
+    """An ONNX matting or person-segmentation model run with onnxruntime.
+
+    The model takes one float image ``[N, 3, H, W]`` (or ``[N, H, W, 3]``), RGB in ``[0, 1]``
+    normalised as ``(x - mean) / std``. A fixed input size is used as it is; a dynamic one gets
+    the photo with its long side at ``max_side``, both sides rounded to multiples of 32. The first
+    output is read as an alpha matte ``[N, 1, h, w]`` (a sigmoid is applied when its values lie
+    outside ``[0, 1]``: logits), or, with two or more channels, as segmentation logits whose
+    softmax channel ``person_channel`` is the person. The result is resized to the photo.
+    """
+
+    def __init__(self, path: str | Path, device: Any = "cpu", *,
+                 mean: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                 std: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                 max_side: int = DEFAULT_MAX_SIDE, person_channel: int = 1):
+        path = Path(path)
+        if not path.is_file():
+            raise BadFileError("the matting model file does not exist: check the path", path=path)
+        self.path = path
+        self.name = f"onnx:{path.name}"
+        self.mean = np.asarray(mean, np.float32).reshape(3)
+        self.std = np.asarray(std, np.float32).reshape(3)
+        if not (self.std > 0).all():
+            raise UserError(f"must be positive, got {tuple(std)}", field="matting std")
+        self.max_side = int(max_side)
+        self.person_channel = int(person_channel)
+        ort = _import_onnxruntime()
+        try:
+            self.session = ort.InferenceSession(str(path), providers=_providers(ort, device))
+        except _ort_errors() as error:
+            raise BadFileError(
+                f"not an ONNX model that onnxruntime can load ({error}): give a matting or "
+                "person-segmentation model exported to ONNX", path=path) from error
+        self.providers: list[str] = list(self.session.get_providers())
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            names = ", ".join(f"{i.name} {i.shape}" for i in inputs)
+            raise BadFileError(
+                f"the model has {len(inputs)} inputs ({names}); a matting model with a single "
+                "image input [N, 3, H, W] is needed", path=path)
+        self._input = inputs[0]
+        shape = list(self._input.shape)
+        if len(shape) != 4:
+            raise BadFileError(f"the model's input {self._input.name} has shape {shape}; an image "
+                               "input [N, 3, H, W] or [N, H, W, 3] is needed", path=path)
+        dims = [d if isinstance(d, int) and d > 0 else None for d in shape]
+        if dims[1] == 3 or (dims[1] is None and dims[3] != 3):
+            self._channels_last, height, width = False, dims[2], dims[3]
+        elif dims[3] == 3:
+            self._channels_last, height, width = True, dims[1], dims[2]
+        else:
+            raise BadFileError(f"the model's input {self._input.name} has shape {shape}: no axis "
+                               "of 3 colour channels", path=path)
+        self.fixed_size: tuple[int | None, int | None] = (height, width)
+        types = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+        if self._input.type not in types:
+            raise BadFileError(f"the model's input is {self._input.type}; a float image is needed",
+                               path=path)
+        self._dtype = types[self._input.type]
+
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        """``(h, w)`` of the model input for a photo of ``height x width``."""
+        fixed_h, fixed_w = self.fixed_size
+        if fixed_h and fixed_w:
+            return fixed_h, fixed_w
+        if fixed_h:
+            scale = fixed_h / height
+        elif fixed_w:
+            scale = fixed_w / width
+        else:
+            scale = self.max_side / max(height, width)
+        h = fixed_h or max(_STRIDE, round(height * scale / _STRIDE) * _STRIDE)
+        w = fixed_w or max(_STRIDE, round(width * scale / _STRIDE) * _STRIDE)
+        return int(h), int(w)
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        """Alpha of the person, float32 ``[H, W]`` in ``[0, 1]``, for ``rgb`` ``[H, W, 3]``
+        (uint8, or float in ``[0, 1]``)."""
+        import cv2
+
+        image = _as_float_rgb(rgb)
+        height, width = image.shape[:2]
+        h, w = self.input_size(height, width)
+        shrink = h * w < height * width
+        resized = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink
+                             else cv2.INTER_LINEAR)
+        x = (resized - self.mean) / self.std
+        x = (x[None] if self._channels_last else x.transpose(2, 0, 1)[None]).astype(self._dtype)
+        try:
+            output = self.session.run(None, {self._input.name: np.ascontiguousarray(x)})[0]
+        except _ort_errors() as error:
+            raise BadFileError(f"the model failed on an input of shape {list(x.shape)} ({error}): "
+                               "check that it is an image matting or segmentation model",
+                               path=self.path) from error
+        alpha = self._alpha_from_output(np.asarray(output))
+        if alpha.shape != (height, width):
+            alpha = cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR)
+        return np.ascontiguousarray(np.clip(alpha, 0.0, 1.0), dtype=np.float32)
+
+    def _alpha_from_output(self, output: np.ndarray) -> np.ndarray:  # -> [h, w] in [0, 1]
+        shape = list(output.shape)
+        out = output.astype(np.float32)
+        if not np.isfinite(out).all():
+            raise BadFileError("the model's output holds NaN or infinite values: check that it is "
+                               "a matting model and its mean/std normalisation", path=self.path)
+        if out.ndim == 4:
+            out = out[0]
+        if out.ndim == 3:
+            if out.shape[-1] < min(out.shape[:2]) and out.shape[0] > out.shape[-1]:
+                out = np.moveaxis(out, -1, 0)  # [h, w, C] -> [C, h, w]
+            if out.shape[0] == 1:
+                out = out[0]
+            else:
+                if not 0 <= self.person_channel < out.shape[0]:
+                    raise BadFileError(
+                        f"the model's output {shape} has {out.shape[0]} channels, no channel "
+                        f"{self.person_channel} for the person: pass the right person_channel",
+                        path=self.path)
+                out = out - out.max(axis=0, keepdims=True)
+                exp = np.exp(out)
+                return exp[self.person_channel] / exp.sum(axis=0)
+        if out.ndim != 2 or min(out.shape) < 1:
+            raise BadFileError(f"the model's first output has shape {shape}; an alpha matte "
+                               "[N, 1, H, W] or segmentation logits [N, C, H, W] is needed",
+                               path=self.path)
+        if out.min() < -_RANGE_TOLERANCE or out.max() > 1.0 + _RANGE_TOLERANCE:
+            out = 1.0 / (1.0 + np.exp(-out))
+        return out
+
+
+def grabcut_mask(rgb: np.ndarray, prior: np.ndarray, iterations: int = 5, *,
+                 inner: float = 0.12, outer: float = 0.10, max_side: int = 800) -> np.ndarray:
+    """Refine a rough person mask with GrabCut; float32 ``[H, W]`` of 0 and 1.
+
+    ``rgb`` ``[H, W, 3]`` (uint8, or float in ``[0, 1]``); ``prior`` float ``[H, W]`` in
+    ``[0, 1]``, e.g. the fitted body's silhouette. Sure foreground is the prior eroded by
+    ``inner``, sure background everything farther than ``outer`` outside it (both fractions of
+    the longer side of the prior's bounding box); the band between is probable foreground inside
+    the prior and probable background outside. Photos larger than ``max_side`` are segmented at
+    that size and the result is enlarged. Parts of the result that neither touch the sure
+    foreground nor lie mostly inside the prior are dropped. When the prior leaves too little
+    background or foreground to learn colours from, the prior itself (thresholded) is returned,
+    with a warning.
+    """
+    import cv2
+
+    image = np.round(_as_float_rgb(rgb) * 255.0).astype(np.uint8)
+    height, width = image.shape[:2]
+    prior = np.asarray(prior, dtype=np.float32)
+    if prior.shape != (height, width):
+        raise ValueError(f"prior is {prior.shape}, expected [H, W] = {(height, width)}")
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    inside = prior > 0.5
+    if not inside.any():
+        raise ValueError("the prior has no foreground (no pixel > 0.5) to start GrabCut from")
+    scale = min(1.0, max_side / max(height, width))
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        small_prior = cv2.resize(inside.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+        result = _grabcut(small, small_prior > 0.5, iterations, inner, outer)
+        if result is None:
+            return inside.astype(np.float32)
+        result = cv2.resize(result, (width, height), interpolation=cv2.INTER_LINEAR) > 0.5
+        return result.astype(np.float32)
+    result = _grabcut(image, inside, iterations, inner, outer)
+    return inside.astype(np.float32) if result is None else result
+
+
+def _grabcut(image: np.ndarray, inside: np.ndarray, iterations: int, inner: float,
+             outer: float) -> np.ndarray | None:
+    import cv2
+
+    rows = np.flatnonzero(inside.any(axis=1))
+    cols = np.flatnonzero(inside.any(axis=0))
+    if rows.size == 0:
+        warnings.warn("GrabCut: the prior vanished at the working size; using it as the mask",
+                      stacklevel=3)
+        return None
+    extent = max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)
+    r_in = max(1, round(inner * extent))
+    r_out = max(2, round(outer * extent))
+    sure_fg = cv2.erode(inside.astype(np.uint8), _disk(r_in)) > 0
+    near = cv2.dilate(inside.astype(np.uint8), _disk(r_out)) > 0
+    labels = np.full(inside.shape, cv2.GC_BGD, np.uint8)
+    labels[near & ~inside] = cv2.GC_PR_BGD
+    labels[inside] = cv2.GC_PR_FGD
+    labels[sure_fg] = cv2.GC_FGD
+    foreground = int(inside.sum())
+    background = int((~inside).sum())
+    if foreground < 32 or background < 32:
+        warnings.warn(f"GrabCut: the prior leaves {foreground} foreground and {background} "
+                      "background pixels, too few to learn colours; using it as the mask",
+                      stacklevel=3)
+        return None
+    bgd_model = np.zeros((1, 65), np.float64)
+    fgd_model = np.zeros((1, 65), np.float64)
+    cv2.grabCut(image[..., ::-1].copy(), labels, None, bgd_model, fgd_model, iterations,
+                cv2.GC_INIT_WITH_MASK)
+    person = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+    # Drop specks: keep the parts that touch the sure foreground or lie mostly inside the prior.
+    count, components = cv2.connectedComponents(person.astype(np.uint8), connectivity=8)
+    area = np.bincount(components.ravel(), minlength=count)
+    within = np.bincount(components[inside], minlength=count)
+    keep = within >= 0.5 * area
+    keep[np.unique(components[sure_fg & person])] = True
+    keep[0] = False
+    return keep[components].astype(np.float32)
+
+
+def _disk(radius: int) -> np.ndarray:
+    import cv2
+
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def _as_float_rgb(rgb: np.ndarray) -> np.ndarray:
+    """float32 ``[H, W, 3]`` in ``[0, 1]`` from uint8 or float RGB."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
+        raise ValueError(f"rgb must be [H, W, 3], got shape {rgb.shape}")
+    if rgb.dtype == np.uint8:
+        return rgb.astype(np.float32) / 255.0
+    return np.clip(rgb.astype(np.float32), 0.0, 1.0)
+
+
+def _import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise UserError("ONNX models need onnxruntime: pip install 'oneshot-avatar[onnx]' "
+                        "(or onnxruntime-gpu for CUDA)", field="matting model") from error
+    return onnxruntime
+
+
+def _ort_errors() -> tuple[type[BaseException], ...]:
+    """The exception types onnxruntime raises for bad models and failed runs."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "InvalidProtobuf", "InvalidGraph", "NoSuchFile",
+             "NoModel", "RuntimeException", "NotImplemented", "ModelLoaded", "EPFail")
+    found = tuple(getattr(state, n) for n in names if isinstance(getattr(state, n, None), type))
+    return found + (RuntimeError, OSError, ValueError)
+
+
+def _providers(ort, device: Any) -> list[Any]:
+    """CUDA (then CPU) for a CUDA device when onnxruntime has it, else CPU."""
+    text = str(device)
+    if text.startswith("cuda"):
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            index = int(text.split(":", 1)[1]) if ":" in text else 0
+            return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+        warnings.warn("onnxruntime has no CUDA provider here (install onnxruntime-gpu); running "
+                      "the matting model on the CPU", stacklevel=3)
+    return ["CPUExecutionProvider"]
