@@ -1,0 +1,82 @@
+"""Image losses and metrics on ``[B, C, H, W]`` tensors with values in [0, 1]."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_C1 = 0.01**2
+SSIM_C2 = 0.03**2
+
+
+def l1(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean absolute difference."""
+    return (pred - target).abs().mean()
+
+
+def gaussian_window(size: int, sigma: float, *, dtype: torch.dtype, device) -> Tensor:
+    """A normalised 1D Gaussian ``[size]``."""
+    x = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
+    w = torch.exp(-(x * x) / (2 * sigma * sigma))
+    return w / w.sum()
+
+
+def _blur(x: Tensor, window: Tensor) -> Tensor:
+    """Separable 'valid' convolution of every channel of ``x [B, C, H, W]``."""
+    c = x.shape[1]
+    k = window.numel()
+    x = F.conv2d(x, window.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
+    return F.conv2d(x, window.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
+
+
+def ssim_map(pred: Tensor, target: Tensor, *, window: int = SSIM_WINDOW,
+             sigma: float = SSIM_SIGMA) -> Tensor:
+    """Per-pixel SSIM ``[B, C, H', W']`` (Gaussian window, 'valid' region; the window shrinks
+    to the image when the image is smaller)."""
+    if pred.shape != target.shape or pred.ndim != 4:
+        raise ValueError(f"expected two [B, C, H, W] tensors of one shape, got "
+                         f"{list(pred.shape)} and {list(target.shape)}")
+    size = min(window, pred.shape[-1], pred.shape[-2])
+    size -= 1 - size % 2  # odd
+    w = gaussian_window(size, sigma * size / window, dtype=pred.dtype, device=pred.device)
+    mu_x, mu_y = _blur(pred, w), _blur(target, w)
+    xx = _blur(pred * pred, w) - mu_x * mu_x
+    yy = _blur(target * target, w) - mu_y * mu_y
+    xy = _blur(pred * target, w) - mu_x * mu_y
+    numerator = (2 * mu_x * mu_y + SSIM_C1) * (2 * xy + SSIM_C2)
+    denominator = (mu_x * mu_x + mu_y * mu_y + SSIM_C1) * (xx + yy + SSIM_C2)
+    return numerator / denominator
+
+
+def ssim(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean SSIM (11-px Gaussian window, sigma 1.5, C1 = 0.01², C2 = 0.03²)."""
+    return ssim_map(pred, target).mean()
+
+
+def d_ssim(pred: Tensor, target: Tensor) -> Tensor:
+    """``1 - SSIM`` (0 for identical images; the 3DGS convention)."""
+    return 1.0 - ssim(pred, target)
+
+
+def psnr(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> float:
+    """PSNR in dB for values in [0, 1], over the pixels where ``mask [B, 1, H, W]`` > 0.5
+    when given (all pixels otherwise)."""
+    err = (pred.detach() - target.detach()) ** 2
+    if mask is not None:
+        keep = (mask.detach() > 0.5).expand_as(err)
+        if not bool(keep.any()):
+            return float("nan")
+        mse = float(err[keep].mean())
+    else:
+        mse = float(err.mean())
+    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
+
+
+def mask_loss(alpha: Tensor, mask: Tensor) -> Tensor:
+    """L1 between rendered alpha and the person mask (both ``[B, 1, H, W]`` in [0, 1])."""
+    return (alpha - mask).abs().mean()
