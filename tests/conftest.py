@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# OpenMP threads that spin while waiting slow torch down badly when other processes share the
+# cores (measured: a test file took 636 s instead of ~20 s); waiting passively costs nothing.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pytest
 
 from shared_files import SHARED_DATA

@@ -10,8 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
+
+# Before torch is imported: OpenMP threads wait passively, so a busy machine (or a second job)
+# does not slow every parallel region down with spinning threads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from oneshot_avatar import __version__
 from oneshot_avatar.errors import UserError
@@ -113,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     from oneshot_avatar.render.cli import register as register_render
 
     register_render(subparsers)
+    from oneshot_avatar.reconstruct.cli import register as register_reconstruct
+
+    register_reconstruct(subparsers)
     return parser
 
 

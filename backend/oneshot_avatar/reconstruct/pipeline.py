@@ -1,0 +1,574 @@
+"""Photo -> ``.avatar``: the reconstruction pipeline.
+
+Stages (each prints what it does and which plug-in ran):
+
+1. **subject** -- load the photo (EXIF orientation), the person mask (``--mask``, the photo's
+   alpha, an ONNX matting model, or later GrabCut seeded by the body fit), the keypoints
+   (``--keypoints``, ``--keypoint-model``) or an initial pose (``--init``), crop around the person
+   to the preset's working size.
+2. **fit** -- SMPL-X shape, pose, expression and camera fitted to the keypoints and the mask.
+3. **labels** -- pseudo-label frames of the person in other poses and views.
+4. **train** -- Gaussians bound to the mesh, fitted to the photo and the labels.
+5. **package** -- one ``.avatar`` file, a JSON report and preview images.
+
+Work in progress lives in ``NAME.avatar.work/`` next to the output: the fit, the labels and
+training checkpoints. ``resume=True`` continues from there after an interruption; the folder is
+removed once the ``.avatar`` is written. The ``.avatar`` itself is written atomically, so a
+failed run never leaves a half-written one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from oneshot_avatar.errors import UserError
+from oneshot_avatar.reconstruct.presets import Preset
+from oneshot_avatar.reconstruct.presets import preset as make_preset
+
+Log = Callable[[str], None]
+
+# Field of view assumed for the photo's longer side when nothing gives the focal length (a
+# typical phone or 35-50 mm-equivalent portrait lens; the fit's depth, not its 2D fit, depends on it).
+PHOTO_FOV_DEGREES = 40.0
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class ReconstructOptions:
+    photo: Path
+    out: Path
+    mask: Path | None = None
+    keypoints: Path | None = None
+    keypoint_model: Path | None = None
+    matting_model: Path | None = None
+    init: Path | None = None
+    preset: str = "fast"
+    steps: int | None = None
+    resolution: int | None = None
+    body_model: str | None = None
+    device: str = "auto"
+    seed: int = 0
+    resume: bool = False
+    keep_work: bool = False
+    previews: bool = True
+    vgg_weights: Path | None = None
+    quiet: bool = False
+    extra_report: dict = field(default_factory=dict)
+    # Benchmarks only: a function of the prepared subject giving the fit to use instead of
+    # fitting (the "oracle" fit of a synthetic subject).
+    fit_override: Callable | None = None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is available here; use --device cpu", field="device")
+    if not (name == "cpu" or name.startswith("cuda")):
+        raise UserError(f"--device must be auto, cpu or cuda[:N], got {name!r}", field="device")
+    return torch.device(name)
+
+
+def output_paths(out: Path) -> dict[str, Path]:
+    """Where a reconstruction writes: the package, its report, previews and the work folder."""
+    stem = out.name[: -len(".avatar")] if out.name.endswith(".avatar") else out.stem
+    return {
+        "avatar": out,
+        "report": out.with_name(stem + ".report.json"),
+        "preview": out.with_name(stem + ".preview.png"),
+        "turnaround": out.with_name(stem + ".turnaround.png"),
+        "labels": out.with_name(stem + ".labels.png"),
+        "work": out.with_name(out.name + ".work"),
+    }
+
+
+def check_output(out: Path) -> None:
+    """Fail before any long work when the output cannot be written."""
+    if out.suffix != ".avatar":
+        raise UserError(f"--out must end in .avatar, got {str(out)!r}", field="out")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.exists():
+        raise UserError(f"the output folder {str(parent)!r} does not exist; create it first",
+                        path=out, field="out")
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write into {str(parent)!r} (not a writable folder); choose another --out",
+                        path=out, field="out")
+    if out.exists() and out.is_dir():
+        raise UserError(f"--out {str(out)!r} is a folder; give a file name ending in .avatar",
+                        path=out, field="out")
+
+
+def _check_input(path: Path | None, field_name: str) -> None:
+    if path is not None and not Path(path).is_file():
+        raise UserError(f"--{field_name.replace('_', '-')} {str(path)!r}: no such file", path=path,
+                        field=field_name)
+
+
+def _file_sha(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _inputs_fingerprint(options: ReconstructOptions, chosen: Preset) -> dict:
+    return {
+        "photo": _file_sha(options.photo),
+        "mask": _file_sha(options.mask),
+        "keypoints": _file_sha(options.keypoints),
+        "keypoint_model": _file_sha(options.keypoint_model),
+        "matting_model": _file_sha(options.matting_model),
+        "init": _file_sha(options.init),
+        "preset": chosen.to_dict(),
+        "body_model": options.body_model,
+        "seed": options.seed,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 1: subject
+
+
+@dataclass
+class Prepared:
+    subject: object  # oneshot_avatar.subject.Subject
+    keypoints: object | None  # oneshot_avatar.fit.Keypoints in working-image pixels
+    init: dict | None
+    plugins: dict
+
+
+def prepare_subject(options: ReconstructOptions, chosen: Preset, device: torch.device, log: Log) -> Prepared:
+    from oneshot_avatar.fit import OnnxKeypointDetector, load_keypoints
+    from oneshot_avatar.subject import (
+        OnnxMatting,
+        check_person,
+        load_mask,
+        load_photo,
+        make_subject,
+        mask_from_alpha,
+        person_box,
+    )
+
+    photo = load_photo(options.photo)
+    height, width = photo.rgb.shape[:2]
+    plugins: dict[str, str] = {}
+    mask_full, mask_source = None, "none"
+    if options.mask is not None:
+        mask_full, mask_source = load_mask(options.mask, (width, height)), "file"
+    elif photo.alpha is not None and (alpha_mask := mask_from_alpha(photo.alpha)) is not None:
+        mask_full, mask_source = alpha_mask, "alpha"
+    elif options.matting_model is not None:
+        matting = OnnxMatting(options.matting_model, device=str(device))
+        mask_full, mask_source = matting(photo.rgb), matting.name
+    if mask_full is not None:
+        check_person(mask_full, "mask")
+    plugins["mask"] = mask_source if mask_full is not None else "grabcut (after the body fit)"
+
+    keypoints, init = None, None
+    if options.keypoints is not None:
+        keypoints = load_keypoints(options.keypoints, (width, height))
+        plugins["keypoints"] = keypoints.source
+    elif options.keypoint_model is not None:
+        detector = OnnxKeypointDetector(options.keypoint_model, device=str(device))
+        box = None
+        if mask_full is not None:
+            ys, xs = np.nonzero(mask_full > 0.5)
+            box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+        keypoints = detector(photo.rgb, box)
+        plugins["keypoints"] = detector.name
+    if options.init is not None:
+        init = options.init  # loaded with the body model in the fit stage
+        plugins.setdefault("keypoints", "none (initial pose from --init)")
+        plugins["init"] = str(options.init)
+    if keypoints is None and init is None:
+        raise UserError(
+            "no way to find the body in the photo: give one of --keypoints FILE (OpenPose or "
+            "COCO-WholeBody JSON), --keypoint-model FILE.onnx (a whole-body keypoint detector) or "
+            "--init FILE (SMPL-X parameters, as the Blender add-on sends)",
+            field="keypoints",
+        )
+    box = person_box((width, height), chosen.resolution, mask=mask_full,
+                     points=None if keypoints is None else keypoints.xy,
+                     conf=None if keypoints is None else keypoints.conf)
+    subject = make_subject(photo, box, mask_full=mask_full, mask_source=mask_source)
+    if keypoints is not None:
+        keypoints = keypoints.mapped(box.to_crop, image_size=(chosen.resolution, chosen.resolution))
+    log(f"subject: {options.photo} {width}x{height} -> {chosen.resolution}x{chosen.resolution} "
+        f"working image; mask: {plugins['mask']}; keypoints: {plugins.get('keypoints', 'none')}")
+    return Prepared(subject=subject, keypoints=keypoints, init=init, plugins=plugins)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 2: fit (+ GrabCut mask when none was given)
+
+
+def _save_fit(path: Path, fit, mask: np.ndarray | None) -> None:
+    arrays = {f"param_{k}": v.detach().cpu().numpy() for k, v in fit.params.items()}
+    if mask is not None:
+        arrays["mask"] = mask.astype(np.float32)
+    arrays["camera_json"] = np.frombuffer(json.dumps(fit.camera.to_dict()).encode(), dtype=np.uint8)
+    arrays["report_json"] = np.frombuffer(json.dumps(fit.report, default=float).encode(), dtype=np.uint8)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _load_fit(path: Path, device: torch.device):
+    from oneshot_avatar.cameras import Camera
+    from oneshot_avatar.fit import FitResult
+
+    with np.load(path, allow_pickle=False) as data:
+        params = {k[len("param_"):]: torch.as_tensor(data[k], device=device) for k in data.files
+                  if k.startswith("param_")}
+        camera = Camera.from_dict(json.loads(bytes(data["camera_json"]).decode()), device=device)
+        report = json.loads(bytes(data["report_json"]).decode())
+        mask = data["mask"] if "mask" in data.files else None
+    return FitResult(params=params, camera=camera, report=report), mask
+
+
+def fit_stage(body, prepared: Prepared, chosen: Preset, device: torch.device, work: Path,
+              resume: bool, log: Log, fit_override: Callable | None = None):
+    from oneshot_avatar.fit import fit_body, load_init, render_silhouette
+    from oneshot_avatar.subject import grabcut_mask
+
+    saved = work / "fit.npz"
+    subject = prepared.subject
+    if resume and saved.exists():
+        fit, mask = _load_fit(saved, device)
+        if mask is not None:
+            subject.mask = mask
+            if subject.mask_source == "none":
+                subject.mask_source = "grabcut"
+        log(f"fit: resumed from {saved}")
+        return fit
+    started = time.perf_counter()
+    if fit_override is not None:
+        fit = fit_override(subject)
+        fit.report.setdefault("seconds_total", time.perf_counter() - started)
+        log("fit: given (oracle)")
+        return fit
+    init = load_init(prepared.init, body) if prepared.init is not None else None
+    size = chosen.resolution
+    photo_scale = 1.0 / subject.box.scale
+    # The focal length is assumed from the whole photo's field of view (a crop narrows it).
+    photo_long_side = max(subject.photo.rgb.shape[:2])
+    photo_focal = photo_long_side / 2 / math.tan(math.radians(PHOTO_FOV_DEGREES) / 2)
+    working_fov = 2 * math.degrees(math.atan(size / 2 / (photo_focal * subject.box.scale)))
+    fit_config = replace(chosen.fit, fov_degrees=working_fov)
+    fit = fit_body(body, size, keypoints=prepared.keypoints, mask=subject.mask, init=init,
+                   config=fit_config, device=device, photo_scale=photo_scale)
+    if subject.mask is None:
+        with torch.no_grad():
+            prior = render_silhouette(body, fit.params, fit.camera, size).detach().cpu().numpy()
+        rgb8 = (np.clip(subject.image, 0, 1) * 255 + 0.5).astype(np.uint8)
+        subject.mask = grabcut_mask(rgb8, prior)
+        subject.mask_source = "grabcut"
+        # A short second pass from the first fit, now with the silhouette term.
+        refine = replace(fit_config, pose_prior_weights=fit_config.pose_prior_weights[-1:],
+                         body_iterations=max(fit_config.body_iterations // 2, 1))
+        fit_with_mask = fit_body(body, size, keypoints=prepared.keypoints, mask=subject.mask,
+                                 init={**{k: v for k, v in fit.params.items() if k != "transl"},
+                                       "camera": fit.camera},
+                                 config=refine,
+                                 device=device, photo_scale=photo_scale)
+        fit_with_mask.report["first_pass"] = fit.report
+        fit = fit_with_mask
+    fit.report["seconds_total"] = time.perf_counter() - started
+    _save_fit(saved, fit, subject.mask if subject.mask_source == "grabcut" else None)
+    iou, error = fit.report.get("mask_iou"), fit.report.get("keypoint_error_px")
+    log(f"fit: keypoint error {'n/a' if error is None else f'{error:.2f} px'}, "
+        f"mask IoU {'n/a' if iou is None else f'{iou:.3f}'}, {fit.report['seconds_total']:.1f} s")
+    return fit
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 3: pseudo-labels
+
+
+def labels_stage(body, fit, subject, chosen: Preset, device: torch.device, log: Log):
+    """Pseudo-labels from the photo (cheap and deterministic, so they are remade on resume)."""
+    from oneshot_avatar.priors import MeshReprojectionLabeler
+
+    settings = chosen.labels
+    labeler = MeshReprojectionLabeler(resolution=settings.texture_resolution, clips=settings.clips,
+                                      frames_per_clip=settings.frames_per_clip,
+                                      azimuths=settings.azimuths)
+    started = time.perf_counter()
+    image = torch.as_tensor(subject.image, device=device)
+    mask = torch.as_tensor(subject.mask, device=device)
+    params = {k: v.to(device) for k, v in fit.params.items()}
+    camera = fit.camera.to(device)
+    texture = labeler.texture_from_photo(body, params, camera, image, mask)
+    labels = labeler.make_labels(body, params, camera, image, mask, device=device)
+    seconds = time.perf_counter() - started
+    log(f"labels: {len(labels)} frames from '{labeler.name}' ({seconds:.1f} s)")
+    return labeler, texture, labels, seconds
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 4: training
+
+
+def initial_gaussians(body, fit, texture, chosen: Preset, device: torch.device, seed: int):
+    """Gaussians on the fitted body's rest mesh, coloured from the photo's surface texture."""
+    from oneshot_avatar.avatar import MeshGaussians
+    from oneshot_avatar.avatar.gaussians import rgb_to_sh0
+
+    with torch.no_grad():
+        rest = body(betas=fit.params["betas"]).rest_vertices[0]
+        count = max(chosen.train.num_gaussians, body.info.num_faces)
+        gaussians = MeshGaussians.on_mesh(rest, body.faces, count, sh_degree=chosen.train.sh_degree,
+                                          seed=seed)
+        u, w = gaussians.local_means[:, 0], gaussians.local_means[:, 1]
+        bary = torch.stack([1.0 / 3.0 - u - w, u + 1.0 / 3.0, w + 1.0 / 3.0], dim=-1)
+        colors = texture.sample(gaussians.binding.to(texture.colors.device),
+                                bary.to(texture.colors.device)).to(rest)
+        gaussians.sh0.copy_(rgb_to_sh0(colors.clamp(0.0, 1.0))[:, None, :].reshape_as(gaussians.sh0))
+    return gaussians.to(device)
+
+
+def train_stage(body, fit, subject, labels, texture, chosen: Preset, options: ReconstructOptions,
+                device: torch.device, work: Path, log: Log):
+    from oneshot_avatar.train import TrainView, make_perceptual, train_avatar
+
+    gaussians = initial_gaussians(body, fit, texture, chosen, device, options.seed)
+    photo_view = TrainView(
+        image=torch.as_tensor(subject.image, device=device),
+        mask=torch.as_tensor(subject.mask, device=device),
+        params={k: v.to(device) for k, v in fit.params.items()},
+        camera=fit.camera.to(device),
+        kind="photo",
+    )
+    label_views = [
+        TrainView(image=labels.images[i].to(device), mask=labels.masks[i].to(device),
+                  params={k: v.to(device) for k, v in labels.frame_params(i).items()},
+                  camera=labels.cameras[i].to(device), kind=labels.kinds[i])
+        for i in range(len(labels))
+    ]
+    perceptual = make_perceptual(device, vgg_weights=options.vgg_weights)
+    log(f"train: {gaussians.num_gaussians} Gaussians, {chosen.train.steps} steps at "
+        f"{chosen.resolution} px on {device}; perceptual loss: {perceptual.name}")
+    from tqdm import tqdm
+
+    bar = tqdm(total=chosen.train.steps, desc="train", unit="step", file=sys.stderr,
+               disable=options.quiet)
+
+    def progress(step: int, total: int, losses: dict) -> None:
+        bar.n = step
+        bar.set_postfix(loss=f"{losses.get('total', float('nan')):.4f}", refresh=False)
+        bar.refresh()
+
+    try:
+        result = train_avatar(body, gaussians, photo_view, label_views, chosen.train, device=device,
+                              seed=options.seed, checkpoint=work / "train.ckpt", resume=options.resume,
+                              progress=progress, perceptual=perceptual)
+    finally:
+        bar.close()
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Previews
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    return (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+
+
+def render_views(gaussians, body, params: dict, cameras, background=(1.0, 1.0, 1.0)) -> np.ndarray:
+    """Images ``[C, H, W, 3]`` (float, over ``background``) of the avatar in one pose."""
+    from oneshot_avatar.avatar import pose_gaussians
+    from oneshot_avatar.cameras import stack_cameras
+    from oneshot_avatar.render.rasterize import rasterize_gaussians
+
+    device = gaussians.sh0.device
+    with torch.no_grad():
+        posed = pose_gaussians(body, gaussians, **{k: v.to(device) for k, v in params.items()})
+        viewmats, Ks, width, height = stack_cameras([c.to(device, torch.float32) for c in cameras])
+        bg = torch.tensor(background, device=device, dtype=torch.float32).expand(1, len(cameras), 3)
+        out = rasterize_gaussians(posed.means, posed.quats, posed.scales, posed.opacities, posed.sh,
+                                  viewmats[None], Ks[None], width, height, sh_degree=posed.sh_degree,
+                                  backgrounds=bg)
+    return out.rgb[0].clamp(0, 1).cpu().numpy()
+
+
+def write_previews(paths: dict[str, Path], gaussians, body, fit, subject, labels) -> list[Path]:
+    from PIL import Image
+
+    from oneshot_avatar.priors import turnaround_cameras
+
+    written = []
+    white = np.ones(3, np.float32)
+    photo = subject.image * subject.mask[..., None] + white * (1 - subject.mask[..., None])
+    rendered = render_views(gaussians, body, fit.params, [fit.camera])[0]
+    side = np.concatenate([_to_uint8(subject.image), _to_uint8(photo), _to_uint8(rendered)], axis=1)
+    Image.fromarray(side).save(paths["preview"])
+    written.append(paths["preview"])
+    cameras = turnaround_cameras(fit.params, body, fit.camera,
+                                 azimuths=(0, 45, 90, 135, 180, 225, 270, 315))
+    views = render_views(gaussians, body, fit.params, cameras)
+    Image.fromarray(_to_uint8(np.concatenate(list(views), axis=1))).save(paths["turnaround"])
+    written.append(paths["turnaround"])
+    if hasattr(labels, "save_preview"):
+        labels.save_preview(paths["labels"])
+        written.append(paths["labels"])
+    return written
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole job
+
+
+def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
+    """Run the pipeline; returns the report (also written next to the ``.avatar``)."""
+    from oneshot_avatar import __version__
+    from oneshot_avatar.body import load_body_model
+    from oneshot_avatar.package.avatar_file import save_avatar
+
+    started = time.perf_counter()
+    options.photo, options.out = Path(options.photo), Path(options.out)
+    # Cheap checks first: nothing long starts before the inputs and the output are known good.
+    check_output(options.out)
+    for name in ("photo", "mask", "keypoints", "keypoint_model", "matting_model", "init", "vgg_weights"):
+        _check_input(getattr(options, name), name)
+    chosen = make_preset(options.preset, steps=options.steps, resolution=options.resolution)
+    device = resolve_device(options.device)
+    torch.manual_seed(options.seed)
+    np.random.seed(options.seed % (2**32))
+    paths = output_paths(options.out)
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    prepared = prepare_subject(options, chosen, device, log)
+    timings["subject"] = time.perf_counter() - t
+    body = load_body_model(options.body_model, device=device)
+    if prepared.init is not None:  # validate --init against the body before long work
+        from oneshot_avatar.fit import load_init
+
+        load_init(prepared.init, body)
+
+    work = paths["work"]
+    fingerprint = json.loads(json.dumps(_inputs_fingerprint(options, chosen)))  # tuples -> lists
+    fingerprint_file = work / "inputs.json"
+    if work.exists():
+        same = fingerprint_file.exists() and json.loads(fingerprint_file.read_text()) == fingerprint
+        if options.resume and not same:
+            log(f"resume: {work} was made from other inputs or settings; starting over")
+            shutil.rmtree(work)
+        elif not options.resume:
+            shutil.rmtree(work)
+    elif options.resume:
+        log(f"resume: no earlier work at {work}; starting from the beginning")
+    work.mkdir(parents=True, exist_ok=True)
+    fingerprint_file.write_text(json.dumps(fingerprint, indent=1))
+
+    t = time.perf_counter()
+    fit = fit_stage(body, prepared, chosen, device, work, options.resume, log, options.fit_override)
+    timings["fit"] = time.perf_counter() - t
+    subject = prepared.subject
+    labeler, texture, labels, timings["labels"] = labels_stage(body, fit, subject, chosen, device, log)
+    t = time.perf_counter()
+    result = train_stage(body, fit, subject, labels, texture, chosen, options, device, work, log)
+    timings["train"] = time.perf_counter() - t
+
+    plugins = dict(prepared.plugins)
+    plugins["mask"] = subject.mask_source
+    plugins["labels"] = labeler.name
+    plugins["perceptual"] = result.report.get("perceptual")
+    plugins["body_model"] = body.info.model_id
+    report = {
+        "tool": "oneshot-avatar", "version": __version__,
+        "photo": str(options.photo), "device": str(device),
+        "preset": chosen.to_dict(), "seed": options.seed,
+        "subject": {"crop": subject.box.to_dict(), "mask_source": subject.mask_source},
+        "fit": {**fit.report,
+                "params": {k: v.detach().cpu().tolist() for k, v in fit.params.items()},
+                "camera": fit.camera.to("cpu").to_dict()},
+        "labels": {"labeler": labeler.name, "frames": len(labels), "kinds": list(labels.kinds)},
+        "training": result.report,
+        "plugins": plugins,
+        **options.extra_report,
+    }
+    t = time.perf_counter()
+    gaussians = result.gaussians
+    with torch.no_grad():
+        gaussians_cpu = gaussians.to("cpu")
+    body_cpu = body if device.type == "cpu" else load_body_model(options.body_model, device="cpu")
+    timings["total"] = time.perf_counter() - started
+    report["timings_s"] = timings
+    save_avatar(options.out, gaussians_cpu, body_cpu, fit.params["betas"][0].detach().cpu(),
+                fit_camera=fit.camera.to("cpu").to_dict(), report=report,
+                source_photo_sha256=subject.photo.sha256)
+    outputs = {"avatar": str(options.out), "report": str(paths["report"])}
+    if options.previews:
+        for path in write_previews(paths, gaussians_cpu, body_cpu, _cpu_fit(fit), subject, labels):
+            outputs[path.stem.split(".")[-1]] = str(path)
+    timings["package"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - started
+    report["outputs"] = outputs
+    tmp = paths["report"].with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=1, default=_json_default))
+    os.replace(tmp, paths["report"])
+    if not options.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    log(f"done in {timings['total']:.0f} s: {options.out}")
+    return report
+
+
+def _cpu_fit(fit):
+    from oneshot_avatar.fit import FitResult
+
+    return FitResult(params={k: v.detach().cpu() for k, v in fit.params.items()},
+                     camera=fit.camera.to("cpu"), report=fit.report)
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def camera_in_crop(camera, box):
+    """The photo camera ``camera`` seen through the crop ``box`` (a CropBox): same pose, the
+    intrinsics of the working image."""
+    from oneshot_avatar.cameras import Camera
+
+    K = camera.K.clone()
+    K[0, 0] *= box.scale
+    K[1, 1] *= box.scale
+    K[0, 2] = (K[0, 2] - box.x0) * box.scale
+    K[1, 2] = (K[1, 2] - box.y0) * box.scale
+    return Camera(K, camera.world_to_cam.clone(), box.out_size, box.out_size, camera.near, camera.far)
+
+
+def camera_from_crop(camera, box, width: int, height: int):
+    """The inverse of :func:`camera_in_crop`: a working-image camera as the camera of the
+    ``width`` x ``height`` photo."""
+    from oneshot_avatar.cameras import Camera
+
+    K = camera.K.clone()
+    K[0, 0] /= box.scale
+    K[1, 1] /= box.scale
+    K[0, 2] = K[0, 2] / box.scale + box.x0
+    K[1, 2] = K[1, 2] / box.scale + box.y0
+    return Camera(K, camera.world_to_cam.clone(), width, height, camera.near, camera.far)
