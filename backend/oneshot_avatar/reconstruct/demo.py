@@ -124,7 +124,7 @@ def run_demo(out_dir: Path, *, preset: str = "fast", steps: int | None = None, d
     render_clip(avatar_path, video, body_model, resolved, render_size, quiet)
     outputs["video"] = str(video)
 
-    truth = evaluate_against_truth(avatar_path, subject, body_model, resolved)
+    truth = evaluate_against_truth(avatar_path, subject, body_model, resolved, report)
     (out_dir / "fidelity.json").write_text(json.dumps(truth, indent=1))
     outputs["fidelity"] = str(out_dir / "fidelity.json")
     _log(f"demo: photo view PSNR {truth['input_view']['psnr']:.2f} dB, SSIM "
@@ -169,27 +169,40 @@ def render_clip(avatar_path: Path, out: Path, body_model, device: torch.device, 
     return out
 
 
-def evaluate_against_truth(avatar_path: Path, subject, body_model, device: torch.device) -> dict:
-    """PSNR / SSIM of the avatar against the synthetic subject's true renders: in the photo's
-    view and pose, and in a held-out pose (a frame of the 'idle' clip) from the same camera."""
+def evaluate_against_truth(avatar_path: Path, subject, body_model, device: torch.device,
+                           report: dict | None = None) -> dict:
+    """PSNR / SSIM of the avatar against the synthetic subject's true renders, in the photo's
+    pose and in a held-out pose (the 'idle' clip). The avatar is shown in its own fitted frame
+    (fitted placement and camera, from ``report``) and the truth in the true frame, both driven
+    by the same body pose."""
     from oneshot_avatar.body import load_body_model
+    from oneshot_avatar.cameras import Camera
     from oneshot_avatar.package import load_avatar
     from oneshot_avatar.reconstruct.evaluate import image_metrics, render_avatar, render_truth
+    from oneshot_avatar.reconstruct.pipeline import camera_from_crop
+    from oneshot_avatar.subject import CropBox
 
     avatar = load_avatar(avatar_path)
     body = load_body_model(body_model, device="cpu")
+    truth = dict(subject.params)
+    fitted, camera = truth, subject.camera
+    if report is not None:
+        fitted = {k: torch.tensor(v, dtype=torch.float32) for k, v in report["fit"]["params"].items()}
+        box = CropBox.from_dict(report["subject"]["crop"])
+        camera = camera_from_crop(Camera.from_dict(report["fit"]["camera"]), box,
+                                  subject.camera.width, subject.camera.height)
     results = {}
-    held_out = held_out_pose(subject.params)
-    for name, params in (("input_view", subject.params), ("held_out_pose", held_out)):
-        truth_rgb, truth_mask = render_truth(body, subject.texture, params, subject.camera)
-        pred_rgb, pred_mask = render_avatar(avatar, body, params, subject.camera)
+    pairs = (("input_view", truth, fitted), ("held_out_pose", held_out_pose(truth), held_out_pose(fitted)))
+    for name, true_params, avatar_params in pairs:
+        truth_rgb, truth_mask = render_truth(body, subject.texture, true_params, subject.camera)
+        pred_rgb, pred_mask = render_avatar(avatar, body, avatar_params, camera)
         results[name] = image_metrics(pred_rgb, truth_rgb, pred_mask, truth_mask)
     return results
 
 
 def held_out_pose(params: dict) -> dict:
-    """The subject's shape and placement in a pose not used for training: the body pose of the
-    middle frame of the 'idle' clip (the pseudo-labels use talk, wave, point and shrug)."""
+    """``params`` (shape and placement kept) with the body pose of the middle frame of the
+    'idle' clip, which the pseudo-labels do not use (they use talk, wave, point and shrug)."""
     from oneshot_avatar.motion import builtin_clip
 
     clip = builtin_clip("idle").to_torch()
