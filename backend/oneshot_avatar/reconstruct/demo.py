@@ -42,7 +42,8 @@ def target_points(body, params: dict, names) -> tuple[torch.Tensor, list[str]]:
         if target is None:
             continue
         parts = [out.joints[0, j] for j in target.joints] + [out.vertices[0, v] for v in target.vertices]
-        points.append(torch.stack(parts).mean(0))
+        weights = torch.tensor(target.coefficients(), dtype=out.joints.dtype)
+        points.append((torch.stack(parts) * weights[:, None]).sum(0))
         kept.append(name)
     return torch.stack(points), kept
 
