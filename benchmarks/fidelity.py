@@ -72,17 +72,18 @@ def held_out_poses(params: dict) -> list[dict]:
 
 
 def orbit_view(camera, body, params: dict, azimuth: float, size: tuple[int, int]):
-    """The camera moved on a horizontal circle about the posed body's vertical axis."""
+    """A camera on a horizontal circle about the posed body's vertical axis, at the given
+    camera's distance and focal length, aimed at the body's centre (so the truth and the avatar,
+    each in its own frame, are framed alike)."""
     with torch.no_grad():
         vertices = body(**params).vertices[0].cpu()
-    centre = (vertices.min(0).values + vertices.max(0).values) / 2
+    centre = ((vertices.min(0).values + vertices.max(0).values) / 2).double()
     eye = camera.position.detach().cpu().double()
-    offset = eye - centre.double()
-    radius = float(torch.hypot(offset[0], offset[2]))
+    radius = float(torch.linalg.norm(eye - centre))
     a = math.radians(azimuth)
-    new_eye = (float(centre[0]) + radius * math.sin(a), float(eye[1]), float(centre[2]) + radius * math.cos(a))
-    target = (float(centre[0]), float(eye[1]), float(centre[2]))
-    return look_at(new_eye, target, width=size[0], height=size[1], focal=(camera.fx, camera.fy))
+    new_eye = (float(centre[0]) + radius * math.sin(a), float(centre[1]), float(centre[2]) + radius * math.cos(a))
+    return look_at(new_eye, tuple(float(c) for c in centre), width=size[0], height=size[1],
+                   focal=(camera.fx, camera.fy))
 
 
 def evaluate(avatar_path: Path, report: dict, subject, body, perceptual=None) -> dict:

@@ -205,3 +205,18 @@ def test_sh_degree_zero_round_trip(tmp_path, open_body):
     g = MeshGaussians.on_mesh(rest, open_body.faces, 28000, sh_degree=0)
     avatar = load_avatar(save_avatar(tmp_path / "flat.avatar", g, open_body, torch.zeros(open_body.num_betas)))
     assert avatar.gaussians.sh_degree == 0 and avatar.gaussians.sh_rest.shape == (28000, 0, 3)
+
+
+def test_atomic_writes_get_the_usual_file_permissions(tmp_path):
+    import os
+    import stat
+
+    from oneshot_avatar.body.npz_io import write_bytes_atomic
+
+    umask = os.umask(0o022)
+    try:
+        target = tmp_path / "shared.avatar"
+        write_bytes_atomic(target, b"data")
+        assert stat.S_IMODE(target.stat().st_mode) == 0o644, "readable by others, like open() makes it"
+    finally:
+        os.umask(umask)
