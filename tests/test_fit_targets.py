@@ -155,3 +155,18 @@ def test_sparse_body_matches_the_full_body(open_body):
     full = open_body(**params)
     torch.testing.assert_close(joints, full.joints, atol=2e-5, rtol=0)
     torch.testing.assert_close(vertices, full.vertices[:, ids], atol=2e-5, rtol=0)
+
+
+def test_target_position_weights_joints_by_their_blend(open_body):
+    """COCO hips sit between the hip and the knee, not at their midpoint."""
+    from oneshot_avatar.body.smplx_layout import JOINT_INDEX
+    from oneshot_avatar.fit import keypoint_targets
+
+    target = keypoint_targets(open_body)["left_hip"]
+    with torch.no_grad():
+        out = open_body()
+    joints, vertices = out.joints[0], out.vertices[0]
+    expected = sum(w * joints[j] for w, j in zip(target.coefficients(), target.joints))
+    assert torch.allclose(target.position(joints, vertices), expected, atol=1e-6)
+    hip, knee = joints[JOINT_INDEX["left_hip"]], joints[JOINT_INDEX["left_knee"]]
+    assert float((target.position(joints, vertices) - hip).norm()) < 0.5 * float((knee - hip).norm())

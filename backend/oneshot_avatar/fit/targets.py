@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
+from torch import Tensor
 
 from oneshot_avatar.body.smplx_layout import JOINT_INDEX
 from oneshot_avatar.fit.keypoints import FINGERS
@@ -65,6 +67,12 @@ class KeypointTarget:
     def coefficients(self) -> tuple[float, ...]:
         count = len(self.joints) + len(self.vertices)
         return self.blend if self.blend else (1.0 / count,) * count
+
+    def position(self, joints: Tensor, vertices: Tensor) -> Tensor:
+        """The observed point ``[3]`` on one posed body (``joints [55, 3]``, ``vertices [V, 3]``)."""
+        parts = torch.cat([joints[list(self.joints)], vertices[list(self.vertices)]])
+        weights = torch.tensor(self.coefficients(), dtype=parts.dtype, device=parts.device)
+        return (parts * weights[:, None]).sum(0)
 
 
 def _joint_targets() -> dict[str, KeypointTarget]:

@@ -41,9 +41,7 @@ def target_points(body, params: dict, names) -> tuple[torch.Tensor, list[str]]:
         target = targets.get(name)
         if target is None:
             continue
-        parts = [out.joints[0, j] for j in target.joints] + [out.vertices[0, v] for v in target.vertices]
-        weights = torch.tensor(target.coefficients(), dtype=out.joints.dtype)
-        points.append((torch.stack(parts) * weights[:, None]).sum(0))
+        points.append(target.position(out.joints[0], out.vertices[0]))
         kept.append(name)
     return torch.stack(points), kept
 
