@@ -36,12 +36,13 @@ import torch
 from PIL import Image
 
 from oneshot_avatar.body import load_body_model
-from oneshot_avatar.cameras import Camera, look_at
+from oneshot_avatar.cameras import look_at
 from oneshot_avatar.fit import FitResult
-from oneshot_avatar.motion import builtin_clip
 from oneshot_avatar.package import load_avatar
 from oneshot_avatar.reconstruct.demo import write_coco_wholebody
 from oneshot_avatar.reconstruct.evaluate import (
+    fitted_frame,
+    held_out_poses,
     image_metrics,
     render_avatar,
     render_truth,
@@ -49,26 +50,10 @@ from oneshot_avatar.reconstruct.evaluate import (
 )
 from oneshot_avatar.reconstruct.pipeline import (
     ReconstructOptions,
-    camera_from_crop,
     camera_in_crop,
     reconstruct,
 )
 from oneshot_avatar.reconstruct.synthetic import LOOKS, make_subject
-from oneshot_avatar.subject import CropBox
-
-
-def held_out_poses(params: dict) -> list[dict]:
-    """``params`` with the body, hand and jaw pose of three frames of the 'idle' clip."""
-    clip = builtin_clip("idle").to_torch()
-    frames = clip["body_pose"].shape[0]
-    poses = []
-    for fraction in (0.25, 0.5, 0.75):
-        k = int(frames * fraction)
-        pose = {name: value.clone() for name, value in params.items()}
-        for name in ("body_pose", "left_hand_pose", "right_hand_pose", "jaw_pose"):
-            pose[name] = clip[name][k : k + 1].clone()
-        poses.append(pose)
-    return poses
 
 
 def orbit_view(camera, body, params: dict, azimuth: float, size: tuple[int, int]):
@@ -91,9 +76,7 @@ def evaluate(avatar_path: Path, report: dict, subject, body, perceptual=None) ->
     against the truth in the true frame, driven by the same poses."""
     avatar = load_avatar(avatar_path)
     size = (subject.camera.width, subject.camera.height)
-    box = CropBox.from_dict(report["subject"]["crop"])
-    fitted_camera = camera_from_crop(Camera.from_dict(report["fit"]["camera"]), box, *size)
-    fitted = {k: torch.tensor(v, dtype=torch.float32) for k, v in report["fit"]["params"].items()}
+    fitted, fitted_camera = fitted_frame(report, *size)
     truth_params = dict(subject.params)
     truth_params.setdefault("expression", torch.zeros_like(fitted["expression"]))
     pairs = {

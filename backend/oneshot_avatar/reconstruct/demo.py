@@ -171,41 +171,33 @@ def render_clip(avatar_path: Path, out: Path, body_model, device: torch.device, 
 def evaluate_against_truth(avatar_path: Path, subject, body_model, device: torch.device,
                            report: dict | None = None) -> dict:
     """PSNR / SSIM of the avatar against the synthetic subject's true renders, in the photo's
-    pose and in a held-out pose (the 'idle' clip). The avatar is shown in its own fitted frame
-    (fitted placement and camera, from ``report``) and the truth in the true frame, both driven
-    by the same body pose."""
+    pose and in a held-out pose (the middle of the 'idle' clip). The avatar is shown in its own
+    fitted frame (fitted placement and camera, from ``report``) and the truth in the true frame,
+    both driven by the same body pose."""
     from oneshot_avatar.body import load_body_model
-    from oneshot_avatar.cameras import Camera
     from oneshot_avatar.package import load_avatar
-    from oneshot_avatar.reconstruct.evaluate import image_metrics, render_avatar, render_truth
-    from oneshot_avatar.reconstruct.pipeline import camera_from_crop
-    from oneshot_avatar.subject import CropBox
+    from oneshot_avatar.reconstruct.evaluate import (
+        fitted_frame,
+        held_out_poses,
+        image_metrics,
+        render_avatar,
+        render_truth,
+    )
 
     avatar = load_avatar(avatar_path)
     body = load_body_model(body_model, device="cpu")
     truth = dict(subject.params)
     fitted, camera = truth, subject.camera
     if report is not None:
-        fitted = {k: torch.tensor(v, dtype=torch.float32) for k, v in report["fit"]["params"].items()}
-        box = CropBox.from_dict(report["subject"]["crop"])
-        camera = camera_from_crop(Camera.from_dict(report["fit"]["camera"]), box,
-                                  subject.camera.width, subject.camera.height)
+        fitted, camera = fitted_frame(report, subject.camera.width, subject.camera.height)
+
+    def held_out(params):
+        return held_out_poses(params, fractions=(0.5,), parts=("body_pose",))[0]
+
     results = {}
-    pairs = (("input_view", truth, fitted), ("held_out_pose", held_out_pose(truth), held_out_pose(fitted)))
+    pairs = (("input_view", truth, fitted), ("held_out_pose", held_out(truth), held_out(fitted)))
     for name, true_params, avatar_params in pairs:
         truth_rgb, truth_mask = render_truth(body, subject.texture, true_params, subject.camera)
         pred_rgb, pred_mask = render_avatar(avatar, body, avatar_params, camera)
         results[name] = image_metrics(pred_rgb, truth_rgb, pred_mask, truth_mask)
     return results
-
-
-def held_out_pose(params: dict) -> dict:
-    """``params`` (shape and placement kept) with the body pose of the middle frame of the
-    'idle' clip, which the pseudo-labels do not use (they use talk, wave, point and shrug)."""
-    from oneshot_avatar.motion import builtin_clip
-
-    clip = builtin_clip("idle").to_torch()
-    frame = clip["body_pose"].shape[0] // 2
-    out = {k: v.clone() for k, v in params.items()}
-    out["body_pose"] = clip["body_pose"][frame : frame + 1].clone()
-    return out

@@ -44,6 +44,39 @@ def summarize(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([row[k] for row in rows if k in row])) for k in keys}
 
 
+HELD_OUT_PARTS = ("body_pose", "left_hand_pose", "right_hand_pose", "jaw_pose")
+
+
+def held_out_poses(params: dict, fractions=(0.25, 0.5, 0.75), parts=HELD_OUT_PARTS) -> list[dict]:
+    """``params`` (shape and placement kept) with the ``parts`` of frames of the built-in 'idle'
+    clip at ``fractions`` of its length; the pseudo-labels never use that clip."""
+    from oneshot_avatar.motion import builtin_clip
+
+    clip = builtin_clip("idle").to_torch()
+    frames = clip["body_pose"].shape[0]
+    poses = []
+    for fraction in fractions:
+        k = int(frames * fraction)
+        pose = {name: value.clone() for name, value in params.items()}
+        for name in parts:
+            pose[name] = clip[name][k : k + 1].clone()
+        poses.append(pose)
+    return poses
+
+
+def fitted_frame(report: dict, width: int, height: int) -> tuple[dict, object]:
+    """The fitted SMPL-X parameters and the fitted camera as a camera of the whole
+    ``width`` x ``height`` photo, read from a reconstruction report."""
+    from oneshot_avatar.cameras import Camera
+    from oneshot_avatar.reconstruct.pipeline import camera_from_crop
+    from oneshot_avatar.subject import CropBox
+
+    params = {k: torch.tensor(v, dtype=torch.float32) for k, v in report["fit"]["params"].items()}
+    box = CropBox.from_dict(report["subject"]["crop"])
+    camera = camera_from_crop(Camera.from_dict(report["fit"]["camera"]), box, width, height)
+    return params, camera
+
+
 def render_truth(body, texture, params: dict, camera) -> tuple[np.ndarray, np.ndarray]:
     """The true textured mesh in ``params`` over white: rgb [H, W, 3], mask [H, W]."""
     from oneshot_avatar.render.mesh import render_textured
@@ -55,18 +88,28 @@ def render_truth(body, texture, params: dict, camera) -> tuple[np.ndarray, np.nd
     return rgb + (1 - mask[..., None]), mask
 
 
-def render_avatar(avatar, body, params: dict, camera) -> tuple[np.ndarray, np.ndarray]:
-    """The avatar (its own betas) in the pose ``params`` over white: rgb, alpha."""
+def render_views(gaussians, body, params: dict, cameras, background=(1.0, 1.0, 1.0)
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Mesh-bound Gaussians posed by ``params`` (betas included), seen by ``cameras`` over
+    ``background``: rgb ``[C, H, W, 3]`` and alpha ``[C, H, W]``."""
+    from oneshot_avatar.avatar import pose_gaussians
     from oneshot_avatar.cameras import stack_cameras
     from oneshot_avatar.render.rasterize import rasterize_gaussians
 
-    device = body.device
+    device = gaussians.sh0.device
     with torch.no_grad():
-        pose = {k: v.to(device) for k, v in params.items() if k != "betas"}
-        posed = avatar.pose(body, **pose)
-        viewmats, Ks, width, height = stack_cameras([camera.to(device, torch.float32)])
+        posed = pose_gaussians(body, gaussians, **{k: v.to(device) for k, v in params.items()})
+        viewmats, Ks, width, height = stack_cameras([c.to(device, torch.float32) for c in cameras])
+        bg = torch.tensor(background, device=device, dtype=torch.float32).expand(1, len(cameras), 3)
         out = rasterize_gaussians(posed.means, posed.quats, posed.scales, posed.opacities, posed.sh,
                                   viewmats[None], Ks[None], width, height, sh_degree=posed.sh_degree,
-                                  backgrounds=torch.ones(1, 1, 3, device=device))
-    return (out.rgb[0, 0].clamp(0, 1).cpu().numpy(),
-            out.alpha[0, 0, ..., 0].clamp(0, 1).cpu().numpy())
+                                  backgrounds=bg)
+    return out.rgb[0].clamp(0, 1).cpu().numpy(), out.alpha[0, ..., 0].clamp(0, 1).cpu().numpy()
+
+
+def render_avatar(avatar, body, params: dict, camera) -> tuple[np.ndarray, np.ndarray]:
+    """The avatar (its own betas) in the pose ``params`` over white: rgb, alpha."""
+    pose = {k: v for k, v in params.items() if k != "betas"}
+    pose["betas"] = avatar.betas[None]
+    rgb, alpha = render_views(avatar.gaussians, body, pose, [camera])
+    return rgb[0], alpha[0]

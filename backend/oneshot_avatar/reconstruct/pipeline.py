@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from oneshot_avatar.body.npz_io import write_bytes_atomic, write_npz_deterministic
 from oneshot_avatar.errors import UserError
 from oneshot_avatar.reconstruct.presets import Preset
 from oneshot_avatar.reconstruct.presets import preset as make_preset
@@ -222,9 +223,7 @@ def _save_fit(path: Path, fit, mask: np.ndarray | None) -> None:
         arrays["mask"] = mask.astype(np.float32)
     arrays["camera_json"] = np.frombuffer(json.dumps(fit.camera.to_dict()).encode(), dtype=np.uint8)
     arrays["report_json"] = np.frombuffer(json.dumps(fit.report, default=float).encode(), dtype=np.uint8)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    write_npz_deterministic(path, arrays)
 
 
 def _load_fit(path: Path, device: torch.device):
@@ -389,38 +388,22 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 
 
-def render_views(gaussians, body, params: dict, cameras, background=(1.0, 1.0, 1.0)) -> np.ndarray:
-    """Images ``[C, H, W, 3]`` (float, over ``background``) of the avatar in one pose."""
-    from oneshot_avatar.avatar import pose_gaussians
-    from oneshot_avatar.cameras import stack_cameras
-    from oneshot_avatar.render.rasterize import rasterize_gaussians
-
-    device = gaussians.sh0.device
-    with torch.no_grad():
-        posed = pose_gaussians(body, gaussians, **{k: v.to(device) for k, v in params.items()})
-        viewmats, Ks, width, height = stack_cameras([c.to(device, torch.float32) for c in cameras])
-        bg = torch.tensor(background, device=device, dtype=torch.float32).expand(1, len(cameras), 3)
-        out = rasterize_gaussians(posed.means, posed.quats, posed.scales, posed.opacities, posed.sh,
-                                  viewmats[None], Ks[None], width, height, sh_degree=posed.sh_degree,
-                                  backgrounds=bg)
-    return out.rgb[0].clamp(0, 1).cpu().numpy()
-
-
 def write_previews(paths: dict[str, Path], gaussians, body, fit, subject, labels) -> list[Path]:
     from PIL import Image
 
     from oneshot_avatar.priors import turnaround_cameras
+    from oneshot_avatar.reconstruct.evaluate import render_views
 
     written = []
     white = np.ones(3, np.float32)
     photo = subject.image * subject.mask[..., None] + white * (1 - subject.mask[..., None])
-    rendered = render_views(gaussians, body, fit.params, [fit.camera])[0]
+    rendered = render_views(gaussians, body, fit.params, [fit.camera])[0][0]
     side = np.concatenate([_to_uint8(subject.image), _to_uint8(photo), _to_uint8(rendered)], axis=1)
     Image.fromarray(side).save(paths["preview"])
     written.append(paths["preview"])
     cameras = turnaround_cameras(fit.params, body, fit.camera,
                                  azimuths=(0, 45, 90, 135, 180, 225, 270, 315))
-    views = render_views(gaussians, body, fit.params, cameras)
+    views, _ = render_views(gaussians, body, fit.params, cameras)
     Image.fromarray(_to_uint8(np.concatenate(list(views), axis=1))).save(paths["turnaround"])
     written.append(paths["turnaround"])
     if hasattr(labels, "save_preview"):
@@ -520,9 +503,7 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
     timings["package"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
     report["outputs"] = outputs
-    tmp = paths["report"].with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=1, default=_json_default))
-    os.replace(tmp, paths["report"])
+    write_bytes_atomic(paths["report"], json.dumps(report, indent=1, default=_json_default).encode())
     if not options.keep_work:
         shutil.rmtree(work, ignore_errors=True)
     log(f"done in {timings['total']:.0f} s: {options.out}")
