@@ -27,6 +27,14 @@ from oneshot_avatar.reconstruct.synthetic import make_subject
 from shared_files import SHARED_DATA
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_body_cache(body_cache, open_body_file):
+    """The pipeline loads the default body by itself: point it at the tests' built one."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ONESHOT_AVATAR_CACHE", str(body_cache))
+        yield
+
+
 @pytest.fixture(scope="module")
 def synthetic_photo(open_body, tmp_path_factory):
     folder = tmp_path_factory.mktemp("subject")
@@ -217,3 +225,16 @@ def test_real_photo_with_mask_reconstructs(tmp_path, open_body_file):
     assert out.is_file()
     assert report["subject"]["mask_source"] == "file"
     assert report["fit"]["mask_iou"] > 0.5
+
+
+@pytest.mark.slow
+def test_demo_writes_every_output_it_lists(tmp_path, open_body_file):
+    from oneshot_avatar.reconstruct.demo import run_demo
+
+    outputs = run_demo(tmp_path / "demo", steps=2, render_size=64, quiet=True)
+    for name in ("photo", "keypoints", "avatar", "report", "preview", "turnaround", "video", "fidelity"):
+        assert Path(outputs[name]).is_file(), name
+    assert Path(outputs["video"]).stat().st_size > 1000
+    fidelity = json.loads(Path(outputs["fidelity"]).read_text())
+    assert set(fidelity) == {"input_view", "held_out_pose"}
+    assert all(np.isfinite(v["psnr"]) for v in fidelity.values())

@@ -82,7 +82,8 @@ def run_demo(out_dir: Path, *, preset: str = "fast", steps: int | None = None, d
     from PIL import Image
 
     from oneshot_avatar.body import load_body_model
-    from oneshot_avatar.reconstruct.pipeline import ReconstructOptions, reconstruct, resolve_device
+    from oneshot_avatar.devices import resolve_device
+    from oneshot_avatar.reconstruct.pipeline import ReconstructOptions, reconstruct
     from oneshot_avatar.reconstruct.synthetic import LOOKS, make_subject
 
     started = time.perf_counter()
@@ -135,13 +136,11 @@ def run_demo(out_dir: Path, *, preset: str = "fast", steps: int | None = None, d
 
 def render_clip(avatar_path: Path, out: Path, body_model, device: torch.device, size: int,
                 quiet: bool, clip_name: str = "talk") -> Path:
-    from tqdm import tqdm
-
     from oneshot_avatar.body import load_body_model
     from oneshot_avatar.motion import builtin_clip
     from oneshot_avatar.package import check_body_matches, load_avatar
     from oneshot_avatar.render.output import open_sink
-    from oneshot_avatar.render.shots import ShotSettings, front_shot_cameras, render_shot
+    from oneshot_avatar.render.shots import ShotSettings, front_shot_cameras, render_to_sink
 
     avatar = load_avatar(avatar_path)
     body = load_body_model(body_model, device=device)
@@ -153,18 +152,7 @@ def render_clip(avatar_path: Path, out: Path, body_model, device: torch.device, 
         rest = avatar.pose(body).vertices[0].cpu()
     cameras = front_shot_cameras(rest, settings)
     sink = open_sink(out, clip.fps, settings.background)
-    bar = tqdm(total=clip.num_frames, unit="frame", desc="render", file=sys.stderr, disable=quiet)
-    try:
-        for frame, rgba in render_shot(avatar, body, clip, cameras, range(clip.num_frames), settings,
-                                       progress=bar.update):
-            sink.write(frame, rgba)
-        sink.close()
-    except BaseException:
-        if hasattr(sink, "abort"):
-            sink.abort()
-        raise
-    finally:
-        bar.close()
+    render_to_sink(avatar, body, clip, cameras, range(clip.num_frames), settings, sink, quiet=quiet)
     return out
 
 

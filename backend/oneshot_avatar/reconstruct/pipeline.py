@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from oneshot_avatar.body.npz_io import write_bytes_atomic, write_npz_deterministic
+from oneshot_avatar.devices import resolve_device
 from oneshot_avatar.errors import UserError
 from oneshot_avatar.reconstruct.presets import Preset
 from oneshot_avatar.reconstruct.presets import preset as make_preset
@@ -73,16 +74,6 @@ class ReconstructOptions:
     # Benchmarks only: a function of the prepared subject giving the fit to use instead of
     # fitting (the "oracle" fit of a synthetic subject).
     fit_override: Callable | None = None
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is available here; use --device cpu", field="device")
-    if not (name == "cpu" or name.startswith("cuda")):
-        raise UserError(f"--device must be auto, cpu or cuda[:N], got {name!r}", field="device")
-    return torch.device(name)
 
 
 def output_paths(out: Path) -> dict[str, Path]:

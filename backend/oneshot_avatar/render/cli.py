@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from oneshot_avatar.errors import UserError
@@ -43,16 +42,6 @@ def parse_background(text: str | None) -> tuple[float, float, float] | None:
                     f"got {text!r}", field="background")
 
 
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is available here; use --device cpu", field="device")
-    return torch.device(name)
-
-
 def _load_motion(spec: str, fps: float | None):
     from oneshot_avatar.motion import builtin_clip, builtin_names, load_motion, resample
 
@@ -80,16 +69,15 @@ def _load_avatar_and_body(args, device):
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from oneshot_avatar.cameras import load_cameras_json
+    from oneshot_avatar.devices import resolve_device
     from oneshot_avatar.render.output import VIDEO_SUFFIXES, open_sink
     from oneshot_avatar.render.shots import (
         ShotSettings,
         front_shot_cameras,
         orbit_shot_cameras,
         parse_frame_range,
-        render_shot,
+        render_to_sink,
     )
 
     width, height = parse_size(args.size)
@@ -97,7 +85,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if background is None and out.suffix.lower() in VIDEO_SUFFIXES:
         background = (0.0, 0.0, 0.0)
-    device = _device(args.device)
+    device = resolve_device(args.device)
     if args.batch < 1:
         raise UserError(f"--batch must be at least 1, got {args.batch}", field="batch")
     clip = _load_motion(args.motion, args.fps)
@@ -131,17 +119,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
         cameras = front_shot_cameras(rest, settings)
     else:
         cameras = orbit_shot_cameras(rest, clip.num_frames, settings)
-    bar = tqdm(total=len(frames), unit="frame", desc="render", file=sys.stderr, disable=args.quiet)
-    try:
-        for frame, rgba in render_shot(avatar, body, clip, cameras, frames, settings, progress=bar.update):
-            sink.write(frame, rgba)
-        written = sink.close()
-    except BaseException:
-        if hasattr(sink, "abort"):
-            sink.abort()
-        raise
-    finally:
-        bar.close()
+    written = render_to_sink(avatar, body, clip, cameras, frames, settings, sink, quiet=args.quiet)
     where = out if out.suffix.lower() in VIDEO_SUFFIXES else f"{out}/ ({len(written)} PNG frames)"
     print(f"rendered {len(frames)} frames of '{clip.name}' at {width}x{height}: {where}")
     return 0

@@ -140,3 +140,25 @@ def render_shot(
             yield frame, rgba[i]
         if progress is not None:
             progress(len(chunk))
+
+
+def render_to_sink(avatar, body, clip: MotionClip, cameras: Sequence[Camera], frames: range,
+                   settings: ShotSettings, sink, *, quiet: bool = False) -> list:
+    """Render ``frames`` into ``sink`` (see ``render.output.open_sink``) with a progress bar;
+    returns what the sink wrote. On any failure the sink is aborted, so nothing half-written
+    is left behind."""
+    import sys
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(frames), unit="frame", desc="render", file=sys.stderr, disable=quiet)
+    try:
+        for frame, rgba in render_shot(avatar, body, clip, cameras, frames, settings, progress=bar.update):
+            sink.write(frame, rgba)
+        return sink.close()
+    except BaseException:
+        if hasattr(sink, "abort"):
+            sink.abort()
+        raise
+    finally:
+        bar.close()
