@@ -31,20 +31,13 @@ import numpy as np
 
 from oneshot_avatar.errors import BadFileError, UserError
 from oneshot_avatar.fit.keypoints import COCO_BODY_NAMES, COCO_WHOLEBODY_NAMES, Keypoints
+from oneshot_avatar.onnx_models import open_session
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 BOX_PADDING = 1.25
 DEFAULT_INPUT_SIZE = (192, 256)  # (W, H) when the model's input size is dynamic
 NAMES_BY_COUNT = {133: COCO_WHOLEBODY_NAMES, 17: COCO_BODY_NAMES}
-
-
-def _providers(device: str) -> list:
-    device = str(device)
-    if device.startswith("cuda"):
-        index = int(device.split(":")[1]) if ":" in device else 0
-        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
 
 
 def expanded_box(box: tuple[float, float, float, float], aspect: float,
@@ -114,16 +107,10 @@ class OnnxKeypointDetector:
         path = Path(path)
         if not path.is_file():
             raise BadFileError("keypoint model file does not exist", path=path)
-        try:
-            import onnxruntime
-        except ImportError as error:
-            raise UserError("--keypoint-model needs onnxruntime: pip install "
-                            "'oneshot-avatar[onnx]' (or give --keypoints FILE instead)",
-                            field="keypoint_model") from error
-        try:
-            self.session = onnxruntime.InferenceSession(str(path), providers=_providers(device))
-        except Exception as error:  # onnxruntime raises its own exception types
-            raise BadFileError(f"not a loadable ONNX model: {error}", path=path) from error
+        self.session = open_session(
+            path, device, what="keypoint model", field="keypoint_model",
+            alternative="or give --keypoints FILE instead",
+            expected="a whole-body keypoint detector exported to ONNX")
         self.path = path
         self.name = f"onnx:{path.name}"
         self.mean = np.asarray(mean, dtype=np.float32)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from oneshot_avatar.errors import BadFileError, UserError
+from oneshot_avatar.onnx_models import open_session, ort_errors
 
 DEFAULT_MAX_SIDE = 512  # long side of the model input when the model's size is dynamic
 _STRIDE = 32  # dynamic input sizes are rounded to multiples of this
@@ -43,13 +44,10 @@ class OnnxMatting:
             raise UserError(f"must be positive, got {tuple(std)}", field="matting std")
         self.max_side = int(max_side)
         self.person_channel = int(person_channel)
-        ort = _import_onnxruntime()
-        try:
-            self.session = ort.InferenceSession(str(path), providers=_providers(ort, device))
-        except _ort_errors() as error:
-            raise BadFileError(
-                f"not an ONNX model that onnxruntime can load ({error}): give a matting or "
-                "person-segmentation model exported to ONNX", path=path) from error
+        self.session = open_session(
+            path, device, what="matting model", field="matting model",
+            alternative="or give --mask FILE instead",
+            expected="a matting or person-segmentation model exported to ONNX")
         self.providers: list[str] = list(self.session.get_providers())
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
@@ -107,7 +105,7 @@ class OnnxMatting:
         x = (x[None] if self._channels_last else x.transpose(2, 0, 1)[None]).astype(self._dtype)
         try:
             output = self.session.run(None, {self._input.name: np.ascontiguousarray(x)})[0]
-        except _ort_errors() as error:
+        except ort_errors() as error:
             raise BadFileError(f"the model failed on an input of shape {list(x.shape)} ({error}): "
                                "check that it is an image matting or segmentation model",
                                path=self.path) from error
@@ -244,32 +242,3 @@ def _as_float_rgb(rgb: np.ndarray) -> np.ndarray:
     return np.clip(rgb.astype(np.float32), 0.0, 1.0)
 
 
-def _import_onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError as error:
-        raise UserError("ONNX models need onnxruntime: pip install 'oneshot-avatar[onnx]' "
-                        "(or onnxruntime-gpu for CUDA)", field="matting model") from error
-    return onnxruntime
-
-
-def _ort_errors() -> tuple[type[BaseException], ...]:
-    """The exception types onnxruntime raises for bad models and failed runs."""
-    from onnxruntime.capi import onnxruntime_pybind11_state as state
-
-    names = ("Fail", "InvalidArgument", "InvalidProtobuf", "InvalidGraph", "NoSuchFile",
-             "NoModel", "RuntimeException", "NotImplemented", "ModelLoaded", "EPFail")
-    found = tuple(getattr(state, n) for n in names if isinstance(getattr(state, n, None), type))
-    return found + (RuntimeError, OSError, ValueError)
-
-
-def _providers(ort, device: Any) -> list[Any]:
-    """CUDA (then CPU) for a CUDA device when onnxruntime has it, else CPU."""
-    text = str(device)
-    if text.startswith("cuda"):
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            index = int(text.split(":", 1)[1]) if ":" in text else 0
-            return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
-        warnings.warn("onnxruntime has no CUDA provider here (install onnxruntime-gpu); running "
-                      "the matting model on the CPU", stacklevel=3)
-    return ["CPUExecutionProvider"]
