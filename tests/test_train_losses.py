@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from oneshot_avatar.avatar.binding import barycentric_from_local
 from oneshot_avatar.errors import BadFileError
 from oneshot_avatar.train.densification import screen_gradient_norms
 from oneshot_avatar.train.losses import d_ssim, l1, psnr, ssim
@@ -24,7 +25,6 @@ from oneshot_avatar.train.perceptual import (
 )
 from oneshot_avatar.train.regularizers import (
     MeshTopology,
-    barycentric_from_local,
     laplacian_loss,
     normal_consistency_loss,
     offset_magnitude_loss,

@@ -139,6 +139,12 @@ def local_to_world(
     return means, quats, table[..., 16:] * local_scales
 
 
+def barycentric_from_local(local_means: Tensor) -> Tensor:
+    """Barycentric coordinates ``[N, 3]`` (weights of v0, v1, v2) of local means ``(u, w, d)``."""
+    u, w = local_means[:, 0], local_means[:, 1]
+    return torch.stack([1.0 / 3.0 - u - w, 1.0 / 3.0 + u, 1.0 / 3.0 + w], dim=-1)
+
+
 def world_to_local(frames: TriangleFrames, binding: Tensor, means: Tensor) -> Tensor:
     """Local means ``(u, w, d)`` [N, 3] of world points [N, 3] bound to the given triangles of
     one mesh (the inverse of :func:`local_to_world` for the mean)."""

@@ -477,14 +477,17 @@ class MeshReprojectionLabeler:
     def make_labels(self, body, fit_params: Mapping[str, Tensor], camera: Camera, image: Any,
                     mask: Any, *, poses: Mapping[str, Tensor] | None = None,
                     views: Sequence[Camera] | None = None,
-                    device: torch.device | str) -> LabelSet:
+                    device: torch.device | str, texture: SurfaceTexture | None = None) -> LabelSet:
         """Label frames: the textured person in ``poses`` (batched SMPL-X parameters, missing
         ones taken from the fit; default :func:`driving_poses` of ``self.clips``) seen by the
         photo ``camera``, then in the
         fitted pose seen by ``views`` (default :func:`turnaround_cameras` at
-        ``self.azimuths``). An empty dict / list leaves that part out."""
+        ``self.azimuths``). An empty dict / list leaves that part out. ``texture``: the result of
+        :meth:`texture_from_photo` for these inputs when the caller already has it."""
         device = torch.device(device)
-        texture = self.texture_from_photo(body, fit_params, camera, image, mask).to(device)
+        if texture is None:
+            texture = self.texture_from_photo(body, fit_params, camera, image, mask)
+        texture = texture.to(device)
         if poses is None:
             pairs = driving_frames(self.clips, self.frames_per_clip)
             poses = driving_poses(fit_params, clips=self.clips,

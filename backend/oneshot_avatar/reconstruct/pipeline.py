@@ -303,7 +303,7 @@ def labels_stage(body, fit, subject, chosen: Preset, device: torch.device, log: 
     params = {k: v.to(device) for k, v in fit.params.items()}
     camera = fit.camera.to(device)
     texture = labeler.texture_from_photo(body, params, camera, image, mask)
-    labels = labeler.make_labels(body, params, camera, image, mask, device=device)
+    labels = labeler.make_labels(body, params, camera, image, mask, device=device, texture=texture)
     seconds = time.perf_counter() - started
     log(f"labels: {len(labels)} frames from '{labeler.name}' ({seconds:.1f} s)")
     return labeler, texture, labels, seconds
@@ -316,6 +316,7 @@ def labels_stage(body, fit, subject, chosen: Preset, device: torch.device, log: 
 def initial_gaussians(body, fit, texture, chosen: Preset, device: torch.device, seed: int):
     """Gaussians on the fitted body's rest mesh, coloured from the photo's surface texture."""
     from oneshot_avatar.avatar import MeshGaussians
+    from oneshot_avatar.avatar.binding import barycentric_from_local
     from oneshot_avatar.avatar.gaussians import rgb_to_sh0
 
     with torch.no_grad():
@@ -323,8 +324,7 @@ def initial_gaussians(body, fit, texture, chosen: Preset, device: torch.device, 
         count = max(chosen.train.num_gaussians, body.info.num_faces)
         gaussians = MeshGaussians.on_mesh(rest, body.faces, count, sh_degree=chosen.train.sh_degree,
                                           seed=seed)
-        u, w = gaussians.local_means[:, 0], gaussians.local_means[:, 1]
-        bary = torch.stack([1.0 / 3.0 - u - w, u + 1.0 / 3.0, w + 1.0 / 3.0], dim=-1)
+        bary = barycentric_from_local(gaussians.local_means)
         colors = texture.sample(gaussians.binding.to(texture.colors.device),
                                 bary.to(texture.colors.device)).to(rest)
         gaussians.sh0.copy_(rgb_to_sh0(colors.clamp(0.0, 1.0))[:, None, :].reshape_as(gaussians.sh0))

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from oneshot_avatar.avatar.binding import barycentric_from_local
+
 
 @dataclass(frozen=True)
 class MeshTopology:
@@ -83,12 +85,6 @@ def normal_consistency_loss(vertices: Tensor, faces: Tensor, topology: MeshTopol
     normals = face_normals(vertices, faces)
     a, b = normals[topology.face_pairs[:, 0]], normals[topology.face_pairs[:, 1]]
     return (1.0 - (a * b).sum(dim=-1)).mean()
-
-
-def barycentric_from_local(local_means: Tensor) -> Tensor:
-    """Barycentric coordinates ``[N, 3]`` of local means ``(u, w, d)`` in their triangle."""
-    u, w = local_means[:, 0], local_means[:, 1]
-    return torch.stack([1.0 / 3.0 - u - w, 1.0 / 3.0 + u, 1.0 / 3.0 + w], dim=-1)
 
 
 def position_loss(local_means: Tensor, normal_tolerance: float = 0.0) -> Tensor:
