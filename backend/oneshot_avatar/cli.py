@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     from oneshot_avatar.reconstruct.cli import register as register_reconstruct
 
     register_reconstruct(subparsers)
+    from oneshot_avatar.service.cli import register as register_serve
+
+    register_serve(subparsers)
     return parser
 
 

@@ -15,6 +15,7 @@ class UserError(Exception):
     def __init__(self, message: str, *, path: str | Path | None = None, field: str | None = None):
         self.path = str(path) if path is not None else None
         self.field = field
+        self.message = message  # without the file and field (the HTTP API reports those apart)
         parts = []
         if self.path is not None:
             parts.append(self.path)

@@ -40,6 +40,11 @@ from oneshot_avatar.reconstruct.presets import Preset
 from oneshot_avatar.reconstruct.presets import preset as make_preset
 
 Log = Callable[[str], None]
+# ``progress(stage, fraction)``: the stage starting or advancing (fraction 0..1 of the stage, or
+# None when unknown). An exception raised there stops the job (the work folder stays, so a
+# later ``resume`` continues); the service uses this for progress bars and cancelling.
+Progress = Callable[[str, "float | None"], None]
+STAGES = ("subject", "fit", "labels", "train", "package")
 
 # Field of view assumed for the photo's longer side when nothing gives the focal length (a
 # typical phone or 35-50 mm-equivalent portrait lens; the fit's depth, not its 2D fit, depends on it).
@@ -74,6 +79,9 @@ class ReconstructOptions:
     # Benchmarks only: a function of the prepared subject giving the fit to use instead of
     # fitting (the "oracle" fit of a synthetic subject).
     fit_override: Callable | None = None
+    progress: Progress | None = None
+    # An already loaded body model (on the chosen device) to use instead of loading one.
+    body: object | None = None
 
 
 def output_paths(out: Path) -> dict[str, Path]:
@@ -231,7 +239,8 @@ def _load_fit(path: Path, device: torch.device):
 
 
 def fit_stage(body, prepared: Prepared, chosen: Preset, device: torch.device, work: Path,
-              resume: bool, log: Log, fit_override: Callable | None = None):
+              resume: bool, log: Log, fit_override: Callable | None = None,
+              progress: Progress | None = None):
     from oneshot_avatar.fit import fit_body, load_init, render_silhouette
     from oneshot_avatar.subject import grabcut_mask
 
@@ -259,8 +268,9 @@ def fit_stage(body, prepared: Prepared, chosen: Preset, device: torch.device, wo
     photo_focal = photo_long_side / 2 / math.tan(math.radians(PHOTO_FOV_DEGREES) / 2)
     working_fov = 2 * math.degrees(math.atan(size / 2 / (photo_focal * subject.box.scale)))
     fit_config = replace(chosen.fit, fov_degrees=working_fov)
+    step = (lambda message: progress("fit", None)) if progress is not None else None
     fit = fit_body(body, size, keypoints=prepared.keypoints, mask=subject.mask, init=init,
-                   config=fit_config, device=device, photo_scale=photo_scale)
+                   config=fit_config, device=device, photo_scale=photo_scale, progress=step)
     if subject.mask is None:
         with torch.no_grad():
             prior = render_silhouette(body, fit.params, fit.camera, size).detach().cpu().numpy()
@@ -274,7 +284,7 @@ def fit_stage(body, prepared: Prepared, chosen: Preset, device: torch.device, wo
                                  init={**{k: v for k, v in fit.params.items() if k != "transl"},
                                        "camera": fit.camera},
                                  config=refine,
-                                 device=device, photo_scale=photo_scale)
+                                 device=device, photo_scale=photo_scale, progress=step)
         fit_with_mask.report["first_pass"] = fit.report
         fit = fit_with_mask
     fit.report["seconds_total"] = time.perf_counter() - started
@@ -361,6 +371,8 @@ def train_stage(body, fit, subject, labels, texture, chosen: Preset, options: Re
         bar.n = step
         bar.set_postfix(loss=f"{losses.get('total', float('nan')):.4f}", refresh=False)
         bar.refresh()
+        if options.progress is not None:
+            options.progress("train", step / max(total, 1))
 
     try:
         result = train_avatar(body, gaussians, photo_view, label_views, chosen.train, device=device,
@@ -426,10 +438,15 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
     paths = output_paths(options.out)
     timings: dict[str, float] = {}
 
+    def stage(name: str, fraction: float | None = 0.0) -> None:
+        if options.progress is not None:
+            options.progress(name, fraction)
+
     t = time.perf_counter()
+    stage("subject")
     prepared = prepare_subject(options, chosen, device, log)
     timings["subject"] = time.perf_counter() - t
-    body = load_body_model(options.body_model, device=device)
+    body = options.body if options.body is not None else load_body_model(options.body_model, device=device)
     if prepared.init is not None:  # validate --init against the body before long work
         from oneshot_avatar.fit import load_init
 
@@ -451,11 +468,15 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
     fingerprint_file.write_text(json.dumps(fingerprint, indent=1))
 
     t = time.perf_counter()
-    fit = fit_stage(body, prepared, chosen, device, work, options.resume, log, options.fit_override)
+    stage("fit")
+    fit = fit_stage(body, prepared, chosen, device, work, options.resume, log, options.fit_override,
+                    options.progress)
     timings["fit"] = time.perf_counter() - t
     subject = prepared.subject
+    stage("labels")
     labeler, texture, labels, timings["labels"] = labels_stage(body, fit, subject, chosen, device, log)
     t = time.perf_counter()
+    stage("train")
     result = train_stage(body, fit, subject, labels, texture, chosen, options, device, work, log)
     timings["train"] = time.perf_counter() - t
 
@@ -478,6 +499,7 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
         **options.extra_report,
     }
     t = time.perf_counter()
+    stage("package")
     gaussians = result.gaussians
     with torch.no_grad():
         gaussians_cpu = gaussians.to("cpu")
@@ -497,6 +519,7 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
     write_bytes_atomic(paths["report"], json.dumps(report, indent=1, default=_json_default).encode())
     if not options.keep_work:
         shutil.rmtree(work, ignore_errors=True)
+    stage("package", 1.0)
     log(f"done in {timings['total']:.0f} s: {options.out}")
     return report
 

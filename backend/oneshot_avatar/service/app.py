@@ -1,0 +1,395 @@
+"""The HTTP API (FastAPI): versioned routes under ``/v1``, JSON errors that name the field,
+bearer-token auth, request size limits, no CORS, Host checks on loopback.
+
+Every error answer is ``{"error": {"status": N, "field": "photo" | null, "message": "..."}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from oneshot_avatar import __version__
+from oneshot_avatar.errors import UserError
+from oneshot_avatar.service import schemas
+from oneshot_avatar.service.core import Service
+from oneshot_avatar.service.schemas import AVATAR_ID_PATTERN, JOB_ID_PATTERN
+from oneshot_avatar.service.store import JOB_KINDS, JOB_STATES, new_avatar_id
+from oneshot_avatar.service.uploads import check_image, check_json, check_zip_members, init_suffix
+
+logger = logging.getLogger(__name__)
+API_VERSION = 1
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+ERRORS = {status: {"model": schemas.ErrorBody} for status in (401, 404, 409, 413, 422)}
+JobId = Annotated[str, PathParam(pattern=JOB_ID_PATTERN, description="a job id, j_ + 16 hex digits")]
+AvatarId = Annotated[str, PathParam(pattern=AVATAR_ID_PATTERN,
+                                    description="an avatar id, a_ + 16 hex digits")]
+
+
+def error_response(status: int, message: str, field: str | None = None,
+                   headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"status": status, "field": field, "message": message}},
+                        status_code=status, headers=headers)
+
+
+class FieldError(HTTPException):
+    def __init__(self, status: int, message: str, field: str | None = None):
+        super().__init__(status_code=status, detail=message)
+        self.field = field
+
+
+class Guard:
+    """Outermost ASGI layer: Host check (loopback binds), no cross-origin browser requests, the
+    bearer token (constant-time compare), and the request-size limit while the body streams."""
+
+    def __init__(self, app, *, token: str | None, loopback: bool, max_body: int):
+        self.app = app
+        self.token = token.encode() if token else None
+        self.loopback = loopback
+        self.max_body = max_body
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        refusal = self._refusal(headers)
+        if refusal is not None:
+            return await refusal(scope, receive, send)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise FieldError(413, f"the request is larger than {self.max_body} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _refusal(self, headers: dict[str, str]):
+        if self.loopback:
+            host = headers.get("host", "")
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            if name.lower() not in LOOPBACK_HOSTS:
+                return error_response(421, f"this server answers on loopback only, not for host "
+                                      f"{host!r}", "host")
+        if "origin" in headers:
+            return error_response(403, "cross-origin browser requests are not accepted", "origin")
+        if self.token is not None:
+            given = headers.get("authorization", "")
+            scheme, _, value = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self.token):
+                return error_response(401, "missing or wrong token: send 'Authorization: Bearer "
+                                      "<token>' with the server's --token", "authorization",
+                                      headers={"WWW-Authenticate": "Bearer"})
+        length = headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                return error_response(400, "bad Content-Length header", "content-length")
+            if int(length) > self.max_body:
+                return error_response(413, f"the request is larger than {self.max_body} bytes",
+                                      "content-length")
+        return None
+
+
+def _field_of(loc: tuple) -> str | None:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    # Union branches appear as model names in the location; keep the request's own keys.
+    parts = [p for p in parts if not p[:1].isupper() and "[" not in p and "function-" not in p]
+    return ".".join(parts) or None
+
+
+def create_app(service: Service, *, token: str | None = None, loopback: bool = True) -> FastAPI:
+    app = FastAPI(
+        title="One-Shot Avatar",
+        version=__version__,
+        description="Photo -> animatable Gaussian avatar, and renders of it. Jobs persist on "
+        "disk and resume after a restart; interactive renders go before training.",
+        docs_url=None, redoc_url=None,
+    )
+    app.add_middleware(Guard, token=token, loopback=loopback,
+                       max_body=service.config.max_upload_bytes)
+
+    # ---- errors
+
+    @app.exception_handler(UserError)
+    async def _user_error(request: Request, error: UserError):
+        return error_response(422, error.message, error.field)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, error: RequestValidationError):
+        problems = error.errors()
+        first = problems[0] if problems else {"loc": (), "msg": "invalid request"}
+        field = _field_of(tuple(first.get("loc", ())))
+        return error_response(422, f"{field or 'request'}: {first.get('msg')}", field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException):
+        return error_response(error.status_code, str(error.detail), getattr(error, "field", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception):
+        logger.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, f"internal error: {type(error).__name__}; see the server's log")
+
+    # ---- helpers
+
+    def job_or_404(job_id: str):
+        job = service.store.get_job(job_id)
+        if job is None:
+            raise FieldError(404, f"no job {job_id}", "job_id")
+        return job
+
+    def avatar_or_404(avatar_id: str):
+        record = service.store.get_avatar(avatar_id)
+        if record is None:
+            raise FieldError(404, f"no avatar {avatar_id}", "avatar_id")
+        return record
+
+    # ---- health
+
+    @app.get("/v1/health", response_model=schemas.Health, responses=ERRORS, tags=["service"])
+    def health():
+        info = service.body.info
+        from oneshot_avatar.motion import builtin_names
+
+        return {
+            "status": "ok", "service": "oneshot-avatar", "version": __version__,
+            "api_version": API_VERSION, "device": service.device_text(),
+            "rasterizer": service.rasterizer(),
+            "body_model": {"id": info.model_id, "kind": info.kind, "sha256": info.sha256,
+                           "expression_names": list(service.body.expression_names)},
+            "plugins": service.plugins(), "presets": ["fast", "quality"],
+            "motions": builtin_names(),
+            "limits": {"max_upload_bytes": service.config.max_upload_bytes,
+                       "max_render_frames": service.config.max_render_frames,
+                       "max_render_pixels": service.config.max_render_pixels},
+        }
+
+    # ---- reconstructions
+
+    @app.post("/v1/reconstructions", status_code=202, response_model=schemas.Job,
+              responses=ERRORS, tags=["jobs"])
+    def create_reconstruction(
+        photo: Annotated[UploadFile, File(description="PNG, JPEG or WebP of one person")],
+        mask: Annotated[UploadFile | None, File(description="person mask image (white = person)")] = None,
+        keypoints: Annotated[UploadFile | None, File(description="OpenPose or COCO-WholeBody JSON")] = None,
+        init: Annotated[UploadFile | None, File(description="initial SMPL-X parameters (.json/.npz)")] = None,
+        preset: Annotated[str, Form(pattern="^(fast|quality)$")] = "fast",
+        steps: Annotated[int | None, Form(ge=1, le=100_000)] = None,
+        resolution: Annotated[int | None, Form(ge=64, le=2048)] = None,
+        seed: Annotated[int, Form(ge=0, le=2**31 - 1)] = 0,
+        name: Annotated[str, Form(max_length=100)] = "",
+    ):
+        from oneshot_avatar.fit import load_init, load_keypoints
+        from oneshot_avatar.subject import load_mask, load_photo
+
+        job = service.new_job("reconstruct", name or Path(photo.filename or "avatar").stem[:100], {})
+        inputs = service.store.job_dir(job.id) / "inputs"
+        inputs.mkdir(parents=True)
+        files: dict[str, str] = {}
+        try:
+            data = photo.file.read()
+            files["photo"] = "photo" + check_image(data, "photo")
+            (inputs / files["photo"]).write_bytes(data)
+            loaded = _as_field(lambda: load_photo(inputs / files["photo"]), "photo")
+            size = loaded.rgb.shape[1], loaded.rgb.shape[0]
+            if mask is not None:
+                data = mask.file.read()
+                files["mask"] = "mask" + check_image(data, "mask")
+                (inputs / files["mask"]).write_bytes(data)
+                _as_field(lambda: load_mask(inputs / files["mask"], size), "mask")
+            if keypoints is not None:
+                data = keypoints.file.read()
+                check_json(data, "keypoints")
+                files["keypoints"] = "keypoints.json"
+                (inputs / files["keypoints"]).write_bytes(data)
+                _as_field(lambda: load_keypoints(inputs / "keypoints.json", size), "keypoints")
+            if init is not None:
+                data = init.file.read()
+                files["init"] = "init" + init_suffix(data)
+                (inputs / files["init"]).write_bytes(data)
+                _as_field(lambda: load_init(inputs / files["init"], service.body), "init")
+            if "keypoints" not in files and "init" not in files and not service.config.keypoint_model:
+                raise UserError("this server has no keypoint detector: send 'keypoints' (OpenPose or "
+                                "COCO-WholeBody JSON) or 'init' (SMPL-X parameters, e.g. the "
+                                "Blender add-on's aligned pose)", field="keypoints")
+        except BaseException:
+            shutil.rmtree(inputs.parent, ignore_errors=True)
+            raise
+        job.request = {"files": files, "settings": {"preset": preset, "steps": steps,
+                                                    "resolution": resolution, "seed": seed}}
+        return service.submit(job).to_api()
+
+    # ---- jobs
+
+    @app.get("/v1/jobs", response_model=schemas.JobList, responses=ERRORS, tags=["jobs"])
+    def list_jobs(state: Annotated[str | None, Query(pattern="^(" + "|".join(JOB_STATES) + ")$")] = None,
+                  kind: Annotated[str | None, Query(pattern="^(" + "|".join(JOB_KINDS) + ")$")] = None):
+        jobs = service.store.list_jobs(states=(state,) if state else None, kind=kind)
+        return {"jobs": [job.to_api() for job in jobs]}
+
+    @app.get("/v1/jobs/{job_id}", response_model=schemas.Job, responses=ERRORS, tags=["jobs"])
+    def get_job(job_id: JobId):
+        return job_or_404(job_id).to_api()
+
+    @app.post("/v1/jobs/{job_id}/cancel", response_model=schemas.Job, responses=ERRORS, tags=["jobs"])
+    def cancel_job(job_id: JobId):
+        job = job_or_404(job_id)
+        if job.finished:
+            raise FieldError(409, f"job {job_id} already {job.state}", "job_id")
+        return service.cancel(job_id).to_api()
+
+    @app.get("/v1/jobs/{job_id}/artifacts/{name}", responses=ERRORS, tags=["jobs"],
+             response_class=FileResponse)
+    def get_artifact(job_id: JobId,
+                     name: Annotated[str, PathParam(pattern=r"^(report\.json|preview\.png|"
+                                                           r"turnaround\.png|labels\.png)$")]):
+        job = job_or_404(job_id)
+        path = service.artifact_path(job, name)
+        if path is None or not path.is_file():
+            raise FieldError(404, f"job {job_id} has no {name} (yet)", "name")
+        media = "application/json" if name.endswith(".json") else "image/png"
+        return FileResponse(path, media_type=media)
+
+    @app.get("/v1/jobs/{job_id}/result", responses=ERRORS, tags=["jobs"],
+             response_class=FileResponse)
+    def get_result(job_id: JobId):
+        job = job_or_404(job_id)
+        path = service.result_path(job)
+        if path is None or not path.is_file():
+            raise FieldError(409 if not job.finished else 404,
+                             f"job {job_id} is {job.state}; no result", "job_id")
+        if job.kind == "reconstruct":
+            return FileResponse(path, media_type="application/octet-stream",
+                                filename=f"{job.name or 'avatar'}.avatar")
+        return FileResponse(path, media_type="application/zip", filename="frames.zip")
+
+    # ---- avatars
+
+    @app.get("/v1/avatars", response_model=schemas.AvatarList, responses=ERRORS, tags=["avatars"])
+    def list_avatars():
+        return {"avatars": [a.to_api() for a in service.store.list_avatars()]}
+
+    @app.post("/v1/avatars", status_code=201, response_model=schemas.Avatar, responses=ERRORS,
+              tags=["avatars"])
+    def upload_avatar(package: Annotated[UploadFile, File(description="a .avatar package")],
+                      name: Annotated[str, Form(max_length=100)] = ""):
+        with tempfile.NamedTemporaryFile(dir=service.tmp_dir, suffix=".avatar", delete=False) as tmp:
+            shutil.copyfileobj(package.file, tmp, 1 << 20)
+        path = Path(tmp.name)
+        try:
+            with path.open("rb") as handle:
+                if handle.read(4) != b"PK\x03\x04":
+                    raise UserError("'package' is not an .avatar package (not a zip archive)",
+                                    field="package")
+            check_zip_members(path, "package")
+            stem = Path(package.filename or "avatar").name.removesuffix(".avatar")[:100]
+            record = _as_field(lambda: service.register_avatar(
+                path, name=name or stem or "avatar", job_id=None, avatar_id=new_avatar_id()),
+                "package")
+        finally:
+            path.unlink(missing_ok=True)
+        return record.to_api()
+
+    @app.get("/v1/avatars/{avatar_id}", response_model=schemas.Avatar, responses=ERRORS,
+             tags=["avatars"])
+    def get_avatar(avatar_id: AvatarId):
+        return avatar_or_404(avatar_id).to_api()
+
+    @app.get("/v1/avatars/{avatar_id}/package", responses=ERRORS, tags=["avatars"],
+             response_class=FileResponse)
+    def download_avatar(avatar_id: AvatarId):
+        record = avatar_or_404(avatar_id)
+        return FileResponse(service.store.avatar_path(avatar_id), media_type="application/octet-stream",
+                            filename=f"{record.name}.avatar")
+
+    @app.delete("/v1/avatars/{avatar_id}", status_code=204, responses=ERRORS, tags=["avatars"])
+    def delete_avatar(avatar_id: AvatarId):
+        avatar_or_404(avatar_id)
+        service.store.delete_avatar(avatar_id)
+        service.forget_avatar(avatar_id)
+        return Response(status_code=204)
+
+    # ---- motions
+
+    @app.get("/v1/motions", response_model=schemas.MotionList, responses=ERRORS, tags=["motions"])
+    def list_motions():
+        from oneshot_avatar.motion import builtin_clip, builtin_names
+        from oneshot_avatar.motion.builtin import builtin_summary
+
+        motions = []
+        for motion_name in builtin_names():
+            clip = builtin_clip(motion_name, fps=30.0)
+            motions.append({"name": motion_name, "frames": clip.num_frames, "fps": clip.fps,
+                            "summary": builtin_summary(motion_name)})
+        return {"motions": motions}
+
+    @app.get("/v1/motions/{name}", response_model=schemas.MotionParams, responses=ERRORS,
+             tags=["motions"])
+    def get_motion(name: Annotated[str, PathParam(max_length=64)],
+                   fps: Annotated[float, Query(gt=0, le=1000)] = 30.0):
+        from oneshot_avatar.motion import builtin_clip, builtin_names
+
+        if name not in builtin_names():
+            raise FieldError(404, f"no built-in clip {name!r}; choose one of {builtin_names()}", "name")
+        clip = builtin_clip(name, fps=fps)
+        frames = clip.num_frames
+        params = {key: getattr(clip, key).reshape(frames, -1).tolist()
+                  for key in ("global_orient", "body_pose", "jaw_pose", "leye_pose", "reye_pose",
+                              "left_hand_pose", "right_hand_pose", "transl", "expression")}
+        return {"params": params, "fps": clip.fps, "expression_space": clip.expression_space,
+                "name": clip.name}
+
+    # ---- rendering
+
+    @app.post("/v1/render", responses={**ERRORS, 200: {"content": {"image/png": {},
+                                                                   "application/zip": {}}}},
+              response_class=Response, tags=["render"])
+    async def render(request: schemas.RenderRequest):
+        plan = await run_in_threadpool(_plan, request)
+        media, result = await asyncio.wrap_future(service.render_now(plan))
+        headers = {"X-Frames": str(plan.num_frames)}
+        if media == "image/png":
+            return Response(result, media_type=media, headers=headers)
+        return FileResponse(result, media_type=media, headers=headers, filename="frames.zip",
+                            background=BackgroundTask(Path(result).unlink, missing_ok=True))
+
+    @app.post("/v1/render-jobs", status_code=202, response_model=schemas.Job, responses=ERRORS,
+              tags=["render"])
+    def create_render_job(request: schemas.RenderRequest):
+        plan = _plan(request)
+        job = service.new_job("render", f"{plan.num_frames} frames", {"render": request.model_dump(mode="json")})
+        return service.submit(job).to_api()
+
+    def _plan(request: schemas.RenderRequest):
+        try:
+            return service.plan(request)
+        except KeyError:
+            raise FieldError(404, f"no avatar {request.avatar}", "avatar") from None
+
+    return app
+
+
+def _as_field(action, field: str):
+    """Run ``action``; a user error from it is reported against the request field ``field``."""
+    try:
+        return action()
+    except UserError as error:
+        inner = error.field if error.field and error.field != field else None
+        raise UserError(error.message, field=f"{field}.{inner}" if inner else field) from None

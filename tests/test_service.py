@@ -1,0 +1,425 @@
+"""`oneshot-avatar serve` against a real server process on loopback: the full flow, jobs that
+survive a kill -9, concurrent renders, cancelling, security and bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import threading
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from oneshot_avatar.avatar import MeshGaussians
+from oneshot_avatar.avatar.gaussians import rgb_to_sh0
+from oneshot_avatar.package import save_avatar
+from oneshot_avatar.package.avatar_file import read_avatar_members
+from service_server import multipart, start_server, wait_for_job
+
+TOKEN = "test-token-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def server_env(body_cache, open_body_file):
+    return {"ONESHOT_AVATAR_CACHE": str(body_cache)}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, server_env):
+    server = start_server(tmp_path_factory.mktemp("service"), env=server_env)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def package_bytes(tmp_path_factory, open_body) -> bytes:
+    with torch.no_grad():
+        rest = open_body().vertices[0]
+    g = MeshGaussians.on_mesh(rest, open_body.faces, 27420, sh_degree=0, seed=1)
+    with torch.no_grad():  # red above the pelvis, blue below
+        means = g.place(rest[None], open_body.faces).means[0]
+        colors = torch.where((means[:, 1] > -0.35)[:, None], torch.tensor([0.9, 0.1, 0.1]),
+                             torch.tensor([0.1, 0.1, 0.9]))
+        g.sh0.copy_(rgb_to_sh0(colors)[:, None])
+    path = save_avatar(tmp_path_factory.mktemp("pkg") / "small.avatar", g, open_body,
+                       torch.zeros(open_body.num_betas))
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def avatar_id(server, package_bytes) -> str:
+    body, ctype = multipart({"name": "small"}, {"package": ("small.avatar", package_bytes)})
+    status, _, data = server.request("POST", "/v1/avatars", body, headers={"Content-Type": ctype})
+    assert status == 201, data
+    return json.loads(data)["id"]
+
+
+@pytest.fixture(scope="module")
+def subject_files(tmp_path_factory, open_body):
+    from oneshot_avatar.reconstruct.demo import write_coco_wholebody
+    from oneshot_avatar.reconstruct.synthetic import make_subject
+
+    folder = tmp_path_factory.mktemp("subject")
+    subject = make_subject(open_body, "red-check", size=256, texture_resolution=3)
+    photo = io.BytesIO()
+    Image.fromarray((subject.image * 255 + 0.5).astype(np.uint8)).save(photo, format="PNG")
+    mask = io.BytesIO()
+    Image.fromarray((subject.mask * 255 + 0.5).astype(np.uint8)).save(mask, format="PNG")
+    keypoints = write_coco_wholebody(folder / "k.json", open_body, subject.params, subject.camera)
+    return {"photo": photo.getvalue(), "mask": mask.getvalue(), "keypoints": keypoints.read_bytes()}
+
+
+def _submit(server, subject_files, **settings) -> dict:
+    fields = {"preset": "fast", "resolution": "128", "steps": "12", "name": "tester"}
+    fields.update({k: str(v) for k, v in settings.items()})
+    body, ctype = multipart(fields, {"photo": ("me.png", subject_files["photo"]),
+                                     "mask": ("mask.png", subject_files["mask"]),
+                                     "keypoints": ("k.json", subject_files["keypoints"])})
+    status, _, data = server.request("POST", "/v1/reconstructions", body,
+                                     headers={"Content-Type": ctype})
+    assert status == 202, data
+    return json.loads(data)
+
+
+def _front(size=(64, 64)) -> dict:
+    return {"preset": "front", "width": size[0], "height": size[1]}
+
+
+def _png(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def test_health_names_device_body_model_and_plugins(server):
+    status, health = server.json("GET", "/v1/health")
+    assert status == 200
+    assert health["status"] == "ok" and health["api_version"] == 1
+    assert health["device"] == "cpu" and health["rasterizer"] == "torch"
+    assert health["body_model"]["kind"] == "open" and "jawOpen" in health["body_model"]["expression_names"]
+    assert "talk" in health["motions"] and health["presets"] == ["fast", "quality"]
+
+
+def test_openapi_schema_lists_the_routes(server):
+    status, schema = server.json("GET", "/openapi.json")
+    assert status == 200
+    for route in ("/v1/health", "/v1/reconstructions", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/cancel",
+                  "/v1/avatars", "/v1/avatars/{avatar_id}/package", "/v1/render", "/v1/render-jobs",
+                  "/v1/motions/{name}"):
+        assert route in schema["paths"], route
+
+
+def test_full_flow_reconstruct_poll_download_render(server, subject_files, open_body):
+    job = _submit(server, subject_files)
+    assert job["state"] in ("queued", "running") and job["kind"] == "reconstruct"
+    seen: list[dict] = []
+    done = wait_for_job(server, job["id"], seen=seen)
+    assert done["state"] == "succeeded", done
+    progress = [j["progress"] for j in seen]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    stages = [j["stage"] for j in seen if j["stage"]]
+    assert stages[-1] == "package"
+    assert set(done["artifacts"]) >= {"report.json", "preview.png"}
+
+    status, _, package = server.request("GET", done["result_url"])
+    assert status == 200
+    status, _, same = server.request("GET", f"/v1/avatars/{done['avatar_id']}/package")
+    assert status == 200 and same == package
+    path = server.data_dir / "downloaded.avatar"
+    path.write_bytes(package)
+    meta, _, _ = read_avatar_members(path)
+    assert meta["body_model"]["sha256"] == open_body.info.sha256
+    status, _, report = server.request("GET", f"/v1/jobs/{done['id']}/artifacts/report.json")
+    assert status == 200 and json.loads(report)["training"]["steps"] == 12
+
+    request = {"avatar": done["avatar_id"], "motion": {"name": "talk", "frames": [0, 3]},
+               "cameras": [_front((48, 64))], "format": "zip"}
+    status, headers, data = server.request("POST", "/v1/render", json.dumps(request).encode(),
+                                           headers={"Content-Type": "application/json"})
+    assert status == 200 and headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        names = zf.namelist()
+        frames = [_png(zf.read(n)) for n in names]
+    assert names == ["frame_00000.png", "frame_00001.png", "frame_00002.png"]
+    for frame in frames:
+        assert frame.shape == (64, 48, 4)
+        assert frame[..., 3].max() == 255 and frame[..., 3].min() == 0  # the person, and air
+
+
+def test_render_job_for_a_long_shot(server, avatar_id):
+    request = {"avatar": avatar_id, "motion": {"name": "wave", "fps": 10, "frames": [0, 5]},
+               "cameras": [{"preset": "orbit", "width": 40, "height": 40}], "format": "zip"}
+    status, job = server.json("POST", "/v1/render-jobs", request)
+    assert status == 202 and job["kind"] == "render"
+    done = wait_for_job(server, job["id"])
+    assert done["state"] == "succeeded", done
+    status, _, data = server.request("GET", done["result_url"])
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert len(zf.namelist()) == 5
+
+
+def _render_png(server, avatar_id, yaw: float, elbow: float) -> bytes:
+    body_pose = np.zeros((1, 63))
+    body_pose[0, 17 * 3 + 1] = elbow  # right elbow (joint 19 -> body_pose row 17)
+    request = {"avatar": avatar_id,
+               "motion": {"params": {"global_orient": [[0.0, yaw, 0.0]], "body_pose": body_pose.tolist()}},
+               "cameras": [_front((32, 32))], "format": "png"}
+    status, headers, data = server.request("POST", "/v1/render", json.dumps(request).encode(),
+                                           headers={"Content-Type": "application/json"})
+    assert status == 200, data
+    assert headers["content-type"] == "image/png"
+    return data
+
+
+def test_fifty_concurrent_renders_are_all_answered_correctly(server, avatar_id):
+    poses = [(0.12 * i, 0.03 * (i % 7)) for i in range(50)]
+    expected = {pose: _png(_render_png(server, avatar_id, *pose)) for pose in poses[:5]}
+    assert not np.array_equal(expected[poses[0]], expected[poses[4]])  # the pose matters
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(pool.map(lambda pose: _render_png(server, avatar_id, *pose), poses))
+    assert len(answers) == 50
+    for pose, data in zip(poses, answers):
+        image = _png(data)
+        assert image.shape == (32, 32, 4) and image[..., 3].max() > 0
+        if pose in expected:  # the same request alone and among 49 others: the same image
+            np.testing.assert_array_equal(image, expected[pose])
+
+
+def test_a_render_goes_ahead_of_training(server, subject_files, avatar_id):
+    job = _submit(server, subject_files, steps=400)
+    wait_for_job(server, job["id"], until=lambda j: j["stage"] == "train" and j["stage_progress"] > 0)
+    _render_png(server, avatar_id, 0.0, 0.0)
+    status, running = server.json("GET", f"/v1/jobs/{job['id']}")
+    assert running["state"] == "running", "the render had to wait for the whole training"
+    status, _ = server.json("POST", f"/v1/jobs/{job['id']}/cancel")
+    assert status == 200
+    final = wait_for_job(server, job["id"])
+    assert final["state"] == "cancelled" and final["avatar_id"] is None
+    assert not (server.data_dir / "jobs" / job["id"] / "out").exists()  # work removed
+    status, again = server.json("POST", f"/v1/jobs/{job['id']}/cancel")
+    assert status == 409 and again["error"]["field"] == "job_id"
+
+
+def test_kill_9_during_training_then_restart_resumes(tmp_path, server_env, subject_files):
+    server = start_server(tmp_path / "data", env=server_env)
+    try:
+        job = _submit(server, subject_files, steps=80)
+        # The fast preset checkpoints every 50 steps: kill after the first checkpoint.
+        wait_for_job(server, job["id"], until=lambda j: j["stage"] == "train" and j["stage_progress"] > 0.65,
+                     timeout=900)
+    finally:
+        server.kill()
+    assert (tmp_path / "data" / "jobs" / job["id"] / "out" / "avatar.avatar.work" / "train.ckpt").is_file()
+    assert not list((tmp_path / "data" / "avatars").glob("*.avatar"))  # nothing half-written
+    server = start_server(tmp_path / "data", env=server_env)
+    try:
+        done = wait_for_job(server, job["id"], timeout=900)
+        assert done["state"] == "succeeded", done
+        log = "\n".join(done["log"])
+        assert "server restarted; resuming" in log
+        status, _, package = server.request("GET", done["result_url"])
+        assert status == 200
+        path = tmp_path / "got.avatar"
+        path.write_bytes(package)
+        meta, _, _ = read_avatar_members(path)
+        resumed_from = meta["training"]["training"].get("resumed_from")
+        assert resumed_from is not None and resumed_from >= 50, meta["training"]["training"]
+    finally:
+        server.stop()
+    # A third start: the finished avatar is still listed and downloadable.
+    server = start_server(tmp_path / "data", env=server_env)
+    try:
+        _, avatars = server.json("GET", "/v1/avatars")
+        assert [a["id"] for a in avatars["avatars"]] == [done["avatar_id"]]
+    finally:
+        server.stop()
+
+
+# ---- security
+
+
+def test_token_required_and_compared(tmp_path, server_env):
+    server = start_server(tmp_path / "data", env=server_env, token=TOKEN)
+    try:
+        assert server.json("GET", "/v1/health")[0] == 200
+        for header in ({}, {"Authorization": "Bearer wrong-token-0123456789abcdef"},
+                       {"Authorization": f"Basic {TOKEN}"}):
+            status, _, data = server.request("GET", "/v1/avatars", headers=header or {"Authorization": ""})
+            assert status == 401, header
+            assert json.loads(data)["error"]["field"] == "authorization"
+    finally:
+        server.stop()
+
+
+def test_non_loopback_bind_without_token_refuses_to_start(tmp_path, server_env):
+    result = subprocess.run([sys.executable, "-m", "oneshot_avatar", "serve", "--host", "0.0.0.0",
+                             "--port", "0", "--data-dir", str(tmp_path)], check=False, capture_output=True,
+                            text=True, timeout=120, env={**server_env, "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2
+    assert "without a token" in result.stderr
+
+
+@pytest.mark.parametrize("path", [
+    "/v1/jobs/..%2F..%2Fservice.db", "/v1/jobs/j_0123456789abcdef/artifacts/..%2F..%2Fservice.db",
+    "/v1/avatars/a_..%2F..%2Fservice/package", "/v1/avatars/..%2Fservice.db/package",
+    "/v1/jobs/j_0123456789abcdef/artifacts/inputs%2Fphoto.png",
+])
+def test_path_traversal_is_refused(server, path):
+    status, _, data = server.request("GET", path)
+    assert status in (404, 422), (status, data)
+    assert b"SQLite" not in data
+
+
+def test_cross_origin_and_foreign_host_are_refused(server):
+    status, _, data = server.request("GET", "/v1/health", headers={"Origin": "https://evil.example"})
+    assert status == 403 and json.loads(data)["error"]["field"] == "origin"
+    status, _, data = server.request("GET", "/v1/health", headers={"Host": "evil.example:80"})
+    assert status == 421
+
+
+# ---- bad input: 4xx naming the field, and the server keeps serving
+
+
+def test_bad_uploads_name_the_field(server, subject_files):
+    cases = [
+        ({"photo": ("p.png", b"GIF89a not allowed")}, "photo"),
+        ({"photo": ("p.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 40)}, "photo"),  # a broken PNG
+        ({"photo": ("p.png", subject_files["photo"]), "keypoints": ("k.json", b"{nope")}, "keypoints"),
+        ({"photo": ("p.png", subject_files["photo"])}, "keypoints"),  # no way to find the body
+        ({"photo": ("p.png", subject_files["photo"]), "keypoints": ("k.json", subject_files["keypoints"]),
+          "mask": ("m.png", b"%PDF-1.4")}, "mask"),
+        ({"photo": ("p.exe", subject_files["photo"]), "init": ("i.npz", b"PK\x03\x04junk")}, "init"),
+    ]
+    for files, field in cases:
+        body, ctype = multipart({}, files)
+        status, _, data = server.request("POST", "/v1/reconstructions", body,
+                                         headers={"Content-Type": ctype})
+        error = json.loads(data)["error"]
+        assert status == 422 and error["field"].split(".")[0] == field, (field, error)
+    body, ctype = multipart({"preset": "ultra"}, {"photo": ("p.png", subject_files["photo"])})
+    status, _, data = server.request("POST", "/v1/reconstructions", body, headers={"Content-Type": ctype})
+    assert status == 422 and json.loads(data)["error"]["field"] == "preset"
+    assert server.json("GET", "/v1/health")[0] == 200
+
+
+def test_oversized_upload_is_refused(tmp_path, server_env):
+    server = start_server(tmp_path / "data", env=server_env, extra_args=("--max-upload-mb", "1"))
+    try:
+        body, ctype = multipart({}, {"package": ("big.avatar", b"PK\x03\x04" + b"\0" * 2_000_000)})
+        status, _, data = server.request("POST", "/v1/avatars", body, headers={"Content-Type": ctype})
+        assert status == 413 and json.loads(data)["error"]["field"] == "content-length"
+        assert server.json("GET", "/v1/health")[0] == 200
+    finally:
+        server.stop()
+
+
+def test_bad_packages_are_refused(server, package_bytes):
+    tampered = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(package_bytes)) as src, zipfile.ZipFile(tampered, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "avatar.json":
+                meta = json.loads(data)
+                meta["body_model"]["sha256"] = "0" * 64
+                data = json.dumps(meta).encode()
+            dst.writestr(item, data)
+    cases = [(b"not a zip", "package"), (package_bytes[: len(package_bytes) // 2], "package"),
+             (tampered.getvalue(), "package.body_model.sha256")]
+    for data, field in cases:
+        body, ctype = multipart({}, {"package": ("x.avatar", data)})
+        status, _, answer = server.request("POST", "/v1/avatars", body, headers={"Content-Type": ctype})
+        assert status == 422 and json.loads(answer)["error"]["field"] == field, answer
+    assert not list((server.data_dir / "tmp").iterdir())  # nothing left behind
+
+
+def test_bad_render_requests_name_the_field(server, avatar_id):
+    base = {"avatar": avatar_id, "motion": {"name": "talk", "frames": [0, 1]}, "cameras": [_front()]}
+    cases = [
+        ({"motion": {"name": "moonwalk"}}, "motion.name"),
+        ({"motion": {"name": "talk", "frames": [5, 2]}}, "motion.frames"),
+        ({"motion": {"params": {"body_pose": [[0.0] * 62]}}}, "motion.params.body_pose"),
+        ({"motion": {"params": {"tail_pose": [[0.0] * 3]}}}, "motion.params.tail_pose"),
+        ({"cameras": [{"K": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "world_to_cam": [[1, 0], [0, 1]],
+                       "width": 64, "height": 64}]}, "cameras[0].world_to_cam"),
+        ({"cameras": [{"blender": {"lens_mm": -5, "resolution_x": 64, "resolution_y": 64,
+                                   "matrix_world": np.eye(4).tolist()}}]}, "cameras[0].blender.lens_mm"),
+        ({"motion": {"name": "talk", "frames": [0, 2]}, "cameras": [_front()] * 3}, "cameras"),
+        ({"motion": {"name": "talk", "frames": [0, 2]}, "format": "png"}, "format"),
+        ({"avatar": "a_0000000000000000"}, "avatar"),
+        ({"avatar": "../../service.db"}, "avatar"),
+    ]
+    for change, field in cases:
+        status, answer = server.json("POST", "/v1/render", {**base, **change})
+        assert status in (404, 422) and answer["error"]["field"] == field, (change, answer)
+    assert server.json("GET", "/v1/health")[0] == 200
+
+
+def test_motion_clips_as_json(server):
+    status, motion = server.json("GET", "/v1/motions/wave?fps=10")
+    assert status == 200 and motion["fps"] == 10
+    frames = len(motion["params"]["body_pose"])
+    assert frames > 1 and all(len(row) == 63 for row in motion["params"]["body_pose"])
+    assert len(motion["params"]["left_hand_pose"][0]) == 45
+    assert server.json("GET", "/v1/motions/moonwalk")[0] == 404
+
+
+def test_upload_list_download_delete_avatar(server, package_bytes):
+    body, ctype = multipart({}, {"package": ("mine.avatar", package_bytes)})
+    status, _, data = server.request("POST", "/v1/avatars", body, headers={"Content-Type": ctype})
+    record = json.loads(data)
+    assert status == 201 and record["name"] == "mine" and record["gaussians"] == 27420
+    assert record["id"] in [a["id"] for a in server.json("GET", "/v1/avatars")[1]["avatars"]]
+    status, _, same = server.request("GET", f"/v1/avatars/{record['id']}/package")
+    assert same == package_bytes
+    assert server.request("DELETE", f"/v1/avatars/{record['id']}")[0] == 204
+    assert server.json("GET", f"/v1/avatars/{record['id']}")[0] == 404
+
+
+def test_jobs_listed_newest_first(server):
+    status, listing = server.json("GET", "/v1/jobs")
+    assert status == 200
+    created = [job["created"] for job in listing["jobs"]]
+    assert created == sorted(created, reverse=True)
+    assert server.json("GET", "/v1/jobs?state=bogus")[0] == 422
+
+
+def test_concurrent_thread_safety_of_job_store(tmp_path):
+    """Many threads updating jobs at once: every update lands (SQLite with one lock)."""
+    from oneshot_avatar.service.store import Job, Store, new_job_id
+
+    store = Store(tmp_path)
+    jobs = [store.add_job(Job(id=new_job_id(), kind="render", state="queued")) for _ in range(8)]
+
+    def hammer(job):
+        for i in range(50):
+            store.update_job(job.id, progress=i / 49, log_line=f"line {i}")
+
+    threads = [threading.Thread(target=hammer, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for job in jobs:
+        again = store.get_job(job.id)
+        assert again.progress == 1.0 and again.log[-1] == "line 49" and len(again.log) == 50
+    store.close()
+
+
+def test_package_path_is_inside_the_store(tmp_path):
+    from oneshot_avatar.service.store import Store
+
+    store = Store(tmp_path)
+    with pytest.raises(ValueError):
+        store.avatar_path("a_../../etc")
+    with pytest.raises(ValueError):
+        store.job_dir("../j_0123456789abcdef")
+    assert Path(store.avatar_path("a_0123456789abcdef")).parent == tmp_path / "avatars"
+    store.close()
