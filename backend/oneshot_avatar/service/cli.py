@@ -81,7 +81,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         keypoint_model=Path(args.keypoint_model) if args.keypoint_model else None,
         matting_model=Path(args.matting_model) if args.matting_model else None,
         backend=args.backend, max_upload_bytes=args.max_upload_mb * 1024 * 1024,
+        max_render_frames=args.max_render_frames, max_render_pixels=args.max_render_pixels,
     )
+    for name in ("max_upload_mb", "max_render_frames", "max_render_pixels"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1", field=name)
     for name in ("keypoint_model", "matting_model"):
         path = getattr(config, name)
         if path is not None and not path.is_file():
@@ -139,4 +143,8 @@ def register(subparsers) -> None:
                        help="matting model for photos sent without a mask")
     serve.add_argument("--max-upload-mb", type=int, default=512,
                        help="largest request body in MiB (default 512)")
+    serve.add_argument("--max-render-frames", type=int, default=2000,
+                       help="most frames one render request may ask for (default 2000)")
+    serve.add_argument("--max-render-pixels", type=int, default=4096 * 4096,
+                       help="most pixels per rendered frame (default 4096*4096)")
     serve.set_defaults(func=_cmd_serve)

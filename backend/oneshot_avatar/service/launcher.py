@@ -1,0 +1,143 @@
+"""Starting a real ``oneshot-avatar serve`` process on loopback from Python (tests, benchmarks,
+scripts): on a free port, its URL read from its first line of output; plus a tiny urllib client
+for it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    proc: subprocess.Popen
+    data_dir: Path
+    token: str | None = None
+    output: list[str] = field(default_factory=list)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM (graceful: a running job is put back in the queue) and wait."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies at once, as in a crash or an OOM kill."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def request(self, method: str, path: str, body: bytes | None = None, *,
+                headers: dict | None = None, timeout: float = 120.0) -> tuple[int, dict, bytes]:
+        """(status, headers (lower-case names), body) of one request; the token is sent when the server has one."""
+        all_headers = dict(headers or {})
+        if self.token and "Authorization" not in all_headers:
+            all_headers["Authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=all_headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as response:
+                return response.status, _lower(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, _lower(error.headers), error.read()
+
+    def json(self, method: str, path: str, payload=None, **kwargs) -> tuple[int, dict]:
+        body = None if payload is None else json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        status, _, data = self.request(method, path, body, headers=headers, **kwargs)
+        return status, (json.loads(data) if data else {})
+
+    def log_text(self) -> str:
+        return "".join(self.output)
+
+
+def _lower(headers) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def start_server(data_dir: Path, *, token: str | None = None, env: dict | None = None,
+                 extra_args: tuple[str, ...] = (), timeout: float = 180.0) -> ServerProcess:
+    """Start ``oneshot-avatar serve --port 0`` and wait until it listens. ``env`` adds to the
+    environment (e.g. ``ONESHOT_AVATAR_CACHE`` pointing at the tests' built body)."""
+    args = [sys.executable, "-m", "oneshot_avatar", "serve", "--host", "127.0.0.1", "--port", "0",
+            "--data-dir", str(data_dir), "--device", "cpu", *extra_args]
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    if token:
+        full_env["ONESHOT_AVATAR_TOKEN"] = token
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=full_env)
+    output: list[str] = []
+    ready = threading.Event()
+    url: list[str] = []
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+            if "listening on " in line and not url:
+                url.append(line.split("listening on ", 1)[1].strip())
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not ready.wait(timeout) or not url:
+        proc.kill()
+        raise RuntimeError("the server did not start:\n" + "".join(output))
+    server = ServerProcess(url=url[0], proc=proc, data_dir=Path(data_dir), token=token, output=output)
+    deadline = time.monotonic() + timeout  # the URL is printed once the body model is loaded
+    while time.monotonic() < deadline:
+        try:
+            status, _ = server.json("GET", "/v1/health", timeout=5)
+            if status == 200:
+                return server
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    server.kill()
+    raise RuntimeError("the server did not answer:\n" + "".join(output))
+
+
+def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
+    """(body, content type) of a multipart/form-data request."""
+    boundary = "----oneshot-test-boundary-7d41"
+    parts = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                     f"{value}\r\n".encode())
+    for name, (filename, data) in files.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+                     f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+                     .encode() + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def wait_for_job(server: ServerProcess, job_id: str, *, until=("succeeded", "failed", "cancelled"),
+                 timeout: float = 600.0, seen: list | None = None) -> dict:
+    """Poll a job until its state is in ``until`` (or ``until`` is a predicate that holds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, job = server.json("GET", f"/v1/jobs/{job_id}")
+        assert status == 200, job
+        if seen is not None:
+            seen.append(job)
+        if (callable(until) and until(job)) or (not callable(until) and job["state"] in until):
+            return job
+        time.sleep(0.25)
+    raise AssertionError(f"job {job_id} did not reach {until} in {timeout} s; last: {job}")
