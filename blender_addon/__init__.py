@@ -1,1 +1,47 @@
-"""Blender add-on (issue 6). Empty until then."""
+"""One-Shot Avatar for Blender: reconstruct an avatar from one photo on a `oneshot-avatar serve`
+backend, import it as an SMPL-X rig with Gaussian splats, pose/animate it, render it back.
+
+Loads as a Blender 4.2+ extension (``blender_manifest.toml``) or as a legacy add-on
+(``bl_info``). Nothing here imports ``bpy`` at module level: ``core/`` is plain Python that
+tests import without Blender; the bpy modules are imported by :func:`register`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+bl_info = {
+    "name": "One-Shot Avatar",
+    "author": "One-Shot Avatar contributors",
+    "version": (0, 1, 0),
+    "blender": (4, 2, 0),
+    "location": "3D Viewport > Sidebar > Avatar",
+    "description": "Reconstruct, pose and render Gaussian avatars from one photo",
+    "doc_url": "",
+    "category": "Animation",
+}
+
+# Registered in this order, unregistered in reverse.
+MODULE_NAMES: tuple[str, ...] = (
+    "preferences", "properties", "splats", "importer", "motion_ops", "service_ops",
+    "render_ops", "ui",
+)
+
+_registered_modules: list = []
+
+
+def register() -> None:
+    """Register every module's classes; on a failure, undo what was registered and re-raise."""
+    try:
+        for name in MODULE_NAMES:
+            module = importlib.import_module(f"{__package__}.{name}")
+            module.register()
+            _registered_modules.append(module)
+    except Exception:
+        unregister()
+        raise
+
+
+def unregister() -> None:
+    while _registered_modules:
+        _registered_modules.pop().unregister()

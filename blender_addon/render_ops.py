@@ -1,0 +1,544 @@
+"""Render Avatar (scene frame range -> PNG frames with alpha from the backend), Preview Frame,
+and Align Pose (photo behind a camera, the rig in front, its pose sent as the fit's start).
+
+What is sent per frame: the rig's evaluated pose (so constraints, drivers and IK count) as
+SMPL-X parameters — every bone's rest orientation is the identity in armature space, so a
+bone's rotation relative to its parent *is* the SMPL-X axis-angle; ``transl`` is the root
+bone's location; expressions are the root pose bone's custom properties — and the scene camera
+relative to the rig (see ``core/camera.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import bpy
+import numpy as np
+from bpy.props import BoolProperty, FloatProperty
+
+from . import preferences, service_ops
+from .core import camera as camera_export
+from .core.client import ServiceClient, ServiceError
+from .core.jobs import JobSnapshot
+from .core.motion import expression_space_for_names
+from .core.pose import params_from_full_pose, quaternion_to_axis_angle
+from .core.smplx_rig import (
+    JOINT_NAMES,
+    PARENTS,
+    RIG_AVATAR_ID_PROPERTY,
+    RIG_EXPRESSIONS_PROPERTY,
+    RIG_SOURCE_PROPERTY,
+    ROOT_BONE,
+)
+from .properties import is_avatar_rig
+
+DIRECT_FRAME_LIMIT = 24  # "Automatic": longer shots are sent as a backend render job
+PREVIEW_IMAGE_NAME = "OneShot Avatar Preview"
+ALIGN_CAMERA_NAME = "OneShot Avatar Align Camera"
+ALIGN_DISTANCE_M = 3.2  # the whole body fits a 50 mm lens from here
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the scene (main thread)
+
+
+def find_render_rig(context) -> bpy.types.Object:
+    settings = context.scene.oneshot_avatar
+    rig = settings.render_rig
+    if rig is None and is_avatar_rig(context.active_object):
+        rig = context.active_object
+    if rig is None:
+        raise ServiceError("no avatar rig chosen", field="rig",
+                           hint="select the avatar's armature or set Avatar Rig in the Avatar "
+                                "panel (import or reconstruct an avatar first)")
+    return rig
+
+
+def read_rig_pose(rig: bpy.types.Object, depsgraph) -> dict[str, Any]:
+    """The rig's current evaluated pose: ``quaternions`` (55, 4) wxyz per SMPL-X joint
+    (relative to the parent joint; the pelvis relative to the armature, so a turned ``root``
+    bone turns the body), ``transl`` (3,) = where the pelvis is minus its rest position, and
+    ``expression`` (E,) in the rig's expression order."""
+    evaluated = rig.evaluated_get(depsgraph)
+    bones = evaluated.pose.bones
+    missing = [name for name in (ROOT_BONE, *JOINT_NAMES) if name not in bones]
+    if missing:
+        raise ServiceError(f"the rig {rig.name!r} has no bone {missing[0]!r}", field="rig",
+                           hint="use a rig made by One-Shot Avatar's importer (re-import the "
+                                "avatar)")
+    rotations = [bones[name].matrix.to_3x3().normalized() for name in JOINT_NAMES]
+    quaternions = []
+    for index, rotation in enumerate(rotations):
+        parent = PARENTS[index]
+        local = rotation if parent < 0 else rotations[parent].transposed() @ rotation
+        quaternions.append(tuple(local.to_quaternion()))
+    pelvis = JOINT_NAMES[0]
+    transl = bones[pelvis].head - rig.data.bones[pelvis].head_local
+    names = [str(name) for name in rig.get(RIG_EXPRESSIONS_PROPERTY, [])]
+    root, original_root = bones[ROOT_BONE], rig.pose.bones[ROOT_BONE]
+    expression = [float(root.get(name, original_root.get(name, 0.0))) for name in names]
+    return {"quaternions": quaternions, "transl": tuple(transl), "expression": expression}
+
+
+def motion_params(poses: list[dict[str, Any]], expression_names: list[str]) -> dict[str, Any]:
+    """The API's per-frame SMPL-X rows for the poses from :func:`read_rig_pose`."""
+    quaternions = np.array([pose["quaternions"] for pose in poses], dtype=np.float64)
+    params = params_from_full_pose(quaternion_to_axis_angle(quaternions))
+    rows = {name: np.asarray(value, dtype=np.float64).reshape(len(poses), -1).tolist()
+            for name, value in params.items()}
+    rows["transl"] = [list(pose["transl"]) for pose in poses]
+    if expression_names:
+        rows["expression"] = [list(pose["expression"]) for pose in poses]
+    return rows
+
+
+def camera_for_frame(scene: bpy.types.Scene, camera: bpy.types.Object, rig: bpy.types.Object,
+                     depsgraph) -> dict[str, Any]:
+    """The API camera for the current frame (scene camera relative to the rig)."""
+    evaluated = camera.evaluated_get(depsgraph)
+    data = evaluated.data
+    render = scene.render
+    return camera_export.blender_camera_payload(
+        camera_type=data.type, lens_mm=data.lens, sensor_width_mm=data.sensor_width,
+        sensor_height_mm=data.sensor_height, sensor_fit=data.sensor_fit, shift_x=data.shift_x,
+        shift_y=data.shift_y, clip_start=data.clip_start, clip_end=data.clip_end,
+        resolution_x=render.resolution_x, resolution_y=render.resolution_y,
+        resolution_percentage=render.resolution_percentage,
+        pixel_aspect_x=render.pixel_aspect_x, pixel_aspect_y=render.pixel_aspect_y,
+        camera_matrix_world=[list(row) for row in evaluated.matrix_world],
+        rig_matrix_world=[list(row) for row in rig.evaluated_get(depsgraph).matrix_world])
+
+
+def build_render_request(context, rig: bpy.types.Object, frames: list[int]) -> dict[str, Any]:
+    """The render request body (without ``avatar``) for ``frames`` of the scene; the scene is
+    returned to its current frame afterwards."""
+    scene = context.scene
+    if scene.camera is None:
+        raise ServiceError("the scene has no camera", field="camera",
+                           hint="add a camera and make it the scene camera")
+    names = [str(name) for name in rig.get(RIG_EXPRESSIONS_PROPERTY, [])]
+    current = scene.frame_current, scene.frame_subframe
+    poses, cameras = [], []
+    try:
+        for frame in frames:
+            scene.frame_set(frame)
+            depsgraph = context.evaluated_depsgraph_get()
+            if scene.camera is None:
+                raise ServiceError(f"the scene has no camera at frame {frame}", field="camera",
+                                   hint="check the camera markers")
+            poses.append(read_rig_pose(rig, depsgraph))
+            cameras.append(camera_for_frame(scene, scene.camera, rig, depsgraph))
+    finally:
+        scene.frame_set(current[0], subframe=current[1])
+    if all(camera == cameras[0] for camera in cameras):
+        cameras = cameras[:1]
+    settings = scene.oneshot_avatar
+    return {
+        "motion": {"params": motion_params(poses, names),
+                   "fps": scene.render.fps / scene.render.fps_base,
+                   "expression_space": expression_space_for_names(names),
+                   "name": rig.name[:64]},
+        "cameras": cameras,
+        "background": None if settings.use_transparent else list(settings.background),
+    }
+
+
+def output_location(scene: bpy.types.Scene, rig: bpy.types.Object) -> tuple[str, str]:
+    """``(folder, file prefix)`` from the scene's output path: ``//render/`` -> frames
+    ``<rig>_0001.png`` in that folder; ``//render/shot_`` -> ``shot_0001.png``."""
+    path = bpy.path.abspath(scene.render.filepath or "//")
+    if not path or path.endswith(("/", "\\")) or os.path.isdir(path):
+        return path or tempfile.gettempdir(), f"{bpy.path.clean_name(rig.name)}_"
+    return os.path.dirname(path) or ".", os.path.basename(path)
+
+
+def frame_file(folder: str, prefix: str, frame: int) -> str:
+    return os.path.join(folder, f"{prefix}{frame:04d}.png")
+
+
+def avatar_on_rig(rig: bpy.types.Object) -> tuple[str, str]:
+    """``(avatar id, package path)`` recorded on the rig by the importer / a reconstruction."""
+    package = str(rig.get(RIG_SOURCE_PROPERTY, "") or "")
+    return (str(rig.get(RIG_AVATAR_ID_PROPERTY, "") or ""),
+            bpy.path.abspath(package) if package else "")
+
+
+# --------------------------------------------------------------------------------------------
+# Work for worker threads (no bpy)
+
+
+def ensure_avatar(client: ServiceClient, avatar_id: str, package: str, name: str) -> str:
+    """The backend's id for this avatar: ``avatar_id`` when the backend has it, else the id of
+    the package uploaded now."""
+    if avatar_id and client.find_avatar(avatar_id) is not None:
+        return avatar_id
+    if not package or not os.path.isfile(package):
+        known = f"avatar {avatar_id}" if avatar_id else "this avatar"
+        raise ServiceError(f"the backend does not have {known} and its package "
+                           f"{package or '(unknown)'!r} is not on disk", field="avatar",
+                           hint="import the .avatar file again or reconstruct it on this backend")
+    return client.upload_avatar(package, name=name[:64])["id"]
+
+
+def extract_frames(archive_path: str | Path, frames: list[int], folder: str,
+                   prefix: str) -> list[str]:
+    """Write the zip's ``frame_00000.png``... as ``<folder>/<prefix><scene frame>.png``;
+    every file appears whole (written aside, then renamed)."""
+    os.makedirs(folder, exist_ok=True)
+    written = []
+    with zipfile.ZipFile(archive_path) as archive:
+        names = set(archive.namelist())
+        for position, frame in enumerate(frames):
+            member = f"frame_{position:05d}.png"
+            if member not in names:
+                raise ServiceError(f"the backend's zip has no {member} (it has {len(names)} "
+                                   f"files for {len(frames)} frames)", field="frames",
+                                   hint="render again; see the backend's log")
+            target = frame_file(folder, prefix, frame)
+            partial = target + ".part"
+            with archive.open(member) as source, open(partial, "wb") as sink:
+                while chunk := source.read(1 << 20):
+                    sink.write(chunk)
+            os.replace(partial, target)
+            written.append(target)
+    return written
+
+
+def _render_now(config, request, avatar_id, package, name, frames, folder, prefix) -> dict:
+    client = config.client()
+    request = {**request, "avatar": ensure_avatar(client, avatar_id, package, name),
+               "format": "zip"}
+    data = client.render(request)
+    with tempfile.TemporaryDirectory(prefix="oneshot-avatar-") as scratch:
+        archive = Path(scratch) / "frames.zip"
+        archive.write_bytes(data)
+        paths = extract_frames(archive, frames, folder, prefix)
+    return {"avatar_id": request["avatar"], "paths": paths}
+
+
+def _queue_render_job(config, request, avatar_id, package, name) -> dict:
+    client = config.client()
+    request = {**request, "avatar": ensure_avatar(client, avatar_id, package, name),
+               "format": "zip"}
+    job = JobSnapshot.from_api(client.create_render_job(request))
+    return {"avatar_id": request["avatar"], "job": job}
+
+
+def _fetch_render_job(config, job_id, frames, folder, prefix) -> list[str]:
+    with tempfile.TemporaryDirectory(prefix="oneshot-avatar-") as scratch:
+        archive = config.client().download_job_result(job_id, Path(scratch) / "frames.zip")
+        return extract_frames(archive, frames, folder, prefix)
+
+
+def _preview_now(config, request, avatar_id, package, name, target) -> dict:
+    client = config.client()
+    request = {**request, "avatar": ensure_avatar(client, avatar_id, package, name),
+               "format": "png"}
+    Path(target).write_bytes(client.render(request))
+    return {"avatar_id": request["avatar"], "path": target}
+
+
+# --------------------------------------------------------------------------------------------
+# Showing results (main thread)
+
+
+def _show_in_image_editors(image: bpy.types.Image) -> None:
+    window_manager = bpy.context.window_manager
+    for window in (window_manager.windows if window_manager else []):
+        for area in window.screen.areas:
+            if area.type == "IMAGE_EDITOR":
+                area.spaces.active.image = image
+
+
+def load_frame_sequence(scene: bpy.types.Scene, paths: list[str], frames: list[int],
+                        name: str) -> bpy.types.Image:
+    """The frames as one image sequence, shown behind the scene camera's view and in open
+    Image Editors."""
+    image = bpy.data.images.get(name)
+    if image is not None and bpy.path.abspath(image.filepath) != paths[0]:
+        bpy.data.images.remove(image)
+        image = None
+    if image is None:
+        image = bpy.data.images.load(paths[0], check_existing=False)
+        image.name = name
+    else:
+        image.reload()
+    image.source = "SEQUENCE" if len(paths) > 1 else "FILE"
+    image.alpha_mode = "STRAIGHT"
+    camera = scene.camera
+    if camera is not None and camera.type == "CAMERA":
+        backgrounds = camera.data.background_images
+        entry = next((bg for bg in backgrounds if bg.image == image), None) or backgrounds.new()
+        entry.image = image
+        entry.display_depth = "FRONT"
+        entry.frame_method = "FIT"
+        user = entry.image_user
+        user.frame_start = frames[0]
+        user.frame_duration = frames[-1] - frames[0] + 1
+        user.frame_offset = frames[0] - 1
+        user.use_auto_refresh = True
+        camera.data.show_background_images = True
+    _show_in_image_editors(image)
+    return image
+
+
+def _store_avatar_id(rig_name: str, avatar_id: str) -> None:
+    rig = bpy.data.objects.get(rig_name)
+    if rig is not None and avatar_id and rig.get(RIG_AVATAR_ID_PROPERTY) != avatar_id:
+        rig[RIG_AVATAR_ID_PROPERTY] = avatar_id
+
+
+def _fetch_render_record(config, record) -> tuple:
+    frames = list(range(record.frame_start,
+                        record.frame_start + record.frame_step * record.frame_count,
+                        record.frame_step))
+    return _fetch_render_job, config, record.job_id, frames, record.output_dir, record.file_prefix
+
+
+def _deliver_render_record(record, paths: list[str]) -> None:
+    frames = list(range(record.frame_start,
+                        record.frame_start + record.frame_step * record.frame_count,
+                        record.frame_step))
+    scene = next((s for s in bpy.data.scenes if any(r == record for r in s.oneshot_avatar.jobs)),
+                 bpy.context.scene)
+    load_frame_sequence(scene, paths, frames, f"OneShot Avatar {record.rig_name}")
+    record.result_path = paths[0]
+    record.delivered = True
+    service_ops.report("INFO", f"Render '{record.name}': {len(paths)} frames in "
+                               f"{record.output_dir}")
+
+
+# --------------------------------------------------------------------------------------------
+# Operators
+
+
+class ONESHOT_AVATAR_OT_render_avatar(service_ops.BackgroundRequest, bpy.types.Operator):
+    """Render the avatar for the scene's frame range through the scene camera (PNG frames with
+    alpha in the scene's output folder)"""
+
+    bl_idname = "oneshot_avatar.render_avatar"
+    bl_label = "Render Avatar"
+    status_text = "Rendering the avatar on the backend..."
+
+    wait: BoolProperty(name="Wait", default=False, options={"SKIP_SAVE", "HIDDEN"},
+                       description="For a backend render job: block until the frames are in "
+                                   "(for scripts)")
+    timeout: FloatProperty(name="Timeout", default=service_ops.WAIT_TIMEOUT_S, min=1.0,
+                           options={"SKIP_SAVE", "HIDDEN"})
+
+    def prepare(self, context):
+        scene = context.scene
+        settings = scene.oneshot_avatar
+        rig = find_render_rig(context)
+        frames = list(range(scene.frame_start, scene.frame_end + 1, scene.frame_step))
+        if not frames:
+            raise ServiceError(f"the frame range {scene.frame_start}..{scene.frame_end} is "
+                               "empty", field="frame_range", hint="set the scene's frame range")
+        request = build_render_request(context, rig, frames)
+        folder, prefix = output_location(scene, rig)
+        os.makedirs(folder, exist_ok=True)
+        avatar_id, package = avatar_on_rig(rig)
+        config = preferences.connection_config(context)
+        as_job = settings.render_mode == "JOB" or (settings.render_mode == "AUTO"
+                                                   and len(frames) > DIRECT_FRAME_LIMIT)
+        self._plan = {"rig": rig.name, "frames": frames, "folder": folder, "prefix": prefix,
+                      "as_job": as_job}
+        if as_job:
+            return lambda: _queue_render_job(config, request, avatar_id, package, rig.name)
+        return lambda: _render_now(config, request, avatar_id, package, rig.name, frames,
+                                   folder, prefix)
+
+    def finish(self, context, result):
+        plan = self._plan
+        _store_avatar_id(plan["rig"], result["avatar_id"])
+        frames = plan["frames"]
+        if not plan["as_job"]:
+            load_frame_sequence(context.scene, result["paths"], frames,
+                                f"OneShot Avatar {plan['rig']}")
+            self.report({"INFO"}, f"Rendered {len(frames)} frames to {plan['folder']}")
+            return {"FINISHED"}
+        job = result["job"]
+        service_ops.add_job_record(
+            context.scene, job, name=f"{plan['rig']} frames {frames[0]}-{frames[-1]}",
+            rig_name=plan["rig"], output_dir=plan["folder"], file_prefix=plan["prefix"],
+            frame_start=frames[0], frame_step=context.scene.frame_step, frame_count=len(frames))
+        service_ops.job_monitor.ensure_running()
+        self.report({"INFO"}, f"Render job {job.id} queued ({len(frames)} frames)")
+        if not self.wait:
+            return {"FINISHED"}
+        job_id = job.id
+
+        def done() -> bool:
+            record = service_ops.find_job_record(job_id)
+            return record is None or record.delivered or bool(record.message) or (
+                record.state in ("failed", "cancelled"))
+
+        service_ops.job_monitor.wait(done, self.timeout)
+        record = service_ops.find_job_record(job_id)
+        if record is None or not record.delivered:
+            self.report({"ERROR"}, f"Render job {job_id}: "
+                                   + (service_ops.record_text(record) if record else "removed"))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class ONESHOT_AVATAR_OT_preview_frame(service_ops.BackgroundRequest, bpy.types.Operator):
+    """Render the current frame on the backend into an image (shown in Image Editors)"""
+
+    bl_idname = "oneshot_avatar.preview_frame"
+    bl_label = "Preview Frame"
+    status_text = "Rendering a preview frame on the backend..."
+
+    def prepare(self, context):
+        scene = context.scene
+        rig = find_render_rig(context)
+        request = build_render_request(context, rig, [scene.frame_current])
+        avatar_id, package = avatar_on_rig(rig)
+        config = preferences.connection_config(context)
+        folder = Path(tempfile.gettempdir()) / "oneshot_avatar"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = str(folder / f"preview_{bpy.path.clean_name(rig.name)}.png")
+        self._rig_name = rig.name
+        return lambda: _preview_now(config, request, avatar_id, package, rig.name, target)
+
+    def finish(self, context, result):
+        _store_avatar_id(self._rig_name, result["avatar_id"])
+        image = bpy.data.images.get(PREVIEW_IMAGE_NAME)
+        if image is not None:
+            bpy.data.images.remove(image)
+        image = bpy.data.images.load(result["path"], check_existing=False)
+        image.name = PREVIEW_IMAGE_NAME
+        image.alpha_mode = "STRAIGHT"
+        image.pack()  # kept in the .blend; the temporary file may go
+        context.scene.oneshot_avatar.preview_image = image
+        _show_in_image_editors(image)
+        self.report({"INFO"}, f"Preview of frame {context.scene.frame_current} in image "
+                              f"'{image.name}'")
+        return {"FINISHED"}
+
+
+# ---- Align pose
+
+
+def _align_rig(context) -> bpy.types.Object:
+    settings = context.scene.oneshot_avatar
+    rig = settings.align_rig
+    if rig is None and is_avatar_rig(context.active_object):
+        rig = context.active_object
+    if rig is None:
+        raise ServiceError("no rig to pose", field="align_rig",
+                           hint="import an avatar (its rig is posed to match the photo) and "
+                                "select it, or set Alignment Rig in the Avatar panel")
+    return rig
+
+
+def aligned_pose_init(context) -> dict[str, Any]:
+    """The ``init`` file's JSON for the fit: the alignment rig's current pose, with its
+    orientation as seen through the alignment camera (or the scene camera)."""
+    settings = context.scene.oneshot_avatar
+    rig = _align_rig(context)
+    depsgraph = context.evaluated_depsgraph_get()
+    pose = read_rig_pose(rig, depsgraph)
+    params = motion_params([pose], [str(n) for n in rig.get(RIG_EXPRESSIONS_PROPERTY, [])])
+    init = {name: rows[0] for name, rows in params.items() if name != "transl"}
+    camera = settings.align_camera or context.scene.camera
+    if camera is not None and camera.type == "CAMERA":
+        relative = camera_export.rig_relative_matrix(
+            [list(row) for row in camera.evaluated_get(depsgraph).matrix_world],
+            [list(row) for row in rig.evaluated_get(depsgraph).matrix_world])
+        init["global_orient"] = camera_export.orient_for_front_view(
+            init["global_orient"], relative).tolist()
+    return init
+
+
+class ONESHOT_AVATAR_OT_align_pose(bpy.types.Operator):
+    """Put the photo behind a camera in front of the rig, so the rig can be posed to match it;
+    Reconstruct then sends that pose as the fit's starting pose"""
+
+    bl_idname = "oneshot_avatar.align_pose"
+    bl_label = "Align Pose to Photo"
+    bl_options = frozenset({"REGISTER", "UNDO"})
+
+    def execute(self, context):
+        from mathutils import Matrix, Vector
+
+        scene = context.scene
+        settings = scene.oneshot_avatar
+        try:
+            rig = _align_rig(context)
+            if not settings.photo_path:
+                raise ServiceError("no photo chosen", field="photo",
+                                   hint="pick a photo in the Avatar panel")
+            photo = bpy.path.abspath(settings.photo_path)
+            if not os.path.isfile(photo):
+                raise ServiceError(f"file not found: {photo!r}", field="photo",
+                                   hint="pick an existing photo")
+        except ServiceError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        try:
+            image = bpy.data.images.load(photo, check_existing=True)
+        except RuntimeError as error:
+            self.report({"ERROR"}, f"'photo': Blender cannot open {photo!r} ({error}); use a "
+                                   "JPEG or PNG")
+            return {"CANCELLED"}
+        camera = settings.align_camera
+        if camera is None or camera.type != "CAMERA":
+            camera = bpy.data.objects.new(ALIGN_CAMERA_NAME,
+                                          bpy.data.cameras.new(ALIGN_CAMERA_NAME))
+            scene.collection.objects.link(camera)
+            settings.align_camera = camera
+        bones = rig.data.bones
+        centre_y = 0.5 * (bones["head"].head_local.y + bones["left_foot"].head_local.y)
+        location, rotation, _scale = rig.matrix_world.decompose()
+        scale = max(rig.matrix_world.to_scale())
+        # In armature space the camera stands on +Z (in front of the body) looking at -Z, +Y up.
+        in_rig = Matrix.Translation(Vector((0.0, centre_y * scale, ALIGN_DISTANCE_M * scale)))
+        camera.matrix_world = Matrix.LocRotScale(location, rotation, None) @ in_rig
+        camera.data.lens = 50.0
+        camera.data.sensor_fit = "AUTO"
+        camera.data.show_background_images = True
+        backgrounds = camera.data.background_images
+        entry = next((bg for bg in backgrounds if bg.image == image), None) or backgrounds.new()
+        entry.image = image
+        entry.display_depth = "BACK"
+        entry.frame_method = "FIT"
+        entry.alpha = 0.8
+        width, height = image.size
+        if width and height:
+            scene.render.resolution_x, scene.render.resolution_y = width, height
+        scene.camera = camera
+        settings.align_rig = rig
+        settings.use_aligned_pose = True
+        for area in (context.screen.areas if context.screen else []):
+            if area.type == "VIEW_3D":
+                area.spaces.active.region_3d.view_perspective = "CAMERA"
+        self.report({"INFO"}, f"Pose {rig.name!r} to match the photo through "
+                              f"{camera.name!r} (render size set to the photo's {width}x{height});"
+                              " Reconstruct sends that pose")
+        return {"FINISHED"}
+
+
+CLASSES = (
+    ONESHOT_AVATAR_OT_render_avatar,
+    ONESHOT_AVATAR_OT_preview_frame,
+    ONESHOT_AVATAR_OT_align_pose,
+)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    service_ops.job_monitor.fetchers["render"] = _fetch_render_record
+    service_ops.job_monitor.deliverers["render"] = _deliver_render_record
+
+
+def unregister() -> None:
+    service_ops.job_monitor.fetchers.pop("render", None)
+    service_ops.job_monitor.deliverers.pop("render", None)
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,109 @@
+"""Showing the Gaussian centres as coloured splats: a Geometry Nodes group that turns the (rig-
+deformed) vertices into points with a radius from the ``scale`` attribute, and a material that
+reads the ``color`` and ``opacity`` attributes. Shared by every imported avatar (one node group
+and one material per .blend, made on first use)."""
+
+from __future__ import annotations
+
+import bpy
+
+NODE_GROUP_NAME = "OneShotAvatar Splats"
+MATERIAL_NAME = "OneShotAvatar Splat"
+MODIFIER_NAME = "Splats"
+SPLAT_SIZE_SOCKET = "Splat Size"
+DEFAULT_SPLAT_SIZE = 1.5  # radius = mean Gaussian scale x this
+
+
+def _new_socket(group: bpy.types.NodeTree, name: str, in_out: str, socket_type: str):
+    return group.interface.new_socket(name=name, in_out=in_out, socket_type=socket_type)
+
+
+def ensure_splat_material() -> bpy.types.Material:
+    """The shared splat material: base colour from the ``color`` attribute, alpha from
+    ``opacity``."""
+    material = bpy.data.materials.get(MATERIAL_NAME)
+    if material is not None:
+        return material
+    material = bpy.data.materials.new(MATERIAL_NAME)
+    if material.node_tree is None or not material.node_tree.nodes:  # Blender < 5 needs this
+        material.use_nodes = True
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    principled = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
+    color = nodes.new("ShaderNodeAttribute")
+    color.attribute_name = "color"
+    color.location = (-400, 200)
+    opacity = nodes.new("ShaderNodeAttribute")
+    opacity.attribute_name = "opacity"
+    opacity.location = (-400, -100)
+    links.new(color.outputs["Color"], principled.inputs["Base Color"])
+    links.new(opacity.outputs["Fac"], principled.inputs["Alpha"])
+    principled.inputs["Roughness"].default_value = 0.9
+    if hasattr(material, "surface_render_method"):  # EEVEE (4.2+)
+        material.surface_render_method = "DITHERED"
+    return material
+
+
+def ensure_splat_node_group() -> bpy.types.NodeTree:
+    """The shared Geometry Nodes group: Mesh to Points (radius = mean of ``scale`` x Splat Size),
+    Set Material, joined with the input mesh (its vertices stay readable after evaluation)."""
+    group = bpy.data.node_groups.get(NODE_GROUP_NAME)
+    if group is not None and group.bl_idname == "GeometryNodeTree":
+        return group
+    group = bpy.data.node_groups.new(NODE_GROUP_NAME, "GeometryNodeTree")
+    _new_socket(group, "Geometry", "INPUT", "NodeSocketGeometry")
+    size = _new_socket(group, SPLAT_SIZE_SOCKET, "INPUT", "NodeSocketFloat")
+    size.default_value = DEFAULT_SPLAT_SIZE
+    size.min_value = 0.0
+    _new_socket(group, "Geometry", "OUTPUT", "NodeSocketGeometry")
+    nodes, links = group.nodes, group.links
+    group_in = nodes.new("NodeGroupInput")
+    group_in.location = (-700, 0)
+    group_out = nodes.new("NodeGroupOutput")
+    group_out.location = (600, 0)
+    scale = nodes.new("GeometryNodeInputNamedAttribute")
+    scale.data_type = "FLOAT_VECTOR"
+    scale.inputs["Name"].default_value = "scale"
+    scale.location = (-700, -200)
+    mean = nodes.new("ShaderNodeVectorMath")
+    mean.operation = "DOT_PRODUCT"
+    mean.inputs[1].default_value = (1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0)
+    mean.location = (-450, -200)
+    radius = nodes.new("ShaderNodeMath")
+    radius.operation = "MULTIPLY"
+    radius.location = (-250, -200)
+    to_points = nodes.new("GeometryNodeMeshToPoints")
+    to_points.mode = "VERTICES"
+    to_points.location = (0, 0)
+    set_material = nodes.new("GeometryNodeSetMaterial")
+    set_material.inputs["Material"].default_value = ensure_splat_material()
+    set_material.location = (250, 0)
+    # Keep the deformed vertices too (loose vertices draw nothing in object mode), so the
+    # evaluated object's mesh still holds the posed Gaussian centres for scripts and tests.
+    join = nodes.new("GeometryNodeJoinGeometry")
+    join.location = (400, 0)
+    links.new(scale.outputs["Attribute"], mean.inputs[0])
+    links.new(mean.outputs["Value"], radius.inputs[0])
+    links.new(group_in.outputs[SPLAT_SIZE_SOCKET], radius.inputs[1])
+    links.new(group_in.outputs["Geometry"], to_points.inputs["Mesh"])
+    links.new(radius.outputs["Value"], to_points.inputs["Radius"])
+    links.new(to_points.outputs["Points"], set_material.inputs["Geometry"])
+    links.new(set_material.outputs["Geometry"], join.inputs["Geometry"])
+    links.new(group_in.outputs["Geometry"], join.inputs["Geometry"])
+    links.new(join.outputs["Geometry"], group_out.inputs["Geometry"])
+    return group
+
+
+def add_splat_modifier(obj: bpy.types.Object) -> bpy.types.Modifier:
+    """Add the splat Geometry Nodes modifier to ``obj`` (after its other modifiers)."""
+    modifier = obj.modifiers.new(MODIFIER_NAME, "NODES")
+    modifier.node_group = ensure_splat_node_group()
+    obj.data.materials.append(ensure_splat_material())
+    return modifier
+
+
+def register() -> None:
+    """Nothing to register: the node group and material are data, made on first import."""
+
+
+def unregister() -> None:
+    """Nothing to unregister (imported avatars keep their node group and material)."""

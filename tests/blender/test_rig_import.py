@@ -1,0 +1,146 @@
+"""Importing a .avatar in real Blender: the rig's layout, the driven point cloud matching the
+backend's posing (mean error <= 1 mm), and bad packages reported without leftovers.
+
+Run by tests/test_blender_rig.py, which builds the package and the expected posings with the
+backend and passes them in $ONESHOT_AVATAR_RIG_PACKAGE and $ONESHOT_AVATAR_RIG_EXPECTED."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+from rig_support import (
+    datablock_counts,
+    env_path,
+    evaluated_positions,
+    fresh_scene,
+)
+
+
+@pytest.fixture()
+def package_path():
+    return env_path("ONESHOT_AVATAR_RIG_PACKAGE")
+
+
+@pytest.fixture()
+def expected():
+    with np.load(env_path("ONESHOT_AVATAR_RIG_EXPECTED")) as data:
+        return {key: data[key] for key in data.files}
+
+
+def _import(path):
+    """Import through the add-on's operator into an empty scene; returns (rig, splats)."""
+    fresh_scene()
+    assert bpy.ops.oneshot_avatar.import_avatar(filepath=str(path)) == {"FINISHED"}
+    rig = bpy.context.view_layer.objects.active
+    return rig, rig["oneshot_avatar_splats"]
+
+
+def test_import_builds_the_rig_and_the_splats(addon, package_path):
+    from blender_addon.core.package import read_avatar_package
+    from blender_addon.core.smplx_rig import BONE_NAMES, JOINT_NAMES, bone_parent
+
+    package = read_avatar_package(package_path)
+    rig, splats = _import(package_path)
+    assert rig.type == "ARMATURE" and rig.name == f"{package_path.stem}_rig"
+    assert splats.name == f"{package_path.stem}_splats" and splats.parent == rig
+    bones = rig.data.bones
+    assert sorted(b.name for b in bones) == sorted(BONE_NAMES)
+    for j, name in enumerate(JOINT_NAMES):
+        bone = bones[name]
+        assert bone.parent.name == bone_parent(name)
+        np.testing.assert_allclose(np.array(bone.matrix_local.to_3x3()), np.eye(3), atol=1e-6)
+        np.testing.assert_allclose(bone.head_local, package.rest_joints[j], atol=1e-6)
+        assert rig.pose.bones[name].rotation_mode == "QUATERNION"
+    # Armature space is SMPL-X's Y-up world: SMPL-X +Y (up) is Blender +Z, SMPL-X +Z is -Y.
+    np.testing.assert_allclose(np.array(rig.matrix_world.to_3x3()),
+                               [[1, 0, 0], [0, 0, -1], [0, 1, 0]], atol=1e-6)
+    mesh = splats.data
+    assert len(mesh.vertices) == package.count
+    for name, domain_type in (("color", "FLOAT_COLOR"), ("opacity", "FLOAT"),
+                              ("scale", "FLOAT_VECTOR"), ("rot", "FLOAT_COLOR")):
+        assert mesh.attributes[name].data_type == domain_type
+        assert mesh.attributes[name].domain == "POINT"
+    colors = np.empty(4 * package.count, np.float32)
+    mesh.attributes["color"].data.foreach_get("color", colors)
+    np.testing.assert_allclose(colors.reshape(-1, 4), package.colors, atol=1e-6)
+    assert [m.type for m in splats.modifiers] == ["ARMATURE", "NODES"]
+    assert splats.modifiers[0].object == rig
+    assert sorted(g.name for g in splats.vertex_groups) == sorted(JOINT_NAMES)
+    first = {splats.vertex_groups[g.group].name: g.weight for g in mesh.vertices[0].groups}
+    want = {JOINT_NAMES[i]: w for i, w in zip(package.joint_indices[0], package.joint_weights[0])
+            if w > 0}
+    assert first.keys() == want.keys()
+    np.testing.assert_allclose([first[k] for k in want], list(want.values()), atol=1e-6)
+    # Expression controls: keyframable float properties on the root pose bone; the jaw bone.
+    root = rig.pose.bones["root"]
+    for name in package.expression_names:
+        assert root[name] == 0.0
+    assert root.keyframe_insert(f'["{package.expression_names[0]}"]', frame=1)
+    assert "jaw" in rig.pose.bones
+    # The splat node group turns the points into a point cloud with the material.
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    geometry = splats.evaluated_get(depsgraph)
+    if hasattr(geometry, "evaluated_geometry"):  # Blender 4.3+
+        geometry_set = geometry.evaluated_geometry()  # keep it alive while reading
+        points = geometry_set.pointcloud
+        assert points is not None and len(points.points) == package.count
+        assert "color" in points.attributes
+
+
+def test_keyframed_poses_move_the_points_like_the_backend(addon, package_path, expected):
+    from blender_addon.core.motion import Motion
+
+    rig, splats = _import(package_path)
+    names = sorted(key.removeprefix("pose_") for key in expected if key.startswith("pose_"))
+    motion = Motion(fps=30.0, full_pose=np.stack([expected[f"pose_{n}"] for n in names]),
+                    transl=np.stack([expected[f"transl_{n}"] for n in names]),
+                    expression=np.zeros((len(names), 0)))
+    addon.motion_ops.apply_motion(bpy.context, rig, motion, start_frame=1)
+    bpy.context.scene.frame_set(len(names) + 5)  # held after the last key
+    for frame, name in enumerate(names, start=1):
+        bpy.context.scene.frame_set(frame)
+        error = np.linalg.norm(evaluated_positions(splats) - expected[f"means_{name}"], axis=-1)
+        print(f"{name}: mean error {1000 * error.mean():.3f} mm, max {1000 * error.max():.3f} mm")
+        assert error.mean() <= 1e-3, (name, error.mean(), error.max())
+
+
+def _rewrite(path, out, **members):
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(out, "w") as zout:
+        for name in zin.namelist():
+            data = members.get(name, zin.read(name))
+            if data is not None:
+                zout.writestr(name, data)
+    return out
+
+
+def test_bad_packages_are_reported_and_leave_nothing(addon, package_path, tmp_path):
+    fresh_scene()
+    before = datablock_counts()
+    not_zip = tmp_path / "junk.avatar"
+    not_zip.write_bytes(b"definitely not a zip")
+    missing = _rewrite(package_path, tmp_path / "norig.avatar", **{"rig.npz": None})
+    damaged = _rewrite(package_path, tmp_path / "damaged.avatar", **{
+        "gaussians.ply": zipfile.ZipFile(package_path).read("gaussians.ply")[:-4]})
+    for path, field in ((not_zip, "not a zip"), (missing, "rig.npz"),
+                        (damaged, "members.gaussians.ply")):
+        with pytest.raises(RuntimeError, match=field):
+            bpy.ops.oneshot_avatar.import_avatar(filepath=str(path))
+        assert datablock_counts() == before
+
+
+def test_a_failure_while_building_removes_everything(addon, package_path, monkeypatch):
+    fresh_scene()
+    before = datablock_counts()
+
+    def broken(obj):
+        raise RuntimeError("simulated failure after the rig and the mesh were made")
+
+    monkeypatch.setattr(addon.splats, "add_splat_modifier", broken)
+    with pytest.raises(RuntimeError, match="simulated"):
+        addon.importer.import_avatar_file(bpy.context, package_path)
+    assert datablock_counts() == before

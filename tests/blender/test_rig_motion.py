@@ -1,0 +1,266 @@
+"""Motion on the rig in real Blender: motion files keyed and exported again (the driver checks
+the backend reads the same poses back), the service's built-in clips, BVH retargeting (CMU and
+Mixamo skeletons), and bad motion files reported without touching the rig.
+
+Run by tests/test_blender_rig.py: $ONESHOT_AVATAR_RIG_PACKAGE (a .avatar),
+$ONESHOT_AVATAR_RIG_MOTIONS (folder of motion files), $ONESHOT_AVATAR_RIG_OUT (exports go
+there as <motion file stem>.npz), optional $ONESHOT_AVATAR_RIG_BVH (the CMU walk)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+from rig_support import env_path, fresh_scene
+
+SCENE_FPS = 30
+
+
+
+@pytest.fixture()
+def rig(addon):
+    fresh_scene(SCENE_FPS)
+    path = env_path("ONESHOT_AVATAR_RIG_PACKAGE")
+    assert bpy.ops.oneshot_avatar.import_avatar(filepath=str(path)) == {"FINISHED"}
+    return bpy.context.view_layer.objects.active
+
+
+def test_motion_files_round_trip_through_the_rig(rig):
+    """Each motion file is keyed (resampled to 30 fps) and exported over the scene range."""
+    folder = env_path("ONESHOT_AVATAR_RIG_MOTIONS")
+    out = env_path("ONESHOT_AVATAR_RIG_OUT")
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".npz", ".smpl"))
+    assert files
+    for path in files:
+        rig.animation_data_clear()
+        assert bpy.ops.oneshot_avatar.import_motion(filepath=str(path)) == {"FINISHED"}
+        assert bpy.ops.oneshot_avatar.export_motion(filepath=str(out / f"{path.stem}.npz")) \
+            == {"FINISHED"}
+
+
+def test_export_folds_a_root_rotation_into_global_orient(rig, tmp_path):
+    """Rotating/moving the root bone moves every point; the export says the same in SMPL-X
+    parameters (checked with the add-on's own forward kinematics)."""
+    from blender_addon.core import pose as posemath
+    from blender_addon.core.motion import read_motion
+    from blender_addon.core.smplx_rig import JOINT_NAMES
+    from mathutils import Quaternion
+
+    root = rig.pose.bones["root"]
+    root.rotation_quaternion = Quaternion((0.3, 1.0, 0.2), 0.8)
+    root.location = (0.1, 0.2, -0.3)
+    rig.pose.bones["pelvis"].rotation_quaternion = Quaternion((0.0, 1.0, 0.0), 0.5)
+    rig.pose.bones["left_knee"].rotation_quaternion = Quaternion((1.0, 0.0, 0.0), 0.7)
+    expression = rig["oneshot_avatar_expression_names"][0]
+    root[expression] = 0.75
+    bpy.context.scene.frame_end = 1
+    path = tmp_path / "pose.npz"
+    assert bpy.ops.oneshot_avatar.export_motion(filepath=str(path)) == {"FINISHED"}
+    motion = read_motion(path)
+    bpy.context.view_layer.update()
+    rest = np.array([rig.data.bones[j].head_local for j in JOINT_NAMES])
+    world = posemath.forward_kinematics(posemath.axis_angle_to_matrix(motion.full_pose), rest,
+                                        motion.transl)
+    blender = np.array([rig.pose.bones[j].head for j in JOINT_NAMES])
+    np.testing.assert_allclose(world[0, :, :3, 3], blender, atol=1e-5)
+    assert motion.expression[0, 0] == pytest.approx(0.75)
+
+
+def test_builtin_motion_from_the_service(addon, rig, monkeypatch):
+    t = 4
+    body = np.zeros((t, 63))
+    body[:, 3 * 17 + 2] = np.linspace(0, 1, t)  # right elbow (joint 19 = body row 18)
+    names = list(rig["oneshot_avatar_expression_names"])
+    payload = {"name": "wave", "fps": SCENE_FPS, "expression_space": "arkit52", "params": {
+        "global_orient": np.zeros((t, 3)).tolist(), "body_pose": body.tolist(),
+        "jaw_pose": np.zeros((t, 3)).tolist(), "leye_pose": np.zeros((t, 3)).tolist(),
+        "reye_pose": np.zeros((t, 3)).tolist(), "left_hand_pose": np.zeros((t, 45)).tolist(),
+        "right_hand_pose": np.zeros((t, 45)).tolist(), "transl": np.zeros((t, 3)).tolist(),
+        "expression": np.full((t, len(names)), 0.25).tolist()}}
+    requests = []
+
+    class FakeClient:
+        def get_motion(self, name, fps=None):
+            requests.append((name, fps))
+            return payload
+
+    monkeypatch.setattr(addon.motion_ops, "_service_client", lambda context: FakeClient())
+    assert bpy.ops.oneshot_avatar.import_builtin_motion(motion_name="wave") == {"FINISHED"}
+    assert requests == [("wave", SCENE_FPS)]
+    scene = bpy.context.scene
+    assert (scene.frame_start, scene.frame_end) == (1, t)
+    scene.frame_set(t)
+    angle = rig.pose.bones["left_elbow"].rotation_quaternion.angle
+    assert angle == pytest.approx(1.0, abs=1e-5)
+    assert rig.pose.bones["root"][names[0]] == pytest.approx(0.25 if len(names) == 52 else 0.0)
+
+
+MIXAMO_BVH = """HIERARCHY
+ROOT mixamorig:Hips
+{
+  OFFSET 0 100 0
+  CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation
+  JOINT mixamorig:Spine
+  {
+    OFFSET 0 10 0
+    CHANNELS 3 Zrotation Xrotation Yrotation
+    JOINT mixamorig:Spine1
+    {
+      OFFSET 0 12 0
+      CHANNELS 3 Zrotation Xrotation Yrotation
+      JOINT mixamorig:Spine2
+      {
+        OFFSET 0 12 0
+        CHANNELS 3 Zrotation Xrotation Yrotation
+        JOINT mixamorig:LeftShoulder
+        {
+          OFFSET 6 10 0
+          CHANNELS 3 Zrotation Xrotation Yrotation
+          JOINT mixamorig:LeftArm
+          {
+            OFFSET 12 0 0
+            CHANNELS 3 Zrotation Xrotation Yrotation
+            JOINT mixamorig:LeftForeArm
+            {
+              OFFSET 28 0 0
+              CHANNELS 3 Zrotation Xrotation Yrotation
+              JOINT mixamorig:LeftHand
+              {
+                OFFSET 25 0 0
+                CHANNELS 3 Zrotation Xrotation Yrotation
+                End Site
+                {
+                  OFFSET 8 0 0
+                }
+              }
+            }
+          }
+        }
+        JOINT mixamorig:Neck
+        {
+          OFFSET 0 15 0
+          CHANNELS 3 Zrotation Xrotation Yrotation
+          End Site
+          {
+            OFFSET 0 10 0
+          }
+        }
+      }
+    }
+  }
+  JOINT mixamorig:LeftUpLeg
+  {
+    OFFSET 9 -6 0
+    CHANNELS 3 Zrotation Xrotation Yrotation
+    JOINT mixamorig:LeftLeg
+    {
+      OFFSET 0 -42 0
+      CHANNELS 3 Zrotation Xrotation Yrotation
+      JOINT mixamorig:LeftFoot
+      {
+        OFFSET 0 -40 0
+        CHANNELS 3 Zrotation Xrotation Yrotation
+        End Site
+        {
+          OFFSET 0 -5 12
+        }
+      }
+    }
+  }
+  JOINT mixamorig:RightUpLeg
+  {
+    OFFSET -9 -6 0
+    CHANNELS 3 Zrotation Xrotation Yrotation
+    JOINT mixamorig:RightLeg
+    {
+      OFFSET 0 -42 0
+      CHANNELS 3 Zrotation Xrotation Yrotation
+      End Site
+      {
+        OFFSET 0 -40 0
+      }
+    }
+  }
+}
+MOTION
+Frames: 2
+Frame Time: 0.0333333
+"""
+# Channels per frame: hips 6, Spine 3, Spine1 3, Spine2 3, LeftShoulder 3, LeftArm 3,
+# LeftForeArm 3, LeftHand 3, Neck 3, LeftUpLeg 3, LeftLeg 3, LeftFoot 3, RightUpLeg 3, RightLeg 3.
+_REST_FRAME = [0, 100, 0] + [0] * 42
+_MOVED_FRAME = [0, 100, 10, 0, 0, 0] + [0] * 15 + [0, 0, 90] + [0] * 21  # LeftForeArm Y 90 deg
+
+
+def test_mixamo_bvh_is_retargeted_by_bone_names(rig, tmp_path):
+    """A Mixamo-named T-pose skeleton in centimetres facing +Z: bending its left forearm 90 deg
+    about +Y (pointing backwards, -Z) and stepping 10 cm forward bends the rig's left elbow the
+    same way and moves the root forward."""
+    path = tmp_path / "mixamo.bvh"
+    path.write_text(MIXAMO_BVH + " ".join(map(str, _REST_FRAME)) + "\n"
+                    + " ".join(map(str, _MOVED_FRAME)) + "\n")
+    objects_before = set(bpy.data.objects)
+    assert bpy.ops.oneshot_avatar.import_bvh(filepath=str(path)) == {"FINISHED"}
+    assert set(bpy.data.objects) == objects_before  # the BVH armature is removed again
+    bpy.context.scene.frame_set(2)
+    bones = rig.pose.bones
+    forearm = np.array(bones["left_wrist"].head - bones["left_elbow"].head)
+    np.testing.assert_allclose(forearm / np.linalg.norm(forearm), [0, 0, -1], atol=1e-4)
+    upper_arm = np.array(bones["left_elbow"].head - bones["left_shoulder"].head)
+    np.testing.assert_allclose(upper_arm / np.linalg.norm(upper_arm), [1, 0, 0], atol=0.15)
+    transl = np.array(bones["root"].location)
+    assert transl[2] > 0.05 and abs(transl[0]) < 1e-4 and abs(transl[1]) < 1e-4
+
+
+def test_cmu_walk_is_retargeted(rig):
+    """The CMU 02_01 walk (120 fps, 31 joints): resampled to 30 fps; the body stays upright,
+    the feet stay below the pelvis, and it walks the way it faces."""
+    value = os.environ.get("ONESHOT_AVATAR_RIG_BVH")
+    if not value:
+        pytest.skip("$ONESHOT_AVATAR_RIG_BVH is not set (the shared CMU walk is absent)")
+    assert bpy.ops.oneshot_avatar.import_bvh(filepath=value, bone_map="cmu") == {"FINISHED"}
+    scene = bpy.context.scene
+    frames = range(scene.frame_start, scene.frame_end + 1, 5)
+    assert scene.frame_end - scene.frame_start > 20
+    pelvis_positions, facings = [], []
+    for frame in frames:
+        scene.frame_set(frame)
+        bones = rig.pose.bones
+        pelvis = bones["pelvis"]
+        up = np.array(pelvis.matrix.to_3x3().col[1])
+        assert up[1] > 0.8, (frame, up)
+        for foot in ("left_ankle", "right_ankle"):
+            assert bones[foot].head[1] < pelvis.head[1] - 0.5
+        pelvis_positions.append(np.array(pelvis.head))
+        facings.append(np.array(pelvis.matrix.to_3x3().col[2]))
+    walked = pelvis_positions[-1] - pelvis_positions[0]
+    walked[1] = 0
+    facing = np.mean(facings, axis=0)
+    facing[1] = 0
+    assert np.linalg.norm(walked) > 0.5
+    assert np.dot(walked, facing) / np.linalg.norm(walked) / np.linalg.norm(facing) > 0.8
+
+
+def test_bad_motion_files_are_reported_and_change_nothing(rig, tmp_path):
+    junk = tmp_path / "junk.npz"
+    np.savez(junk, poses=np.zeros((3, 100)), trans=np.zeros((3, 3)), mocap_frame_rate=30.0)
+    with pytest.raises(RuntimeError, match="poses"):
+        bpy.ops.oneshot_avatar.import_motion(filepath=str(junk))
+    text = tmp_path / "text.npz"
+    text.write_text("not a motion")
+    with pytest.raises(RuntimeError, match="not a motion file"):
+        bpy.ops.oneshot_avatar.import_motion(filepath=str(text))
+    bvh = tmp_path / "other.bvh"
+    bvh.write_text(MIXAMO_BVH.replace("mixamorig:", "x_").replace("Spine", "Torso")
+                   .replace("UpLeg", "Thigh").replace("LeftLeg", "LeftShin")
+                   .replace("RightLeg", "RightShin") + " ".join(map(str, _REST_FRAME)) + "\n"
+                   + " ".join(map(str, _REST_FRAME)) + "\n")
+    objects_before = set(bpy.data.objects)
+    with pytest.raises(RuntimeError, match="bone_map"):
+        bpy.ops.oneshot_avatar.import_bvh(filepath=str(bvh))
+    assert set(bpy.data.objects) == objects_before
+    assert rig.animation_data is None or rig.animation_data.action is None

@@ -1,0 +1,146 @@
+"""Driver: the add-on's UI side in real Blender (tests/blender/test_ui_*.py, run by Blender's
+Python with the bpy module) — registration and the built zip, camera export, jobs against a
+fake backend, and rendering against a real ``oneshot-avatar serve`` on loopback.
+
+Here (main venv) we build a small avatar package (and one for a body model the server lacks),
+start the server, and check the cameras Blender sends with the backend's own
+``oneshot_avatar.cameras.from_blender``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from addon_packages import build_test_package
+from service_server import start_server
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = "ui-test-token-0123456789abcdef"
+
+
+def blender_python() -> Path:
+    path = Path(os.environ.get("ONESHOT_AVATAR_BLENDER_PYTHON", REPO / ".venv-blender/bin/python"))
+    if not path.exists():
+        pytest.skip(f"no Blender Python at {path} (make .venv-blender with the bpy module, or "
+                    "set ONESHOT_AVATAR_BLENDER_PYTHON)")
+    return path
+
+
+def run_blender_tests(test_file: str, tmp_path: Path, env: dict[str, str] | None = None) -> str:
+    """Run one Blender-side test file in an isolated Blender user folder; its output on failure
+    or skips."""
+    command = [str(blender_python()), "-m", "pytest", "-q", f"tests/blender/{test_file}",
+               "-p", "no:cacheprovider", "-rs"]
+    full_env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "blender-user"),
+                **(env or {})}
+    result = subprocess.run(command, cwd=REPO, env=full_env, capture_output=True, text=True,
+                            check=False, timeout=600)
+    output = result.stdout[-8000:] + result.stderr[-4000:]
+    assert result.returncode == 0, output
+    assert " skipped" not in result.stdout.splitlines()[-1], output
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory, open_body) -> dict[str, Path]:
+    """``own``: 500 Gaussians on the open body; ``foreign``: the same claiming another body
+    model (its sha256), which the server must refuse."""
+    blender_python()  # skip before building anything
+    folder = tmp_path_factory.mktemp("packages")
+    own = build_test_package(folder / "test.avatar", open_body, 500)
+    foreign = folder / "foreign.avatar"
+    with zipfile.ZipFile(own) as source, zipfile.ZipFile(foreign, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "avatar.json":
+                meta = json.loads(data)
+                meta["body_model"]["sha256"] = "f" * 64
+                data = json.dumps(meta).encode()
+            target.writestr(info, data)
+    return {"own": own, "foreign": foreign}
+
+
+LEGACY_INSTALL = """
+import bpy  # first: it makes addon_utils importable
+import addon_utils
+assert bpy.ops.preferences.addon_install(filepath={zip!r}) == {{"FINISHED"}}
+for _ in range(2):
+    assert addon_utils.enable("oneshot_avatar", default_set=True, handle_error=None)
+    assert hasattr(bpy.types, "ONESHOT_AVATAR_OT_render_avatar")
+    addon_utils.disable("oneshot_avatar", default_set=True, handle_error=None)
+    assert not hasattr(bpy.types, "ONESHOT_AVATAR_OT_render_avatar")
+print("legacy install ok")
+"""
+
+
+def test_addon_registers_and_installs_from_the_built_zip(tmp_path):
+    import build_addon
+
+    run_blender_tests("test_ui_register.py", tmp_path)
+    # The same zip through the legacy add-on installer, in a fresh Blender user folder.
+    archive = build_addon.build(tmp_path / "dist")
+    result = subprocess.run([str(blender_python()), "-c", LEGACY_INSTALL.format(zip=str(archive))],
+                            cwd=tmp_path, capture_output=True, text=True, check=False,
+                            timeout=300, env={**os.environ, "BLENDER_USER_RESOURCES":
+                                              str(tmp_path / "legacy-user")})
+    assert result.returncode == 0 and "legacy install ok" in result.stdout, (
+        result.stdout[-4000:] + result.stderr[-4000:])
+
+
+def test_camera_export_matches_the_backend(tmp_path, packages):
+    from oneshot_avatar.cameras import from_blender
+
+    out = tmp_path / "out"
+    out.mkdir()
+    run_blender_tests("test_ui_camera.py", tmp_path,
+                      {"ONESHOT_AVATAR_TEST_PACKAGE": str(packages["own"]),
+                       "ONESHOT_AVATAR_TEST_OUT": str(out)})
+    cases = json.loads((out / "camera_cases.json").read_text())
+    assert len(cases) == 3
+    for name, case in cases.items():
+        camera = from_blender(**case["payload"]["blender"], dtype=torch.float64)
+        uv, depth = camera.project(torch.tensor(case["points"], dtype=torch.float64))
+        assert bool((depth > 0).all()), name
+        np.testing.assert_allclose(uv.numpy(), case["blender_pixels"], atol=1e-3, err_msg=name)
+
+
+def test_jobs_against_a_fake_backend(tmp_path, packages):
+    run_blender_tests("test_ui_jobs.py", tmp_path,
+                      {"ONESHOT_AVATAR_TEST_PACKAGE": str(packages["own"])})
+
+
+@pytest.mark.slow
+def test_render_against_a_real_server(tmp_path, packages, body_cache):
+    from PIL import Image, ImageDraw
+
+    photo = tmp_path / "person.png"
+    image = Image.new("RGB", (256, 384), (200, 200, 190))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((108, 30, 148, 75), fill=(180, 140, 120))
+    draw.rectangle((98, 80, 158, 230), fill=(40, 60, 150))
+    draw.rectangle((100, 230, 155, 360), fill=(30, 30, 40))
+    image.save(photo)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {"ONESHOT_AVATAR_CACHE": str(body_cache)}
+    server = start_server(tmp_path / "server-data", token=TOKEN, env=env)
+    try:
+        run_blender_tests("test_ui_render.py", tmp_path, {
+            **env, "ONESHOT_AVATAR_TEST_SERVER_URL": server.url,
+            "ONESHOT_AVATAR_TEST_SERVER_TOKEN": TOKEN,
+            "ONESHOT_AVATAR_TEST_PACKAGE": str(packages["own"]),
+            "ONESHOT_AVATAR_TEST_FOREIGN_PACKAGE": str(packages["foreign"]),
+            "ONESHOT_AVATAR_TEST_PHOTO": str(photo),
+            "ONESHOT_AVATAR_TEST_SERVE_COMMAND": f"{sys.executable} -m oneshot_avatar",
+            "ONESHOT_AVATAR_TEST_OUT": str(out)})
+    finally:
+        server.stop()
