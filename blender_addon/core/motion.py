@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from . import pose as posemath
+from .errors import FieldError
 from .smplx_rig import NOMINAL_PELVIS_REST, NUM_JOINTS, POSE_PARAM_JOINTS
 
 SCHEMA = "oneshot-motion/1"
@@ -50,16 +51,8 @@ Z_UP_TO_Y_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 _SNAP = 1e-6
 
 
-class MotionError(ValueError):
+class MotionError(FieldError):
     """A motion that cannot be read or written; ``field`` names the key at fault (or None)."""
-
-    def __init__(self, message: str, *, path: str | Path | None = None, field: str | None = None):
-        self.message = message
-        self.path = None if path is None else Path(path)
-        self.field = field
-        where = f"{self.path.name}: " if self.path is not None else ""
-        what = f"field '{field}': " if field else ""
-        super().__init__(f"{where}{what}{message}")
 
 
 @dataclass

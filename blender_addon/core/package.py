@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import FieldError
 from .smplx_rig import JOINT_NAMES, NUM_JOINTS, PARENTS
 
 SCHEMA = "oneshot-avatar/1"
@@ -45,17 +46,9 @@ _PLY_TYPES = {
 }  # fmt: skip
 
 
-class PackageError(ValueError):
+class PackageError(FieldError):
     """A ``.avatar`` file that cannot be imported. ``field`` names the member/field at fault
     (e.g. ``"rig.npz:rest_joints"``, ``"gaussians.ply:opacity"``, ``"schema"``) or is None."""
-
-    def __init__(self, message: str, *, path: str | Path | None = None, field: str | None = None):
-        self.message = message
-        self.path = None if path is None else Path(path)
-        self.field = field
-        where = f"{self.path.name}: " if self.path is not None else ""
-        what = f"field '{field}': " if field else ""
-        super().__init__(f"{where}{what}{message}")
 
 
 @dataclass
