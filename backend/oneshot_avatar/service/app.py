@@ -33,6 +33,9 @@ from oneshot_avatar.service.uploads import check_image, check_json, check_zip_me
 logger = logging.getLogger(__name__)
 API_VERSION = 1
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+# A request refused for its size is read and discarded up to this much beyond the limit, so that
+# simple clients (which send the whole body before reading) get the 413 instead of a broken pipe.
+DRAIN_BYTES = 64 * 1024 * 1024
 ERRORS = {status: {"model": schemas.ErrorBody} for status in (401, 404, 409, 413, 422)}
 JobId = Annotated[str, PathParam(pattern=JOB_ID_PATTERN, description="a job id, j_ + 16 hex digits")]
 AvatarId = Annotated[str, PathParam(pattern=AVATAR_ID_PATTERN,
@@ -67,6 +70,9 @@ class Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         refusal = self._refusal(headers)
         if refusal is not None:
+            length = headers.get("content-length", "")
+            if refusal.status_code == 413 and int(length) <= self.max_body + DRAIN_BYTES:
+                await _drain(receive)  # so the client reads the 413 instead of a broken pipe
             return await refusal(scope, receive, send)
         received = 0
 
@@ -105,6 +111,13 @@ class Guard:
                 return error_response(413, f"the request is larger than {self.max_body} bytes",
                                       "content-length")
         return None
+
+
+async def _drain(receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
 
 
 def _field_of(loc: tuple) -> str | None:
