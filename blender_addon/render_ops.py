@@ -46,16 +46,20 @@ ALIGN_DISTANCE_M = 3.2  # the whole body fits a 50 mm lens from here
 # Reading the scene (main thread)
 
 
-def find_render_rig(context) -> bpy.types.Object:
-    settings = context.scene.oneshot_avatar
-    rig = settings.render_rig
+def _chosen_rig(context, chosen, message: str, field: str, hint: str) -> bpy.types.Object:
+    """The rig set in the panel, else the active object when it is an avatar rig."""
+    rig = chosen
     if rig is None and is_avatar_rig(context.active_object):
         rig = context.active_object
     if rig is None:
-        raise ServiceError("no avatar rig chosen", field="rig",
-                           hint="select the avatar's armature or set Avatar Rig in the Avatar "
-                                "panel (import or reconstruct an avatar first)")
+        raise ServiceError(message, field=field, hint=hint)
     return rig
+
+
+def find_render_rig(context) -> bpy.types.Object:
+    return _chosen_rig(context, context.scene.oneshot_avatar.render_rig, "no avatar rig chosen",
+                       "rig", "select the avatar's armature or set Avatar Rig in the Avatar "
+                              "panel (import or reconstruct an avatar first)")
 
 
 def read_rig_pose(rig: bpy.types.Object, depsgraph) -> dict[str, Any]:
@@ -425,15 +429,9 @@ class ONESHOT_AVATAR_OT_preview_frame(service_ops.BackgroundRequest, bpy.types.O
 
 
 def _align_rig(context) -> bpy.types.Object:
-    settings = context.scene.oneshot_avatar
-    rig = settings.align_rig
-    if rig is None and is_avatar_rig(context.active_object):
-        rig = context.active_object
-    if rig is None:
-        raise ServiceError("no rig to pose", field="align_rig",
-                           hint="import an avatar (its rig is posed to match the photo) and "
-                                "select it, or set Alignment Rig in the Avatar panel")
-    return rig
+    return _chosen_rig(context, context.scene.oneshot_avatar.align_rig, "no rig to pose",
+                       "align_rig", "import an avatar (its rig is posed to match the photo) and "
+                                    "select it, or set Alignment Rig in the Avatar panel")
 
 
 def aligned_pose_init(context) -> dict[str, Any]:

@@ -9,8 +9,6 @@ posings (mean error <= 1 mm), keys each motion file and exports it; back here th
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,29 +16,10 @@ import numpy as np
 import pytest
 
 from addon_packages import build_test_package, expected_posing_arrays
+from blender_runner import blender_python, run_blender_tests
 from shared_files import SHARED_DATA
 
-REPO = Path(__file__).resolve().parents[1]
 SCENE_FPS = 30.0
-
-
-def blender_python() -> Path:
-    path = Path(os.environ.get("ONESHOT_AVATAR_BLENDER_PYTHON", REPO / ".venv-blender/bin/python"))
-    if not path.exists():
-        pytest.skip(f"no Blender Python at {path} (make .venv-blender with the bpy module, or "
-                    "set ONESHOT_AVATAR_BLENDER_PYTHON)")
-    return path
-
-
-def run_blender_tests(files: list[str], env: dict[str, str]) -> None:
-    command = [str(blender_python()), "-m", "pytest", "-q", *files, "-p", "no:cacheprovider",
-               "-rs"]
-    result = subprocess.run(command, cwd=REPO, env={**os.environ, **env}, capture_output=True,
-                            check=False,
-                            text=True, timeout=600)
-    print(result.stdout[-6000:], result.stderr[-3000:], file=sys.stderr)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-    assert " skipped" not in result.stdout.splitlines()[-1], result.stdout[-3000:]
 
 
 def _motion_files(folder: Path) -> dict[str, Path]:
@@ -95,8 +74,9 @@ def test_rig_in_blender_matches_the_backend(tmp_path, open_body):
     bvh = SHARED_DATA / "bvh" / "cmu_02_01_walk.bvh"
     if bvh.exists():
         env["ONESHOT_AVATAR_RIG_BVH"] = str(bvh)
-    run_blender_tests(["tests/blender/test_rig_import.py", "tests/blender/test_rig_motion.py"],
-                      env)
+    output = run_blender_tests(["tests/blender/test_rig_import.py", "tests/blender/test_rig_motion.py"],
+                               tmp_path, env, extra_args=("-s",))
+    print(output[-6000:], file=sys.stderr)  # the posing errors in mm, among others
     for stem, source in files.items():
         original = resample(load_motion(source), SCENE_FPS)
         exported = load_motion(out / f"{stem}.npz")

@@ -21,33 +21,10 @@ import pytest
 import torch
 
 from addon_packages import build_test_package
+from blender_runner import blender_python, run_blender_tests
 from service_server import start_server
 
-REPO = Path(__file__).resolve().parents[1]
 TOKEN = "ui-test-token-0123456789abcdef"
-
-
-def blender_python() -> Path:
-    path = Path(os.environ.get("ONESHOT_AVATAR_BLENDER_PYTHON", REPO / ".venv-blender/bin/python"))
-    if not path.exists():
-        pytest.skip(f"no Blender Python at {path} (make .venv-blender with the bpy module, or "
-                    "set ONESHOT_AVATAR_BLENDER_PYTHON)")
-    return path
-
-
-def run_blender_tests(test_file: str, tmp_path: Path, env: dict[str, str] | None = None) -> str:
-    """Run one Blender-side test file in an isolated Blender user folder; its output on failure
-    or skips."""
-    command = [str(blender_python()), "-m", "pytest", "-q", f"tests/blender/{test_file}",
-               "-p", "no:cacheprovider", "-rs"]
-    full_env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "blender-user"),
-                **(env or {})}
-    result = subprocess.run(command, cwd=REPO, env=full_env, capture_output=True, text=True,
-                            check=False, timeout=600)
-    output = result.stdout[-8000:] + result.stderr[-4000:]
-    assert result.returncode == 0, output
-    assert " skipped" not in result.stdout.splitlines()[-1], output
-    return result.stdout
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +62,7 @@ print("legacy install ok")
 def test_addon_registers_and_installs_from_the_built_zip(tmp_path):
     import build_addon
 
-    run_blender_tests("test_ui_register.py", tmp_path)
+    run_blender_tests(["tests/blender/test_ui_register.py"], tmp_path)
     # The same zip through the legacy add-on installer, in a fresh Blender user folder.
     archive = build_addon.build(tmp_path / "dist")
     result = subprocess.run([str(blender_python()), "-c", LEGACY_INSTALL.format(zip=str(archive))],
@@ -101,7 +78,7 @@ def test_camera_export_matches_the_backend(tmp_path, packages):
 
     out = tmp_path / "out"
     out.mkdir()
-    run_blender_tests("test_ui_camera.py", tmp_path,
+    run_blender_tests(["tests/blender/test_ui_camera.py"], tmp_path,
                       {"ONESHOT_AVATAR_TEST_PACKAGE": str(packages["own"]),
                        "ONESHOT_AVATAR_TEST_OUT": str(out)})
     cases = json.loads((out / "camera_cases.json").read_text())
@@ -114,7 +91,7 @@ def test_camera_export_matches_the_backend(tmp_path, packages):
 
 
 def test_jobs_against_a_fake_backend(tmp_path, packages):
-    run_blender_tests("test_ui_jobs.py", tmp_path,
+    run_blender_tests(["tests/blender/test_ui_jobs.py"], tmp_path,
                       {"ONESHOT_AVATAR_TEST_PACKAGE": str(packages["own"])})
 
 
@@ -134,7 +111,7 @@ def test_render_against_a_real_server(tmp_path, packages, body_cache):
     env = {"ONESHOT_AVATAR_CACHE": str(body_cache)}
     server = start_server(tmp_path / "server-data", token=TOKEN, env=env)
     try:
-        run_blender_tests("test_ui_render.py", tmp_path, {
+        run_blender_tests(["tests/blender/test_ui_render.py"], tmp_path, {
             **env, "ONESHOT_AVATAR_TEST_SERVER_URL": server.url,
             "ONESHOT_AVATAR_TEST_SERVER_TOKEN": TOKEN,
             "ONESHOT_AVATAR_TEST_PACKAGE": str(packages["own"]),
