@@ -5,6 +5,7 @@ from oneshot_avatar.fit.detector import OnnxKeypointDetector
 from oneshot_avatar.fit.fitter import FitConfig, FitResult, fit_body
 from oneshot_avatar.fit.init_params import load_init
 from oneshot_avatar.fit.keypoints import KEYPOINT_NAMES, Keypoints, load_keypoints
+from oneshot_avatar.fit.landmarks import MEDIAPIPE_POSE_NAMES, Landmarks
 from oneshot_avatar.fit.silhouette import render_silhouette, silhouette_gaussians
 from oneshot_avatar.fit.targets import KeypointTarget, keypoint_targets
 
@@ -14,6 +15,8 @@ __all__ = [
     "FitResult",
     "KeypointTarget",
     "Keypoints",
+    "Landmarks",
+    "MEDIAPIPE_POSE_NAMES",
     "OnnxKeypointDetector",
     "fit_body",
     "keypoint_targets",
