@@ -139,9 +139,11 @@ def apply_motion(context, rig, motion: Motion, *, start_frame: int | None = None
     return motion
 
 
-def import_motion_file(context, rig, filepath: str | Path, **options) -> Motion:
-    """Read a motion file (.npz AMASS/ours, .smpl) and keyframe it on ``rig``."""
-    return apply_motion(context, rig, read_motion(filepath), **options)
+def import_motion_file(context, rig, filepath: str | Path, *, up_axis: str = "AUTO",
+                       **options) -> Motion:
+    """Read a motion file (.npz AMASS/ours, .smpl, TalkSHOW .npy) and keyframe it on ``rig``;
+    ``up_axis`` "AUTO" decides the file's up axis from its data (see ``core/up_axis.py``)."""
+    return apply_motion(context, rig, read_motion(filepath, up=up_axis), **options)
 
 
 def _service_client(context):
@@ -398,15 +400,24 @@ class _MotionOptions:
 
 
 class ONESHOT_AVATAR_OT_import_motion(bpy.types.Operator, ImportHelper, _MotionOptions):
-    """Key an SMPL-X motion file (AMASS .npz, One-Shot Avatar .npz, Meshcapade .smpl) on the
-    active avatar rig, resampled to the scene's frame rate"""
+    """Key an SMPL-X motion file (AMASS .npz, One-Shot Avatar .npz, Meshcapade .smpl, TalkSHOW
+    .npy) on the active avatar rig, upright and resampled to the scene's frame rate"""
 
     bl_idname = "oneshot_avatar.import_motion"
     bl_label = "Import SMPL-X Motion"
     bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 (Blender wants a set)
 
     filename_ext = ".npz"
-    filter_glob: StringProperty(default="*.npz;*.smpl", options={"HIDDEN"})  # type: ignore[valid-type]
+    filter_glob: StringProperty(default="*.npz;*.smpl;*.npy", options={"HIDDEN"})  # type: ignore[valid-type]
+    up_axis: EnumProperty(  # type: ignore[valid-type]
+        name="Up Axis", default="AUTO",
+        description="Which way is up in the file (files rarely say)",
+        items=(("AUTO", "Detect", ("Decide from the data: the pelvis's up direction, then "
+                                   "the root's travel, then the format's convention")),
+               ("Y", "Y-up", "The file is Y-up (SMPL-X's own world, .smpl files)"),
+               ("Z", "Z-up", "The file is Z-up (AMASS captures)"),
+               ("CAMERA", "Camera (Y-down)", ("Camera-style frames: y down, z forward "
+                                              "(TalkSHOW, video fits)"))))
 
     @classmethod
     def poll(cls, context):
@@ -417,12 +428,13 @@ class ONESHOT_AVATAR_OT_import_motion(bpy.types.Operator, ImportHelper, _MotionO
         if rig is None:
             return {"CANCELLED"}
         try:
-            motion = import_motion_file(context, rig, self.filepath,
+            motion = import_motion_file(context, rig, self.filepath, up_axis=self.up_axis,
                                         **self.motion_options(context))
         except MotionError as error:
             self.report({"ERROR"}, f"Cannot import the motion: {error}")
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Keyed {motion.num_frames} frames of {motion.name}")
+        up = "" if motion.up_axis is None else f"; up axis {motion.up_axis.summary()}"
+        self.report({"INFO"}, f"Keyed {motion.num_frames} frames of {motion.name}{up}")
         return {"FINISHED"}
 
 

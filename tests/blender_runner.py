@@ -27,8 +27,10 @@ def run_blender_tests(files: list[str], tmp_path: Path, env: dict[str, str] | No
     folder; every test must pass and none may skip. Returns their output."""
     command = [str(blender_python()), "-m", "pytest", "-q", *files, "-p", "no:cacheprovider",
                "-rs", *extra_args]
-    full_env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "blender-user"),
-                **(env or {})}
+    # Without PYTHONPATH: a backend checkout on it would shadow the add-on's module name
+    # (both are ``oneshot_avatar``), and real Blender has no backend either.
+    base = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    full_env = {**base, "BLENDER_USER_RESOURCES": str(tmp_path / "blender-user"), **(env or {})}
     result = subprocess.run(command, cwd=REPO, env=full_env, capture_output=True, text=True,
                             check=False, timeout=600)
     output = result.stdout[-8000:] + result.stderr[-4000:]

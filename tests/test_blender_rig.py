@@ -52,6 +52,34 @@ def _motion_files(folder: Path) -> dict[str, Path]:
     return files
 
 
+def _upright_files(folder: Path) -> Path:
+    """The built-in wave written Y-up, Z-up and camera-style (AMASS keys; Z-up also as .smpl),
+    and links to the shared real AMASS sample and TalkSHOW clip when present (issue 15)."""
+    from oneshot_avatar.motion import builtin_clip
+    from oneshot_avatar.motion.io import change_world
+    from oneshot_avatar.motion.up_axis import TO_Y_UP
+
+    folder.mkdir()
+    clip = builtin_clip("wave", fps=SCENE_FPS)
+    for name, axis in (("wave_yup", "+y"), ("wave_zup", "+z"), ("wave_camera", "-y")):
+        orient, trans = change_world(TO_Y_UP[axis].T, clip.global_orient, clip.transl)
+        full = clip.full_pose().astype(np.float64)
+        full[:, 0] = orient
+        np.savez(folder / f"{name}.npz", poses=full.reshape(-1, 165), trans=trans,
+                 mocap_frame_rate=np.array(SCENE_FPS))
+        if axis == "+z":
+            with (folder / "wave_zup_smpl.smpl").open("wb") as handle:
+                np.savez(handle, codecVersion=np.array(1), smplVersion=np.array(2),
+                         frameCount=np.array(clip.num_frames), frameRate=np.array(SCENE_FPS),
+                         bodyPose=full[:, :22], headPose=full[:, 22:25],
+                         leftHandPose=full[:, 25:40], rightHandPose=full[:, 40:55],
+                         bodyTranslation=trans)
+    for name in ("amass_sample_smplh.npz", "talkshow_french.npy"):
+        if (SHARED_DATA / "motion" / name).exists():
+            (folder / name).symlink_to(SHARED_DATA / "motion" / name)
+    return folder
+
+
 @pytest.mark.slow
 def test_rig_in_blender_matches_the_backend(tmp_path, open_body):
     from oneshot_avatar.motion import load_motion
@@ -71,6 +99,7 @@ def test_rig_in_blender_matches_the_backend(tmp_path, open_body):
     env = {"ONESHOT_AVATAR_RIG_PACKAGE": str(package),
            "ONESHOT_AVATAR_RIG_EXPECTED": str(expected),
            "ONESHOT_AVATAR_RIG_MOTIONS": str(motions), "ONESHOT_AVATAR_RIG_OUT": str(out)}
+    env["ONESHOT_AVATAR_RIG_UPRIGHT"] = str(_upright_files(tmp_path / "upright"))
     bvh = SHARED_DATA / "bvh" / "cmu_02_01_walk.bvh"
     if bvh.exists():
         env["ONESHOT_AVATAR_RIG_BVH"] = str(bvh)

@@ -12,9 +12,12 @@ The formats and conversions mirror ``oneshot_avatar.motion.io`` (the backend rea
   ``transl (T,3)``, ``expression (T,E)``, optional ``betas``.
 - ``amass``: ``poses (T,165)`` SMPL-X or ``(T,156)`` SMPL+H, or split keys ``root_orient``,
   ``pose_body``, ``pose_hand``, ``pose_jaw``, ``pose_eye``; ``trans``; ``mocap_frame_rate`` or
-  ``mocap_framerate``; optional ``expressions``. Z-up: converted with Q = -90 deg about +X,
+  ``mocap_framerate``; optional ``expressions``. The up axis is decided from the data
+  (``core/up_axis.py``; AMASS captures are Z-up) and converted with a world rotation Q:
   ``global_orient' = Q R``, ``transl' = Q (J0 + t) - J0`` with J0 = the nominal rest pelvis.
-- ``smpl`` (Meshcapade, Y-up): ``bodyPose (T,22|24,3)``, ``headPose (T,3,3)``,
+- ``talkshow``: TalkSHOW ``.npy (T, 265)``, camera-style (detected from the data, turned
+  upright about the pelvis), hands relative to SMPL-X's mean hand (added here).
+- ``smpl`` (Meshcapade, Y-up by convention, checked against the data): ``bodyPose (T,22|24,3)``, ``headPose (T,3,3)``,
   ``left/rightHandPose (T,15,3)``, ``bodyTranslation (T,3)``, ``frameRate``, ``frameCount``,
   ``expressionParameters (T,E)``, ``shapeParameters``.
 
@@ -39,6 +42,7 @@ import numpy as np
 from . import pose as posemath
 from .errors import FieldError
 from .smplx_rig import NOMINAL_PELVIS_REST, NUM_JOINTS, POSE_PARAM_JOINTS
+from .up_axis import TO_Y_UP, UpAxis, decide_up_axis, given_up_axis
 
 SCHEMA = "oneshot-motion/1"
 EXPRESSION_SPACES = ("arkit52", "smplx-pca")
@@ -47,8 +51,47 @@ _OURS_SCALARS = ("schema", "fps", "expression_space", "name", "source")
 _SMPLCODEC_KEYS = {"codecVersion", "smplVersion", "frameCount", "frameRate", "bodyPose",
                    "bodyTranslation", "shapeParameters", "headPose", "leftHandPose",
                    "rightHandPose", "expressionParameters", "vertexOffsets"}
-Z_UP_TO_Y_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+Z_UP_TO_Y_UP = TO_Y_UP["+z"]
 _SNAP = 1e-6
+# How a file's up axis may be stated on import instead of detected (operator enum values).
+UP_AXIS_CHOICES = {"AUTO": None, "Y": "+y", "Z": "+z", "CAMERA": "-y"}
+TALKSHOW_COLUMNS = 265
+TALKSHOW_FPS = 30.0
+# SMPL-X's mean hand pose (left 15 joints, then right 15), axis-angle: TalkSHOW's hand poses are
+# relative to it. The numbers are mannequin-x 0.3.0's (Apache-2.0) assets/smplx_calibration.npz
+# ``hand_mean``, which the backend reads; the parity test checks they are equal.
+SMPLX_HAND_MEAN = np.array([
+    (0.11167871, 0.04289218, -0.41644183),
+    (0.10881133, -0.06598568, -0.75621998),
+    (-0.09639297, -0.09091566, -0.18845929),
+    (-0.11809504, 0.05094385, -0.52958453),
+    (-0.14369841, 0.05524170, -0.70485711),
+    (-0.01918292, -0.09233685, -0.33791351),
+    (-0.45703298, -0.19628395, -0.62545753),
+    (-0.21465237, -0.06599829, -0.50689423),
+    (-0.36972436, -0.06034463, -0.07949023),
+    (-0.14186969, -0.08585263, -0.63552827),
+    (-0.30334160, -0.05788098, -0.63138920),
+    (-0.17612089, -0.13209307, -0.37335458),
+    (0.85096431, 0.27692273, -0.09154807),
+    (-0.49983943, 0.02655647, 0.05288088),
+    (0.53555918, 0.04596104, -0.27735803),
+    (0.11167871, -0.04289218, 0.41644183),
+    (0.10881133, 0.06598568, 0.75621998),
+    (-0.09639297, 0.09091566, 0.18845929),
+    (-0.11809504, -0.05094385, 0.52958453),
+    (-0.14369841, -0.05524170, 0.70485711),
+    (-0.01918292, 0.09233685, 0.33791351),
+    (-0.45703298, 0.19628395, 0.62545753),
+    (-0.21465237, 0.06599829, 0.50689423),
+    (-0.36972436, 0.06034463, 0.07949023),
+    (-0.14186969, 0.08585263, 0.63552827),
+    (-0.30334160, 0.05788098, 0.63138920),
+    (-0.17612089, 0.13209307, 0.37335458),
+    (0.85096431, -0.27692273, 0.09154807),
+    (-0.49983943, -0.02655647, -0.05288088),
+    (0.53555918, -0.04596104, 0.27735803),
+])
 
 
 class MotionError(FieldError):
@@ -74,6 +117,7 @@ class Motion:
     name: str = "motion"
     source: str = ""
     betas: np.ndarray | None = None
+    up_axis: UpAxis | None = None  # how a file's up axis was decided (None: already ours)
 
     @property
     def num_frames(self) -> int:
@@ -166,29 +210,39 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------- readers
-def read_motion(path: str | Path) -> Motion:
+def read_motion(path: str | Path, up: str = "AUTO") -> Motion:
     """Read a motion file (format detected from its content) into a :class:`Motion` in the
     Y-up world. ``.bvh`` files are not read here (the add-on imports them with Blender's BVH
-    importer and retargets them)."""
+    importer and retargets them). AMASS-style, ``.smpl`` and TalkSHOW files are turned upright
+    as their data says (``motion.up_axis`` tells how and why) unless ``up`` (a key of
+    :data:`UP_AXIS_CHOICES`) states the file's up axis."""
     path = Path(path)
+    if up not in UP_AXIS_CHOICES:
+        raise MotionError(f"unknown up axis {up!r}; choose one of {', '.join(UP_AXIS_CHOICES)}",
+                          path=path, field="up_axis")
+    given = None if UP_AXIS_CHOICES[up] is None else given_up_axis(
+        UP_AXIS_CHOICES[up], f"stated on import (Up Axis: {up})")
     if not path.is_file():
         raise MotionError("file does not exist; check the path", path=path)
     with path.open("rb") as handle:
         head = handle.read(8)
     if head.startswith(b"HIERARCH"):
         raise MotionError("is a BVH file; use Import BVH (retarget) instead", path=path)
+    if head.startswith(b"\x93NUMPY"):
+        return _read_talkshow(path, given).validate()
     if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        raise MotionError(f"is not a motion file we read (not an .npz/.smpl archive; it starts "
-                          f"with {head!r}). Supported: One-Shot Avatar .npz, AMASS SMPL-X/SMPL+H "
-                          ".npz, Meshcapade .smpl, BVH (through Import BVH)", path=path)
+        raise MotionError(f"is not a motion file we read (not an .npz/.smpl archive or .npy "
+                          f"array; it starts with {head!r}). Supported: One-Shot Avatar .npz, "
+                          "AMASS SMPL-X/SMPL+H .npz, Meshcapade .smpl, TalkSHOW .npy, BVH "
+                          "(through Import BVH)", path=path)
     arrays = _read_npz(path)
     keys = set(arrays)
     if "schema" in keys:
         motion = _read_ours(path, arrays)
     elif keys & _SMPLCODEC_KEYS:
-        motion = _read_smpl(path, arrays)
+        motion = _place_upright(_read_smpl(path, arrays), given, "+y")
     elif "poses" in keys or "root_orient" in keys:
-        motion = _read_amass(path, arrays)
+        motion = _place_upright(_read_amass(path, arrays), given, "+z")
     else:
         raise MotionError(f"unknown motion layout (keys: {', '.join(sorted(keys)) or 'none'}); "
                           "expected our format (key 'schema'), AMASS ('poses' or 'root_orient') "
@@ -279,7 +333,6 @@ def _read_amass(path: Path, arrays: Mapping[str, np.ndarray]) -> Motion:
     betas = None
     if "betas" in arrays:
         betas = _numbers(path, "betas", np.asarray(arrays["betas"]).reshape(-1), (None,))
-    full[:, 0], trans = change_world(Z_UP_TO_Y_UP, full[:, 0], trans)
     return Motion(fps=fps, full_pose=full, transl=trans, expression=expression,
                   expression_space="smplx-pca" if expression.shape[1] else None,
                   name=path.stem, source=str(path), betas=betas)
@@ -319,6 +372,46 @@ def _read_smpl(path: Path, arrays: Mapping[str, np.ndarray]) -> Motion:
     return Motion(fps=fps, full_pose=full, transl=transl, expression=expression,
                   expression_space="smplx-pca" if expression.shape[1] else None,
                   name=path.stem, source=str(path), betas=betas)
+
+
+def _place_upright(motion: Motion, given: UpAxis | None, convention: str) -> Motion:
+    """``motion`` read in its file's world, turned into ours (the root only)."""
+    up = given or decide_up_axis(motion.full_pose[:, 0], motion.transl, convention)
+    if up.axis != "+y":
+        motion.full_pose[:, 0], motion.transl = change_world(
+            up.matrix, motion.full_pose[:, 0], motion.transl)
+    motion.up_axis = up
+    return motion
+
+
+def _read_talkshow(path: Path, given: UpAxis | None) -> Motion:
+    """TalkSHOW ``(T, 265)`` ``.npy`` at 30 fps: jaw 0:3, eyes 3:9, global_orient 9:12, body
+    12:75, hands 75:165 (relative to SMPL-X's mean hand), 100 PCA expressions 165:265;
+    camera-style, turned upright about the pelvis (no translation), like the backend."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as error:
+        raise MotionError("holds pickled Python objects or is damaged; re-save it as a plain "
+                          f"numeric array ({error})", path=path, field="array") from error
+    except (OSError, EOFError) as error:
+        raise MotionError(f"not a readable .npy array: {error}", path=path) from error
+    if array.ndim != 2 or array.shape[1] != TALKSHOW_COLUMNS:
+        raise MotionError(f"the only .npy layout we read is TalkSHOW, which has shape "
+                          f"(T, {TALKSHOW_COLUMNS}), got {array.shape}", path=path, field="array")
+    data = _numbers(path, "array", array, (None, TALKSHOW_COLUMNS))
+    t = data.shape[0]
+    full = np.zeros((t, NUM_JOINTS, 3))
+    full[:, 22:25] = data[:, 0:9].reshape(t, 3, 3)
+    full[:, 0] = data[:, 9:12]
+    full[:, 1:22] = data[:, 12:75].reshape(t, 21, 3)
+    full[:, 25:55] = data[:, 75:165].reshape(t, 30, 3) + SMPLX_HAND_MEAN
+    up = given or decide_up_axis(full[:, 0], np.zeros((t, 3)), "-y")
+    if up.axis != "+y":  # about the pelvis: the file has no translation to keep
+        full[:, 0] = posemath.matrix_to_axis_angle(
+            up.matrix @ posemath.axis_angle_to_matrix(full[:, 0]))
+    return Motion(fps=TALKSHOW_FPS, full_pose=full, transl=np.zeros((t, 3)),
+                  expression=data[:, 165:265], expression_space="smplx-pca", name=path.stem,
+                  source=str(path), up_axis=up)
 
 
 def motion_from_json(data: Mapping[str, Any]) -> Motion:
@@ -391,7 +484,8 @@ def resample(motion: Motion, fps: float) -> Motion:
 
     return Motion(fps=float(fps), full_pose=pose, transl=lerp(motion.transl),
                   expression=lerp(motion.expression), expression_space=motion.expression_space,
-                  name=motion.name, source=motion.source, betas=motion.betas)
+                  name=motion.name, source=motion.source, betas=motion.betas,
+                  up_axis=motion.up_axis)
 
 
 # ---------------------------------------------------------------------------- expressions

@@ -152,3 +152,103 @@ def test_bad_files_name_the_field(tmp_path):
         addon_motion.write_motion_npz(Motion(30.0, np.zeros((1, 55, 3)), np.zeros((1, 3)),
                                              np.zeros((1, 0))), tmp_path / "out.txt")
     assert info.value.field == "filepath"
+
+
+# ---------------------------------------------------------------------------- up axis (issue 15)
+def _shared(name):
+    from shared_files import real_file
+
+    return real_file(name)
+
+
+def _write_world(path, clip, matrix, kind):
+    """``clip`` (backend MotionClip, our world) written as AMASS keys or .smpl in the world
+    ``matrix`` (ours -> file)."""
+    from oneshot_avatar.motion.io import change_world
+
+    orient, trans = change_world(matrix, clip.global_orient, clip.transl)
+    full = clip.full_pose().astype(np.float64).copy()
+    full[:, 0] = orient
+    if kind == "smpl":
+        with path.open("wb") as handle:
+            np.savez(handle, codecVersion=np.array(1), smplVersion=np.array(2),
+                     gender=np.array(0), frameCount=np.array(clip.num_frames),
+                     frameRate=np.array(clip.fps), bodyPose=full[:, :22],
+                     headPose=full[:, 22:25], leftHandPose=full[:, 25:40],
+                     rightHandPose=full[:, 40:55], bodyTranslation=trans)
+    else:
+        np.savez(path, poses=full.reshape(-1, 165), trans=trans,
+                 mocap_frame_rate=np.array(clip.fps))
+    return path
+
+
+def test_up_axis_rule_is_the_backends():
+    """Same decision, same reason text, on random clips in every orientation and on the
+    inconclusive cases."""
+    from blender_addon.core import up_axis as addon
+
+    from oneshot_avatar.motion import up_axis as backend
+
+    rng = np.random.default_rng(5)
+    for axis, matrix in backend.TO_Y_UP.items():
+        np.testing.assert_array_equal(addon.TO_Y_UP[axis], matrix)
+        for spread in (0.2, 1.5, 3.0):  # upright-ish ... tumbling
+            ours = rng.normal(scale=spread, size=(30, 3))
+            # the same rotations seen in a world whose up is ``axis``
+            from oneshot_avatar.motion._rotations import premultiply
+
+            orient = premultiply(matrix.T, ours)
+            trans = rng.normal(scale=0.5, size=(30, 3))
+            for convention in ("+y", "+z", "-y"):
+                a = addon.decide_up_axis(orient, trans, convention)
+                b = backend.decide_up_axis(orient, trans, convention)
+                assert (a.axis, a.reason, a.summary()) == (b.axis, b.reason, b.summary())
+                if spread == 0.2:
+                    assert a.axis == axis
+
+
+def test_talkshow_and_amass_real_files_read_like_the_backend():
+    from oneshot_avatar.motion.io import load_motion_described, smplx_hand_mean
+
+    np.testing.assert_allclose(addon_motion.SMPLX_HAND_MEAN, smplx_hand_mean(), atol=1e-8)
+    for name, axis in (("talkshow_french.npy", "-y"), ("amass_sample_smplh.npz", "+z")):
+        path = _shared(name)
+        ours = addon_motion.read_motion(path)
+        clip, _, up = load_motion_described(path)
+        _assert_same(ours, clip)
+        assert ours.up_axis.axis == up.axis == axis and ours.up_axis.reason == up.reason
+        upright = axis_angle_to_matrix(ours.full_pose[:, 0])[:, :, 1]
+        assert np.degrees(np.arccos(upright[:, 1])).mean() < (20 if axis == "-y" else 30)
+
+
+@pytest.mark.parametrize("kind", ["amass", "smpl"])
+def test_y_up_z_up_and_camera_files_of_the_same_poses_land_upright(tmp_path, kind):
+    from oneshot_avatar.motion import builtin_clip, load_motion
+    from oneshot_avatar.motion.up_axis import TO_Y_UP
+
+    clip = builtin_clip("wave", fps=30.0)
+    suffix = ".smpl" if kind == "smpl" else ".npz"
+    read = {}
+    for axis in ("+y", "+z", "-y"):
+        path = _write_world(tmp_path / f"{axis[1]}{axis[0] == '-'}{suffix}", clip,
+                            TO_Y_UP[axis].T, kind)
+        read[axis] = addon_motion.read_motion(path)
+        assert read[axis].up_axis.axis == axis and read[axis].up_axis.detected
+        _assert_same(read[axis], load_motion(path))
+        up = axis_angle_to_matrix(read[axis].full_pose[:, 0])[:, :, 1]
+        assert np.degrees(np.arccos(np.clip(up[:, 1], -1, 1))).mean() < 20
+    for axis in ("+z", "-y"):
+        np.testing.assert_allclose(read[axis].full_pose, read["+y"].full_pose, atol=1e-6)
+        np.testing.assert_allclose(read[axis].transl, read["+y"].transl, atol=1e-6)
+
+
+def test_stated_up_axis_overrides_and_bad_choice_names_the_field(tmp_path):
+    from oneshot_avatar.motion import builtin_clip, load_motion
+
+    path = _write_world(tmp_path / "yup.npz", builtin_clip("idle", fps=30.0), np.eye(3), "amass")
+    forced = addon_motion.read_motion(path, up="Z")
+    assert forced.up_axis.axis == "+z" and not forced.up_axis.detected
+    _assert_same(forced, load_motion(path, layout="amass"))
+    with pytest.raises(MotionError) as error:
+        addon_motion.read_motion(path, up="sideways")
+    assert error.value.field == "up_axis"

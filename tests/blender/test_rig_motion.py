@@ -42,6 +42,56 @@ def test_motion_files_round_trip_through_the_rig(rig):
             == {"FINISHED"}
 
 
+def _tilt_degrees(vectors) -> float:
+    """Mean angle between the (T, 3) directions and +Y (the rig's armature space is Y-up)."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return float(np.degrees(np.arccos(np.clip(vectors[:, 1], -1, 1))).mean())
+
+
+def test_motion_files_land_upright(rig):
+    """Issue 15: the real AMASS sample (Z-up), the real TalkSHOW clip (camera-style) and Y-up,
+    Z-up and camera-style files of the same poses, imported with the up axis detected: the
+    pelvis stands within 20 deg of up on average (the AMASS subject sits reclined: its pelvis
+    leans ~24 deg, so there the trunk pelvis -> head is checked at 20 deg and the pelvis at 30),
+    and the three written files key the same pose."""
+    folder = env_path("ONESHOT_AVATAR_RIG_UPRIGHT")
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".npz", ".smpl", ".npy"))
+    assert {p.stem for p in files} >= {"wave_yup", "wave_zup", "wave_camera"}
+    scene = bpy.context.scene
+    first_pose = {}
+    for path in files:
+        rig.animation_data_clear()
+        assert bpy.ops.oneshot_avatar.import_motion(filepath=str(path)) == {"FINISHED"}
+        ups, trunks = [], []
+        for frame in range(scene.frame_start, scene.frame_end + 1, 10):
+            scene.frame_set(frame)
+            bones = rig.pose.bones
+            ups.append(np.array(bones["pelvis"].matrix.to_3x3().col[1]))
+            trunks.append(np.array(bones["head"].head - bones["pelvis"].head))
+        scene.frame_set(scene.frame_start)
+        first_pose[path.stem] = np.array([[*rig.pose.bones[j].matrix.to_3x3().col[1]]
+                                          for j in ("pelvis", "head", "left_wrist")])
+        pelvis, trunk = _tilt_degrees(ups), _tilt_degrees(trunks)
+        print(f"{path.name}: pelvis {pelvis:.1f} deg, trunk {trunk:.1f} deg from up")
+        if path.stem.startswith("amass_sample"):
+            assert trunk < 20 and pelvis < 30, path.name
+        else:
+            assert pelvis < 20, path.name
+    for other in ("wave_zup", "wave_camera", "wave_zup_smpl"):
+        if other in first_pose:
+            np.testing.assert_allclose(first_pose[other], first_pose["wave_yup"], atol=1e-4)
+
+
+def test_stated_up_axis_overrides_the_detection(rig):
+    folder = env_path("ONESHOT_AVATAR_RIG_UPRIGHT")
+    assert bpy.ops.oneshot_avatar.import_motion(filepath=str(folder / "wave_yup.npz"),
+                                                up_axis="Z") == {"FINISHED"}
+    bpy.context.scene.frame_set(bpy.context.scene.frame_start)
+    up = np.array(rig.pose.bones["pelvis"].matrix.to_3x3().col[1])
+    assert abs(up[1]) < 0.3  # read as Z-up, as asked: lying
+
+
 def test_export_folds_a_root_rotation_into_global_orient(rig, tmp_path):
     """Rotating/moving the root bone moves every point; the export says the same in SMPL-X
     parameters (checked with the add-on's own forward kinematics)."""

@@ -21,8 +21,9 @@ from oneshot_avatar.motion.builtin import (
     builtin_summary,
 )
 from oneshot_avatar.motion.clip import MotionClip
-from oneshot_avatar.motion.io import FORMATS, LAYOUTS, SCHEMA, load_motion_with_format, save_motion
+from oneshot_avatar.motion.io import FORMATS, LAYOUTS, SCHEMA, load_motion_described, save_motion
 from oneshot_avatar.motion.resample import resample
+from oneshot_avatar.motion.up_axis import UpAxis
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -81,20 +82,22 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    clip, fmt = _open(args.motion, layout=args.layout)
-    for label, value in describe(clip, fmt):
+    clip, fmt, up = _open(args.motion, layout=args.layout)
+    for label, value in describe(clip, fmt, up):
         print(f"{label + ':':<18}{value}")
     return 0
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     target_fps = None if args.fps is None else _positive_fps(args.fps)
-    clip, fmt = _open(args.input, layout=args.layout, fps=target_fps, seconds=args.seconds)
+    clip, fmt, up = _open(args.input, layout=args.layout, fps=target_fps, seconds=args.seconds)
     if target_fps is not None and target_fps != clip.fps:
         clip = resample(clip, target_fps)
     path = save_motion(clip, args.output)
     print(f"wrote {path}: {clip.num_frames} frames at {clip.fps:g} fps "
           f"({clip.duration:.3f} s) from {FORMATS.get(fmt, fmt)}")
+    if up is not None:
+        print(f"up axis: {up.summary()}")
     return 0
 
 
@@ -107,7 +110,7 @@ def _positive_fps(value: float) -> float:
 
 
 def _open(name: str, *, layout: str | None, fps: float | None = None,
-          seconds: float | None = None) -> tuple[MotionClip, str]:
+          seconds: float | None = None) -> tuple[MotionClip, str, UpAxis | None]:
     """A file if ``name`` exists on disk, else a built-in clip of that name."""
     path = Path(name)
     if path.exists() or name not in builtin_names():
@@ -116,32 +119,40 @@ def _open(name: str, *, layout: str | None, fps: float | None = None,
         if not path.exists():
             raise UserError(f"no such file, and not a built-in clip; built-in clips are: "
                             f"{', '.join(builtin_names())}", path=path)
-        return load_motion_with_format(path, layout=layout)
+        return load_motion_described(path, layout=layout)
     if layout is not None:
         raise UserError(f"--layout applies to files, but {name!r} is a built-in clip",
                         field="--layout")
-    return builtin_clip(name, fps=fps or 30.0, seconds=seconds), "builtin"
+    return builtin_clip(name, fps=fps or 30.0, seconds=seconds), "builtin", None
 
 
-def describe(clip: MotionClip, fmt: str) -> list[tuple[str, str]]:
-    """Label/value lines describing a clip (used by ``motion info``)."""
+def describe(clip: MotionClip, fmt: str, up: UpAxis | None = None) -> list[tuple[str, str]]:
+    """Label/value lines describing a clip (used by ``motion info``); ``up`` is the reader's
+    up-axis decision (None: the clip was already in our world)."""
     steps = np.linalg.norm(np.diff(clip.transl.astype(np.float64), axis=0), axis=1)
     net = float(np.linalg.norm(clip.transl[-1].astype(np.float64) - clip.transl[0]))
-    up = rot.rotvec_to_matrix(clip.global_orient)[:, :, 1].mean(axis=0)
+    mean_up = rot.rotvec_to_matrix(clip.global_orient)[:, :, 1].mean(axis=0)
     if clip.num_expressions:
         expression = f"{clip.expression_space} ({clip.num_expressions} columns)"
     else:
         expression = "none"
     betas = "none" if clip.betas is None else f"{clip.betas.size} values"
+    if up is None:
+        up_text = "Y-up (our own world; nothing to decide)"
+    else:
+        hint = up.detected and fmt.startswith("amass")
+        up_text = up.summary() + ("; --layout amass (Z-up) or amass-yup (Y-up) states it "
+                                  "instead" if hint else "")
     return [
         ("source", clip.source),
         ("format", "built-in clip" if fmt == "builtin" else FORMATS.get(fmt, fmt)),
+        ("up axis", up_text),
         ("frames", str(clip.num_frames)),
         ("fps", f"{clip.fps:g}"),
         ("duration", f"{clip.duration:.3f} s"),
         ("expression", expression),
         ("betas", betas),
         ("root travel", f"{steps.sum():.3f} m along the path, {net:.3f} m start to end"),
-        ("root up (mean)", (f"({up[0]:+.2f}, {up[1]:+.2f}, {up[2]:+.2f})  "
+        ("root up (mean)", (f"({mean_up[0]:+.2f}, {mean_up[1]:+.2f}, {mean_up[2]:+.2f})  "
                             "[about (0, +1, 0) for an upright body in our Y-up world]")),
     ]

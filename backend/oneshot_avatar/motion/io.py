@@ -14,7 +14,12 @@ Formats (detected from the content, not only the extension):
 ``talkshow``     TalkSHOW ``.npy`` ``(T,265)`` at 30 fps [jaw 0:3, leye 3:6, reye 6:9,
                  global_orient 9:12, body 12:75, lhand 75:120, rhand 120:165, expression 165:265].
 
-Up axes. AMASS is Z-up; we convert exactly to the Y-up world with Q = -90 deg about +X
+Up axes. Files rarely say which way is up, so AMASS-style, ``.smpl`` and TalkSHOW files are
+turned upright from their data (the pelvis's up direction under the root rotation, then the
+spread of ``trans``, then the format's convention: see :mod:`oneshot_avatar.motion.up_axis`);
+:func:`load_motion_described` returns the decision and why. For AMASS, ``layout="amass"``
+states Z-up and ``layout="amass-yup"`` states Y-up. Every world change below is exact.
+AMASS captures are Z-up; we convert exactly to the Y-up world with Q = -90 deg about +X
 ((x, y, z) -> (x, z, -y)). SMPL-X rotates the body about the rest pelvis joint J0 and then adds
 ``transl``, so a world rotation Q maps the parameters to ``global_orient' = Q R`` and
 ``transl' = Q (J0 + t) - J0``. J0 depends on the body shape; we use the neutral SMPL-X value
@@ -25,13 +30,13 @@ at most a few centimetres (no effect on rotations). Checked on the AMASS SMPL+H 
 after conversion (y ~0.91), and forward kinematics on the neutral rest skeleton puts the head
 0.60 m above the pelvis and the lowest joint at y = -0.014 m, i.e. AMASS's floor z = 0 lands on
 y = 0 (that sample is a seated, almost still subject facing world +X).
-``layout="amass-yup"`` reads AMASS-style keys that are already Y-up (some datasets export so)
-without converting.
+Files with AMASS-style keys that are already Y-up (some datasets export so) are detected as
+such and not converted.
 
-Meshcapade ``.smpl`` files are taken as Y-up (glTF convention; ``smplcodec``'s ``.mcs`` export
+Meshcapade ``.smpl`` files are Y-up by convention (glTF; ``smplcodec``'s ``.mcs`` export
 puts ``.smpl`` bodies into a glTF scene without any axis change), so no conversion.
 
-TalkSHOW output is camera-style (its demo sets ``global_orient`` ~ (3.0747, -0.0158, -0.0152),
+TalkSHOW output is camera-style, detected from the data as up = -Y (its demo sets ``global_orient`` ~ (3.0747, -0.0158, -0.0152),
 176 deg about +X: the body's +Y axis points along world -Y, upside down). We premultiply the root
 by 180 deg about +X and keep ``transl`` zero (the file has none), i.e. we rotate about the pelvis.
 Checked on ``talkshow_french.npy``: afterwards the root's +Y axis is (-0.01, 0.998, -0.067) on
@@ -65,6 +70,7 @@ from oneshot_avatar.body.smplx_layout import NOMINAL_PELVIS_REST
 from oneshot_avatar.errors import BadFileError, UserError
 from oneshot_avatar.motion import _rotations as rot
 from oneshot_avatar.motion.clip import FRAME_FIELDS, MotionClip
+from oneshot_avatar.motion.up_axis import UpAxis, decide_up_axis, given_up_axis
 
 SCHEMA = "oneshot-motion/1"
 TALKSHOW_FPS = 30.0
@@ -72,8 +78,8 @@ TALKSHOW_COLUMNS = 265
 
 FORMATS: dict[str, str] = {
     "oneshot": "One-Shot Avatar motion .npz (oneshot-motion/1)",
-    "amass-smplx": "AMASS SMPL-X .npz (Z-up, converted to Y-up)",
-    "amass-smplh": "AMASS SMPL+H .npz (Z-up, converted to Y-up)",
+    "amass-smplx": "AMASS SMPL-X .npz",
+    "amass-smplh": "AMASS SMPL+H .npz",
     "amass-smplx-yup": "AMASS-style SMPL-X .npz, already Y-up",
     "amass-smplh-yup": "AMASS-style SMPL+H .npz, already Y-up",
     "smpl": "Meshcapade .smpl (smplcodec)",
@@ -107,6 +113,16 @@ def load_motion(path: str | Path, *, layout: str | None = None) -> MotionClip:
 def load_motion_with_format(path: str | Path,
                             *, layout: str | None = None) -> tuple[MotionClip, str]:
     """Like :func:`load_motion`, also returning the format key (one of :data:`FORMATS`)."""
+    clip, fmt, _ = load_motion_described(path, layout=layout)
+    return clip, fmt
+
+
+def load_motion_described(path: str | Path, *, layout: str | None = None,
+                          ) -> tuple[MotionClip, str, UpAxis | None]:
+    """Like :func:`load_motion_with_format`, also returning the up-axis decision (None for our
+    own format, which is in our world by definition). See :mod:`oneshot_avatar.motion.up_axis`:
+    AMASS-style, ``.smpl`` and TalkSHOW files are turned upright from what their data says
+    unless ``layout`` states the axis (``"amass"``: Z-up, ``"amass-yup"``: Y-up)."""
     path = Path(path)
     if layout is not None and layout not in LAYOUTS:
         raise UserError(f"unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)} "
@@ -116,19 +132,22 @@ def load_motion_with_format(path: str | Path,
         if layout not in (None, "talkshow"):
             raise BadFileError(f"layout {layout!r} needs an .npz file, but this is a .npy array",
                                path=path, field="layout")
-        return _read_talkshow(path, _read_npy(path), forced=layout == "talkshow"), "talkshow"
+        clip, up = _read_talkshow(path, _read_npy(path), forced=layout == "talkshow")
+        return clip, "talkshow", up
     if layout == "talkshow":
         raise BadFileError("layout 'talkshow' needs a .npy array of shape (T, 265), but this is "
                            "an .npz archive", path=path, field="layout")
     arrays = _read_npz(path)
     detected = _detect_npz_layout(path, arrays) if layout is None else layout
     if detected == "oneshot":
-        return _read_ours(path, arrays), "oneshot"
+        return _read_ours(path, arrays), "oneshot", None
     if detected == "smpl":
-        return _read_smplcodec(path, arrays), "smpl"
-    z_up = detected == "amass"
-    clip, body = _read_amass(path, arrays, z_up=z_up)
-    return clip, f"amass-{body}" + ("" if z_up else "-yup")
+        clip, up = _read_smplcodec(path, arrays)
+        return clip, "smpl", up
+    given = {"amass": given_up_axis("+z", "--layout amass (AMASS captures are Z-up)"),
+             "amass-yup": given_up_axis("+y", "--layout amass-yup")}.get(layout or "")
+    clip, body, up = _read_amass(path, arrays, up=given)
+    return clip, f"amass-{body}" + ("-yup" if up.axis == "+y" else ""), up
 
 
 def save_motion(clip: MotionClip, path: str | Path) -> Path:
@@ -368,7 +387,7 @@ def _amass_expression(path: Path, arrays: Mapping[str, np.ndarray],
 
 
 def _read_amass(path: Path, arrays: Mapping[str, np.ndarray],
-                *, z_up: bool) -> tuple[MotionClip, str]:
+                *, up: UpAxis | None) -> tuple[MotionClip, str, UpAxis]:
     full, body = _amass_full_pose(path, arrays)
     num_frames = full.shape[0]
     if "trans" not in arrays:
@@ -381,13 +400,15 @@ def _read_amass(path: Path, arrays: Mapping[str, np.ndarray],
     if "betas" in arrays:
         betas = _numbers(path, "betas", np.asarray(arrays["betas"]).reshape(-1), (None,), "(B,)")
     expression = _amass_expression(path, arrays, num_frames)
-    if z_up:
-        full[:, 0], trans = z_up_to_y_up(full[:, 0], trans)
+    if up is None:
+        up = decide_up_axis(full[:, 0], trans, "+z")
+    if up.axis != "+y":
+        full[:, 0], trans = change_world(up.matrix, full[:, 0], trans)
     clip = MotionClip.from_full_pose(
         full, trans, fps, expression=expression,
         expression_space="smplx-pca" if expression is not None else None,
         betas=betas, name=path.stem, source=str(path))
-    return clip, body
+    return clip, body, up
 
 
 def z_up_to_y_up(global_orient: np.ndarray,  # (T, 3) axis-angle in the Z-up world
@@ -440,7 +461,7 @@ def _import_smplcodec() -> tuple[Any, Any, Any]:
     return SMPLCodec, extract_item, to_snake
 
 
-def _read_smplcodec(path: Path, arrays: Mapping[str, np.ndarray]) -> MotionClip:
+def _read_smplcodec(path: Path, arrays: Mapping[str, np.ndarray]) -> tuple[MotionClip, UpAxis]:
     """A Meshcapade ``.smpl`` via ``smplcodec`` (Y-up, hands relative to the flat hand).
 
     ``bodyPose (T,22,3)`` is pelvis + 21 body joints (SMPL: ``(T,24,3)``, whose two hand joints
@@ -490,10 +511,13 @@ def _read_smplcodec(path: Path, arrays: Mapping[str, np.ndarray]) -> MotionClip:
     betas = None
     if codec.shape_parameters is not None:
         betas = _numbers(path, "shapeParameters", codec.shape_parameters, (None,), "(B,)")
+    up = decide_up_axis(full[:, 0], transl, "+y")
+    if up.axis != "+y":
+        full[:, 0], transl = change_world(up.matrix, full[:, 0], transl)
     return MotionClip.from_full_pose(
         full, transl, fps, expression=expression,
         expression_space="smplx-pca" if expression is not None else None,
-        betas=betas, name=path.stem, source=str(path))
+        betas=betas, name=path.stem, source=str(path)), up
 
 
 # ---------------------------------------------------------------------------- TalkSHOW
@@ -513,7 +537,7 @@ def smplx_hand_mean() -> np.ndarray:
     return mean
 
 
-def _read_talkshow(path: Path, array: np.ndarray, *, forced: bool) -> MotionClip:
+def _read_talkshow(path: Path, array: np.ndarray, *, forced: bool) -> tuple[MotionClip, UpAxis]:
     """A TalkSHOW ``(T, 265)`` array: camera-style root, mean-relative hands, 100 PCA
     expressions, 30 fps. See the module docstring for the conversion and what was checked."""
     if array.ndim != 2 or array.shape[1] != TALKSHOW_COLUMNS:
@@ -528,7 +552,9 @@ def _read_talkshow(path: Path, array: np.ndarray, *, forced: bool) -> MotionClip
     full[:, 0] = data[:, 9:12]
     full[:, 1:22] = data[:, 12:75].reshape(num_frames, 21, 3)
     full[:, 25:55] = data[:, 75:165].reshape(num_frames, 30, 3) + smplx_hand_mean()
-    full[:, 0] = rot.premultiply(rot.FLIP_X_180, full[:, 0])
+    up = decide_up_axis(full[:, 0], np.zeros((num_frames, 3)), "-y")
+    if up.axis != "+y":  # rotate about the pelvis: the file has no translation to keep
+        full[:, 0] = rot.premultiply(up.matrix, full[:, 0])
     return MotionClip.from_full_pose(
         full, np.zeros((num_frames, 3)), TALKSHOW_FPS, expression=data[:, 165:265],
-        expression_space="smplx-pca", name=path.stem, source=str(path))
+        expression_space="smplx-pca", name=path.stem, source=str(path)), up
