@@ -26,6 +26,7 @@ from .core.client import ServiceClient, ServiceError
 from .core.jobs import JobSnapshot
 from .core.motion import expression_space_for_names
 from .core.pose import params_from_full_pose, quaternion_to_axis_angle
+from .core.uploads import CACHE_FILE_NAME, UploadCache, ensure_uploaded
 from .core.smplx_rig import (
     JOINT_NAMES,
     PARENTS,
@@ -175,17 +176,17 @@ def avatar_on_rig(rig: bpy.types.Object) -> tuple[str, str]:
 # Work for worker threads (no bpy)
 
 
-def ensure_avatar(client: ServiceClient, avatar_id: str, package: str, name: str) -> str:
-    """The backend's id for this avatar: ``avatar_id`` when the backend has it, else the id of
-    the package uploaded now."""
-    if avatar_id and client.find_avatar(avatar_id) is not None:
-        return avatar_id
-    if not package or not os.path.isfile(package):
-        known = f"avatar {avatar_id}" if avatar_id else "this avatar"
-        raise ServiceError(f"the backend does not have {known} and its package "
-                           f"{package or '(unknown)'!r} is not on disk", field="avatar",
-                           hint="import the .avatar file again or reconstruct it on this backend")
-    return client.upload_avatar(package, name=name[:64])["id"]
+def upload_cache() -> UploadCache:
+    """Which packages this user uploaded to which backend (Blender's user config folder)."""
+    folder = bpy.utils.user_resource("CONFIG", create=True)
+    return UploadCache(Path(folder) / CACHE_FILE_NAME if folder else None)
+
+
+def ensure_avatar(client: ServiceClient, avatar_id: str, package: str, name: str,
+                  cache: UploadCache) -> str:
+    """The backend's id for this avatar; the package is uploaded once per checksum and backend
+    (see ``core/uploads.py``)."""
+    return ensure_uploaded(client, cache, avatar_id=avatar_id, package=package, name=name)
 
 
 def extract_frames(archive_path: str | Path, frames: list[int], folder: str,
@@ -212,9 +213,10 @@ def extract_frames(archive_path: str | Path, frames: list[int], folder: str,
     return written
 
 
-def _render_now(config, request, avatar_id, package, name, frames, folder, prefix) -> dict:
+def _render_now(config, request, avatar_id, package, name, frames, folder, prefix,
+                cache) -> dict:
     client = config.client()
-    request = {**request, "avatar": ensure_avatar(client, avatar_id, package, name),
+    request = {**request, "avatar": ensure_avatar(client, avatar_id, package, name, cache),
                "format": "zip"}
     data = client.render(request)
     with tempfile.TemporaryDirectory(prefix="oneshot-avatar-") as scratch:
@@ -224,9 +226,9 @@ def _render_now(config, request, avatar_id, package, name, frames, folder, prefi
     return {"avatar_id": request["avatar"], "paths": paths}
 
 
-def _queue_render_job(config, request, avatar_id, package, name) -> dict:
+def _queue_render_job(config, request, avatar_id, package, name, cache) -> dict:
     client = config.client()
-    request = {**request, "avatar": ensure_avatar(client, avatar_id, package, name),
+    request = {**request, "avatar": ensure_avatar(client, avatar_id, package, name, cache),
                "format": "zip"}
     job = JobSnapshot.from_api(client.create_render_job(request))
     return {"avatar_id": request["avatar"], "job": job}
@@ -238,9 +240,9 @@ def _fetch_render_job(config, job_id, frames, folder, prefix) -> list[str]:
         return extract_frames(archive, frames, folder, prefix)
 
 
-def _preview_now(config, request, avatar_id, package, name, target) -> dict:
+def _preview_now(config, request, avatar_id, package, name, target, cache) -> dict:
     client = config.client()
-    request = {**request, "avatar": ensure_avatar(client, avatar_id, package, name),
+    request = {**request, "avatar": ensure_avatar(client, avatar_id, package, name, cache),
                "format": "png"}
     Path(target).write_bytes(client.render(request))
     return {"avatar_id": request["avatar"], "path": target}
@@ -351,10 +353,12 @@ class ONESHOT_AVATAR_OT_render_avatar(service_ops.BackgroundRequest, bpy.types.O
                                                    and len(frames) > DIRECT_FRAME_LIMIT)
         self._plan = {"rig": rig.name, "frames": frames, "folder": folder, "prefix": prefix,
                       "as_job": as_job}
+        cache = upload_cache()
         if as_job:
-            return lambda: _queue_render_job(config, request, avatar_id, package, rig.name)
+            return lambda: _queue_render_job(config, request, avatar_id, package, rig.name,
+                                             cache)
         return lambda: _render_now(config, request, avatar_id, package, rig.name, frames,
-                                   folder, prefix)
+                                   folder, prefix, cache)
 
     def finish(self, context, result):
         plan = self._plan
@@ -407,7 +411,9 @@ class ONESHOT_AVATAR_OT_preview_frame(service_ops.BackgroundRequest, bpy.types.O
         folder.mkdir(parents=True, exist_ok=True)
         target = str(folder / f"preview_{bpy.path.clean_name(rig.name)}.png")
         self._rig_name = rig.name
-        return lambda: _preview_now(config, request, avatar_id, package, rig.name, target)
+        cache = upload_cache()
+        return lambda: _preview_now(config, request, avatar_id, package, rig.name, target,
+                                    cache)
 
     def finish(self, context, result):
         _store_avatar_id(self._rig_name, result["avatar_id"])

@@ -236,9 +236,31 @@ class ServiceClient:
                 error.close()
             raise self._http_error(error.code, body, url) from None
         except urllib.error.URLError as error:
-            raise self._connection_error(error.reason, url, wait) from error
+            raise self._upload_refusal(error.reason, body, method, path) or \
+                self._connection_error(error.reason, url, wait) from error
         except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as error:
-            raise self._connection_error(error, url, wait) from error
+            raise self._upload_refusal(error, body, method, path) or \
+                self._connection_error(error, url, wait) from error
+
+    def _upload_refusal(self, reason: object, body: bytes | None, method: str,
+                        path: str) -> ServiceError | None:
+        """Why the connection broke while a request body was being sent, when the server says.
+
+        A server refuses a request (a wrong token: 401) before reading its body and closes the
+        connection, so the client sees a broken pipe or a reset instead of the answer. Asking
+        ``/v1/health`` (small, same token) then tells a refused token from a dead backend."""
+        if not body or not isinstance(reason, (ConnectionError, http.client.HTTPException)):
+            return None
+        try:
+            self._json("GET", "/v1/health", timeout=min(self.timeout, DEFAULT_TIMEOUT_S))
+        except AuthenticationError as refusal:
+            refusal.message = (f"{refusal.message} (the server closed the connection during "
+                               f"the {len(body) / 1e6:.1f} MB upload of {method} {path})")
+            refusal.args = (refusal._sentence(),)
+            return refusal
+        except ServiceError:
+            return None
+        return None
 
     def _http_error(self, status: int, body: bytes, url: str) -> ServiceError:
         message, field = _error_from_body(body)
