@@ -26,7 +26,6 @@ from .core.client import ServiceClient, ServiceError
 from .core.jobs import JobSnapshot
 from .core.motion import expression_space_for_names
 from .core.pose import params_from_full_pose, quaternion_to_axis_angle
-from .core.uploads import CACHE_FILE_NAME, UploadCache, ensure_uploaded
 from .core.smplx_rig import (
     JOINT_NAMES,
     PARENTS,
@@ -35,6 +34,7 @@ from .core.smplx_rig import (
     RIG_SOURCE_PROPERTY,
     ROOT_BONE,
 )
+from .core.uploads import CACHE_FILE_NAME, UploadCache, ensure_uploaded
 from .properties import is_avatar_rig
 
 DIRECT_FRAME_LIMIT = 24  # "Automatic": longer shots are sent as a backend render job
