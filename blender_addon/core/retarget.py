@@ -69,6 +69,7 @@ BONE_MAP_LABELS: dict[str, str] = {
     "cmu": "CMU BVH (Hips, LowerBack, Spine, Spine1, LeftUpLeg, ...)",
     "cmu-asf": "CMU ASF names (hip, lowerback, upperback, thorax, lfemur, ...)",
 }
+BODY_JOINTS = 22  # pelvis + 21 body joints (SMPL-X joints 0..21); the rest are face and hands
 # Without these a retarget is meaningless.
 REQUIRED_JOINTS = ("pelvis", "left_hip", "right_hip", "left_knee", "right_knee")
 
@@ -111,9 +112,12 @@ def detect_bone_map(source_bones: Iterable[str]) -> tuple[str, dict[str, str]]:
     scored = []
     for name in BONE_MAPS:
         mapping = resolve_bone_map(name, bones)
-        scored.append((len(mapping), name, mapping))
-    scored.sort(key=lambda item: -item[0])
-    _, name, mapping = scored[0]
+        # The body joints decide; fingers only break ties. (A CMU BVH has LeftHandIndex1 too,
+        # so counting fingers made Mixamo's map win on CMU files and drop LowerBack.)
+        body = sum(1 for joint in mapping if JOINT_INDEX[joint] < BODY_JOINTS)
+        scored.append((body, len(mapping), name, mapping))
+    scored.sort(key=lambda item: (-item[0], -item[1]))
+    _, _, name, mapping = scored[0]
     missing = [j for j in REQUIRED_JOINTS if j not in mapping]
     if missing:
         raise RetargetError(

@@ -18,7 +18,9 @@ MIXAMO_BONES = ["mixamorig:Hips", "mixamorig:Spine", "mixamorig:Spine1", "mixamo
 CMU_BONES = ["Hips", "LHipJoint", "LeftUpLeg", "LeftLeg", "LeftFoot", "LeftToeBase",
              "RHipJoint", "RightUpLeg", "RightLeg", "RightFoot", "RightToeBase", "LowerBack",
              "Spine", "Spine1", "Neck", "Neck1", "Head", "LeftShoulder", "LeftArm",
-             "LeftForeArm", "LeftHand", "RightShoulder", "RightArm", "RightForeArm", "RightHand"]
+             "LeftForeArm", "LeftHand", "LeftFingerBase", "LeftHandIndex1", "LThumb",
+             "RightShoulder", "RightArm", "RightForeArm", "RightHand", "RightFingerBase",
+             "RightHandIndex1", "RThumb"]  # all 31 joints of a real CMU BVH, fingers included
 
 
 def test_detects_mixamo_and_cmu():
@@ -95,3 +97,18 @@ def test_rest_correction_makes_bones_point_where_the_source_bones_point():
         got = target_world[:, child, :3, 3] - target_world[:, j, :3, 3]
         cos = np.sum(want * got, -1) / np.linalg.norm(want, axis=-1) / np.linalg.norm(got, axis=-1)
         np.testing.assert_allclose(cos, 1.0, atol=1e-9)
+
+
+def test_real_cmu_bvh_is_detected_as_cmu():
+    """Issue 17: the shared CMU walk's own joint list (with LeftHandIndex1, which Mixamo also
+    has) must pick the CMU map and keep LowerBack."""
+    from shared_files import SHARED_DATA
+
+    path = SHARED_DATA / "bvh" / "cmu_02_01_walk.bvh"
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    names = [line.split()[-1] for line in path.read_text().splitlines()
+             if line.strip().startswith(("ROOT", "JOINT"))]
+    assert len(names) == 31
+    name, mapping = retarget.detect_bone_map(names)
+    assert name == "cmu" and mapping["spine1"] == "LowerBack"
