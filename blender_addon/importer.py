@@ -7,7 +7,8 @@ What is built (see ``core.smplx_rig`` for the conventions):
   Y-up), bones ``root`` + the 55 SMPL-X joints with identity rest orientation, pose bones in
   QUATERNION mode; expression controls as custom float properties on the ``root`` pose bone.
 - ``<name>_splats``: mesh of N vertices (one per Gaussian, rest pose, armature space), parented
-  to the rig with an identity parent inverse, point attributes ``color`` (FLOAT_COLOR RGBA),
+  to the rig with an identity parent inverse, point attributes ``splat_color`` (FLOAT_COLOR
+  RGBA, scene-linear),
   ``opacity`` (FLOAT), ``scale`` (FLOAT_VECTOR, metres), ``rot`` (FLOAT_COLOR holding the wxyz
   quaternion), vertex groups named after the joints (top-4 weights), an Armature modifier and
   the splat Geometry Nodes modifier.
@@ -25,7 +26,9 @@ from bpy.props import StringProperty
 from bpy_extras.io_utils import ImportHelper
 
 from . import splats
+from .splats import SPLAT_COLOR_ATTRIBUTE
 from .core import smplx_rig
+from .core.colors import srgb_to_linear
 from .core.package import AvatarPackage, PackageError, avatar_display_name, read_avatar_package
 
 ARMATURE_MODIFIER_NAME = "Armature"
@@ -122,8 +125,12 @@ def _build_splats(created: _Created, package: AvatarPackage, name: str, collecti
     mesh.vertices.add(package.count)
     mesh.vertices.foreach_set("co", package.positions.astype(np.float32).ravel())
     attributes = mesh.attributes
-    attributes.new("color", "FLOAT_COLOR", "POINT").data.foreach_set(
-        "color", package.colors.astype(np.float32).ravel())
+    # Scene-linear, as Blender's float colours are (the package's colours are sRGB), under a
+    # name Cycles reads ("color" reads as black there: issue 17).
+    linear = package.colors.astype(np.float64).copy()
+    linear[:, :3] = srgb_to_linear(linear[:, :3])
+    attributes.new(SPLAT_COLOR_ATTRIBUTE, "FLOAT_COLOR", "POINT").data.foreach_set(
+        "color", linear.astype(np.float32).ravel())
     attributes.new("opacity", "FLOAT", "POINT").data.foreach_set(
         "value", package.opacities.astype(np.float32))
     attributes.new("scale", "FLOAT_VECTOR", "POINT").data.foreach_set(

@@ -1,6 +1,6 @@
 """Showing the Gaussian centres as coloured splats: a Geometry Nodes group that turns the (rig-
 deformed) vertices into points with a radius from the ``scale`` attribute, and a material that
-reads the ``color`` and ``opacity`` attributes. Shared by every imported avatar (one node group
+reads the ``splat_color`` and ``opacity`` attributes. Shared by every imported avatar (one node group
 and one material per .blend, made on first use)."""
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ MATERIAL_NAME = "OneShotAvatar Splat"
 MODIFIER_NAME = "Splats"
 SPLAT_SIZE_SOCKET = "Splat Size"
 DEFAULT_SPLAT_SIZE = 1.5  # radius = mean Gaussian scale x this
+SPLAT_COLOR_ATTRIBUTE = "splat_color"  # scene-linear RGBA per point
+MATERIAL_VERSION_KEY = "oneshot_avatar_material_version"
+MATERIAL_VERSION = 2  # 1: lit Principled BSDF reading "color"; 2: unlit, "splat_color"
 
 
 def _new_socket(group: bpy.types.NodeTree, name: str, in_out: str, socket_type: str):
@@ -19,27 +22,45 @@ def _new_socket(group: bpy.types.NodeTree, name: str, in_out: str, socket_type: 
 
 
 def ensure_splat_material() -> bpy.types.Material:
-    """The shared splat material: base colour from the ``color`` attribute, alpha from
-    ``opacity``."""
+    """The shared splat material, unlit like the backend's renders: Emission (strength 1) of the
+    ``splat_color`` attribute (scene-linear), mixed with Transparent by ``opacity``. A lit
+    Principled BSDF looked washed out in EEVEE and the attribute name ``color`` read as black in
+    Cycles (issue 17). With the *Standard* view transform the splats show the package's colours."""
     material = bpy.data.materials.get(MATERIAL_NAME)
-    if material is not None:
+    if material is not None and material.get(MATERIAL_VERSION_KEY) == MATERIAL_VERSION:
         return material
-    material = bpy.data.materials.new(MATERIAL_NAME)
+    if material is None:
+        material = bpy.data.materials.new(MATERIAL_NAME)
     if material.node_tree is None or not material.node_tree.nodes:  # Blender < 5 needs this
         material.use_nodes = True
     nodes, links = material.node_tree.nodes, material.node_tree.links
-    principled = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
+    for node in list(nodes):
+        if node.type != "OUTPUT_MATERIAL":
+            nodes.remove(node)
+    output = next((n for n in nodes if n.type == "OUTPUT_MATERIAL"), None) or \
+        nodes.new("ShaderNodeOutputMaterial")
+    output.location = (300, 0)
     color = nodes.new("ShaderNodeAttribute")
-    color.attribute_name = "color"
-    color.location = (-400, 200)
+    color.attribute_name = SPLAT_COLOR_ATTRIBUTE
+    color.location = (-500, 100)
     opacity = nodes.new("ShaderNodeAttribute")
     opacity.attribute_name = "opacity"
-    opacity.location = (-400, -100)
-    links.new(color.outputs["Color"], principled.inputs["Base Color"])
-    links.new(opacity.outputs["Fac"], principled.inputs["Alpha"])
-    principled.inputs["Roughness"].default_value = 0.9
+    opacity.location = (-500, 300)
+    emission = nodes.new("ShaderNodeEmission")
+    emission.inputs["Strength"].default_value = 1.0
+    emission.location = (-250, 0)
+    transparent = nodes.new("ShaderNodeBsdfTransparent")
+    transparent.location = (-250, 200)
+    mix = nodes.new("ShaderNodeMixShader")
+    mix.location = (50, 0)
+    links.new(color.outputs["Color"], emission.inputs["Color"])
+    links.new(opacity.outputs["Fac"], mix.inputs["Fac"])
+    links.new(transparent.outputs["BSDF"], mix.inputs[1])
+    links.new(emission.outputs["Emission"], mix.inputs[2])
+    links.new(mix.outputs["Shader"], output.inputs["Surface"])
     if hasattr(material, "surface_render_method"):  # EEVEE (4.2+)
         material.surface_render_method = "DITHERED"
+    material[MATERIAL_VERSION_KEY] = MATERIAL_VERSION
     return material
 
 

@@ -13,6 +13,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
+from blender_addon.core.colors import linear_to_srgb
 from rig_support import (
     datablock_counts,
     env_path,
@@ -61,13 +62,15 @@ def test_import_builds_the_rig_and_the_splats(addon, package_path):
                                [[1, 0, 0], [0, 0, -1], [0, 1, 0]], atol=1e-6)
     mesh = splats.data
     assert len(mesh.vertices) == package.count
-    for name, domain_type in (("color", "FLOAT_COLOR"), ("opacity", "FLOAT"),
+    for name, domain_type in (("splat_color", "FLOAT_COLOR"), ("opacity", "FLOAT"),
                               ("scale", "FLOAT_VECTOR"), ("rot", "FLOAT_COLOR")):
         assert mesh.attributes[name].data_type == domain_type
         assert mesh.attributes[name].domain == "POINT"
     colors = np.empty(4 * package.count, np.float32)
-    mesh.attributes["color"].data.foreach_get("color", colors)
-    np.testing.assert_allclose(colors.reshape(-1, 4), package.colors, atol=1e-6)
+    mesh.attributes["splat_color"].data.foreach_get("color", colors)
+    srgb = package.colors.copy()
+    srgb[:, :3] = linear_to_srgb(colors.reshape(-1, 4)[:, :3])  # stored scene-linear
+    np.testing.assert_allclose(srgb, package.colors, atol=1e-5)
     assert [m.type for m in splats.modifiers] == ["ARMATURE", "NODES"]
     assert splats.modifiers[0].object == rig
     assert sorted(g.name for g in splats.vertex_groups) == sorted(JOINT_NAMES)
@@ -89,7 +92,7 @@ def test_import_builds_the_rig_and_the_splats(addon, package_path):
         geometry_set = geometry.evaluated_geometry()  # keep it alive while reading
         points = geometry_set.pointcloud
         assert points is not None and len(points.points) == package.count
-        assert "color" in points.attributes
+        assert "splat_color" in points.attributes
 
 
 def test_keyframed_poses_move_the_points_like_the_backend(addon, package_path, expected):
@@ -144,3 +147,56 @@ def test_a_failure_while_building_removes_everything(addon, package_path, monkey
     with pytest.raises(RuntimeError, match="simulated"):
         addon.importer.import_avatar_file(bpy.context, package_path)
     assert datablock_counts() == before
+
+
+def test_splats_render_their_colours_in_cycles(addon, package_path, tmp_path):
+    """Issue 17: the splats were black in Cycles (a point attribute named ``color`` reads as 0
+    there) and washed out in EEVEE (lit, and sRGB values stored as linear). Now: every splat
+    sRGB (0.8, 0.35, 0.1) renders as exactly that with the Standard view transform. (EEVEE is
+    not rendered here: without a GPU its EGL context fails and it draws nothing; it uses the
+    same unlit material, checked below.)"""
+    from blender_addon.core.colors import srgb_to_linear
+
+    rig, splats = _import(package_path)
+    count = len(splats.data.vertices)
+    want = np.array([0.8, 0.35, 0.1])
+    linear = np.ones((count, 4), np.float32)
+    linear[:, :3] = srgb_to_linear(want)
+    splats.data.attributes["splat_color"].data.foreach_set("color", linear.ravel())
+    splats.data.attributes["opacity"].data.foreach_set("value", np.ones(count, np.float32))
+    splats.data.update()
+    modifier = splats.modifiers["Splats"]
+    size = next(item.identifier for item in modifier.node_group.interface.items_tree
+                if getattr(item, "name", "") == "Splat Size")
+    modifier[size] = 8.0  # big splats: a solid body at 48x64 px
+    splats.update_tag()
+    scene = bpy.context.scene
+    camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
+    scene.collection.objects.link(camera)
+    camera.data.type = "ORTHO"
+    camera.data.ortho_scale = 2.4
+    camera.location = (0.0, -4.0, -0.35)  # in front (-Y) of the body, looking along +Y
+    camera.rotation_euler = (np.pi / 2, 0.0, 0.0)
+    scene.camera = camera
+    render = scene.render
+    render.resolution_x, render.resolution_y, render.resolution_percentage = 48, 64, 100
+    render.film_transparent = True
+    render.engine = "CYCLES"
+    scene.cycles.samples, scene.cycles.use_denoising, scene.cycles.device = 4, False, "CPU"
+    scene.view_settings.view_transform = "Standard"
+    render.filepath = str(tmp_path / "cycles.png")
+    bpy.ops.render.render(write_still=True)
+    image = bpy.data.images.load(render.filepath)
+    pixels = np.array(image.pixels[:]).reshape(64, 48, 4)
+    covered = pixels[..., 3] > 0.95
+    assert covered.sum() > 200, "the splats are not in the picture"
+    np.testing.assert_allclose(np.median(pixels[covered][:, :3], axis=0), want, atol=0.02)
+    # The same material in EEVEE: unlit emission of the linear colours, mixed by opacity.
+    material = splats.data.materials[0]
+    kinds = {node.type for node in material.node_tree.nodes}
+    assert {"EMISSION", "BSDF_TRANSPARENT", "MIX_SHADER"} <= kinds
+    assert "BSDF_PRINCIPLED" not in kinds
+    attribute = next(node for node in material.node_tree.nodes if node.type == "ATTRIBUTE"
+                     and node.outputs["Color"].links)
+    assert attribute.attribute_name == "splat_color"
+    assert attribute.outputs["Color"].links[0].to_node.type == "EMISSION"
