@@ -26,10 +26,10 @@ from bpy.props import StringProperty
 from bpy_extras.io_utils import ImportHelper
 
 from . import splats
-from .splats import SPLAT_COLOR_ATTRIBUTE
 from .core import smplx_rig
 from .core.colors import srgb_to_linear
 from .core.package import AvatarPackage, PackageError, avatar_display_name, read_avatar_package
+from .splats import SPLAT_COLOR_ATTRIBUTE
 
 ARMATURE_MODIFIER_NAME = "Armature"
 

@@ -23,7 +23,8 @@ from bpy.props import BoolProperty, FloatProperty
 from . import preferences, service_ops
 from .core import camera as camera_export
 from .core.client import ServiceClient, ServiceError
-from .core.jobs import JobSnapshot
+from .core.colors import linear_to_srgb
+from .core.jobs import JobSnapshot, count_text
 from .core.motion import expression_space_for_names
 from .core.pose import params_from_full_pose, quaternion_to_axis_angle
 from .core.smplx_rig import (
@@ -148,7 +149,9 @@ def build_render_request(context, rig: bpy.types.Object, frames: list[int]) -> d
                    "expression_space": expression_space_for_names(names),
                    "name": rig.name[:64]},
         "cameras": cameras,
-        "background": None if settings.use_transparent else list(settings.background),
+        # Blender's colour swatch is scene-linear; the backend's background is sRGB.
+        "background": (None if settings.use_transparent
+                       else linear_to_srgb(settings.background).tolist()),
     }
 
 
@@ -314,7 +317,7 @@ def _deliver_render_record(record, paths: list[str]) -> None:
     load_frame_sequence(scene, paths, frames, f"OneShot Avatar {record.rig_name}")
     record.result_path = paths[0]
     record.delivered = True
-    service_ops.report("INFO", f"Render '{record.name}': {len(paths)} frames in "
+    service_ops.report("INFO", f"Render '{record.name}': {count_text(len(paths), 'frame')} in "
                                f"{record.output_dir}")
 
 
@@ -332,7 +335,8 @@ class ONESHOT_AVATAR_OT_render_avatar(service_ops.BackgroundRequest, bpy.types.O
 
     wait: BoolProperty(name="Wait", default=False, options={"SKIP_SAVE", "HIDDEN"},
                        description="For a backend render job: block until the frames are in "
-                                   "(for scripts)")
+                                   "(for scripts; always so in background mode, which has no "
+                                   "event loop to deliver them later)")
     timeout: FloatProperty(name="Timeout", default=service_ops.WAIT_TIMEOUT_S, min=1.0,
                            options={"SKIP_SAVE", "HIDDEN"})
 
@@ -367,7 +371,8 @@ class ONESHOT_AVATAR_OT_render_avatar(service_ops.BackgroundRequest, bpy.types.O
         if not plan["as_job"]:
             load_frame_sequence(context.scene, result["paths"], frames,
                                 f"OneShot Avatar {plan['rig']}")
-            self.report({"INFO"}, f"Rendered {len(frames)} frames to {plan['folder']}")
+            self.report({"INFO"}, f"Rendered {count_text(len(frames), 'frame')} to "
+                                  f"{plan['folder']}")
             return {"FINISHED"}
         job = result["job"]
         service_ops.add_job_record(
@@ -375,9 +380,9 @@ class ONESHOT_AVATAR_OT_render_avatar(service_ops.BackgroundRequest, bpy.types.O
             rig_name=plan["rig"], output_dir=plan["folder"], file_prefix=plan["prefix"],
             frame_start=frames[0], frame_step=context.scene.frame_step, frame_count=len(frames))
         service_ops.job_monitor.ensure_running()
-        self.report({"INFO"}, f"Render job {job.id} queued ({len(frames)} frames)")
-        if not self.wait:
-            return {"FINISHED"}
+        self.report({"INFO"}, f"Render job {job.id} queued ({count_text(len(frames), 'frame')})")
+        if not self.wait and not bpy.app.background:
+            return {"FINISHED"}  # the job list follows it; without an event loop, wait here
         job_id = job.id
 
         def done() -> bool:

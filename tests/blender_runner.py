@@ -21,16 +21,20 @@ def blender_python() -> Path:
     return path
 
 
+def blender_environment() -> dict[str, str]:
+    """This environment without PYTHONPATH: a backend checkout on it would shadow the add-on's
+    module name in Blender (both are ``oneshot_avatar``), and real Blender has no backend."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
 def run_blender_tests(files: list[str], tmp_path: Path, env: dict[str, str] | None = None,
                       extra_args: tuple[str, ...] = ()) -> str:
     """Run Blender-side test files (paths from the repository root) with an isolated Blender user
     folder; every test must pass and none may skip. Returns their output."""
     command = [str(blender_python()), "-m", "pytest", "-q", *files, "-p", "no:cacheprovider",
                "-rs", *extra_args]
-    # Without PYTHONPATH: a backend checkout on it would shadow the add-on's module name
-    # (both are ``oneshot_avatar``), and real Blender has no backend either.
-    base = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    full_env = {**base, "BLENDER_USER_RESOURCES": str(tmp_path / "blender-user"), **(env or {})}
+    full_env = {**blender_environment(), "BLENDER_USER_RESOURCES": str(tmp_path / "blender-user"),
+                **(env or {})}
     result = subprocess.run(command, cwd=REPO, env=full_env, capture_output=True, text=True,
                             check=False, timeout=600)
     output = result.stdout[-8000:] + result.stderr[-4000:]

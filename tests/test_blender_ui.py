@@ -10,7 +10,6 @@ start the server, and check the cameras Blender sends with the backend's own
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -21,7 +20,7 @@ import pytest
 import torch
 
 from addon_packages import build_test_package
-from blender_runner import blender_python, run_blender_tests
+from blender_runner import blender_environment, blender_python, run_blender_tests
 from service_server import start_server
 
 TOKEN = "ui-test-token-0123456789abcdef"
@@ -67,7 +66,7 @@ def test_addon_registers_and_installs_from_the_built_zip(tmp_path):
     archive = build_addon.build(tmp_path / "dist")
     result = subprocess.run([str(blender_python()), "-c", LEGACY_INSTALL.format(zip=str(archive))],
                             cwd=tmp_path, capture_output=True, text=True, check=False,
-                            timeout=300, env={**os.environ, "BLENDER_USER_RESOURCES":
+                            timeout=300, env={**blender_environment(), "BLENDER_USER_RESOURCES":
                                               str(tmp_path / "legacy-user")})
     assert result.returncode == 0 and "legacy install ok" in result.stdout, (
         result.stdout[-4000:] + result.stderr[-4000:])
@@ -118,6 +117,27 @@ def test_render_against_a_real_server(tmp_path, packages, body_cache):
             "ONESHOT_AVATAR_TEST_FOREIGN_PACKAGE": str(packages["foreign"]),
             "ONESHOT_AVATAR_TEST_PHOTO": str(photo),
             "ONESHOT_AVATAR_TEST_SERVE_COMMAND": f"{sys.executable} -m oneshot_avatar",
-            "ONESHOT_AVATAR_TEST_OUT": str(out)})
+            "ONESHOT_AVATAR_TEST_OUT": str(out)},
+            extra_args=("-k", "not killed"))  # that one has a server of its own (below)
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_backend_killed_during_a_render(tmp_path, packages, body_cache):
+    """A server of its own, killed by the Blender-side test in the middle of a render."""
+    env = {"ONESHOT_AVATAR_CACHE": str(body_cache)}
+    server = start_server(tmp_path / "doomed-data", env=env)
+    try:
+        output = run_blender_tests(
+            ["tests/blender/test_ui_render.py"], tmp_path,
+            {**env, "ONESHOT_AVATAR_TEST_SERVER_URL": server.url,
+             "ONESHOT_AVATAR_TEST_DOOMED_SERVER_URL": server.url,
+             "ONESHOT_AVATAR_TEST_DOOMED_SERVER_PID": str(server.proc.pid),
+             "ONESHOT_AVATAR_TEST_PACKAGE": str(packages["own"])},
+            extra_args=("-k", "killed", "-s"))
+        print(output[-2000:], file=sys.stderr)
+        assert server.proc.wait(10) == -9  # it really was killed
+    finally:
+        if server.proc.poll() is None:
+            server.kill()

@@ -301,6 +301,11 @@ class ServiceClient:
             return BackendUnreachableError(
                 f"secure connection to {self.base_url} failed ({reason})", url=url,
                 hint="use http:// for a local backend or fix its certificate")
+        if isinstance(reason, http.client.RemoteDisconnected):
+            return BackendUnreachableError(
+                f"the backend at {self.base_url} closed the connection without answering "
+                f"{method_path(url)}: it stopped or crashed while working", url=url,
+                hint="check its console; " + START_HINT)
         detail = getattr(reason, "strerror", None) or str(reason)
         return BackendUnreachableError(
             f"backend not reachable at {self.base_url} ({detail})", url=url, hint=START_HINT)
@@ -462,13 +467,53 @@ class ServiceClient:
                           query={"fps": fps})
 
     def render(self, request: Mapping[str, Any], *, timeout: float = RENDER_TIMEOUT_S) -> bytes:
-        """``POST /v1/render``: PNG bytes (``format`` "png") or zip bytes (``format`` "zip")."""
-        data, kind = self._bytes("POST", "/v1/render", payload=dict(request), timeout=timeout)
+        """``POST /v1/render``: PNG bytes (``format`` "png") or zip bytes (``format`` "zip").
+
+        A render may take minutes (``timeout``), but a frozen backend must not hold Blender that
+        long: while waiting, ``/v1/health`` is asked every :attr:`timeout` seconds, and when it
+        does not answer either the render is given up (see :meth:`_while_alive`)."""
+        data, kind = self._while_alive(
+            lambda: self._bytes("POST", "/v1/render", payload=dict(request), timeout=timeout),
+            "POST /v1/render")
         wanted = "image/png" if request.get("format") == "png" else "application/zip"
         if not kind.startswith(wanted):
             raise ServiceError(f"expected {wanted} from /v1/render, got {kind or 'no type'!r}",
                                hint="check the backend URL points at `oneshot-avatar serve`")
         return data
+
+    def _while_alive(self, call, what: str):
+        """``call()`` run in a helper thread, given up with :class:`BackendTimeoutError` as soon
+        as the backend stops answering ``/v1/health`` within :attr:`timeout` seconds (so after
+        at most about twice that). The abandoned call ends by itself (its own timeout, or the
+        connection closing); its result is dropped."""
+        outcome: dict[str, Any] = {}
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome["value"] = call()
+            except BaseException as error:  # noqa: BLE001 - handed to the waiting thread
+                outcome["error"] = error
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name=f"oneshot-avatar {what}", daemon=True).start()
+        while not done.wait(self.timeout):
+            try:
+                self._json("GET", "/v1/health", timeout=self.timeout)
+            except (BackendTimeoutError, BackendUnreachableError) as error:
+                if done.is_set():
+                    break
+                raise BackendTimeoutError(
+                    f"the backend at {self.base_url} stopped answering during {what}: "
+                    f"/v1/health got no answer within {self.timeout:g} s ({error.message})",
+                    hint="it may be frozen or overloaded; check its console or restart it, "
+                         "then render again") from error
+            except ServiceError:
+                pass  # it answers (even if with an error): alive, keep waiting
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
 
     def create_render_job(self, request: Mapping[str, Any]) -> dict:
         """``POST /v1/render-jobs``: the same body as :meth:`render`, queued -> the Job."""

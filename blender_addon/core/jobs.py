@@ -168,3 +168,8 @@ def finished(records: Iterable[Any]) -> list[Any]:
     records = list(records)
     pending = {id(record) for record in unfinished(records)}
     return [record for record in records if id(record) not in pending]
+
+
+def count_text(count: int, noun: str) -> str:
+    """``"1 frame"``, ``"3 frames"``: a count with its noun in the right number."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -157,7 +157,7 @@ def test_splats_render_their_colours_in_cycles(addon, package_path, tmp_path):
     same unlit material, checked below.)"""
     from blender_addon.core.colors import srgb_to_linear
 
-    rig, splats = _import(package_path)
+    _rig, splats = _import(package_path)
     count = len(splats.data.vertices)
     want = np.array([0.8, 0.35, 0.1])
     linear = np.ones((count, 4), np.float32)

@@ -125,6 +125,49 @@ def test_render_avatar_writes_frames_and_uploads_once(shot):
     assert len(_client().list_avatars()) == avatars_before + 1
 
 
+def test_same_package_imported_twice_is_uploaded_once(shot, capfd):
+    """Issue 17: every import + render uploaded the package again; now once per checksum.
+    Also the report counts right ("Rendered 1 frame")."""
+    scene, rig, _folder = shot
+    before = {a["id"] for a in _client().list_avatars()}
+    scene.frame_start = scene.frame_end = 2
+    assert bpy.ops.oneshot_avatar.render_avatar() == {"FINISHED"}
+    second = _import(env_path("ONESHOT_AVATAR_TEST_PACKAGE"))
+    assert second != rig and not second.get("oneshot_avatar_avatar_id")
+    scene.oneshot_avatar.render_rig = second
+    assert bpy.ops.oneshot_avatar.render_avatar() == {"FINISHED"}
+    assert second["oneshot_avatar_avatar_id"] == rig["oneshot_avatar_avatar_id"]
+    assert len({a["id"] for a in _client().list_avatars()} - before) <= 1
+    assert "Rendered 1 frame to" in capfd.readouterr().out
+
+
+def test_background_colour_is_the_swatch_colour(shot):
+    """Issue 17: the linear swatch colour was sent as sRGB (0.2, 0.3, 0.4 -> PNG 51, 77, 102)."""
+    scene, _rig, _folder = shot
+    settings = scene.oneshot_avatar
+    settings.use_transparent = False
+    settings.background = (0.2, 0.3, 0.4)
+    assert bpy.ops.oneshot_avatar.preview_frame() == {"FINISHED"}
+    image = settings.preview_image
+    pixels = np.empty(WIDTH * HEIGHT * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    corner = pixels.reshape(HEIGHT, WIDTH, 4)[0, 0]
+    np.testing.assert_allclose(corner[:3] * 255, [124, 149, 170], atol=1.01)
+    assert corner[3] == 1.0
+
+
+def test_a_queued_shot_is_delivered_in_a_script(shot):
+    """Issue 17: a backend render job queued without wait=True was never delivered in a
+    script (no event loop runs the job monitor); in background mode the operator waits."""
+    scene, rig, folder = shot
+    assert bpy.app.background
+    scene.oneshot_avatar.render_mode = "JOB"
+    assert bpy.ops.oneshot_avatar.render_avatar() == {"FINISHED"}
+    record = scene.oneshot_avatar.jobs[-1]
+    assert record.kind == "render" and record.delivered
+    _check_frames(folder, rig.name)
+
+
 def test_preview_frame(shot):
     scene, _rig, folder = shot
     assert bpy.ops.oneshot_avatar.preview_frame() == {"FINISHED"}
@@ -225,3 +268,48 @@ def test_local_backend_starts_and_stops_with_the_add_on(addon):
         os.kill(pid, 0)
     enable_addon()
     addon_preferences().backend_mode = "URL"
+
+
+def test_backend_killed_during_a_render(shot, monkeypatch):
+    """Issue 14, the Blender side: the backend process is killed (SIGKILL) while Render Avatar
+    waits for a long shot; the operator ends with a clear report within a bounded time and
+    leaves no frames (not even partial ones)."""
+    import signal
+    import threading
+
+    url = os.environ.get("ONESHOT_AVATAR_TEST_DOOMED_SERVER_URL")
+    pid = int(os.environ.get("ONESHOT_AVATAR_TEST_DOOMED_SERVER_PID", "0"))
+    if not url or not pid:
+        pytest.skip("$ONESHOT_AVATAR_TEST_DOOMED_SERVER_URL/_PID are not set")
+    scene, _rig, folder = shot
+    addon_preferences().backend_url = url
+    addon_preferences().token = ""
+    scene.frame_start = scene.frame_end = 1
+    assert bpy.ops.oneshot_avatar.render_avatar() == {"FINISHED"}  # uploads; the server works
+    for name in os.listdir(folder):
+        os.remove(folder / name)
+    scene.frame_start, scene.frame_end = 1, 200  # a long shot in one request
+    scene.render.resolution_x, scene.render.resolution_y = 640, 480
+    scene.oneshot_avatar.render_mode = "REQUEST"
+    from oneshot_avatar.core.client import ServiceClient
+
+    killer = threading.Timer(0.5, os.kill, (pid, signal.SIGKILL))
+    render = ServiceClient.render
+
+    def render_then_kill(self, *args, **kwargs):  # the kill lands while the backend renders
+        killer.start()
+        return render(self, *args, **kwargs)
+
+    monkeypatch.setattr(ServiceClient, "render", render_then_kill)
+    started = time.monotonic()
+    try:
+        with pytest.raises(RuntimeError) as error:
+            bpy.ops.oneshot_avatar.render_avatar()
+    finally:
+        killer.cancel()
+    assert killer.finished.is_set()
+    elapsed = time.monotonic() - started
+    assert elapsed < 30, elapsed
+    assert "stopped or crashed" in str(error.value) and "oneshot-avatar serve" in str(error.value)
+    assert not folder.exists() or not os.listdir(folder), os.listdir(folder)
+    print(f"backend killed during a render: reported after {elapsed:.1f} s: {error.value}")
