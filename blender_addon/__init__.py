@@ -14,7 +14,7 @@ bl_info = {
     "name": "One-Shot Avatar",
     "author": "One-Shot Avatar contributors",
     "version": (0, 1, 0),
-    "blender": (4, 2, 0),
+    "blender": (5, 0, 0),
     "location": "3D Viewport > Sidebar > Avatar",
     "description": "Reconstruct, pose and render Gaussian avatars from one photo",
     "doc_url": "",

@@ -114,6 +114,19 @@ def ensure_splat_node_group() -> bpy.types.NodeTree:
     return group
 
 
+def set_modifier_input(modifier: bpy.types.Modifier, name: str, value) -> None:
+    """Set the Geometry Nodes modifier input ``name``: Blender 5.2 moved the values from ID
+    properties (``modifier["Socket_1"]``) to ``modifier.properties.inputs.Socket_1.value``."""
+    identifier = next(item.identifier for item in modifier.node_group.interface.items_tree
+                      if getattr(item, "in_out", "") == "INPUT" and item.name == name)
+    properties = getattr(modifier, "properties", None)
+    if properties is not None and hasattr(properties, "inputs"):
+        getattr(properties.inputs, identifier).value = value
+    else:
+        modifier[identifier] = value
+    modifier.id_data.update_tag()
+
+
 def add_splat_modifier(obj: bpy.types.Object) -> bpy.types.Modifier:
     """Add the splat Geometry Nodes modifier to ``obj`` (after its other modifiers)."""
     modifier = obj.modifiers.new(MODIFIER_NAME, "NODES")

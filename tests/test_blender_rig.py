@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from addon_packages import build_test_package, expected_posing_arrays
-from blender_runner import blender_python, run_blender_tests
+from blender_runner import blender_params, blender_python, run_blender_tests
 from shared_files import SHARED_DATA
 
 SCENE_FPS = 30.0
@@ -81,12 +81,13 @@ def _upright_files(folder: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_rig_in_blender_matches_the_backend(tmp_path, open_body):
+@pytest.mark.parametrize("blender", blender_params())
+def test_rig_in_blender_matches_the_backend(blender, tmp_path, open_body):
     from oneshot_avatar.motion import load_motion
     from oneshot_avatar.motion._rotations import rotvec_to_matrix
     from oneshot_avatar.motion.resample import resample
 
-    python = blender_python()  # skip early, before building anything
+    python = blender_python(blender)  # skip early, before building anything
     assert python.exists()
     package = build_test_package(tmp_path / "person.avatar", open_body, 8000, seed=3)
     expected = tmp_path / "expected.npz"
@@ -104,7 +105,7 @@ def test_rig_in_blender_matches_the_backend(tmp_path, open_body):
     if bvh.exists():
         env["ONESHOT_AVATAR_RIG_BVH"] = str(bvh)
     output = run_blender_tests(["tests/blender/test_rig_import.py", "tests/blender/test_rig_motion.py"],
-                               tmp_path, env, extra_args=("-s",))
+                               tmp_path, env, extra_args=("-s",), python=python)
     print(output[-6000:], file=sys.stderr)  # the posing errors in mm, among others
     for stem, source in files.items():
         original = resample(load_motion(source), SCENE_FPS)

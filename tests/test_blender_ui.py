@@ -20,7 +20,13 @@ import pytest
 import torch
 
 from addon_packages import build_test_package
-from blender_runner import blender_environment, blender_python, run_blender_tests
+from blender_runner import (
+    any_blender_python,
+    blender_environment,
+    blender_params,
+    blender_python,
+    run_blender_tests,
+)
 from service_server import start_server
 
 TOKEN = "ui-test-token-0123456789abcdef"
@@ -30,7 +36,7 @@ TOKEN = "ui-test-token-0123456789abcdef"
 def packages(tmp_path_factory, open_body) -> dict[str, Path]:
     """``own``: 500 Gaussians on the open body; ``foreign``: the same claiming another body
     model (its sha256), which the server must refuse."""
-    blender_python()  # skip before building anything
+    any_blender_python()  # skip before building anything
     folder = tmp_path_factory.mktemp("packages")
     own = build_test_package(folder / "test.avatar", open_body, 500)
     foreign = folder / "foreign.avatar"
@@ -58,13 +64,14 @@ print("legacy install ok")
 """
 
 
-def test_addon_registers_and_installs_from_the_built_zip(tmp_path):
+@pytest.mark.parametrize("blender", blender_params())
+def test_addon_registers_and_installs_from_the_built_zip(blender, tmp_path):
     import build_addon
 
-    run_blender_tests(["tests/blender/test_ui_register.py"], tmp_path)
+    run_blender_tests(["tests/blender/test_ui_register.py"], tmp_path, python=blender)
     # The same zip through the legacy add-on installer, in a fresh Blender user folder.
     archive = build_addon.build(tmp_path / "dist")
-    result = subprocess.run([str(blender_python()), "-c", LEGACY_INSTALL.format(zip=str(archive))],
+    result = subprocess.run([str(blender_python(blender)), "-c", LEGACY_INSTALL.format(zip=str(archive))],
                             cwd=tmp_path, capture_output=True, text=True, check=False,
                             timeout=300, env={**blender_environment(), "BLENDER_USER_RESOURCES":
                                               str(tmp_path / "legacy-user")})
@@ -72,14 +79,15 @@ def test_addon_registers_and_installs_from_the_built_zip(tmp_path):
         result.stdout[-4000:] + result.stderr[-4000:])
 
 
-def test_camera_export_matches_the_backend(tmp_path, packages):
+@pytest.mark.parametrize("blender", blender_params())
+def test_camera_export_matches_the_backend(blender, tmp_path, packages):
     from oneshot_avatar.cameras import from_blender
 
     out = tmp_path / "out"
     out.mkdir()
     run_blender_tests(["tests/blender/test_ui_camera.py"], tmp_path,
                       {"ONESHOT_AVATAR_TEST_PACKAGE": str(packages["own"]),
-                       "ONESHOT_AVATAR_TEST_OUT": str(out)})
+                       "ONESHOT_AVATAR_TEST_OUT": str(out)}, python=blender)
     cases = json.loads((out / "camera_cases.json").read_text())
     assert len(cases) == 3
     for name, case in cases.items():
@@ -89,13 +97,15 @@ def test_camera_export_matches_the_backend(tmp_path, packages):
         np.testing.assert_allclose(uv.numpy(), case["blender_pixels"], atol=1e-3, err_msg=name)
 
 
-def test_jobs_against_a_fake_backend(tmp_path, packages):
+@pytest.mark.parametrize("blender", blender_params())
+def test_jobs_against_a_fake_backend(blender, tmp_path, packages):
     run_blender_tests(["tests/blender/test_ui_jobs.py"], tmp_path,
-                      {"ONESHOT_AVATAR_TEST_PACKAGE": str(packages["own"])})
+                      {"ONESHOT_AVATAR_TEST_PACKAGE": str(packages["own"])}, python=blender)
 
 
 @pytest.mark.slow
-def test_render_against_a_real_server(tmp_path, packages, body_cache):
+@pytest.mark.parametrize("blender", blender_params())
+def test_render_against_a_real_server(blender, tmp_path, packages, body_cache):
     from PIL import Image, ImageDraw
 
     photo = tmp_path / "person.png"
@@ -118,13 +128,14 @@ def test_render_against_a_real_server(tmp_path, packages, body_cache):
             "ONESHOT_AVATAR_TEST_PHOTO": str(photo),
             "ONESHOT_AVATAR_TEST_SERVE_COMMAND": f"{sys.executable} -m oneshot_avatar",
             "ONESHOT_AVATAR_TEST_OUT": str(out)},
-            extra_args=("-k", "not killed"))  # that one has a server of its own (below)
+            extra_args=("-k", "not killed"), python=blender)  # that one has its own server
     finally:
         server.stop()
 
 
 @pytest.mark.slow
-def test_backend_killed_during_a_render(tmp_path, packages, body_cache):
+@pytest.mark.parametrize("blender", blender_params())
+def test_backend_killed_during_a_render(blender, tmp_path, packages, body_cache):
     """A server of its own, killed by the Blender-side test in the middle of a render."""
     env = {"ONESHOT_AVATAR_CACHE": str(body_cache)}
     server = start_server(tmp_path / "doomed-data", env=env)
@@ -135,7 +146,7 @@ def test_backend_killed_during_a_render(tmp_path, packages, body_cache):
              "ONESHOT_AVATAR_TEST_DOOMED_SERVER_URL": server.url,
              "ONESHOT_AVATAR_TEST_DOOMED_SERVER_PID": str(server.proc.pid),
              "ONESHOT_AVATAR_TEST_PACKAGE": str(packages["own"])},
-            extra_args=("-k", "killed", "-s"))
+            extra_args=("-k", "killed", "-s"), python=blender)
         print(output[-2000:], file=sys.stderr)
         assert server.proc.wait(10) == -9  # it really was killed
     finally:

@@ -165,11 +165,8 @@ def test_splats_render_their_colours_in_cycles(addon, package_path, tmp_path):
     splats.data.attributes["splat_color"].data.foreach_set("color", linear.ravel())
     splats.data.attributes["opacity"].data.foreach_set("value", np.ones(count, np.float32))
     splats.data.update()
-    modifier = splats.modifiers["Splats"]
-    size = next(item.identifier for item in modifier.node_group.interface.items_tree
-                if getattr(item, "name", "") == "Splat Size")
-    modifier[size] = 8.0  # big splats: a solid body at 48x64 px
-    splats.update_tag()
+    # big splats: a solid body at 48x64 px
+    addon.splats.set_modifier_input(splats.modifiers["Splats"], "Splat Size", 8.0)
     scene = bpy.context.scene
     camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
     scene.collection.objects.link(camera)
