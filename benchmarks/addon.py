@@ -90,7 +90,8 @@ def main() -> None:
         pose[:, joint, axis] = amplitude * np.sin(2 * np.pi * t + joint)
     transl = np.stack([0.2 * np.sin(t), np.zeros_like(t), 0.5 * t], -1)
     motion_ops.apply_motion(bpy.context, rig, Motion(fps=30.0, full_pose=pose, transl=transl,
-                                                     expression=np.zeros((args.frames, 0))))
+                                                     expression=np.zeros((args.frames, 0))),
+                            keep_placement=True)
     _scrub(scene, splats_obj, min(5, args.frames), False)  # warm-up
     with_splats = _scrub(scene, splats_obj, args.frames, False)
     with_read = _scrub(scene, splats_obj, args.frames, True)

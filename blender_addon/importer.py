@@ -4,7 +4,7 @@ that follows it (vertex groups + Armature modifier), shown as coloured splats.
 What is built (see ``core.smplx_rig`` for the conventions):
 
 - ``<name>_rig``: armature object rotated +90 deg about X (armature space = SMPL-X world,
-  Y-up), bones ``root`` + the 55 SMPL-X joints with identity rest orientation, pose bones in
+  Y-up) and lifted so the rest pose stands on z = 0 (its lowest Gaussian centre), bones ``root`` + the 55 SMPL-X joints with identity rest orientation, pose bones in
   QUATERNION mode; expression controls as custom float properties on the ``root`` pose bone.
 - ``<name>_splats``: mesh of N vertices (one per Gaussian, rest pose, armature space), parented
   to the rig with an identity parent inverse, point attributes ``splat_color`` (FLOAT_COLOR
@@ -67,6 +67,8 @@ def _build_armature(context, created: _Created, package: AvatarPackage, name: st
     collection.objects.link(rig)
     rig.rotation_mode = "XYZ"
     rig.rotation_euler = (1.5707963267948966, 0.0, 0.0)
+    # Standing on Blender's ground: the rest pose's lowest Gaussian centre at z = 0.
+    rig.location = (0.0, 0.0, -float(package.positions[:, 1].min()))
     rig.show_in_front = True
     lengths = smplx_rig.bone_lengths(package.rest_joints)
     view_layer = context.view_layer

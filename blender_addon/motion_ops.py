@@ -32,10 +32,12 @@ from .core.motion import (
     resample,
     write_motion_npz,
 )
+from .core.placement import face_and_centre
 from .core.smplx_rig import (
     JOINT_INDEX,
     JOINT_NAMES,
     RIG_EXPRESSIONS_PROPERTY,
+    RIG_SPLATS_PROPERTY,
     ROOT_BONE,
 )
 from .importer import find_rig
@@ -105,15 +107,51 @@ def _write_keys(fcurve, frames: np.ndarray, values: np.ndarray) -> None:
 
 
 # ---------------------------------------------------------------------------- import
+def _armature_direction(rig, world_direction) -> np.ndarray:
+    """A world direction in the rig's armature space (the rig's rotation and scale undone)."""
+    matrix = np.array(rig.matrix_world.to_3x3(), dtype=np.float64)
+    return np.linalg.solve(matrix, np.asarray(world_direction, dtype=np.float64))
+
+
+def _lowest_world_z(context, rig) -> float | None:
+    """The lowest point of the rig's splats (its Gaussian centres, posed) in world z, or None
+    when the rig has no splats object."""
+    splats = rig.get(RIG_SPLATS_PROPERTY)
+    if splats is None or getattr(splats, "type", "") != "MESH":
+        return None
+    depsgraph = context.evaluated_depsgraph_get()
+    mesh = splats.evaluated_get(depsgraph).data
+    local = np.empty(3 * len(mesh.vertices), np.float32)
+    mesh.vertices.foreach_get("co", local)
+    matrix = np.array(splats.evaluated_get(depsgraph).matrix_world, dtype=np.float64)
+    heights = local.reshape(-1, 3).astype(np.float64) @ matrix[2, :3] + matrix[2, 3]
+    return float(heights.min()) if heights.size else None
+
+
+def _key_root_location(rig, action, frames: np.ndarray, transl: np.ndarray) -> None:
+    for i in range(3):
+        fcurve = _ensure_fcurve(rig, action, _bone_path(ROOT_BONE, "location"), i, ROOT_BONE)
+        _write_keys(fcurve, frames, transl[:, i])
+
+
 def apply_motion(context, rig, motion: Motion, *, start_frame: int | None = None,
-                 match_scene_fps: bool = True, set_frame_range: bool = True) -> Motion:
+                 match_scene_fps: bool = True, set_frame_range: bool = True,
+                 keep_placement: bool = False) -> Motion:
     """Keyframe ``motion`` on ``rig`` from ``start_frame`` (default: the scene's start), one key
     per frame on every joint rotation, the root location and (when the expression spaces fit)
     the expression controls. Returns the motion as keyed (resampled to the scene's fps when
-    ``match_scene_fps``)."""
+    ``match_scene_fps``).
+
+    Unless ``keep_placement``, the clip starts where the avatar is: at the first frame the body
+    faces the scene's front (world -Y) with its pelvis above the rest pelvis, and its lowest
+    point (posed Gaussian centres) on the floor, world z = 0 (the whole clip moved rigidly:
+    one turn about the vertical and one shift, see ``core/placement.py``)."""
     scene = context.scene
     if match_scene_fps and abs(motion.fps - scene_fps(scene)) > 1e-6:
         motion = resample(motion, scene_fps(scene))
+    if not keep_placement:
+        motion = face_and_centre(motion, tuple(rig.data.bones[JOINT_NAMES[0]].head_local),
+                                 forward=_armature_direction(rig, (0.0, -1.0, 0.0)))
     start = scene.frame_start if start_frame is None else int(start_frame)
     frames = start + np.arange(motion.num_frames, dtype=np.float64)
     quaternions = posemath.make_continuous(posemath.axis_angle_to_quaternion(motion.full_pose))
@@ -123,9 +161,15 @@ def apply_motion(context, rig, motion: Motion, *, start_frame: int | None = None
         path = _bone_path(joint, "rotation_quaternion")
         for i in range(4):
             _write_keys(_ensure_fcurve(rig, action, path, i, joint), frames, quaternions[:, j, i])
-    for i in range(3):
-        fcurve = _ensure_fcurve(rig, action, _bone_path(ROOT_BONE, "location"), i, ROOT_BONE)
-        _write_keys(fcurve, frames, motion.transl[:, i])
+    _key_root_location(rig, action, frames, motion.transl)
+    if not keep_placement:
+        current = scene.frame_current
+        scene.frame_set(start)
+        lowest = _lowest_world_z(context, rig)
+        if lowest is not None:
+            motion.transl = motion.transl + _armature_direction(rig, (0.0, 0.0, -lowest))
+            _key_root_location(rig, action, frames, motion.transl)
+        scene.frame_set(current)
     names = rig_expression_names(rig)
     expression = expressions_for_rig(motion, names)
     if expression is not None:
@@ -393,10 +437,17 @@ class _MotionOptions:
         name="Set Frame Range", description="Set the scene's frame range to the motion",
         default=True)
 
+    keep_placement: BoolProperty(  # type: ignore[valid-type]
+        name="Keep File Placement",
+        description="Key the motion where the file puts it; otherwise it starts on the floor "
+                    "at the avatar, facing the scene's front (-Y)",
+        default=False)
+
     def motion_options(self, context) -> dict:
         scene = context.scene
         return {"start_frame": scene.frame_current if self.use_current_frame else
-                scene.frame_start, "set_frame_range": self.set_frame_range}
+                scene.frame_start, "set_frame_range": self.set_frame_range,
+                "keep_placement": self.keep_placement}
 
 
 class ONESHOT_AVATAR_OT_import_motion(bpy.types.Operator, ImportHelper, _MotionOptions):

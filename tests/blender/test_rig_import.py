@@ -103,7 +103,7 @@ def test_keyframed_poses_move_the_points_like_the_backend(addon, package_path, e
     motion = Motion(fps=30.0, full_pose=np.stack([expected[f"pose_{n}"] for n in names]),
                     transl=np.stack([expected[f"transl_{n}"] for n in names]),
                     expression=np.zeros((len(names), 0)))
-    addon.motion_ops.apply_motion(bpy.context, rig, motion, start_frame=1)
+    addon.motion_ops.apply_motion(bpy.context, rig, motion, start_frame=1, keep_placement=True)
     bpy.context.scene.frame_set(len(names) + 5)  # held after the last key
     for frame, name in enumerate(names, start=1):
         bpy.context.scene.frame_set(frame)
@@ -157,7 +157,7 @@ def test_splats_render_their_colours_in_cycles(addon, package_path, tmp_path):
     same unlit material, checked below.)"""
     from blender_addon.core.colors import srgb_to_linear
 
-    _rig, splats = _import(package_path)
+    rig, splats = _import(package_path)
     count = len(splats.data.vertices)
     want = np.array([0.8, 0.35, 0.1])
     linear = np.ones((count, 4), np.float32)
@@ -172,7 +172,7 @@ def test_splats_render_their_colours_in_cycles(addon, package_path, tmp_path):
     scene.collection.objects.link(camera)
     camera.data.type = "ORTHO"
     camera.data.ortho_scale = 2.4
-    camera.location = (0.0, -4.0, -0.35)  # in front (-Y) of the body, looking along +Y
+    camera.location = (0.0, -4.0, rig.location.z - 0.35)  # in front (-Y), looking along +Y
     camera.rotation_euler = (np.pi / 2, 0.0, 0.0)
     scene.camera = camera
     render = scene.render

@@ -15,7 +15,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from rig_support import env_path, fresh_scene
+from rig_support import env_path, evaluated_positions, fresh_scene
 
 SCENE_FPS = 30
 
@@ -37,7 +37,8 @@ def test_motion_files_round_trip_through_the_rig(rig):
     assert files
     for path in files:
         rig.animation_data_clear()
-        assert bpy.ops.oneshot_avatar.import_motion(filepath=str(path)) == {"FINISHED"}
+        assert bpy.ops.oneshot_avatar.import_motion(filepath=str(path),
+                                                    keep_placement=True) == {"FINISHED"}
         assert bpy.ops.oneshot_avatar.export_motion(filepath=str(out / f"{path.stem}.npz")) \
             == {"FINISHED"}
 
@@ -81,6 +82,58 @@ def test_motion_files_land_upright(rig):
     for other in ("wave_zup", "wave_camera", "wave_zup_smpl"):
         if other in first_pose:
             np.testing.assert_allclose(first_pose[other], first_pose["wave_yup"], atol=1e-4)
+
+
+def _world_points(rig) -> np.ndarray:
+    splats = rig["oneshot_avatar_splats"]
+    local = evaluated_positions(splats)
+    matrix = np.array(splats.matrix_world)
+    return local @ matrix[:3, :3].T + matrix[:3, 3]
+
+
+def _pelvis_world(rig) -> tuple[np.ndarray, np.ndarray]:
+    """World position and facing (the pelvis's +Z axis) of the posed pelvis."""
+    bone = rig.pose.bones["pelvis"]
+    matrix = rig.matrix_world @ bone.matrix
+    return np.array(matrix.translation), np.array(matrix.to_3x3().col[2])
+
+
+def test_avatar_and_imported_motion_stand_on_the_floor_facing_front(addon, rig):
+    """Issue 17: the imported avatar stands on z = 0 (it was at -1.22 m); every imported motion
+    (motion files in both conventions, the real AMASS and TalkSHOW clips, the CMU BVH) starts at
+    frame 1 with its lowest point on z = 0, facing -Y, above the avatar's own place; Keep File
+    Placement keys the file's own root positions."""
+    scene = bpy.context.scene
+    rest_pelvis, _ = _pelvis_world(rig)
+    assert abs(_world_points(rig)[:, 2].min()) < 1e-5
+    folder = env_path("ONESHOT_AVATAR_RIG_UPRIGHT")
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".npz", ".smpl", ".npy"))
+    bvh = os.environ.get("ONESHOT_AVATAR_RIG_BVH")
+    for path in [*files, *([bvh] if bvh else [])]:
+        rig.animation_data_clear()
+        if str(path).endswith(".bvh"):
+            assert bpy.ops.oneshot_avatar.import_bvh(filepath=str(path)) == {"FINISHED"}
+        else:
+            assert bpy.ops.oneshot_avatar.import_motion(filepath=str(path)) == {"FINISHED"}
+        scene.frame_set(scene.frame_start)
+        lowest = _world_points(rig)[:, 2].min()
+        pelvis, facing = _pelvis_world(rig)
+        heading = facing[:2] / np.linalg.norm(facing[:2])
+        print(f"{os.path.basename(path)}: frame 1 lowest z {lowest * 1000:+.2f} mm, facing "
+              f"({heading[0]:+.3f}, {heading[1]:+.3f})")
+        assert abs(lowest) < 1e-4, path
+        assert heading[1] < -0.999, (path, heading)
+        np.testing.assert_allclose(pelvis[:2], rest_pelvis[:2], atol=1e-4)
+    # Keep File Placement: the root is keyed where the file says.
+    from blender_addon.core.motion import read_motion
+
+    path = folder / "wave_zup.npz"
+    rig.animation_data_clear()
+    assert bpy.ops.oneshot_avatar.import_motion(filepath=str(path), keep_placement=True) \
+        == {"FINISHED"}
+    scene.frame_set(scene.frame_start)
+    np.testing.assert_allclose(rig.pose.bones["root"].location, read_motion(path).transl[0],
+                               atol=1e-5)
 
 
 def test_stated_up_axis_overrides_the_detection(rig):
@@ -254,7 +307,8 @@ def test_mixamo_bvh_is_retargeted_by_bone_names(rig, tmp_path):
     path.write_text(MIXAMO_BVH + " ".join(map(str, _REST_FRAME)) + "\n"
                     + " ".join(map(str, _MOVED_FRAME)) + "\n")
     objects_before = set(bpy.data.objects)
-    assert bpy.ops.oneshot_avatar.import_bvh(filepath=str(path)) == {"FINISHED"}
+    assert bpy.ops.oneshot_avatar.import_bvh(filepath=str(path),
+                                             keep_placement=True) == {"FINISHED"}
     assert set(bpy.data.objects) == objects_before  # the BVH armature is removed again
     bpy.context.scene.frame_set(2)
     bones = rig.pose.bones

@@ -64,7 +64,7 @@ def shot(addon, empty_scene, tmp_path):
         shoulder.keyframe_insert("rotation_quaternion", frame=frame)
     camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
     scene.collection.objects.link(camera)
-    camera.location = (0.0, -4.0, -0.35)
+    camera.location = (0.0, -4.0, rig.location.z - 0.35)  # the rig stands on the floor
     camera.rotation_euler = (math.radians(90.0), 0.0, 0.0)
     camera.data.lens = 35.0
     scene.camera = camera
