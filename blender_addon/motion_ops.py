@@ -34,7 +34,6 @@ from .core.motion import (
 )
 from .core.placement import face_and_centre
 from .core.smplx_rig import (
-    JOINT_INDEX,
     JOINT_NAMES,
     RIG_EXPRESSIONS_PROPERTY,
     RIG_SPLATS_PROPERTY,
@@ -236,36 +235,31 @@ def _bone_quaternions(fcurves, pose_bone, frames: np.ndarray) -> np.ndarray:
 
 
 def read_rig_motion(context, rig, frame_start: int, frame_end: int) -> Motion:
-    """The rig's animation for frames ``frame_start..frame_end`` (inclusive) at the scene's
-    fps, as SMPL-X parameters (root bone rotation folded into ``global_orient``/``transl``)."""
+    """The rig's *evaluated* pose for frames ``frame_start..frame_end`` (inclusive) at the
+    scene's fps, as SMPL-X parameters: what constraints, IK controls, the COG control and
+    drivers make of the keys is what is exported, exactly as Render Avatar sends it (a rotated
+    or moved ``root`` bone is folded into ``global_orient``/``transl``)."""
+    from .render_ops import read_rig_pose
+
     if frame_end < frame_start:
         raise MotionError(f"frame range {frame_start}..{frame_end} is empty", field="frame_end")
-    frames = np.arange(frame_start, frame_end + 1, dtype=np.float64)
-    fcurves = _fcurves(rig)
-    bones = rig.pose.bones
-    quaternions = np.stack([_bone_quaternions(fcurves, bones[j], frames) for j in JOINT_NAMES],
-                           axis=1)  # (T, 55, 4)
-    full_pose = posemath.quaternion_to_axis_angle(quaternions)
-    root = bones[ROOT_BONE]
-    root_location = _channel_values(fcurves, _bone_path(ROOT_BONE, "location"), 3, frames,
-                                    root.location)
-    root_rotation = posemath.quaternion_to_matrix(_bone_quaternions(fcurves, root, frames))
-    pelvis_rest = np.array(rig.data.bones[JOINT_NAMES[0]].head_local, dtype=np.float64)
-    # root(x) = L + R x and SMPL-X places x as R_p (x - J0) + J0 + t, so the combination is
-    # global_orient = R R_p, transl = L + R J0 - J0.
-    orient = root_rotation @ posemath.axis_angle_to_matrix(full_pose[:, JOINT_INDEX["pelvis"]])
-    full_pose[:, 0] = posemath.matrix_to_axis_angle(orient)
-    transl = root_location + root_rotation @ pelvis_rest - pelvis_rest
+    scene = context.scene
+    current = scene.frame_current, scene.frame_subframe
+    poses = []
+    try:
+        for frame in range(frame_start, frame_end + 1):
+            scene.frame_set(frame)
+            poses.append(read_rig_pose(rig, context.evaluated_depsgraph_get()))
+    finally:
+        scene.frame_set(current[0], subframe=current[1])
+    quaternions = np.array([pose["quaternions"] for pose in poses], dtype=np.float64)
     names = rig_expression_names(rig)
-    expression = np.zeros((len(frames), len(names)))
-    for k, name in enumerate(names):
-        fcurve = fcurves.get((_prop_path(ROOT_BONE, name), 0))
-        if fcurve is None:
-            expression[:, k] = float(root.get(name, 0.0))
-        else:
-            expression[:, k] = [fcurve.evaluate(float(f)) for f in frames]
-    return Motion(fps=scene_fps(context.scene), full_pose=full_pose, transl=transl,
-                  expression=expression, expression_space=expression_space_for_names(names),
+    expression = np.array([pose["expression"] for pose in poses], dtype=np.float64)
+    return Motion(fps=scene_fps(scene),
+                  full_pose=posemath.quaternion_to_axis_angle(quaternions),
+                  transl=np.array([pose["transl"] for pose in poses], dtype=np.float64),
+                  expression=expression.reshape(len(poses), len(names)),
+                  expression_space=expression_space_for_names(names),
                   name=rig.name.removesuffix("_rig"), source="blender").validate()
 
 
