@@ -23,7 +23,7 @@ bl_info = {
 
 # Registered in this order, unregistered in reverse.
 MODULE_NAMES: tuple[str, ...] = (
-    "preferences", "properties", "splats", "importer", "motion_ops", "service_ops",
+    "preferences", "properties", "splats", "importer", "controls", "motion_ops", "service_ops",
     "render_ops", "ui",
 )
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import bpy
-from bpy.props import StringProperty
+from bpy.props import BoolProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
 from . import splats
@@ -220,6 +220,10 @@ class ONESHOT_AVATAR_OT_import_avatar(bpy.types.Operator, ImportHelper):
     filter_glob: StringProperty(default="*.avatar", options={"HIDDEN"})  # type: ignore[valid-type]
     avatar_name: StringProperty(  # type: ignore[valid-type]
         name="Name", description="Object name prefix (empty: the file's name)", default="")
+    add_controls: BoolProperty(  # type: ignore[valid-type]
+        name="IK Controls", default=False,
+        description="Add animator controls: IK and pole targets for hands and feet, an FK/IK "
+                    "switch per limb, a COG control")
 
     def execute(self, context):
         try:
@@ -228,6 +232,10 @@ class ONESHOT_AVATAR_OT_import_avatar(bpy.types.Operator, ImportHelper):
         except PackageError as error:
             self.report({"ERROR"}, f"Cannot import the avatar: {error}")
             return {"CANCELLED"}
+        if self.add_controls:
+            from . import controls
+
+            controls.add_controls(context, rig)
         self.report({"INFO"}, f"Imported {rig.name} with {len(splats_obj.data.vertices)} "
                               "Gaussians")
         return {"FINISHED"}

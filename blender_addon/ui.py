@@ -170,6 +170,7 @@ class ONESHOT_AVATAR_PT_animate(Panel):
         column.operator("oneshot_avatar.import_motion", icon="IMPORT")
         column.operator("oneshot_avatar.import_bvh", icon="IMPORT")
         column.operator("oneshot_avatar.export_motion", icon="EXPORT")
+        layout.operator("oneshot_avatar.add_controls", icon="CON_KINEMATIC")
 
 
 class ONESHOT_AVATAR_PT_render(Panel):

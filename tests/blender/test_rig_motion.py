@@ -369,3 +369,81 @@ def test_bad_motion_files_are_reported_and_change_nothing(rig, tmp_path):
         bpy.ops.oneshot_avatar.import_bvh(filepath=str(bvh))
     assert set(bpy.data.objects) == objects_before
     assert rig.animation_data is None or rig.animation_data.action is None
+
+
+def _heads(rig, names) -> dict[str, np.ndarray]:
+    bpy.context.view_layer.update()
+    return {name: np.array(rig.pose.bones[name].head) for name in names}
+
+
+def test_ik_controls_move_the_limbs_and_render_and_export_follow(addon, rig, tmp_path):
+    """Issue 17: IK targets with poles, an FK/IK switch per limb and a COG control. At rest the
+    IK solution is the rest pose; an IK hand target moves the wrist there (and the render
+    request and the motion export say so); IK feet stay planted when the COG moves down."""
+    from blender_addon.core import pose as posemath
+    from blender_addon.core.motion import read_motion
+    from blender_addon.core.smplx_rig import JOINT_NAMES
+    from mathutils import Matrix, Vector
+
+    assert bpy.ops.oneshot_avatar.add_controls() == {"FINISHED"}
+    bones = rig.pose.bones
+    for name in ("COG", "ik_hand.L", "pole_arm.L", "ik_foot.R", "pole_leg.R"):
+        assert name in bones, name
+    root = bones["root"]
+    limbs = ("left_shoulder", "left_elbow", "left_wrist", "left_hip", "left_knee", "left_ankle",
+             "right_wrist", "right_ankle", "pelvis")
+    rest = _heads(rig, limbs)
+    for switch in ("ik_arm.L", "ik_arm.R", "ik_leg.L", "ik_leg.R"):
+        assert root[switch] == 0.0  # FK until the animator switches
+        root[switch] = 1.0
+    at_rest = _heads(rig, limbs)
+    for name in limbs:  # the poles keep every chain in its rest plane
+        assert np.linalg.norm(at_rest[name] - rest[name]) < 1e-4, name
+    # The left hand target moves up and forward: the wrist follows, the shoulder stays.
+    shoulder, wrist = rest["left_shoulder"], rest["left_wrist"]
+    target = shoulder + np.array([0.25, 0.2, 0.25])
+    bones["ik_hand.L"].matrix = Matrix.Translation(Vector(target))
+    moved = _heads(rig, limbs)
+    print(f"IK wrist error {1000 * np.linalg.norm(moved['left_wrist'] - target):.3f} mm")
+    assert np.linalg.norm(moved["left_wrist"] - target) < 1e-3
+    assert np.linalg.norm(moved["left_shoulder"] - shoulder) < 1e-6
+    assert np.linalg.norm(moved["left_wrist"] - wrist) > 0.2
+    # What Render Avatar sends: forward kinematics of the request's parameters puts the wrist
+    # on the target too.
+    scene = bpy.context.scene
+    camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
+    scene.collection.objects.link(camera)
+    camera.location = (0.0, -4.0, 1.0)
+    camera.rotation_euler = (np.pi / 2, 0.0, 0.0)
+    scene.camera = camera
+    frame = scene.frame_current
+    request = addon.render_ops.build_render_request(bpy.context, rig, [frame])
+    params = {k: np.asarray(v, dtype=np.float64) for k, v in request["motion"]["params"].items()}
+    full = posemath.full_pose_from_params(params, 1)
+    rest_joints = np.array([rig.data.bones[j].head_local for j in JOINT_NAMES])
+    world = posemath.forward_kinematics(posemath.axis_angle_to_matrix(full), rest_joints,
+                                        params["transl"])
+    sent_wrist = world[0, JOINT_NAMES.index("left_wrist"), :3, 3]
+    np.testing.assert_allclose(sent_wrist, target, atol=1e-3)
+    # ... and the motion export.
+    scene.frame_start = scene.frame_end = frame
+    path = tmp_path / "ik.npz"
+    assert bpy.ops.oneshot_avatar.export_motion(filepath=str(path)) == {"FINISHED"}
+    motion = read_motion(path)
+    world = posemath.forward_kinematics(posemath.axis_angle_to_matrix(motion.full_pose),
+                                        rest_joints, motion.transl)
+    np.testing.assert_allclose(world[0, JOINT_NAMES.index("left_wrist"), :3, 3], target,
+                               atol=1e-3)
+    # COG down 10 cm: the pelvis follows, the IK feet stay on their targets.
+    bones["COG"].location = (0.0, 0.0, 0.0)
+    bones["COG"].matrix = Matrix.Translation(Vector(rest["pelvis"] - np.array([0, 0.1, 0])))
+    crouched = _heads(rig, limbs)
+    assert np.linalg.norm(crouched["pelvis"] - (rest["pelvis"] - [0, 0.1, 0])) < 1e-4
+    for ankle in ("left_ankle", "right_ankle"):
+        assert np.linalg.norm(crouched[ankle] - rest[ankle]) < 1e-3, ankle
+    assert crouched["left_knee"][2] > rest["left_knee"][2] + 0.02  # knees bend forward (+Z)
+    # Back to FK: the keys (here the rest pose) rule again.
+    root["ik_arm.L"] = 0.0
+    rig.update_tag()  # a script's property change; the UI tags it itself
+    assert np.linalg.norm(_heads(rig, ["left_wrist"])["left_wrist"] - crouched["left_wrist"]) \
+        > 0.1
