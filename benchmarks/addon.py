@@ -16,7 +16,8 @@ Prints: the import time (reading + validating the package, building rig and spla
 <= 3 s for 150k Gaussians, median of --imports runs in fresh scenes), then, for an animation
 of --frames keyed frames, the evaluated frames per second of ``scene.frame_set`` (Armature
 modifier + splat Geometry Nodes), the same with the evaluated positions read back to numpy,
-and the Armature modifier alone (splat node group off).
+and the Armature modifier alone (splat node group off). For packages with face offsets it also
+prints the face object's size: Gaussians the face units move, shape keys and their memory.
 """
 
 from __future__ import annotations
@@ -77,6 +78,13 @@ def main() -> None:
         import_times.append(time.perf_counter() - started)
     count = len(splats_obj.data.vertices)
     print(f"gaussians: {count}")
+    face = rig.get("oneshot_avatar_face")
+    if face is not None:  # the face's Gaussians with one shape key per face unit
+        points, keys = len(face.data.vertices), len(face.data.shape_keys.key_blocks)
+        shape_mb = points * keys * 3 * 4 / 1e6
+        print(f"face object: {points} Gaussians ({100 * points / count:.1f}%) x {keys} shape "
+              f"keys = {shape_mb:.1f} MB of shape-key positions (all {count} Gaussians would "
+              f"take {count * keys * 12 / 1e6:.1f} MB)")
     print(f"import: {statistics.median(import_times):.2f} s median of {len(import_times)} "
           f"(reading + validating the package alone: {statistics.median(read_times):.2f} s)")
 

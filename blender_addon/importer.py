@@ -118,49 +118,97 @@ def _add_expression_controls(rig: bpy.types.Object, names: list[str]) -> None:
                       description=f"Face unit {name} (0 = neutral, 1 = full)")
 
 
-def _build_splats(created: _Created, package: AvatarPackage, name: str, collection,
-                  rig: bpy.types.Object) -> bpy.types.Object:
+def _build_points(created: _Created, package: AvatarPackage, object_name: str, collection,
+                  rig: bpy.types.Object, index) -> bpy.types.Object:
+    """A point object for the Gaussians ``index`` (all when None): rest positions in armature
+    space, the splat attributes, vertex groups + Armature modifier to the rig, splat nodes."""
     import numpy as np
 
-    _, splats_name = smplx_rig.rig_object_names(name)
-    mesh = created.add(bpy.data.meshes, bpy.data.meshes.new(splats_name))
-    mesh.vertices.add(package.count)
-    mesh.vertices.foreach_set("co", package.positions.astype(np.float32).ravel())
+    chosen = np.arange(package.count) if index is None else np.asarray(index)
+    mesh = created.add(bpy.data.meshes, bpy.data.meshes.new(object_name))
+    mesh.vertices.add(len(chosen))
+    mesh.vertices.foreach_set("co", package.positions[chosen].astype(np.float32).ravel())
     attributes = mesh.attributes
     # Scene-linear, as Blender's float colours are (the package's colours are sRGB), under a
     # name Cycles reads ("color" reads as black there: issue 17).
-    linear = package.colors.astype(np.float64).copy()
+    linear = package.colors[chosen].astype(np.float64)
     linear[:, :3] = srgb_to_linear(linear[:, :3])
     attributes.new(SPLAT_COLOR_ATTRIBUTE, "FLOAT_COLOR", "POINT").data.foreach_set(
         "color", linear.astype(np.float32).ravel())
     attributes.new("opacity", "FLOAT", "POINT").data.foreach_set(
-        "value", package.opacities.astype(np.float32))
+        "value", package.opacities[chosen].astype(np.float32))
     attributes.new("scale", "FLOAT_VECTOR", "POINT").data.foreach_set(
-        "vector", package.scales.astype(np.float32).ravel())
+        "vector", package.scales[chosen].astype(np.float32).ravel())
     attributes.new("rot", "FLOAT_COLOR", "POINT").data.foreach_set(
-        "color", package.rotations.astype(np.float32).ravel())
+        "color", package.rotations[chosen].astype(np.float32).ravel())
     mesh.update()
-    obj = created.add(bpy.data.objects, bpy.data.objects.new(splats_name, mesh))
+    obj = created.add(bpy.data.objects, bpy.data.objects.new(object_name, mesh))
     collection.objects.link(obj)
     obj.parent = rig
     obj.matrix_parent_inverse.identity()
     obj.lock_location = obj.lock_rotation = obj.lock_scale = (True, True, True)
-    _add_vertex_groups(obj, package)
+    _add_vertex_groups(obj, package.joint_indices[chosen], package.joint_weights[chosen])
     modifier = obj.modifiers.new(ARMATURE_MODIFIER_NAME, "ARMATURE")
     modifier.object = rig
     modifier.use_vertex_groups = True
     modifier.use_bone_envelopes = False
     modifier.use_deform_preserve_volume = False
     splats.add_splat_modifier(obj)
+    return obj
+
+
+def _build_splats(created: _Created, package: AvatarPackage, name: str, collection,
+                  rig: bpy.types.Object) -> bpy.types.Object:
+    import numpy as np
+
+    _, splats_name = smplx_rig.rig_object_names(name)
+    obj = _build_points(created, package, splats_name, collection, rig, None)
+    if package.expression_gaussians.size and package.expression_names:
+        # Those are drawn by the face object; the mesh keeps them (scripts read every centre).
+        hidden = np.zeros(package.count, bool)
+        hidden[package.expression_gaussians] = True
+        obj.data.attributes.new(splats.HIDE_ATTRIBUTE, "BOOLEAN", "POINT").data.foreach_set(
+            "value", hidden)
     rig[smplx_rig.RIG_SPLATS_PROPERTY] = obj
     return obj
 
 
-def _add_vertex_groups(obj: bpy.types.Object, package: AvatarPackage) -> None:
-    """One vertex group per joint with the package's top-4 weights (zero weights skipped)."""
+def _build_face(created: _Created, package: AvatarPackage, name: str, collection,
+                rig: bpy.types.Object) -> bpy.types.Object | None:
+    """The face's Gaussians (those the face units move) as their own object: shape keys per
+    face unit (the package's offsets, applied before skinning as SMPL-X does), each driven by
+    the unit's property on the root bone, so expressions show in the viewport. Memory is spent
+    only on those points (M x (E + 1) positions in the shape keys)."""
+    import numpy as np
+
+    names = package.expression_names
+    face = package.expression_gaussians
+    if not face.size or not names:
+        return None
+    obj = _build_points(created, package, f"{name}_face", collection, rig, face)
+    rest = package.positions[face].astype(np.float32)
+    obj.shape_key_add(name="Basis", from_mix=False)
+    root_path = f'pose.bones["{smplx_rig.ROOT_BONE}"]'
+    for k, unit in enumerate(names):
+        key = obj.shape_key_add(name=unit, from_mix=False)
+        key.data.foreach_set("co", (rest + package.expression_offsets[k]).ravel())
+        pca = names[0] == "expr_000"
+        key.slider_min, key.slider_max = (-10.0, 10.0) if pca else (0.0, 1.0)
+        driver = key.driver_add("value").driver
+        driver.type = "AVERAGE"
+        variable = driver.variables.new()
+        variable.name = "unit"
+        variable.type = "SINGLE_PROP"
+        variable.targets[0].id = rig
+        variable.targets[0].data_path = f'{root_path}["{unit}"]'
+    rig[smplx_rig.RIG_FACE_PROPERTY] = obj
+    return obj
+
+
+def _add_vertex_groups(obj: bpy.types.Object, indices, weights) -> None:
+    """One vertex group per joint with the top-4 ``weights`` (N, 4) of joints ``indices``
+    (zero weights skipped)."""
     groups = [obj.vertex_groups.new(name=joint) for joint in smplx_rig.JOINT_NAMES]
-    indices = package.joint_indices
-    weights = package.joint_weights
     for k in range(indices.shape[1]):
         column_groups = indices[:, k].tolist()
         column_weights = weights[:, k].tolist()
@@ -181,6 +229,7 @@ def build_avatar(context, package: AvatarPackage, name: str | None = None, *,
         rig = _build_armature(context, created, package, name, collection)
         rig[smplx_rig.RIG_AVATAR_ID_PROPERTY] = avatar_id
         splats_obj = _build_splats(created, package, name, collection, rig)
+        _build_face(created, package, name, collection, rig)
     except BaseException:
         created.remove_all()
         raise

@@ -15,6 +15,8 @@ DEFAULT_SPLAT_SIZE = 1.5  # radius = mean Gaussian scale x this
 SPLAT_COLOR_ATTRIBUTE = "splat_color"  # scene-linear RGBA per point
 MATERIAL_VERSION_KEY = "oneshot_avatar_material_version"
 MATERIAL_VERSION = 2  # 1: lit Principled BSDF reading "color"; 2: unlit, "splat_color"
+NODE_GROUP_VERSION = 2  # 2: points flagged HIDE_ATTRIBUTE are left out
+HIDE_ATTRIBUTE = "splat_hidden"  # BOOLEAN point attribute: drawn by another object
 
 
 def _new_socket(group: bpy.types.NodeTree, name: str, in_out: str, socket_type: str):
@@ -68,9 +70,13 @@ def ensure_splat_node_group() -> bpy.types.NodeTree:
     """The shared Geometry Nodes group: Mesh to Points (radius = mean of ``scale`` x Splat Size),
     Set Material, joined with the input mesh (its vertices stay readable after evaluation)."""
     group = bpy.data.node_groups.get(NODE_GROUP_NAME)
-    if group is not None and group.bl_idname == "GeometryNodeTree":
+    if group is not None and group.bl_idname == "GeometryNodeTree" and \
+            group.get(MATERIAL_VERSION_KEY) == NODE_GROUP_VERSION:
         return group
+    if group is not None:  # an older add-on's group: rename it away, its users keep it
+        group.name = f"{NODE_GROUP_NAME} (old)"
     group = bpy.data.node_groups.new(NODE_GROUP_NAME, "GeometryNodeTree")
+    group[MATERIAL_VERSION_KEY] = NODE_GROUP_VERSION
     _new_socket(group, "Geometry", "INPUT", "NodeSocketGeometry")
     size = _new_socket(group, SPLAT_SIZE_SOCKET, "INPUT", "NodeSocketFloat")
     size.default_value = DEFAULT_SPLAT_SIZE
@@ -106,6 +112,16 @@ def ensure_splat_node_group() -> bpy.types.NodeTree:
     links.new(mean.outputs["Value"], radius.inputs[0])
     links.new(group_in.outputs[SPLAT_SIZE_SOCKET], radius.inputs[1])
     links.new(group_in.outputs["Geometry"], to_points.inputs["Mesh"])
+    # Points drawn by another object (the face object) are not drawn here.
+    hidden = nodes.new("GeometryNodeInputNamedAttribute")
+    hidden.data_type = "BOOLEAN"
+    hidden.inputs["Name"].default_value = HIDE_ATTRIBUTE
+    hidden.location = (-450, 200)
+    shown = nodes.new("FunctionNodeBooleanMath")
+    shown.operation = "NOT"
+    shown.location = (-250, 200)
+    links.new(hidden.outputs["Attribute"], shown.inputs[0])
+    links.new(shown.outputs["Boolean"], to_points.inputs["Selection"])
     links.new(radius.outputs["Value"], to_points.inputs["Radius"])
     links.new(to_points.outputs["Points"], set_material.inputs["Geometry"])
     links.new(set_material.outputs["Geometry"], join.inputs["Geometry"])

@@ -109,3 +109,27 @@ def expected_posed_means(path: str | Path, body,
             posed = avatar.pose(body, **pose_params(pose, transl.get(name, (0.0, 0.0, 0.0))))
             out[name] = posed.means[0].numpy().astype(np.float64)
     return out
+
+
+FACE_POSE = {"neck": (0.1, 0.3, 0.0), "head": (0.2, 0.0, 0.1)}
+FACE_UNITS = {"jawOpen": 1.0, "mouthSmileLeft": 0.7, "eyeBlinkRight": 0.5}
+
+
+def expected_face_arrays(path: str | Path, body) -> dict[str, np.ndarray]:
+    """The backend's posed centres with face units on and the head turned, for the Blender
+    face test: ``face_pose`` (55, 3), ``face_expression`` (E,), ``face_means`` (N, 3)."""
+    from oneshot_avatar.body.smplx_layout import JOINT_INDEX
+
+    names = list(body.expression_names)
+    expression = np.zeros(len(names), np.float32)
+    for name, value in FACE_UNITS.items():
+        expression[names.index(name)] = value
+    avatar = load_avatar(path, body=body)
+    with torch.no_grad():
+        posed = avatar.pose(body, **pose_params(FACE_POSE),
+                            expression=torch.as_tensor(expression)[None])
+    full = np.zeros((55, 3))
+    for joint, value in FACE_POSE.items():
+        full[JOINT_INDEX[joint]] = value
+    return {"face_pose": full, "face_expression": expression,
+            "face_means": posed.means[0].numpy().astype(np.float64)}

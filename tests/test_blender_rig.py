@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from addon_packages import build_test_package, expected_posing_arrays
+from addon_packages import build_test_package, expected_face_arrays, expected_posing_arrays
 from blender_runner import blender_params, blender_python, run_blender_tests
 from shared_files import SHARED_DATA
 
@@ -91,7 +91,8 @@ def test_rig_in_blender_matches_the_backend(blender, tmp_path, open_body):
     assert python.exists()
     package = build_test_package(tmp_path / "person.avatar", open_body, 8000, seed=3)
     expected = tmp_path / "expected.npz"
-    np.savez(expected, **expected_posing_arrays(package, open_body))
+    np.savez(expected, **expected_posing_arrays(package, open_body),
+             **expected_face_arrays(package, open_body))
     motions = tmp_path / "motions"
     motions.mkdir()
     files = _motion_files(motions)
@@ -106,7 +107,7 @@ def test_rig_in_blender_matches_the_backend(blender, tmp_path, open_body):
         env["ONESHOT_AVATAR_RIG_BVH"] = str(bvh)
     output = run_blender_tests(["tests/blender/test_rig_import.py", "tests/blender/test_rig_motion.py"],
                                tmp_path, env, extra_args=("-s",), python=python)
-    print(output[-6000:], file=sys.stderr)  # the posing errors in mm, among others
+    print(output[-12000:], file=sys.stderr)  # the posing errors in mm, among others
     for stem, source in files.items():
         original = resample(load_motion(source), SCENE_FPS)
         exported = load_motion(out / f"{stem}.npz")

@@ -65,6 +65,11 @@ class AvatarPackage:
     joint_indices: np.ndarray  # (N, 4) int32 in [0, 55)
     joint_weights: np.ndarray  # (N, 4) float32, rows sum to 1
     rest_joints: np.ndarray  # (55, 3) float32, metres
+    # The Gaussians the face units move (M,) and how: (E, M, 3) metres per unit at 1, in the
+    # rest pose (packages from before this existed have none: M = 0).
+    expression_gaussians: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    expression_offsets: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, 0, 3), np.float32))
     source: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -282,6 +287,15 @@ def read_avatar_package(path: str | Path) -> AvatarPackage:
         rest_joints = _rig_array(rig_npz, "rest_joints", (NUM_JOINTS, 3), "f", path)
         indices = _rig_array(rig_npz, "gaussian_joint_indices", (count, TOP_K_JOINTS), "iu", path)
         weights = _rig_array(rig_npz, "gaussian_joint_weights", (count, TOP_K_JOINTS), "f", path)
+        face, offsets = np.zeros(0, np.int32), np.zeros((0, 0, 3), np.float32)
+        if "expression_gaussians" in rig_npz.files:
+            face = _rig_array(rig_npz, "expression_gaussians", (None,), "iu", path)
+            units = len(meta["body_model"]["expression_names"])
+            offsets = _rig_array(rig_npz, "expression_offsets", (units, face.shape[0], 3), "f",
+                                 path).astype(np.float32)
+            if face.size and (face.min() < 0 or face.max() >= count):
+                raise PackageError(f"must lie in [0, {count}), got {face.min()}..{face.max()}",
+                                   path=path, field="rig.npz:expression_gaussians")
     if [str(n) for n in joint_names] != list(JOINT_NAMES):
         raise PackageError("are not the 55 SMPL-X joints in SMPL-X order", path=path,
                            field="rig.npz:joint_names")
@@ -304,6 +318,8 @@ def read_avatar_package(path: str | Path) -> AvatarPackage:
         joint_indices=indices.astype(np.int32),
         joint_weights=(weights / sums[:, None]).astype(np.float32),
         rest_joints=rest_joints.astype(np.float32),
+        expression_gaussians=face.astype(np.int32),
+        expression_offsets=offsets,
         source=str(path),
     )
 

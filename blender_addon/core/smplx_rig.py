@@ -70,6 +70,7 @@ RIG_BODY_KIND_PROPERTY = "oneshot_avatar_body_kind"
 RIG_SOURCE_PROPERTY = "oneshot_avatar_source"  # the .avatar path it was imported from
 RIG_AVATAR_ID_PROPERTY = "oneshot_avatar_avatar_id"  # server avatar id ("a_..."), or ""
 RIG_SPLATS_PROPERTY = "oneshot_avatar_splats"  # the splats object (pointer)
+RIG_FACE_PROPERTY = "oneshot_avatar_face"  # the face object (pointer; packages with offsets)
 
 MIN_BONE_LENGTH = 0.01  # metres
 MAX_BONE_LENGTH = 0.12

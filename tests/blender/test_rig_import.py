@@ -91,7 +91,9 @@ def test_import_builds_the_rig_and_the_splats(addon, package_path):
     if hasattr(geometry, "evaluated_geometry"):  # Blender 4.3+
         geometry_set = geometry.evaluated_geometry()  # keep it alive while reading
         points = geometry_set.pointcloud
-        assert points is not None and len(points.points) == package.count
+        # the face's Gaussians are drawn by the face object
+        assert points is not None and \
+            len(points.points) == package.count - package.expression_gaussians.size
         assert "splat_color" in points.attributes
 
 
@@ -110,6 +112,57 @@ def test_keyframed_poses_move_the_points_like_the_backend(addon, package_path, e
         error = np.linalg.norm(evaluated_positions(splats) - expected[f"means_{name}"], axis=-1)
         print(f"{name}: mean error {1000 * error.mean():.3f} mm, max {1000 * error.max():.3f} mm")
         assert error.mean() <= 1e-3, (name, error.mean(), error.max())
+
+
+def test_face_units_move_the_face_points_like_the_backend(addon, package_path, expected):
+    """Issue 17: the face's Gaussians are their own object with a shape key per face unit,
+    driven by the unit's property on the root bone: the viewport points follow expressions (and
+    the turned head) like the backend's posing; the splats object leaves them out."""
+    from blender_addon.core.motion import Motion
+    from blender_addon.core.package import read_avatar_package
+
+    package = read_avatar_package(package_path)
+    face_index = package.expression_gaussians
+    assert 0 < face_index.size < package.count
+    rig, splats = _import(package_path)
+    face = rig["oneshot_avatar_face"]
+    names = package.expression_names
+    assert len(face.data.vertices) == face_index.size
+    assert [k.name for k in face.data.shape_keys.key_blocks] == ["Basis", *names]
+    neutral = evaluated_positions(face)
+    motion = Motion(fps=30.0, full_pose=expected["face_pose"][None],
+                    transl=np.zeros((1, 3)), expression=expected["face_expression"][None],
+                    expression_space="arkit52")
+    addon.motion_ops.apply_motion(bpy.context, rig, motion, start_frame=1, keep_placement=True)
+    bpy.context.scene.frame_set(1)
+    posed = evaluated_positions(face)
+    want = expected["face_means"]
+    error = np.linalg.norm(posed - want[face_index], axis=-1)
+    print(f"face points vs backend: mean {1000 * error.mean():.3f} mm, max "
+          f"{1000 * error.max():.3f} mm over {face_index.size} of {package.count} Gaussians")
+    assert error.mean() <= 1e-3, (error.mean(), error.max())
+    body_error = np.linalg.norm(evaluated_positions(splats) - want, axis=-1)
+    others = np.ones(package.count, bool)
+    others[face_index] = False
+    assert body_error[others].mean() <= 1e-3
+    # A face unit alone changes the viewport points.
+    root = rig.pose.bones["root"]
+    rig.animation_data_clear()
+    for name in names:
+        root[name] = 0.0
+    for bone in rig.pose.bones:
+        bone.rotation_quaternion = (1.0, 0.0, 0.0, 0.0)
+    rig.update_tag()
+    np.testing.assert_allclose(evaluated_positions(face), neutral, atol=1e-6)
+    root["jawOpen"] = 1.0
+    rig.update_tag()
+    moved = np.linalg.norm(evaluated_positions(face) - neutral, axis=-1)
+    assert moved.max() > 0.01, moved.max()
+    # The splats object draws every other Gaussian and not these.
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    if hasattr(splats.evaluated_get(depsgraph), "evaluated_geometry"):
+        geometry = splats.evaluated_get(depsgraph).evaluated_geometry()
+        assert len(geometry.pointcloud.points) == package.count - face_index.size
 
 
 def _rewrite(path, out, **members):

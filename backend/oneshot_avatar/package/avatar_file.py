@@ -9,7 +9,9 @@ A zip holding:
   rot_*``; rotations wxyz, scales and opacity as logs/logits) in the rest pose of these betas,
   so any splat viewer opens it, plus binding columns: ``face_id`` and the Gaussian's parameters
   in its triangle's frame (``local_u local_w local_d local_rot_0..3 local_scale_0..2``).
-- ``rig.npz``: what Blender needs without torch: ``joint_names``, ``parents``, ``rest_joints``
+- ``rig.npz``: what Blender needs without torch (``expression_gaussians (M,)`` and
+  ``expression_offsets (E, M, 3)`` float16: the Gaussians the face units move and how, see
+  :func:`expression_offsets`): ``joint_names``, ``parents``, ``rest_joints``
   (55, 3) for these betas, ``gaussian_joint_indices``/``gaussian_joint_weights`` (N, 4) top-4
   skinning, ``vertex_offsets`` (V, 3), ``rest_vertices`` (V, 3), ``faces`` (F, 3), ``betas``.
 
@@ -155,8 +157,11 @@ def avatar_bytes(
         out = body(betas=betas[None], vertex_offsets=gaussians.vertex_offsets.to(body.device))
         rest = gaussians.place(out.vertices, body.faces)
         joint_indices, joint_weights = gaussian_skinning(gaussians, body.faces, body.lbs_weights)
+        face_gaussians, face_offsets = expression_offsets(gaussians, body, betas, rest.means[0])
     ply = encode_ply(_package_columns(gaussians, rest), comments=(f"{SCHEMA} rest-pose Gaussians",))
     rig = npz_bytes({
+        "expression_gaussians": face_gaussians,
+        "expression_offsets": face_offsets,
         "joint_names": np.array(JOINT_NAMES),
         "parents": np.array(PARENTS, dtype=np.int32),
         "rest_joints": out.joints[0].cpu().numpy().astype(np.float32),
@@ -192,6 +197,31 @@ def avatar_bytes(
         zf.writestr("gaussians.ply", ply, compress_type=zipfile.ZIP_DEFLATED)
         zf.writestr("rig.npz", rig, compress_type=zipfile.ZIP_STORED)
     return out_zip.getvalue()
+
+
+EXPRESSION_MIN_OFFSET_M = 5e-4  # a Gaussian that no face unit moves further stays out
+
+
+def expression_offsets(gaussians: MeshGaussians, body, betas: torch.Tensor, rest_means: torch.Tensor,
+                       chunk: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Which Gaussians the face units move, and how: ``(indices (M,) int32, offsets (E, M, 3)
+    float16 metres)``, offset ``[k]`` = the rest-pose means with face unit ``k`` at 1 minus the
+    neutral ones (so a viewer can show expressions as linear shape keys before skinning; exact
+    for the mesh vertices, linearised for the Gaussians' placement in their triangles). Only
+    Gaussians moved more than :data:`EXPRESSION_MIN_OFFSET_M` by some unit are kept (the face)."""
+    names = list(body.expression_names)
+    if not names:
+        return np.zeros(0, np.int32), np.zeros((0, 0, 3), np.float16)
+    units = torch.eye(len(names), dtype=body.dtype, device=body.device)
+    offsets = []
+    for start in range(0, len(names), chunk):
+        expression = units[start:start + chunk]
+        out = body(betas=betas[None].expand(len(expression), -1), expression=expression,
+                   vertex_offsets=gaussians.vertex_offsets.to(body.device))
+        offsets.append((gaussians.place(out.vertices, body.faces).means - rest_means).cpu())
+    stacked = torch.cat(offsets).numpy()  # (E, N, 3)
+    moved = np.nonzero(np.abs(stacked).max(axis=(0, 2)) > EXPRESSION_MIN_OFFSET_M)[0]
+    return moved.astype(np.int32), stacked[:, moved].astype(np.float16)
 
 
 def save_avatar(path: str | Path, gaussians: MeshGaussians, body, betas, **kwargs) -> Path:
