@@ -130,3 +130,40 @@ def test_damaged_packages_name_the_field(package_path, tmp_path):
     np.savez(buffer, **{**values, "joint_names": pickled})
     assert field_of(_resign(package_path, tmp_path / "q.avatar",
                             rig_npz=buffer.getvalue()))[0] == "rig.npz:joint_names"
+
+
+def test_face_offsets_are_read_and_checked(package_path, tmp_path, open_body):
+    """The Gaussians the face units move (issue 17's face object): read as written, with the
+    offsets the backend's posing gives; optional (older packages have none); bad ones named."""
+    import torch
+    from oneshot_avatar.package import load_avatar
+
+    package = read_avatar_package(package_path)
+    face, offsets = package.expression_gaussians, package.expression_offsets
+    names = package.expression_names
+    assert 0 < face.size < package.count and offsets.shape == (len(names), face.size, 3)
+    # Offset of unit k = backend posing with unit k at 1 minus neutral, at those Gaussians.
+    avatar = load_avatar(package_path, body=open_body)
+    k = names.index("jawOpen")
+    with torch.no_grad():
+        neutral = avatar.pose(open_body).means[0].numpy()
+        unit = torch.zeros(1, len(names))
+        unit[0, k] = 1.0
+        opened = avatar.pose(open_body, expression=unit).means[0].numpy()
+    np.testing.assert_allclose(offsets[k], (opened - neutral)[face], atol=2e-5)
+    others = np.setdiff1d(np.arange(package.count), face)
+    assert np.abs(opened - neutral)[others].max() <= 5e-4  # the rest do not move
+    # Older packages: no face arrays, nothing to show.
+    with zipfile.ZipFile(package_path) as zin, np.load(io.BytesIO(zin.read("rig.npz"))) as rig:
+        values = {key: rig[key] for key in rig.files if not key.startswith("expression_")}
+    buffer = io.BytesIO()
+    np.savez(buffer, **values)
+    old = read_avatar_package(_resign(package_path, tmp_path / "old.avatar",
+                                      rig_npz=buffer.getvalue()))
+    assert old.expression_gaussians.size == 0
+    bad = face.copy()
+    bad[0] = package.count
+    with pytest.raises(PackageError) as error:
+        read_avatar_package(_resign(package_path, tmp_path / "bad.avatar", rig_npz=_rig_with(
+            package_path, expression_gaussians=bad)))
+    assert error.value.field == "rig.npz:expression_gaussians"
