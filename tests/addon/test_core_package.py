@@ -136,6 +136,7 @@ def test_face_offsets_are_read_and_checked(package_path, tmp_path, open_body):
     """The Gaussians the face units move (issue 17's face object): read as written, with the
     offsets the backend's posing gives; optional (older packages have none); bad ones named."""
     import torch
+
     from oneshot_avatar.package import load_avatar
 
     package = read_avatar_package(package_path)

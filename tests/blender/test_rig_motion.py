@@ -447,3 +447,15 @@ def test_ik_controls_move_the_limbs_and_render_and_export_follow(addon, rig, tmp
     rig.update_tag()  # a script's property change; the UI tags it itself
     assert np.linalg.norm(_heads(rig, ["left_wrist"])["left_wrist"] - crouched["left_wrist"]) \
         > 0.1
+
+
+def test_import_can_add_the_controls(addon):
+    fresh_scene(SCENE_FPS)
+    path = env_path("ONESHOT_AVATAR_RIG_PACKAGE")
+    assert bpy.ops.oneshot_avatar.import_avatar(filepath=str(path), add_controls=True) \
+        == {"FINISHED"}
+    rig = bpy.context.view_layer.objects.active
+    assert rig.get("oneshot_avatar_controls")
+    assert {"COG", "ik_hand.L", "ik_foot.R", "pole_leg.L"} <= set(rig.pose.bones.keys())
+    assert rig.pose.bones["pelvis"].parent.name == "COG"
+    assert rig.mode == "OBJECT"
