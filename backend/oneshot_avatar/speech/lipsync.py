@@ -116,7 +116,7 @@ def mouth_track(phones: list[Phone], prosody: Prosody, times: np.ndarray,
     keep = 1.0 - np.maximum(closed, silent)
     blend[:, 0] *= keep
     blend[:, _OPENING_COLUMNS] *= keep[:, None]
-    press = 0.45 * closed * (1.0 - silent)
+    press = 0.45 * closed
     blend[:, _PRESS_COLUMNS] = np.maximum(blend[:, _PRESS_COLUMNS] * (1 - silent)[:, None],
                                           press[:, None])
     blend = np.clip(blend, 0.0, 1.0)
