@@ -40,7 +40,7 @@ def best_lag_correlation(ours: np.ndarray, reference: np.ndarray, fps: float,
     """(Pearson r, lag in seconds) maximising r over lags within +-max_lag_seconds; a positive
     lag means ours is late."""
     best = (-2.0, 0.0)
-    max_lag = int(round(max_lag_seconds * fps))
+    max_lag = round(max_lag_seconds * fps)
     for lag in range(-max_lag, max_lag + 1):
         a = ours[lag:] if lag >= 0 else ours[:lag]
         b = reference[:len(reference) - lag] if lag >= 0 else reference[-lag:]

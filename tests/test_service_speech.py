@@ -44,7 +44,7 @@ def test_speech_route_gives_motion_json_and_npz(server):
     assert frames == 311 and len(answer["params"]["expression"][0]) == 52
     assert max(row[0] for row in answer["params"]["jaw_pose"]) > 0.1
 
-    status, headers, data = _post(server, {"format": "npz", "fps": "24"},
+    status, _, data = _post(server, {"format": "npz", "fps": "24"},
                                   {"audio": ("sam.wav", audio)})
     assert status == 200, data
     with np.load(io.BytesIO(data), allow_pickle=False) as arrays:

@@ -6,7 +6,6 @@ import email.parser
 import email.policy
 
 import pytest
-
 from blender_addon.core.client import ServiceClient
 from blender_addon.core.speech import (
     SpeechInputError,

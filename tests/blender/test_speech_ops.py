@@ -7,6 +7,7 @@ $ONESHOT_AVATAR_TEST_PACKAGE (a .avatar), $ONESHOT_AVATAR_TEST_AUDIO (+ _TRANSCR
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 
@@ -14,8 +15,9 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from conftest import addon_preferences, env_path
 from rig_support import fresh_scene
+
+from conftest import addon_preferences, env_path
 
 SCENE_FPS = 24
 START = 11
@@ -57,7 +59,7 @@ def test_add_speech_keys_the_rig_and_adds_the_sound_at_the_current_frame(addon, 
     frames = [k.co[0] for k in jaw.keyframe_points]
     duration = float(os.environ["ONESHOT_AVATAR_TEST_AUDIO_SECONDS"])
     assert frames[0] == START and len(frames) == math.ceil(duration * SCENE_FPS)
-    assert all(b - a == 1 for a, b in zip(frames, frames[1:]))
+    assert all(b - a == 1 for a, b in itertools.pairwise(frames))
     assert max(k.co[1] for k in jaw.keyframe_points) > 0.03  # sin(angle / 2) of an open jaw
     press = fcurves[('pose.bones["root"]["mouthPressLeft"]', 0)]
     assert max(k.co[1] for k in press.keyframe_points) > 0.3  # p/b/m closures

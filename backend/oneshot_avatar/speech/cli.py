@@ -51,7 +51,8 @@ def register(subparsers) -> None:
     speak.add_argument("--camera", default="front", help="front, orbit or a camera JSON file")
     speak.add_argument("--background", default=None, help="video background (default black)")
     speak.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    speak.add_argument("--backend", default="auto", help="rasterizer: auto, gsplat or torch")
+    speak.add_argument("--backend", default="auto", choices=("auto", "gsplat", "torch"),
+                       help="rasterizer: auto, gsplat or torch")
     speak.add_argument("--body-model", default=None, metavar="PATH",
                        help="the SMPL-X model the avatar was made with")
     speak.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -41,7 +41,6 @@ class Style:
     opening_gain: float  # jaw/lip opening scale
     accent_semitones: float = 2.5
     phrase_gap: float = 0.7
-    extra: dict = field(default_factory=dict)
 
 
 STYLES: dict[str, Style] = {

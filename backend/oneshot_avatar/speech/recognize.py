@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Literal
 
 import numpy as np
@@ -216,7 +217,7 @@ def syllables_from_loudness(prosody: Prosody) -> list[Phone]:
         peaks = _peaks(segment, min_distance=12)
         if not peaks:
             peaks = [int(np.argmax(segment))]
-        bounds = [0] + [a + int(np.argmin(segment[a:b])) for a, b in zip(peaks, peaks[1:])] \
+        bounds = [0] + [a + int(np.argmin(segment[a:b])) for a, b in pairwise(peaks)] \
             + [stop - start]
         for k, peak in enumerate(peaks):
             lo, hi = bounds[k], bounds[k + 1]
