@@ -370,3 +370,15 @@ def test_speak_renders_a_talking_mp4_with_sound(tmp_path, open_body, body_cache)
                            text=True, check=False)
     assert "Video: h264" in probe.stderr and "Audio: aac" in probe.stderr
     assert load_motion(tmp_path / "talk.npz").num_frames == 12
+
+
+def test_long_audio_with_a_transcript_uses_phoneme_recognition(sam):
+    from oneshot_avatar.speech.prosody import analyse_prosody
+    from oneshot_avatar.speech.recognize import MAX_ALIGN_SECONDS, recognise
+
+    repeats = int(MAX_ALIGN_SECONDS // sam.duration) + 1
+    long = Audio(np.tile(sam.samples, repeats), sam.sample_rate)
+    text = " ".join([_audio_file("espeak_en_sam.txt").read_text()] * repeats)
+    result = recognise(long, analyse_prosody(long), transcript=text)
+    assert result.method == "phonemes" and "up to 150 s" in result.notes[0]
+    assert result.phones[-1].end > long.duration - 1.0

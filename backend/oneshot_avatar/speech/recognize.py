@@ -13,7 +13,8 @@ Three recognisers, chosen in this order and always named in the result:
                 mouth in time with the speech, without knowing the phones.
 
 A transcript that does not fit the audio (pocketsphinx finds no alignment, or the aligned words
-sit in silence while the speech is left unexplained) falls back to ``phonemes`` with a note.
+sit in silence while the speech is left unexplained) falls back to ``phonemes`` with a note; so
+does audio longer than ``MAX_ALIGN_SECONDS`` (alignment memory grows too fast beyond it).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ _FRAME = 0.01  # pocketsphinx frames are 10 ms
 # Alignment of synthetic or fast speech fails with pocketsphinx's default beams; try a wide beam,
 # then a very wide one (slower) before giving up.
 _ALIGN_BEAMS = (1e-40, 1e-80)
+# pocketsphinx's alignment grows faster than linearly with the utterance (measured: 124 s of
+# audio 9 s CPU / 0.7 GB; 590 s 84 s CPU / 8 GB): longer audio uses phoneme recognition.
+MAX_ALIGN_SECONDS = 150.0
 NOISY_SNR_DB = 12.0  # below this the recording is treated as noisy: loudness recogniser
 
 
@@ -286,6 +290,11 @@ def recognise(audio: Audio, prosody: Prosody, *, transcript: str | None = None,
                          "noise floor), so lip-sync follows loudness")
         else:
             recognizer = "transcript" if transcript is not None else "phonemes"
+    if recognizer == "transcript" and audio.duration > MAX_ALIGN_SECONDS:
+        notes.append(f"transcripts are aligned for up to {MAX_ALIGN_SECONDS:.0f} s of audio "
+                     f"(this is {audio.duration:.0f} s; split it to use the transcript); used "
+                     "phoneme recognition instead")
+        recognizer = "phonemes"
     if recognizer == "transcript":
         words = normalise_transcript(transcript or "")
         try:
