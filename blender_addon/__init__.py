@@ -23,8 +23,8 @@ bl_info = {
 
 # Registered in this order, unregistered in reverse.
 MODULE_NAMES: tuple[str, ...] = (
-    "preferences", "properties", "splats", "importer", "controls", "motion_ops", "service_ops",
-    "render_ops", "ui",
+    "preferences", "properties", "splats", "importer", "controls", "motion_ops", "speech_ops",
+    "service_ops", "render_ops", "ui",
 )
 
 _registered_modules: list = []

@@ -169,6 +169,7 @@ class ONESHOT_AVATAR_PT_animate(Panel):
         column = layout.column(align=True)
         column.operator("oneshot_avatar.import_motion", icon="IMPORT")
         column.operator("oneshot_avatar.import_bvh", icon="IMPORT")
+        column.operator("oneshot_avatar.add_speech", icon="SPEAKER")
         column.operator("oneshot_avatar.export_motion", icon="EXPORT")
         layout.operator("oneshot_avatar.add_controls", icon="CON_KINEMATIC")
 

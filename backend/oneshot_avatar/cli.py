@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     from oneshot_avatar.service.cli import register as register_serve
 
     register_serve(subparsers)
+    from oneshot_avatar.speech.cli import register as register_speak
+
+    register_speak(subparsers)
     return parser
 
 

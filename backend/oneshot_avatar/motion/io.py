@@ -70,6 +70,7 @@ from oneshot_avatar.body.smplx_layout import NOMINAL_PELVIS_REST
 from oneshot_avatar.errors import BadFileError, UserError
 from oneshot_avatar.motion import _rotations as rot
 from oneshot_avatar.motion.clip import FRAME_FIELDS, MotionClip
+from oneshot_avatar.motion.face_units import ARKIT_FACE_UNITS
 from oneshot_avatar.motion.up_axis import UpAxis, decide_up_axis, given_up_axis
 
 SCHEMA = "oneshot-motion/1"
@@ -95,7 +96,7 @@ _SMPLCODEC_KEYS = {"codecVersion", "smplVersion", "frameCount", "frameRate", "bo
                    "rightHandPose", "expressionParameters", "vertexOffsets", "gender"}
 _FRAME_RATE_KEYS = ("mocap_frame_rate", "mocap_framerate")
 _OURS_SCALARS = {"schema", "fps", "expression_space", "name", "source"}
-_OURS_OPTIONAL = {"betas"}
+_OURS_OPTIONAL = {"betas", "expression_names"}
 _OURS_KEYS = _OURS_SCALARS | set(FRAME_FIELDS) | _OURS_OPTIONAL
 
 
@@ -155,8 +156,9 @@ def save_motion(clip: MotionClip, path: str | Path) -> Path:
 
     The file is written to a temporary file in the same folder and moved into place with
     ``os.replace``, so a reader never sees half a file. Every :class:`MotionClip` field is stored
-    (``expression_space`` None as ""; ``betas`` only when present; texts as unicode arrays);
-    reading it back gives the same clip (``source`` becomes the file's path).
+    (``expression_space`` None as ""; ``betas`` only when present; texts as unicode arrays),
+    plus ``expression_names`` (one per expression column, see :func:`expression_names`) when the
+    clip has expressions; reading it back gives the same clip (``source`` becomes the file's path).
     """
     path = Path(path)
     if path.suffix.lower() != ".npz":
@@ -175,11 +177,32 @@ def save_motion(clip: MotionClip, path: str | Path) -> Path:
         arrays[name] = np.ascontiguousarray(getattr(clip, name), dtype=np.float32)
     if clip.betas is not None:
         arrays["betas"] = np.ascontiguousarray(clip.betas, dtype=np.float32)
+    if clip.num_expressions:
+        arrays["expression_names"] = np.array(expression_names(clip))
     try:
         write_bytes_atomic(path, npz_bytes(arrays))
     except OSError as error:
         raise UserError(f"cannot write here: {error.strerror or error}", path=path) from error
     return path
+
+
+def expression_names(clip: MotionClip) -> list[str]:
+    """Names of the clip's expression columns: the ARKit face units for ``arkit52``,
+    ``expr_000``, ``expr_001``, ... for SMPL-X's expression PCA."""
+    if clip.expression_space == "arkit52":
+        return list(ARKIT_FACE_UNITS)
+    return [f"expr_{i:03d}" for i in range(clip.num_expressions)]
+
+
+def _check_expression_names(path: Path, value: np.ndarray, space: str | None, width: int) -> None:
+    if value.dtype.kind != "U" or value.ndim != 1 or value.size != width:
+        raise BadFileError(f"expected {width} expression names (one per expression column), got "
+                           f"an array of shape {value.shape} and type {value.dtype}", path=path,
+                           field="expression_names")
+    if space == "arkit52" and list(value) != list(ARKIT_FACE_UNITS):
+        raise BadFileError("the names of 'arkit52' expression columns must be the 52 ARKit face "
+                           "units in their standard order (see oneshot_avatar.motion.face_units)",
+                           path=path, field="expression_names")
 
 
 # ---------------------------------------------------------------------------- raw reading
@@ -315,6 +338,9 @@ def _read_ours(path: Path, arrays: Mapping[str, np.ndarray]) -> MotionClip:
     if "betas" in arrays:
         fields["betas"] = _numbers(path, "betas", arrays["betas"], (None,), "(B,)")
     space = _text(path, "expression_space", arrays["expression_space"]) or None
+    if "expression_names" in arrays:
+        _check_expression_names(path, arrays["expression_names"], space,
+                                fields["expression"].shape[1])
     return MotionClip(
         fps=_scalar(path, "fps", arrays["fps"]),
         expression_space=space,  # type: ignore[arg-type]  # validated by MotionClip

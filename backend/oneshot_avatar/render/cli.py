@@ -58,6 +58,16 @@ def _load_motion(spec: str, fps: float | None):
     return clip
 
 
+def _check_audio(spec: str | None) -> Path | None:
+    """The ``--audio`` file, checked to hold decodable sound (any format ffmpeg reads)."""
+    if spec is None:
+        return None
+    from oneshot_avatar.speech.audio import load_audio
+
+    load_audio(spec, field="audio")
+    return Path(spec)
+
+
 def _load_avatar_and_body(args, device):
     from oneshot_avatar.body import load_body_model
     from oneshot_avatar.package import check_body_matches, load_avatar
@@ -102,8 +112,9 @@ def _cmd_render(args: argparse.Namespace) -> int:
     from oneshot_avatar.body import load_body_model
     from oneshot_avatar.package import check_body_matches, load_avatar
 
+    audio = _check_audio(getattr(args, "audio", None))
     avatar = load_avatar(args.avatar)
-    sink = open_sink(out, clip.fps, background)
+    sink = open_sink(out, clip.fps, background, audio)
     body = load_body_model(args.body_model, device=device)
     check_body_matches(avatar.meta, body)
     avatar.to(device)
@@ -191,6 +202,9 @@ def register(subparsers) -> None:
     render.add_argument("--body-model", default=None, metavar="PATH",
                         help="the SMPL-X model the avatar was made with (default: $SMPLX_MODEL_PATH "
                         "or the open body)")
+    render.add_argument("--audio", default=None, metavar="FILE",
+                        help="sound for the .mp4 (WAV, MP3, FLAC, ...), from frame 0, e.g. the "
+                        "speech a `speak` motion was made from")
     render.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     render.set_defaults(func=_cmd_render, size_given=False)
 

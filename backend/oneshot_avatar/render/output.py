@@ -58,10 +58,13 @@ def _save_png(path: Path, rgba: np.ndarray) -> None:
 
 
 class VideoSink:
-    """An MP4 or GIF, composited over ``background`` (videos have no alpha)."""
+    """An MP4 or GIF, composited over ``background`` (videos have no alpha). An MP4 gets the
+    sound of ``audio`` (any file ffmpeg decodes) muxed in as AAC, starting with frame 0."""
 
-    def __init__(self, path: Path, fps: float, background: tuple[float, float, float] | None):
+    def __init__(self, path: Path, fps: float, background: tuple[float, float, float] | None,
+                 audio: Path | None = None):
         self.path = path
+        self.audio = audio
         self.fps = fps
         self.background = background or (0.0, 0.0, 0.0)
         try:
@@ -100,6 +103,8 @@ class VideoSink:
                                duration=max(20, round(1000 / self.fps)), loop=0)
             elif self.writer is not None:
                 self.writer.close()
+                if self.audio is not None:
+                    mux_audio(self.tmp, self.audio)
             os.replace(self.tmp, self.path)
         finally:
             self.tmp.unlink(missing_ok=True)
@@ -111,10 +116,37 @@ class VideoSink:
         self.tmp.unlink(missing_ok=True)
 
 
-def open_sink(out: Path, fps: float, background: tuple[float, float, float] | None):
-    """A frame sink for ``out``: a video when it ends in .mp4/.gif, else a folder of PNGs."""
+def mux_audio(video: Path, audio: Path) -> None:
+    """Put the sound of ``audio`` into the MP4 ``video`` (in place; video stream copied, sound
+    encoded as AAC; the sound is cut where the video ends)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    muxed = video.with_name(f".{video.stem}-sound{video.suffix}")
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(video),
+               "-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac",
+               "-b:a", "160k", "-shortest", str(muxed)]
+    try:
+        done = subprocess.run(command, capture_output=True, check=False, timeout=600)
+        if done.returncode != 0:
+            detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise UserError(f"could not add its sound to the video ({detail[-1] if detail else done.returncode})",
+                            path=audio, field="audio")
+        os.replace(muxed, video)
+    finally:
+        muxed.unlink(missing_ok=True)
+
+
+def open_sink(out: Path, fps: float, background: tuple[float, float, float] | None,
+              audio: Path | None = None):
+    """A frame sink for ``out``: a video when it ends in .mp4/.gif, else a folder of PNGs.
+    ``audio`` (a sound file for the MP4) needs an ``.mp4``."""
+    if audio is not None and out.suffix.lower() != ".mp4":
+        raise UserError(f"--audio needs an .mp4 output (GIFs and PNG frames have no sound), got "
+                        f"{out.name!r}", path=out, field="audio")
     if out.suffix.lower() in VIDEO_SUFFIXES:
-        return VideoSink(out, fps, background)
+        return VideoSink(out, fps, background, audio)
     if out.suffix and not out.is_dir():
         raise UserError(f"--out must be a folder, a .mp4 or a .gif (got suffix {out.suffix!r})",
                         path=out, field="out")

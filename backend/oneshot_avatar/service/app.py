@@ -7,6 +7,7 @@ Every error answer is ``{"error": {"status": N, "field": "photo" | null, "messag
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import logging
 import shutil
@@ -36,6 +37,7 @@ LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 # A request refused for its size is read and discarded up to this much beyond the limit, so that
 # simple clients (which send the whole body before reading) get the 413 instead of a broken pipe.
 DRAIN_BYTES = 64 * 1024 * 1024
+MAX_SPEECH_UPLOAD = 256 * 1024 * 1024  # 10 minutes of 16-bit stereo at 96 kHz is ~220 MiB
 ERRORS = {status: {"model": schemas.ErrorBody} for status in (401, 404, 409, 413, 422)}
 JobId = Annotated[str, PathParam(pattern=JOB_ID_PATTERN, description="a job id, j_ + 16 hex digits")]
 AvatarId = Annotated[str, PathParam(pattern=AVATAR_ID_PATTERN,
@@ -368,6 +370,60 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
                               "left_hand_pose", "right_hand_pose", "transl", "expression")}
         return {"params": params, "fps": clip.fps, "expression_space": clip.expression_space,
                 "name": clip.name}
+
+    # ---- speech
+
+    @app.post("/v1/speech", responses={**ERRORS, 200: {"content": {"application/json": {},
+                                                                   "application/octet-stream": {}}}},
+              tags=["motions"])
+    def speech_motion(
+        audio: Annotated[UploadFile, File(description="speech: WAV, MP3, FLAC, OGG, M4A, ... "
+                                                      "(any rate/channels, at most 10 minutes)")],
+        transcript: Annotated[str | None, Form(max_length=100_000,
+                                               description="the words spoken, aligned when given")] = None,
+        style: Annotated[str, Form(pattern="^(calm|lively)$")] = "calm",
+        seed: Annotated[int, Form(ge=0, le=2**31 - 1)] = 0,
+        fps: Annotated[float, Form(ge=1, le=240)] = 30.0,
+        recognizer: Annotated[str, Form(pattern="^(auto|transcript|phonemes|loudness)$")] = "auto",
+        language: Annotated[str, Form(pattern="^[A-Za-z-]{2,16}$")] = "en",
+        format: Annotated[str, Form(pattern="^(json|npz)$")] = "json",
+    ):
+        """Speech audio -> lip-sync, face, head and gesture motion (``oneshot-avatar speak``):
+        JSON as ``GET /v1/motions/{name}`` plus ``expression_names`` and ``report`` (the
+        recognizer that ran and why, words, beats, nods, blinks), or our motion ``.npz``."""
+        from oneshot_avatar.motion.io import save_motion
+        from oneshot_avatar.speech import SpeechSettings, load_audio, speech_to_motion
+
+        data = audio.file.read(MAX_SPEECH_UPLOAD + 1)
+        if len(data) > MAX_SPEECH_UPLOAD:
+            raise FieldError(413, f"the audio is larger than {MAX_SPEECH_UPLOAD >> 20} MiB; send "
+                                  "at most 10 minutes of compressed or 16 kHz audio", "audio")
+        if not data:
+            raise FieldError(422, "the audio file is empty", "audio")
+        if transcript is not None and not any(ch.isalnum() for ch in transcript):
+            transcript = None
+        settings = SpeechSettings(fps=fps, style=style, seed=seed, transcript=transcript,
+                                  recognizer=recognizer, language=language)
+        with tempfile.TemporaryDirectory(prefix="oneshot-speech-") as folder:
+            path = Path(folder) / "audio"
+            path.write_bytes(data)
+            loaded = dataclasses.replace(load_audio(path),
+                                         source=Path(audio.filename or "speech").name[:100])
+            result = speech_to_motion(loaded, settings)
+            clip = result.clip
+            if format == "npz":
+                save_motion(clip, Path(folder) / "speech.npz")
+                return Response((Path(folder) / "speech.npz").read_bytes(),
+                                media_type="application/octet-stream",
+                                headers={"Content-Disposition": 'attachment; filename="speech.npz"'})
+        frames = clip.num_frames
+        params = {key: getattr(clip, key).reshape(frames, -1).tolist()
+                  for key in ("global_orient", "body_pose", "jaw_pose", "leye_pose", "reye_pose",
+                              "left_hand_pose", "right_hand_pose", "transl", "expression")}
+        report = dict(result.report)
+        names = report.pop("expression_names")
+        return {"params": params, "fps": clip.fps, "expression_space": clip.expression_space,
+                "name": clip.name[:64], "expression_names": names, "report": report}
 
     # ---- rendering
 
