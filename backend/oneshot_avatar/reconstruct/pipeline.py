@@ -51,6 +51,8 @@ STAGES = ("subject", "fit", "labels", "train", "package")
 # Field of view assumed for the photo's longer side when nothing gives the focal length (a
 # typical phone or 35-50 mm-equivalent portrait lens; the fit's depth, not its 2D fit, depends on it).
 PHOTO_FOV_DEGREES = 40.0
+# A detector segmentation with fewer person pixels than this is not used as the mask.
+MIN_SEGMENTATION_PIXELS = 64
 
 
 def _stderr(message: str) -> None:
@@ -250,11 +252,15 @@ def prepare_subject(options: ReconstructOptions, chosen: Preset, device: torch.d
         if landmarks is not None and mask_full is None and landmarks.segmentation is not None:
             from oneshot_avatar.subject import refine_segmentation
 
-            if (landmarks.segmentation > 0.5).any():
+            if (landmarks.segmentation > 0.5).sum() >= MIN_SEGMENTATION_PIXELS:
                 mask_full = refine_segmentation(photo.rgb, landmarks.segmentation,
                                                 _mask_seeds(landmarks))
                 mask_source = f"detector:{landmarks.source}+grabcut"
-                check_person(mask_full, "mask")
+                # (a small person in a large photo is fine here: no check_person fraction)
+                if mask_full.sum() < MIN_SEGMENTATION_PIXELS:
+                    mask_full, mask_source = None, "none"
+                    detection["notes"].append("the person segmentation is nearly empty: the "
+                                              "mask comes from GrabCut after the fit")
     plugins["mask"] = mask_source if mask_full is not None else "grabcut (after the body fit)"
 
     keypoints, init = None, None
