@@ -111,13 +111,14 @@ def write_landmarks_preview(path: Path, body, fit, subject, photo_landmarks, key
     notes = list(photo_landmarks.notes) if photo_landmarks is not None else []
     legend = ["detected: dots (green body, orange hands, cyan face)",
               "fitted body: magenta rings, yellow outline"] + notes
-    y = 18
-    for text in legend:
-        cv2.putText(canvas, text[:110], (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 3,
-                    cv2.LINE_AA)
-        cv2.putText(canvas, text[:110], (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255),
-                    1, cv2.LINE_AA)
-        y += 17
+    import textwrap
+
+    lines = [part for text in legend for part in textwrap.wrap(text, 100)]
+    band = 8 + 16 * len(lines)
+    canvas[:band] = (canvas[:band].astype(np.float32) * 0.35).astype(np.uint8)
+    for k, text in enumerate(lines):
+        cv2.putText(canvas, text, (8, 18 + 16 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (255, 255, 255), 1, cv2.LINE_AA)
     path = Path(path)
     Image.fromarray(canvas).save(path)
     return path
