@@ -149,7 +149,7 @@ def test_detection_opens_no_network_connection(shared_data, tmp_path):
         assert landmarks.face is not None
         print("detected offline", len(landmarks.keypoints))
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False,
                           timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "detected offline" in done.stdout

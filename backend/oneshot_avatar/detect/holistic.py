@@ -106,7 +106,7 @@ def mediapipe_problem() -> str | None:
                 f"`{INSTALL_COMMAND}`")
     try:
         import mediapipe.python.solutions.holistic  # noqa: F401
-    except Exception as error:  # ImportError, or protobuf/numpy ABI errors at import
+    except Exception as error:  # noqa: BLE001 -- ImportError, protobuf/numpy ABI errors
         return (f"mediapipe {version} is installed but cannot be imported ({error}); the project "
                 "declares what it needs (protobuf<5, absl-py, attrs, flatbuffers, matplotlib): "
                 "reinstall with `pip install -e .` then " + INSTALL_COMMAND)
@@ -220,8 +220,8 @@ class HolisticDetector:
         half = max(HAND_CROP * float(torso), 8.0)
         centre = wrist + 0.5 * (wrist - elbow)
         height, width = rgb.shape[:2]
-        x0, y0 = int(round(centre[0] - half)), int(round(centre[1] - half))
-        side_px = int(round(2 * half))
+        x0, y0 = round(float(centre[0] - half)), round(float(centre[1] - half))
+        side_px = round(float(2 * half))
         window = np.zeros((side_px, side_px, 3), np.uint8)
         sx0, sy0 = max(x0, 0), max(y0, 0)
         sx1, sy1 = min(x0 + side_px, width), min(y0 + side_px, height)
@@ -242,7 +242,7 @@ class HolisticDetector:
                 best, best_distance = pts, distance
         return best if best_distance < 0.5 * half else None
 
-    def __enter__(self) -> HolisticDetector:
+    def __enter__(self) -> HolisticDetector:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -328,8 +328,8 @@ class HolisticDetector:
         # 2. refine on a crop around the chosen person
         refined = False
         cx0, cy0, cx1, cy1 = _pad(chosen_box, cfg.crop_padding, (width, height))
-        ix0, iy0 = int(math.floor(cx0)), int(math.floor(cy0))
-        ix1, iy1 = int(math.ceil(cx1)), int(math.ceil(cy1))
+        ix0, iy0 = math.floor(cx0), math.floor(cy0)
+        ix1, iy1 = math.ceil(cx1), math.ceil(cy1)
         crop_w, crop_h = ix1 - ix0, iy1 - iy0
         whole = (ix0, iy0, ix1, iy1) == (0, 0, width, height) and scale == 1.0
         if not whole and crop_w >= 8 and crop_h >= 8:
@@ -496,7 +496,7 @@ def _person_score(box: tuple[float, ...], size: tuple[int, int]) -> float:
 
 
 def _paint(image: np.ndarray, box: tuple[float, ...], scale: float) -> None:
-    x0, y0, x1, y1 = (int(round(v * scale)) for v in box)
+    x0, y0, x1, y1 = (round(float(v * scale)) for v in box)
     image[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = _GREY
 
 
@@ -506,8 +506,8 @@ def _paint_outside(crop: np.ndarray, other: tuple[float, ...], keep: tuple[float
     it overlaps ``keep``."""
     ox, oy = origin
     mask = np.zeros(crop.shape[:2], bool)
-    x0, y0, x1, y1 = (int(round(v)) for v in other)
+    x0, y0, x1, y1 = (round(float(v)) for v in other)
     mask[max(y0 - oy, 0):max(y1 - oy, 0), max(x0 - ox, 0):max(x1 - ox, 0)] = True
-    k0, l0, k1, l1 = (int(round(v)) for v in keep)
+    k0, l0, k1, l1 = (round(float(v)) for v in keep)
     mask[max(l0 - oy, 0):max(l1 - oy, 0), max(k0 - ox, 0):max(k1 - ox, 0)] = False
     crop[mask] = _GREY

@@ -70,7 +70,7 @@ def write_landmarks_preview(path: Path, body, fit, subject, photo_landmarks, key
     zoom = PREVIEW_SIZE / box.out_size
 
     def pt(xy: np.ndarray) -> tuple[int, int]:  # fixed point, 2 fractional bits (shift=2)
-        return int(round(float(xy[0]) * 4)), int(round(float(xy[1]) * 4))
+        return round(float(float(xy[0]) * 4)), round(float(float(xy[1]) * 4))
 
     line = {"lineType": cv2.LINE_AA, "shift": 2}
 

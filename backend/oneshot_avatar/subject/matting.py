@@ -225,7 +225,7 @@ def refine_segmentation(rgb: np.ndarray, soft: np.ndarray, points: np.ndarray | 
         disc = np.zeros(fg.shape, np.uint8)
         for x, y in np.asarray(points, dtype=np.float64).reshape(-1, 2) * scale:
             if np.isfinite(x) and np.isfinite(y):
-                cv2.circle(disc, (int(round(x)), int(round(y))), r_out, 1, thickness=-1)
+                cv2.circle(disc, (round(float(x)), round(float(y))), r_out, 1, thickness=-1)
         labels[(disc > 0) & ~fg] = cv2.GC_PR_FGD
     labels[fg] = cv2.GC_PR_FGD
     sure = cv2.erode(fg.astype(np.uint8), _disk(r_in)) > 0
