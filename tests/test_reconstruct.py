@@ -297,3 +297,19 @@ def test_a_photo_without_a_person_fails_before_any_long_work(tmp_path):
         reconstruct(_options(photo, out), log=_quiet)
     assert error.value.field == "photo"
     assert not out.exists() and not output_paths(out)["work"].exists()
+
+
+def test_without_the_detector_installed_a_photo_alone_says_how_to_install_it(tmp_path,
+                                                                            monkeypatch):
+    from oneshot_avatar import detect
+
+    photo = SHARED_DATA / "images" / "pifu_ryota.png"
+    if not photo.exists():
+        pytest.skip(f"shared test data absent ({photo})")
+    monkeypatch.setattr(detect, "mediapipe_problem",
+                        lambda: f"not installed: run `{detect.INSTALL_COMMAND}`")
+    out = tmp_path / "me.avatar"
+    with pytest.raises(UserError, match="no way to find the body") as error:
+        reconstruct(_options(photo, out), log=_quiet)
+    assert detect.INSTALL_COMMAND in str(error.value) and error.value.field == "keypoints"
+    assert not output_paths(out)["work"].exists()
