@@ -143,7 +143,8 @@ def main() -> int:
         for fit_kind in fits:
             options = ReconstructOptions(photo=photo, out=folder / f"{fit_kind}.avatar", keypoints=keypoints,
                                          preset=args.preset, steps=args.steps, device=device_name,
-                                         quiet=True, previews=True)
+                                         quiet=True, previews=True,
+                                         detector=False)  # the mask as documented above
             if fit_kind == "oracle":
                 options.mask = mask_path
 

@@ -105,11 +105,13 @@ def service_client(context: bpy.types.Context | None = None, *,
 
 
 def describe_health(health: dict) -> str:
-    """One line for the UI: version, device, rasterizer and body model of a backend."""
+    """One line for the UI: version, device, rasterizer, body model and landmark detector of a
+    backend."""
     body = health.get("body_model") or {}
+    detector = health.get("detector") or "none (send keypoints or an aligned pose)"
     return (f"oneshot-avatar {health.get('version', '?')} on {health.get('device', '?')} "
             f"({health.get('rasterizer', '?')} rasterizer), body model "
-            f"{body.get('id', '?')} ({body.get('kind', '?')})")
+            f"{body.get('id', '?')} ({body.get('kind', '?')}), detector {detector}")
 
 
 class OneshotAvatarPreferences(AddonPreferences):

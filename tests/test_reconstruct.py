@@ -61,7 +61,8 @@ def _quiet(_message: str) -> None:
 def test_synthetic_photo_reconstructs_end_to_end(synthetic_photo, tmp_path, open_body):
     _, photo, keypoints, _ = synthetic_photo
     out = tmp_path / "person.avatar"
-    report = reconstruct(_options(photo, out, keypoints=keypoints), log=_quiet)
+    # No detector: the mask comes from GrabCut seeded by the fit (the fallback path).
+    report = reconstruct(_options(photo, out, keypoints=keypoints, detector=False), log=_quiet)
     paths = output_paths(out)
     assert out.is_file() and paths["report"].is_file()
     for name in ("preview", "turnaround", "labels"):
@@ -112,7 +113,7 @@ def test_crop_camera_round_trip(synthetic_photo):
 def test_no_way_to_find_the_body_lists_the_three_ways(synthetic_photo, tmp_path):
     photo = synthetic_photo[1]
     with pytest.raises(UserError) as error:
-        reconstruct(_options(photo, tmp_path / "a.avatar"), log=_quiet)
+        reconstruct(_options(photo, tmp_path / "a.avatar", detector=False), log=_quiet)
     message = str(error.value)
     for way in ("--keypoints", "--keypoint-model", "--init"):
         assert way in message
@@ -238,3 +239,77 @@ def test_demo_writes_every_output_it_lists(tmp_path, open_body_file):
     fidelity = json.loads(Path(outputs["fidelity"]).read_text())
     assert set(fidelity) == {"input_view", "held_out_pose"}
     assert all(np.isfinite(v["psnr"]) for v in fidelity.values())
+
+
+# -- the photo alone ----------------------------------------------------------------------------
+
+SHARED_PHOTOS = sorted(p.name for p in (SHARED_DATA / "images").glob("*")
+                       if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")
+                       and "_mask" not in p.stem) if (SHARED_DATA / "images").is_dir() else []
+
+
+def _tiny_preset(name, *, steps=None, resolution=None):
+    """The fast preset cut down to seconds: few fit iterations, 2 pseudo-label frames."""
+    from oneshot_avatar.fit import FitConfig
+    from oneshot_avatar.reconstruct.presets import LabelConfig, preset
+
+    chosen = preset(name, steps=steps, resolution=resolution)
+    chosen.fit = FitConfig(orient_headings=(0.0, 180.0), orient_iterations=10, body_iterations=15,
+                           pose_prior_weights=(30.0, 5.0), silhouette_iterations=2,
+                           silhouette_resolution=64, silhouette_gaussians=512)
+    chosen.labels = LabelConfig(clips=("talk",), frames_per_clip=1, azimuths=(180.0,),
+                                texture_resolution=2)
+    return chosen
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SHARED_PHOTOS or ["(no shared photos)"])
+def test_every_shared_photo_reconstructs_from_the_photo_alone(name, tmp_path, open_body,
+                                                             monkeypatch):
+    """No keypoints, mask or initial pose: the embedded detector finds the body and the mask."""
+    from oneshot_avatar.detect import DETECTOR_NAME
+    from oneshot_avatar.reconstruct import pipeline
+
+    if not SHARED_PHOTOS:
+        pytest.skip(f"shared test photos absent ({SHARED_DATA / 'images'})")
+    monkeypatch.setattr(pipeline, "make_preset", _tiny_preset)
+    out = tmp_path / "me.avatar"
+    report = reconstruct(_options(SHARED_DATA / "images" / name, out, resolution=64, steps=1,
+                                  body=open_body), log=_quiet)
+    assert out.is_file()
+    assert report["plugins"]["keypoints"] == DETECTOR_NAME
+    assert report["subject"]["mask_source"] == f"detector:{DETECTOR_NAME}+grabcut"
+    assert report["detection"]["source"] == DETECTOR_NAME and report["detection"]["people"] >= 1
+    assert report["fit"]["landmarks"]["source"] == DETECTOR_NAME
+    assert report["fit"]["keypoint_error_px"] < 8.0  # px of the 64 px working image
+    assert report["fit"]["mask_iou"] > 0.4
+    assert output_paths(out)["landmarks"].is_file()
+
+
+def test_a_photo_without_a_person_fails_before_any_long_work(tmp_path):
+    from PIL import Image
+
+    y, x = np.mgrid[0:300, 0:400]
+    photo = tmp_path / "wall.png"
+    Image.fromarray(np.stack([x % 256, y % 256, (x * y) % 256], -1).astype(np.uint8)).save(photo)
+    out = tmp_path / "wall.avatar"
+    with pytest.raises(UserError, match="no person found") as error:
+        reconstruct(_options(photo, out), log=_quiet)
+    assert error.value.field == "photo"
+    assert not out.exists() and not output_paths(out)["work"].exists()
+
+
+def test_without_the_detector_installed_a_photo_alone_says_how_to_install_it(tmp_path,
+                                                                            monkeypatch):
+    from oneshot_avatar import detect
+
+    photo = SHARED_DATA / "images" / "pifu_ryota.png"
+    if not photo.exists():
+        pytest.skip(f"shared test data absent ({photo})")
+    monkeypatch.setattr(detect, "mediapipe_problem",
+                        lambda: f"not installed: run `{detect.INSTALL_COMMAND}`")
+    out = tmp_path / "me.avatar"
+    with pytest.raises(UserError, match="no way to find the body") as error:
+        reconstruct(_options(photo, out), log=_quiet)
+    assert detect.INSTALL_COMMAND in str(error.value) and error.value.field == "keypoints"
+    assert not output_paths(out)["work"].exists()

@@ -168,6 +168,9 @@ def test_reconstruct_shows_progress_and_imports_the_avatar(scene):
     assert record.state == "queued" and record.job_id.startswith("j_")
     request = FakeBackend.jobs[record.job_id]["request"]
     assert b'name="photo"; filename="person.png"' in request and b"fast" in request
+    # Only a photo was chosen: the backend's landmark detector does the rest.
+    for part in (b'name="mask"', b'name="keypoints"', b'name="init"'):
+        assert part not in request
     texts = []
     deadline = time.monotonic() + 30
     while not record.delivered and time.monotonic() < deadline:

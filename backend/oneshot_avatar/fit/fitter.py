@@ -41,6 +41,7 @@ from torch import Tensor
 from oneshot_avatar.cameras import Camera, focal_from_fov, from_fit
 from oneshot_avatar.errors import UserError
 from oneshot_avatar.fit.keypoints import Keypoints
+from oneshot_avatar.fit.landmarks import Landmarks
 from oneshot_avatar.fit.losses import (
     bend_penalty,
     body_joint_prior_weights,
@@ -468,13 +469,15 @@ def _camera_from_init(camera: Camera, size: int, params: _Params, body,
 
 def fit_body(body, size: int, *, keypoints: Keypoints | None, mask: np.ndarray | None,
              init: dict | None, config: FitConfig, device, progress: ProgressFn | None = None,
-             photo_scale: float | None = None) -> FitResult:
+             photo_scale: float | None = None, landmarks: Landmarks | None = None) -> FitResult:
     """Fit SMPL-X parameters and the camera of the ``size`` x ``size`` working image.
 
     ``keypoints`` are in working-image pixels; ``mask`` is float ``[size, size]`` (1 = person)
     or None; ``init`` holds initial SMPL-X parameters (see :func:`load_init`; an optional
     ``"camera"`` must be the working image's). ``photo_scale`` (photo pixels per working pixel)
-    adds the keypoint error in photo pixels to the report. Without keypoints and without
+    adds the keypoint error in photo pixels to the report. ``landmarks`` (in working-image
+    pixels) are the detector's full output when it gave the keypoints: its source and notes go
+    into the report. Without keypoints and without
     ``init`` a :class:`UserError` lists the three ways to give the pose.
     """
     start = time.perf_counter()
@@ -521,6 +524,8 @@ def fit_body(body, size: int, *, keypoints: Keypoints | None, mask: np.ndarray |
     stages: list[dict] = []
     iterations = 0
     report: dict = {"keypoint_source": keypoints.source if keypoints is not None else None}
+    if landmarks is not None:
+        report["landmarks"] = {"source": landmarks.source, "notes": list(landmarks.notes)}
 
     if obs is not None and len(obs.names):
         objective = _Objective(body, obs, config, size, prior_mean, default_focal)

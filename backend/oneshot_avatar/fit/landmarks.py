@@ -58,6 +58,8 @@ class Landmarks:
     world_conf: np.ndarray | None = None  # float32 [33] visibility in [0, 1]
     segmentation: np.ndarray | None = None  # float32 [H, W] in [0, 1], 1 = person
     notes: list[str] = field(default_factory=list)
+    people: int = 1  # people the detector found in the image (this is the one it chose)
+    person_box: tuple[float, float, float, float] | None = None  # x0, y0, x1, y1 pixels
 
     def __post_init__(self) -> None:
         if self.face is not None:
@@ -88,5 +90,25 @@ class Landmarks:
             before = float(np.ptp(self.face[:, 0])) or 1.0
             scale = float(np.ptp(xy[:, 0])) / before
             face = np.concatenate([xy, self.face[:, 2:] * scale], axis=1)
+        box = None
+        if self.person_box is not None:
+            x0, y0, x1, y1 = self.person_box
+            corners = np.asarray(fn(np.array([[x0, y0], [x1, y1]], dtype=np.float64)))
+            box = tuple(float(v) for v in corners.reshape(-1))
         return replace(self, keypoints=keypoints, image_size=tuple(image_size), face=face,
-                       segmentation=segmentation, notes=list(self.notes))
+                       segmentation=segmentation, notes=list(self.notes), person_box=box)
+
+    def report(self) -> dict:
+        """What the report says about the detection: source, notes, people, counts."""
+        conf = self.keypoints.conf
+        groups = {"body": 0, "hands": 0, "face": 0}
+        for name, c in zip(self.keypoints.names, conf):
+            if c > 0:
+                key = "hands" if "_hand_" in name else "face" if name.startswith("face_") \
+                    else "body"
+                groups[key] += 1
+        return {"source": self.source, "notes": list(self.notes), "people": self.people,
+                "person_box": None if self.person_box is None else list(self.person_box),
+                "points_found": groups, "face_mesh": self.face is not None,
+                "world_landmarks": self.world is not None,
+                "segmentation": self.segmentation is not None}

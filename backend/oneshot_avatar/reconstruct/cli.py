@@ -20,6 +20,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         steps=args.steps, resolution=args.resolution, body_model=args.body_model,
         device=args.device, seed=args.seed, resume=args.resume, keep_work=args.keep_work,
         previews=not args.no_previews, vgg_weights=_path(args.vgg_weights), quiet=args.quiet,
+        detector=not args.no_detector,
     )
     report = reconstruct(options)
     for name, where in report["outputs"].items():
@@ -54,7 +55,9 @@ def register(subparsers) -> None:
     rec = subparsers.add_parser(
         "reconstruct", help="make an avatar from one photo",
         description="Photo -> fitted SMPL-X body -> pseudo-label frames -> trained Gaussian avatar. "
-                    "Needs one of --keypoints, --keypoint-model or --init to find the body. Writes "
+                    "The photo alone is enough: the embedded landmark detector (MediaPipe Holistic) "
+                    "finds the body, hands and face and segments the person; --keypoints, "
+                    "--keypoint-model, --init and --mask replace its parts. Writes "
                     "NAME.avatar, NAME.report.json and preview images next to it; work in progress "
                     "is kept in NAME.avatar.work/ until the avatar is written (--resume continues).",
     )
@@ -62,11 +65,16 @@ def register(subparsers) -> None:
     rec.add_argument("--out", required=True, help="output package, NAME.avatar")
     rec.add_argument("--mask", default=None, help="person mask image (white = person), same size as the photo")
     rec.add_argument("--keypoints", default=None,
-                     help="2D keypoints JSON: OpenPose (BODY_25 with optional hands/face) or COCO-WholeBody")
+                     help="2D keypoints JSON: OpenPose (BODY_25 with optional hands/face) or COCO-WholeBody "
+                          "(default: the embedded landmark detector)")
     rec.add_argument("--keypoint-model", default=None, metavar="FILE.onnx",
                      help="whole-body keypoint detector (RTMPose/DWPose-style ONNX export)")
     rec.add_argument("--matting-model", default=None, metavar="FILE.onnx",
-                     help="matting/segmentation ONNX model for the mask (default: GrabCut seeded by the fit)")
+                     help="matting/segmentation ONNX model for the mask (default: the detector's person "
+                          "segmentation refined by GrabCut; without a detector GrabCut seeded by the fit)")
+    rec.add_argument("--no-detector", action="store_true",
+                     help="do not run the embedded landmark detector (then give --keypoints, "
+                          "--keypoint-model or --init; the mask falls back to GrabCut seeded by the fit)")
     rec.add_argument("--init", default=None, help="initial SMPL-X parameters (.npz or .json), e.g. from Blender")
     rec.add_argument("--resolution", type=int, default=None,
                      help="working image size in pixels (default: 256 fast, 512 quality)")

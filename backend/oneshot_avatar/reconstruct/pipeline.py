@@ -3,10 +3,12 @@
 Stages (each prints what it does and which plug-in ran):
 
 1. **subject** -- load the photo (EXIF orientation), the person mask (``--mask``, the photo's
-   alpha, an ONNX matting model, or later GrabCut seeded by the body fit), the keypoints
-   (``--keypoints``, ``--keypoint-model``) or an initial pose (``--init``), crop around the person
-   to the preset's working size.
-2. **fit** -- SMPL-X shape, pose, expression and camera fitted to the keypoints and the mask.
+   alpha, an ONNX matting model, the embedded detector's person segmentation refined by GrabCut,
+   or later GrabCut seeded by the body fit), the keypoints (``--keypoints``, ``--keypoint-model``,
+   or by default the embedded landmark detector, MediaPipe Holistic) or an initial pose
+   (``--init``), crop around the person to the preset's working size.
+2. **fit** -- SMPL-X shape, pose, expression and camera fitted to the keypoints (and the
+   detector's landmarks) and the mask.
 3. **labels** -- pseudo-label frames of the person in other poses and views.
 4. **train** -- Gaussians bound to the mesh, fitted to the photo and the labels.
 5. **package** -- one ``.avatar`` file, a JSON report and preview images.
@@ -49,6 +51,8 @@ STAGES = ("subject", "fit", "labels", "train", "package")
 # Field of view assumed for the photo's longer side when nothing gives the focal length (a
 # typical phone or 35-50 mm-equivalent portrait lens; the fit's depth, not its 2D fit, depends on it).
 PHOTO_FOV_DEGREES = 40.0
+# A detector segmentation with fewer person pixels than this is not used as the mask.
+MIN_SEGMENTATION_PIXELS = 64
 
 
 def _stderr(message: str) -> None:
@@ -64,6 +68,9 @@ class ReconstructOptions:
     keypoint_model: Path | None = None
     matting_model: Path | None = None
     init: Path | None = None
+    # The embedded landmark detector (MediaPipe Holistic): keypoints when no --keypoints,
+    # --keypoint-model or --init is given, and the mask when no --mask, alpha or matting model.
+    detector: bool = True
     preset: str = "fast"
     steps: int | None = None
     resolution: int | None = None
@@ -93,6 +100,7 @@ def output_paths(out: Path) -> dict[str, Path]:
         "preview": out.with_name(stem + ".preview.png"),
         "turnaround": out.with_name(stem + ".turnaround.png"),
         "labels": out.with_name(stem + ".labels.png"),
+        "landmarks": out.with_name(stem + ".landmarks.png"),
         "work": out.with_name(out.name + ".work"),
     }
 
@@ -133,10 +141,17 @@ def _inputs_fingerprint(options: ReconstructOptions, chosen: Preset) -> dict:
         "keypoint_model": _file_sha(options.keypoint_model),
         "matting_model": _file_sha(options.matting_model),
         "init": _file_sha(options.init),
+        "detector": _detector_name() if options.detector else None,
         "preset": chosen.to_dict(),
         "body_model": options.body_model,
         "seed": options.seed,
     }
+
+
+def _detector_name() -> str:
+    from oneshot_avatar.detect import DETECTOR_NAME
+
+    return DETECTOR_NAME
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,6 +164,58 @@ class Prepared:
     keypoints: object | None  # oneshot_avatar.fit.Keypoints in working-image pixels
     init: dict | None
     plugins: dict
+    # oneshot_avatar.fit.Landmarks in working-image pixels, when the detector gave the keypoints
+    landmarks: object | None = None
+    # oneshot_avatar.fit.Landmarks in photo pixels (for the landmarks preview), when detected
+    photo_landmarks: object | None = None
+    detection: dict | None = None  # the report's "detection" section
+
+
+def _mask_seeds(landmarks) -> np.ndarray:
+    """Detected points the refined mask should reach: feet, ankles, hands, head."""
+    keypoints = landmarks.keypoints
+    wanted = np.array([("toe" in n or "heel" in n or "ankle" in n or "_hand_" in n
+                        or "wrist" in n or n in ("nose", "left_ear", "right_ear"))
+                       for n in keypoints.names])
+    return keypoints.xy[(keypoints.conf > 0.3) & wanted]
+
+
+def detect_landmarks(options: ReconstructOptions, photo, need_keypoints: bool, log: Log):
+    """Run the embedded detector on the photo: ``(landmarks | None, detection report)``.
+
+    When the keypoints depend on it, a missing detector or an empty photo is a
+    :class:`UserError`; when only the mask does, the pipeline falls back to GrabCut."""
+    from oneshot_avatar.detect import (
+        DetectorUnavailable,
+        HolisticDetector,
+        NoPersonError,
+        mediapipe_problem,
+    )
+
+    problem = mediapipe_problem()
+    if problem is not None:
+        if need_keypoints:
+            raise DetectorUnavailable(
+                "no way to find the body in the photo: " + problem, field="keypoints")
+        log(f"subject: no embedded detector ({problem.split(':')[0]}); the mask comes from "
+            "GrabCut after the fit")
+        return None, {"source": None, "notes": [problem]}
+    started = time.perf_counter()
+    with HolisticDetector() as detector:
+        try:
+            landmarks = detector.detect(photo.rgb)
+        except NoPersonError:
+            if need_keypoints:
+                raise
+            log("subject: the detector found no person; the mask comes from GrabCut after the fit")
+            return None, {"source": detector.name, "notes": ["no person found by the detector"]}
+        info = detector.last_info
+    seconds = time.perf_counter() - started
+    report = {**landmarks.report(), "seconds": seconds,
+              "refined_on_crop": bool(info and info.refined), "passes": info.passes if info else 0}
+    for note in landmarks.notes:
+        log(f"subject: note: {note}")
+    return landmarks, report
 
 
 def prepare_subject(options: ReconstructOptions, chosen: Preset, device: torch.device, log: Log) -> Prepared:
@@ -176,6 +243,24 @@ def prepare_subject(options: ReconstructOptions, chosen: Preset, device: torch.d
         mask_full, mask_source = matting(photo.rgb), matting.name
     if mask_full is not None:
         check_person(mask_full, "mask")
+
+    need_keypoints = (options.keypoints is None and options.keypoint_model is None
+                      and options.init is None)
+    landmarks, detection = None, None
+    if options.detector and (need_keypoints or mask_full is None):
+        landmarks, detection = detect_landmarks(options, photo, need_keypoints, log)
+        if landmarks is not None and mask_full is None and landmarks.segmentation is not None:
+            from oneshot_avatar.subject import refine_segmentation
+
+            if (landmarks.segmentation > 0.5).sum() >= MIN_SEGMENTATION_PIXELS:
+                mask_full = refine_segmentation(photo.rgb, landmarks.segmentation,
+                                                _mask_seeds(landmarks))
+                mask_source = f"detector:{landmarks.source}+grabcut"
+                # (a small person in a large photo is fine here: no check_person fraction)
+                if mask_full.sum() < MIN_SEGMENTATION_PIXELS:
+                    mask_full, mask_source = None, "none"
+                    detection["notes"].append("the person segmentation is nearly empty: the "
+                                              "mask comes from GrabCut after the fit")
     plugins["mask"] = mask_source if mask_full is not None else "grabcut (after the body fit)"
 
     keypoints, init = None, None
@@ -194,22 +279,37 @@ def prepare_subject(options: ReconstructOptions, chosen: Preset, device: torch.d
         init = options.init  # loaded with the body model in the fit stage
         plugins.setdefault("keypoints", "none (initial pose from --init)")
         plugins["init"] = str(options.init)
+    if keypoints is None and init is None and landmarks is not None:
+        keypoints = landmarks.keypoints
+        plugins["keypoints"] = landmarks.source
     if keypoints is None and init is None:
         raise UserError(
-            "no way to find the body in the photo: give one of --keypoints FILE (OpenPose or "
-            "COCO-WholeBody JSON), --keypoint-model FILE.onnx (a whole-body keypoint detector) or "
-            "--init FILE (SMPL-X parameters, as the Blender add-on sends)",
+            "no way to find the body in the photo: the embedded detector is switched off; give "
+            "one of --keypoints FILE (OpenPose or COCO-WholeBody JSON), --keypoint-model "
+            "FILE.onnx (a whole-body keypoint detector) or --init FILE (SMPL-X parameters, as "
+            "the Blender add-on sends)",
             field="keypoints",
         )
     box = person_box((width, height), chosen.resolution, mask=mask_full,
                      points=None if keypoints is None else keypoints.xy,
                      conf=None if keypoints is None else keypoints.conf)
     subject = make_subject(photo, box, mask_full=mask_full, mask_source=mask_source)
+    size = (chosen.resolution, chosen.resolution)
     if keypoints is not None:
-        keypoints = keypoints.mapped(box.to_crop, image_size=(chosen.resolution, chosen.resolution))
+        keypoints = keypoints.mapped(box.to_crop, image_size=size)
+    fit_landmarks = None
+    if landmarks is not None and plugins.get("keypoints") == landmarks.source:
+        segmentation = None
+        if landmarks.segmentation is not None:
+            segmentation = np.clip(box.crop(landmarks.segmentation, pad="constant", fill=0.0),
+                                   0.0, 1.0)
+        fit_landmarks = landmarks.mapped(box.to_crop, size, segmentation=segmentation)
+    if landmarks is not None:
+        plugins["detector"] = landmarks.source
     log(f"subject: {options.photo} {width}x{height} -> {chosen.resolution}x{chosen.resolution} "
         f"working image; mask: {plugins['mask']}; keypoints: {plugins.get('keypoints', 'none')}")
-    return Prepared(subject=subject, keypoints=keypoints, init=init, plugins=plugins)
+    return Prepared(subject=subject, keypoints=keypoints, init=init, plugins=plugins,
+                    landmarks=fit_landmarks, photo_landmarks=landmarks, detection=detection)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,7 +370,8 @@ def fit_stage(body, prepared: Prepared, chosen: Preset, device: torch.device, wo
     fit_config = replace(chosen.fit, fov_degrees=working_fov)
     step = (lambda message: progress("fit", None)) if progress is not None else None
     fit = fit_body(body, size, keypoints=prepared.keypoints, mask=subject.mask, init=init,
-                   config=fit_config, device=device, photo_scale=photo_scale, progress=step)
+                   config=fit_config, device=device, photo_scale=photo_scale, progress=step,
+                   landmarks=prepared.landmarks)
     if subject.mask is None:
         with torch.no_grad():
             prior = render_silhouette(body, fit.params, fit.camera, size).detach().cpu().numpy()
@@ -283,8 +384,8 @@ def fit_stage(body, prepared: Prepared, chosen: Preset, device: torch.device, wo
         fit_with_mask = fit_body(body, size, keypoints=prepared.keypoints, mask=subject.mask,
                                  init={**{k: v for k, v in fit.params.items() if k != "transl"},
                                        "camera": fit.camera},
-                                 config=refine,
-                                 device=device, photo_scale=photo_scale, progress=step)
+                                 config=refine, device=device, photo_scale=photo_scale,
+                                 progress=step, landmarks=prepared.landmarks)
         fit_with_mask.report["first_pass"] = fit.report
         fit = fit_with_mask
     fit.report["seconds_total"] = time.perf_counter() - started
@@ -496,6 +597,7 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
         "labels": {"labeler": labeler.name, "frames": len(labels), "kinds": list(labels.kinds)},
         "training": result.report,
         "plugins": plugins,
+        "detection": prepared.detection,
         **options.extra_report,
     }
     t = time.perf_counter()
@@ -513,6 +615,11 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
     if options.previews:
         for path in write_previews(paths, gaussians_cpu, body_cpu, _cpu_fit(fit), subject, labels):
             outputs[path.stem.split(".")[-1]] = str(path)
+        from oneshot_avatar.reconstruct.landmarks_preview import write_landmarks_preview
+
+        write_landmarks_preview(paths["landmarks"], body_cpu, _cpu_fit(fit), subject,
+                                prepared.photo_landmarks, prepared.keypoints)
+        outputs["landmarks"] = str(paths["landmarks"])
     timings["package"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
     report["outputs"] = outputs

@@ -189,6 +189,7 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
             "rasterizer": service.rasterizer(),
             "body_model": {"id": info.model_id, "kind": info.kind, "sha256": info.sha256,
                            "expression_names": list(service.body.expression_names)},
+            "detector": service.detector,
             "plugins": service.plugins(), "presets": ["fast", "quality"],
             "motions": builtin_names(),
             "limits": {"max_upload_bytes": service.config.max_upload_bytes,
@@ -240,8 +241,10 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
                 files["init"] = "init" + init_suffix(data)
                 (inputs / files["init"]).write_bytes(data)
                 _as_field(lambda: load_init(inputs / files["init"], service.body), "init")
-            if "keypoints" not in files and "init" not in files and not service.config.keypoint_model:
-                raise UserError("this server has no keypoint detector: send 'keypoints' (OpenPose or "
+            if ("keypoints" not in files and "init" not in files
+                    and not service.config.keypoint_model and not service.detector):
+                raise UserError("this server has no keypoint detector "
+                                f"({service.detector_problem}): send 'keypoints' (OpenPose or "
                                 "COCO-WholeBody JSON) or 'init' (SMPL-X parameters, e.g. the "
                                 "Blender add-on's aligned pose)", field="keypoints")
         except BaseException:

@@ -77,6 +77,13 @@ class Service:
         self._cancel: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self.worker = GpuWorker()
+        from oneshot_avatar.detect import DETECTOR_NAME, mediapipe_problem
+
+        # The embedded landmark detector (checked once): its name, or why it cannot run.
+        self.detector_problem = mediapipe_problem()
+        self.detector = DETECTOR_NAME if self.detector_problem is None else None
+        if self.detector_problem is not None:
+            log(f"landmark detector: none ({self.detector_problem})")
         self._recover()
 
     # ---- description
@@ -98,8 +105,12 @@ class Service:
         return {
             "keypoint_model": str(self.config.keypoint_model) if self.config.keypoint_model else None,
             "matting_model": str(self.config.matting_model) if self.config.matting_model else None,
-            "keypoints_default": "keypoints file or initial pose from the request",
-            "mask_default": "photo alpha, else GrabCut seeded by the body fit",
+            "detector": self.detector,
+            "keypoints_default": (self.detector if self.detector else
+                                  "keypoints file or initial pose from the request"),
+            "mask_default": ("photo alpha, else the detector's segmentation refined by GrabCut"
+                             if self.detector else
+                             "photo alpha, else GrabCut seeded by the body fit"),
             "labels": "mesh-reprojection",
             "perceptual": "lpips-vgg" if vgg and lpips_package_weights() else "ssim",
         }

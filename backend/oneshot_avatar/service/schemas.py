@@ -41,6 +41,8 @@ class Health(BaseModel):
     api_version: int
     device: str
     rasterizer: str
+    detector: str | None = Field(None, description="the embedded landmark detector that finds "
+                                 "the body in photos sent with no keypoints or init (null: none)")
     body_model: BodyModelInfo
     plugins: dict[str, str | None]
     presets: list[str]

@@ -9,7 +9,9 @@ import numpy as np
 from oneshot_avatar.subject.crop import CropBox
 from oneshot_avatar.subject.photo import Photo
 
-MASK_SOURCES: tuple[str, ...] = ("alpha", "file", "grabcut", "none")  # or "onnx:<file name>"
+# or "onnx:<file name>", or "detector:<detector name>+grabcut" (a detector's segmentation
+# refined by GrabCut)
+MASK_SOURCES: tuple[str, ...] = ("alpha", "file", "grabcut", "none")
 
 
 @dataclass
@@ -20,7 +22,7 @@ class Subject:
     mask: np.ndarray | None  # float32 [S, S] in [0, 1], 1 = person
     box: CropBox  # photo pixels -> working-image pixels
     photo: Photo
-    mask_source: str  # "alpha" | "file" | "onnx:<name>" | "grabcut" | "none"
+    mask_source: str  # "alpha" | "file" | "onnx:<name>" | "detector:<name>" | "grabcut" | "none"
     # float32 [S, S]: 1 where the working image shows the photo, 0 on padding; None = all photo
     valid: np.ndarray | None = None
 
@@ -32,8 +34,9 @@ def make_subject(photo: Photo, box: CropBox, mask_full: np.ndarray | None = None
     Where the box reaches past the photo the image repeats the photo's edge pixels and the mask
     is 0; ``Subject.valid`` marks those parts.
     """
-    if not (mask_source in MASK_SOURCES or mask_source.startswith("onnx:")):
-        raise ValueError(f"mask_source must be one of {MASK_SOURCES} or 'onnx:<name>', "
+    if not (mask_source in MASK_SOURCES or mask_source.startswith(("onnx:", "detector:"))):
+        raise ValueError(f"mask_source must be one of {MASK_SOURCES}, 'onnx:<name>' or "
+                         "'detector:<name>', "
                          f"got {mask_source!r}")
     if (mask_full is None) != (mask_source == "none"):
         raise ValueError(f"mask_source {mask_source!r} does not fit mask_full "
