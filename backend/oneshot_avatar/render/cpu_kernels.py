@@ -29,6 +29,9 @@ from numba import njit, prange
 ALPHA_THRESHOLD = 1.0 / 255.0
 MAX_ALPHA = 0.999
 TRANSMITTANCE_MIN = 1e-4
+EPS2D = 0.3
+BOX_EXTEND_MAX = 3.33
+FOV_CLAMP_MARGIN = 0.3
 # Slack of the pixel-range search, so that rounding in solving the quadratic never drops a
 # pixel the exact test would keep: σ units, and pixels.
 SIGMA_SLACK = 1e-6
@@ -91,18 +94,23 @@ def bin_gaussians(
 
     flat_depths = depths.reshape(I * N)
     for t in prange(I * tiles):
-        start = offsets[t]
-        count = offsets[t + 1] - start
-        if count < 2:
-            continue
-        ids = flat_ids[start : start + count].copy()
-        keys = np.empty(count, np.float64)
-        for k in range(count):
-            keys[k] = flat_depths[ids[k]]
-        order = np.argsort(keys, kind="mergesort")  # stable
-        for k in range(count):
-            flat_ids[start + k] = ids[order[k]]
+        _sort_tile(flat_ids, offsets[t], offsets[t + 1], flat_depths)
     return offsets, flat_ids
+
+
+@njit(cache=True)
+def _sort_tile(flat_ids, start, stop, flat_depths):
+    """Stable sort of ``flat_ids[start:stop]`` by depth (ties keep their index order)."""
+    count = stop - start
+    if count < 2:
+        return
+    ids = flat_ids[start:stop].copy()
+    keys = np.empty(count, np.float64)
+    for k in range(count):
+        keys[k] = flat_depths[ids[k]]
+    order = np.argsort(keys, kind="mergesort")
+    for k in range(count):
+        flat_ids[start + k] = ids[order[k]]
 
 
 @njit(inline="always")
@@ -154,70 +162,79 @@ def rasterize_forward(
     composited and ends the pixel). ``last`` is 1 + the tile-list position of the last Gaussian
     composited into each pixel (0: none), which the backward starts from."""
     D = features.shape[1]
-    tiles = tiles_x * tiles_y
-    pixels = tile_size * tile_size
     out = np.zeros((num_images, height, width, D))
     trans_out = np.ones((num_images, height, width))
     last_out = np.zeros((num_images, height, width), np.int32)
     for j in prange(tile_order.shape[0]):
-        t = tile_order[j]
-        start = offsets[t]
-        count = offsets[t + 1] - start
-        image = t // tiles
-        tile = t - image * tiles
-        x_lo = (tile % tiles_x) * tile_size
-        y_lo = (tile // tiles_x) * tile_size
-        x_hi = min(x_lo + tile_size, width)
-        y_hi = min(y_lo + tile_size, height)
-        trans = np.ones(pixels)
-        accum = np.zeros((pixels, D))
-        last = np.zeros(pixels, np.int32)
-        done = np.zeros(pixels, np.bool_)
-        remaining = (x_hi - x_lo) * (y_hi - y_lo)
-        for k in range(count):
-            g = flat_ids[start + k]
-            mx = means2d[g, 0]
-            my = means2d[g, 1]
-            a = conics[g, 0]
-            b = conics[g, 1]
-            c = conics[g, 2]
-            o = opacities[g]
-            cut = max(math.log(o / ALPHA_THRESHOLD), 0.0) + SIGMA_SLACK
-            r0, r1 = _row_range(my, a, b, c, cut, y_lo, y_hi)
-            for py in range(r0, r1):
-                dy = my - (py + 0.5)
-                c0, c1 = _col_range(mx, dy, a, b, c, cut, x_lo, x_hi)
-                for px in range(c0, c1):
-                    p = (py - y_lo) * tile_size + (px - x_lo)
-                    if done[p]:
-                        continue
-                    dx = mx - (px + 0.5)
-                    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-                    if sigma < 0.0:
-                        continue
-                    alpha = min(MAX_ALPHA, o * math.exp(-sigma))
-                    if alpha < ALPHA_THRESHOLD:
-                        continue
-                    t_next = trans[p] * (1.0 - alpha)
-                    if t_next <= TRANSMITTANCE_MIN:
-                        done[p] = True
-                        remaining -= 1
-                        continue
-                    weight = alpha * trans[p]
-                    for d in range(D):
-                        accum[p, d] += weight * features[g, d]
-                    trans[p] = t_next
-                    last[p] = k + 1
-            if remaining == 0:
-                break
-        for py in range(y_lo, y_hi):
-            for px in range(x_lo, x_hi):
-                p = (py - y_lo) * tile_size + (px - x_lo)
-                trans_out[image, py, px] = trans[p]
-                last_out[image, py, px] = last[p]
-                for d in range(D):
-                    out[image, py, px, d] = accum[p, d]
+        _forward_tile(tile_order[j], offsets, flat_ids, means2d, conics, opacities, features,
+                      width, height, tile_size, tiles_x, tiles_y, out, trans_out, last_out)
     return out, trans_out, last_out
+
+
+@njit(cache=True)
+def _forward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, width, height,
+                  tile_size, tiles_x, tiles_y, out, trans_out, last_out):
+    """One tile of ``rasterize_forward`` (a plain function: numba optimises the body of a
+    ``prange`` loop poorly)."""
+    D = features.shape[1]
+    tiles = tiles_x * tiles_y
+    pixels = tile_size * tile_size
+    start = offsets[t]
+    count = offsets[t + 1] - start
+    image = t // tiles
+    tile = t - image * tiles
+    x_lo = (tile % tiles_x) * tile_size
+    y_lo = (tile // tiles_x) * tile_size
+    x_hi = min(x_lo + tile_size, width)
+    y_hi = min(y_lo + tile_size, height)
+    trans = np.ones(pixels)
+    accum = np.zeros((pixels, D))
+    last = np.zeros(pixels, np.int32)
+    done = np.zeros(pixels, np.bool_)
+    remaining = (x_hi - x_lo) * (y_hi - y_lo)
+    for k in range(count):
+        g = flat_ids[start + k]
+        mx = means2d[g, 0]
+        my = means2d[g, 1]
+        a = conics[g, 0]
+        b = conics[g, 1]
+        c = conics[g, 2]
+        o = opacities[g]
+        cut = max(math.log(o / ALPHA_THRESHOLD), 0.0) + SIGMA_SLACK
+        r0, r1 = _row_range(my, a, b, c, cut, y_lo, y_hi)
+        for py in range(r0, r1):
+            dy = my - (py + 0.5)
+            c0, c1 = _col_range(mx, dy, a, b, c, cut, x_lo, x_hi)
+            for px in range(c0, c1):
+                p = (py - y_lo) * tile_size + (px - x_lo)
+                if done[p]:
+                    continue
+                dx = mx - (px + 0.5)
+                sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+                if sigma < 0.0:
+                    continue
+                alpha = min(MAX_ALPHA, o * math.exp(-sigma))
+                if alpha < ALPHA_THRESHOLD:
+                    continue
+                t_next = trans[p] * (1.0 - alpha)
+                if t_next <= TRANSMITTANCE_MIN:
+                    done[p] = True
+                    remaining -= 1
+                    continue
+                weight = alpha * trans[p]
+                for d in range(D):
+                    accum[p, d] += weight * features[g, d]
+                trans[p] = t_next
+                last[p] = k + 1
+        if remaining == 0:
+            break
+    for py in range(y_lo, y_hi):
+        for px in range(x_lo, x_hi):
+            p = (py - y_lo) * tile_size + (px - x_lo)
+            trans_out[image, py, px] = trans[p]
+            last_out[image, py, px] = last[p]
+            for d in range(D):
+                out[image, py, px, d] = accum[p, d]
 
 
 @njit(parallel=True, cache=True)
@@ -247,88 +264,12 @@ def rasterize_backward(
     * ``dL/dα_i = Σ_d (f_id T_i - S_d / (1 - α_i)) v_F,d - T_final / (1 - α_i) · v_T``;
     * through ``α = o exp(-σ)`` only where ``o exp(-σ) <= 0.999`` (the cap passes no gradient).
     """
-    D = features.shape[1]
-    tiles = tiles_x * tiles_y
-    pixels = tile_size * tile_size
-    width_grad = GRAD_FIXED + D
+    width_grad = GRAD_FIXED + features.shape[1]
     scratch = np.zeros((flat_ids.shape[0], width_grad))
     for j in prange(tile_order.shape[0]):
-        t = tile_order[j]
-        start = offsets[t]
-        image = t // tiles
-        tile = t - image * tiles
-        x_lo = (tile % tiles_x) * tile_size
-        y_lo = (tile // tiles_x) * tile_size
-        x_hi = min(x_lo + tile_size, width)
-        y_hi = min(y_lo + tile_size, height)
-        trans = np.ones(pixels)
-        t_final = np.ones(pixels)
-        v_t = np.zeros(pixels)
-        v_f = np.zeros((pixels, D))
-        later = np.zeros((pixels, D))  # S
-        last_p = np.zeros(pixels, np.int32)
-        k_end = 0
-        for py in range(y_lo, y_hi):
-            for px in range(x_lo, x_hi):
-                p = (py - y_lo) * tile_size + (px - x_lo)
-                trans[p] = trans_final[image, py, px]
-                t_final[p] = trans_final[image, py, px]
-                v_t[p] = v_trans[image, py, px]
-                last_p[p] = last[image, py, px]
-                k_end = max(k_end, last_p[p])
-                for d in range(D):
-                    v_f[p, d] = v_accum[image, py, px, d]
-        grad = np.zeros(width_grad)
-        for k in range(k_end - 1, -1, -1):
-            g = flat_ids[start + k]
-            mx = means2d[g, 0]
-            my = means2d[g, 1]
-            a = conics[g, 0]
-            b = conics[g, 1]
-            c = conics[g, 2]
-            o = opacities[g]
-            cut = max(math.log(o / ALPHA_THRESHOLD), 0.0) + SIGMA_SLACK
-            grad[:] = 0.0
-            touched = False
-            r0, r1 = _row_range(my, a, b, c, cut, y_lo, y_hi)
-            for py in range(r0, r1):
-                dy = my - (py + 0.5)
-                c0, c1 = _col_range(mx, dy, a, b, c, cut, x_lo, x_hi)
-                for px in range(c0, c1):
-                    p = (py - y_lo) * tile_size + (px - x_lo)
-                    if k >= last_p[p]:
-                        continue
-                    dx = mx - (px + 0.5)
-                    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-                    if sigma < 0.0:
-                        continue
-                    vis = math.exp(-sigma)
-                    raw = o * vis
-                    alpha = min(MAX_ALPHA, raw)
-                    if alpha < ALPHA_THRESHOLD:
-                        continue
-                    touched = True
-                    ra = 1.0 / (1.0 - alpha)
-                    t_before = trans[p] * ra
-                    trans[p] = t_before
-                    weight = alpha * t_before
-                    v_alpha = -t_final[p] * ra * v_t[p]
-                    for d in range(D):
-                        f = features[g, d]
-                        grad[GRAD_FIXED + d] += weight * v_f[p, d]
-                        v_alpha += (f * t_before - later[p, d] * ra) * v_f[p, d]
-                        later[p, d] += f * weight
-                    if raw <= MAX_ALPHA:
-                        v_sigma = -raw * v_alpha
-                        grad[0] += (a * dx + b * dy) * v_sigma
-                        grad[1] += (b * dx + c * dy) * v_sigma
-                        grad[2] += 0.5 * dx * dx * v_sigma
-                        grad[3] += dx * dy * v_sigma
-                        grad[4] += 0.5 * dy * dy * v_sigma
-                        grad[5] += vis * v_alpha
-            if touched:
-                for q in range(width_grad):
-                    scratch[start + k, q] = grad[q]
+        _backward_tile(tile_order[j], offsets, flat_ids, means2d, conics, opacities, features,
+                       trans_final, last, v_accum, v_trans, width, height, tile_size, tiles_x,
+                       tiles_y, scratch)
 
     # per Gaussian, the sum of its (tile, Gaussian) rows in intersection order: one column per
     # task, so the order of the additions never depends on the threads
@@ -337,3 +278,350 @@ def rasterize_backward(
         for e in range(flat_ids.shape[0]):
             grads[flat_ids[e], q] += scratch[e, q]
     return grads
+
+
+@njit(cache=True)
+def _backward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, trans_final, last,
+                   v_accum, v_trans, width, height, tile_size, tiles_x, tiles_y, scratch):
+    """One tile of ``rasterize_backward``: writes the rows of ``scratch`` of its Gaussians."""
+    D = features.shape[1]
+    tiles = tiles_x * tiles_y
+    pixels = tile_size * tile_size
+    width_grad = GRAD_FIXED + D
+    start = offsets[t]
+    image = t // tiles
+    tile = t - image * tiles
+    x_lo = (tile % tiles_x) * tile_size
+    y_lo = (tile // tiles_x) * tile_size
+    x_hi = min(x_lo + tile_size, width)
+    y_hi = min(y_lo + tile_size, height)
+    trans = np.ones(pixels)
+    t_final = np.ones(pixels)
+    v_t = np.zeros(pixels)
+    v_f = np.zeros((pixels, D))
+    later = np.zeros((pixels, D))  # S
+    last_p = np.zeros(pixels, np.int32)
+    k_end = 0
+    for py in range(y_lo, y_hi):
+        for px in range(x_lo, x_hi):
+            p = (py - y_lo) * tile_size + (px - x_lo)
+            trans[p] = trans_final[image, py, px]
+            t_final[p] = trans_final[image, py, px]
+            v_t[p] = v_trans[image, py, px]
+            last_p[p] = last[image, py, px]
+            k_end = max(k_end, last_p[p])
+            for d in range(D):
+                v_f[p, d] = v_accum[image, py, px, d]
+    grad = np.zeros(width_grad)
+    for k in range(k_end - 1, -1, -1):
+        g = flat_ids[start + k]
+        mx = means2d[g, 0]
+        my = means2d[g, 1]
+        a = conics[g, 0]
+        b = conics[g, 1]
+        c = conics[g, 2]
+        o = opacities[g]
+        cut = max(math.log(o / ALPHA_THRESHOLD), 0.0) + SIGMA_SLACK
+        grad[:] = 0.0
+        touched = False
+        r0, r1 = _row_range(my, a, b, c, cut, y_lo, y_hi)
+        for py in range(r0, r1):
+            dy = my - (py + 0.5)
+            c0, c1 = _col_range(mx, dy, a, b, c, cut, x_lo, x_hi)
+            for px in range(c0, c1):
+                p = (py - y_lo) * tile_size + (px - x_lo)
+                if k >= last_p[p]:
+                    continue
+                dx = mx - (px + 0.5)
+                sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+                if sigma < 0.0:
+                    continue
+                vis = math.exp(-sigma)
+                raw = o * vis
+                alpha = min(MAX_ALPHA, raw)
+                if alpha < ALPHA_THRESHOLD:
+                    continue
+                touched = True
+                ra = 1.0 / (1.0 - alpha)
+                t_before = trans[p] * ra
+                trans[p] = t_before
+                weight = alpha * t_before
+                v_alpha = -t_final[p] * ra * v_t[p]
+                for d in range(D):
+                    f = features[g, d]
+                    grad[GRAD_FIXED + d] += weight * v_f[p, d]
+                    v_alpha += (f * t_before - later[p, d] * ra) * v_f[p, d]
+                    later[p, d] += f * weight
+                if raw <= MAX_ALPHA:
+                    v_sigma = -raw * v_alpha
+                    grad[0] += (a * dx + b * dy) * v_sigma
+                    grad[1] += (b * dx + c * dy) * v_sigma
+                    grad[2] += 0.5 * dx * dx * v_sigma
+                    grad[3] += dx * dy * v_sigma
+                    grad[4] += 0.5 * dy * dy * v_sigma
+                    grad[5] += vis * v_alpha
+        if touched:
+            for q in range(width_grad):
+                scratch[start + k, q] = grad[q]
+
+
+# ---- projection (gsplat's ``projection_ewa_3dgs_fused`` forward and backward) ------------------
+
+
+@njit(inline="always")
+def _rotation(w, x, y, z):
+    """Rotation matrix of the unit quaternion (w, x, y, z), as 9 numbers (row-major)."""
+    return (
+        1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y - w * z), 2.0 * (x * z + w * y),
+        2.0 * (x * y + w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z - w * x),
+        2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y),
+    )
+
+
+@njit(cache=True)
+def _project_one(mean, quat, scale, view, K, width, height):
+    """Camera-space mean, the 2D covariance factor ``T = J R_v R(q) diag(s)`` (2 x 3; the 2D
+    covariance is ``T Tᵀ + eps2d I``) and the intermediate values the backward needs."""
+    qn = math.sqrt(quat[0] ** 2 + quat[1] ** 2 + quat[2] ** 2 + quat[3] ** 2)
+    inv = 1.0 / max(qn, 1e-12)
+    rot = _rotation(quat[0] * inv, quat[1] * inv, quat[2] * inv, quat[3] * inv)
+    xc = np.empty(3)
+    for r in range(3):
+        xc[r] = view[r, 0] * mean[0] + view[r, 1] * mean[1] + view[r, 2] * mean[2] + view[r, 3]
+    # Mc = R_v R diag(s)
+    mc = np.empty((3, 3))
+    for r in range(3):
+        for col in range(3):
+            acc = 0.0
+            for k in range(3):
+                acc += view[r, k] * rot[3 * k + col]
+            mc[r, col] = acc * scale[col]
+    x, y, z = xc[0], xc[1], xc[2]
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    lim_x_pos = (width - cx) / fx + FOV_CLAMP_MARGIN * 0.5 * width / fx
+    lim_x_neg = cx / fx + FOV_CLAMP_MARGIN * 0.5 * width / fx
+    lim_y_pos = (height - cy) / fy + FOV_CLAMP_MARGIN * 0.5 * height / fy
+    lim_y_neg = cy / fy + FOV_CLAMP_MARGIN * 0.5 * height / fy
+    rz = 1.0 / z
+    rz2 = rz * rz
+    ux = x * rz
+    uy = y * rz
+    ucx = min(lim_x_pos, max(-lim_x_neg, ux))
+    ucy = min(lim_y_pos, max(-lim_y_neg, uy))
+    tx = z * ucx
+    ty = z * ucy
+    j00, j02 = fx * rz, -fx * tx * rz2
+    j11, j12 = fy * rz, -fy * ty * rz2
+    t = np.empty((2, 3))
+    for col in range(3):
+        t[0, col] = j00 * mc[0, col] + j02 * mc[2, col]
+        t[1, col] = j11 * mc[1, col] + j12 * mc[2, col]
+    return xc, rot, mc, t, ucx, ucy, ucx == ux, ucy == uy, inv, qn
+
+
+@njit(parallel=True, cache=True)
+def project_forward(
+    means,  # [B, N, 3] float64 world
+    quats,  # [B, N, 4] wxyz
+    scales,  # [B, N, 3]
+    opacities,  # [B, N]
+    viewmats,  # [B, C, 4, 4]
+    Ks,  # [B, C, 3, 3]
+    width,
+    height,
+    near,
+    far,
+):  # -> means2d [I, N, 2], conics [I, N, 3], depths [I, N], radii [I, N, 2], visible [I, N]
+    """EWA projection with gsplat's culling, box radii and FOV clamp, as
+    ``torch_rasterizer.project_gaussians`` (I = B·C images, camera-major within a batch)."""
+    B, N = means.shape[0], means.shape[1]
+    C = viewmats.shape[1]
+    I = B * C
+    means2d = np.zeros((I, N, 2))
+    conics = np.zeros((I, N, 3))
+    depths = np.zeros((I, N))
+    radii = np.zeros((I, N, 2), np.int64)
+    visible = np.zeros((I, N), np.bool_)
+    for f in prange(I * N):
+        i = f // N
+        n = f - i * N
+        b = i // C
+        cam = i - b * C
+        view = viewmats[b, cam]
+        K = Ks[b, cam]
+        xc, rot, mc, t, ucx, ucy, inx, iny, inv, qn = _project_one(
+            means[b, n], quats[b, n], scales[b, n], view, K, width, height
+        )
+        z = xc[2]
+        depths[i, n] = z
+        if not (z >= near and z <= far):
+            continue
+        a = t[0, 0] ** 2 + t[0, 1] ** 2 + t[0, 2] ** 2 + EPS2D
+        bb = t[0, 0] * t[1, 0] + t[0, 1] * t[1, 1] + t[0, 2] * t[1, 2]
+        c = t[1, 0] ** 2 + t[1, 1] ** 2 + t[1, 2] ** 2 + EPS2D
+        det = a * c - bb * bb
+        mx = K[0, 0] * xc[0] / z + K[0, 2]
+        my = K[1, 1] * xc[1] / z + K[1, 2]
+        means2d[i, n, 0] = mx
+        means2d[i, n, 1] = my
+        if not det > 0.0:
+            continue
+        conics[i, n, 0] = c / det
+        conics[i, n, 1] = -bb / det
+        conics[i, n, 2] = a / det
+        o = opacities[b, n]
+        if not o >= ALPHA_THRESHOLD:
+            continue
+        extend = min(math.sqrt(2.0 * math.log(o / ALPHA_THRESHOLD)), BOX_EXTEND_MAX)
+        rx = math.ceil(extend * math.sqrt(a))
+        ry = math.ceil(extend * math.sqrt(c))
+        if mx + rx <= 0 or mx - rx >= width or my + ry <= 0 or my - ry >= height:
+            continue
+        if rx <= 0 or ry <= 0:
+            continue
+        radii[i, n, 0] = int(rx)
+        radii[i, n, 1] = int(ry)
+        visible[i, n] = True
+    return means2d, conics, depths, radii, visible
+
+
+@njit(parallel=True, cache=True)
+def project_backward(
+    means,  # [B, N, 3] float64
+    quats,  # [B, N, 4]
+    scales,  # [B, N, 3]
+    viewmats,  # [B, C, 4, 4]
+    Ks,  # [B, C, 3, 3]
+    width,
+    height,
+    visible,  # [I, N] bool from the forward
+    v_means2d,  # [I, N, 2]
+    v_conics,  # [I, N, 3]
+    v_depths,  # [I, N]
+):  # -> dL/dmeans [I, N, 3], dL/dquats [I, N, 4], dL/dscales [I, N, 3] per image
+    """The chain rule through ``project_forward`` for the visible Gaussians (the others get no
+    gradient, as in gsplat): conic = inverse of ``T Tᵀ + eps2d I``, ``T = J R_v R(q̂) diag(s)``,
+    the perspective Jacobian ``J`` (with its FOV clamp: a clamped ``x/z`` passes no gradient
+    to ``x``), the projected mean and the camera depth."""
+    B, N = means.shape[0], means.shape[1]
+    C = viewmats.shape[1]
+    I = B * C
+    v_means = np.zeros((I, N, 3))
+    v_quats = np.zeros((I, N, 4))
+    v_scales = np.zeros((I, N, 3))
+    for f in prange(I * N):
+        i = f // N
+        n = f - i * N
+        if not visible[i, n]:
+            continue
+        b = i // C
+        cam = i - b * C
+        view = viewmats[b, cam]
+        K = Ks[b, cam]
+        _project_gradient(means[b, n], quats[b, n], scales[b, n], view, K, width, height,
+                          v_means2d[i, n], v_conics[i, n], v_depths[i, n],
+                          v_means[i, n], v_quats[i, n], v_scales[i, n])
+    return v_means, v_quats, v_scales
+
+
+@njit(cache=True)
+def _project_gradient(mean, quat, scale, view, K, width, height, v_m2, v_con, v_depth,
+                      out_mean, out_quat, out_scale):
+    xc, rot, mc, t, ucx, ucy, inx, iny, inv, qn = _project_one(
+        mean, quat, scale, view, K, width, height
+    )
+    fx, fy = K[0, 0], K[1, 1]
+    x, y, z = xc[0], xc[1], xc[2]
+    rz = 1.0 / z
+    rz2 = rz * rz
+    # conic (A, B, C) = (c, -b, a) / det of the 2D covariance [[a, b], [b, c]]
+    a = t[0, 0] ** 2 + t[0, 1] ** 2 + t[0, 2] ** 2 + EPS2D
+    bb = t[0, 0] * t[1, 0] + t[0, 1] * t[1, 1] + t[0, 2] * t[1, 2]
+    c = t[1, 0] ** 2 + t[1, 1] ** 2 + t[1, 2] ** 2 + EPS2D
+    det = a * c - bb * bb
+    id2 = 1.0 / (det * det)
+    vA, vB, vC = v_con[0], v_con[1], v_con[2]
+    v_a = -vA * c * c * id2 + vB * bb * c * id2 + vC * (1.0 / det - a * c * id2)
+    v_c = vA * (1.0 / det - a * c * id2) + vB * bb * a * id2 - vC * a * a * id2
+    v_b = 2.0 * bb * (vA * c + vC * a) * id2 - vB * (1.0 / det + 2.0 * bb * bb * id2)
+    # T rows: a = |T0|² + eps, b = T0·T1, c = |T1|² + eps
+    v_t = np.empty((2, 3))
+    for col in range(3):
+        v_t[0, col] = 2.0 * v_a * t[0, col] + v_b * t[1, col]
+        v_t[1, col] = 2.0 * v_c * t[1, col] + v_b * t[0, col]
+    # T = J Mc, J = [[j00, 0, j02], [0, j11, j12]]
+    tx = z * ucx
+    ty = z * ucy
+    j00, j02 = fx * rz, -fx * tx * rz2
+    j11, j12 = fy * rz, -fy * ty * rz2
+    v_j00 = v_j02 = v_j11 = v_j12 = 0.0
+    v_mc = np.zeros((3, 3))
+    for col in range(3):
+        v_j00 += v_t[0, col] * mc[0, col]
+        v_j02 += v_t[0, col] * mc[2, col]
+        v_j11 += v_t[1, col] * mc[1, col]
+        v_j12 += v_t[1, col] * mc[2, col]
+        v_mc[0, col] = j00 * v_t[0, col]
+        v_mc[1, col] = j11 * v_t[1, col]
+        v_mc[2, col] = j02 * v_t[0, col] + j12 * v_t[1, col]
+    # J's dependence on the camera-space mean
+    v_x = 0.0
+    v_y = 0.0
+    v_z = v_depth
+    v_z += -v_j00 * fx * rz2 + 2.0 * v_j02 * fx * tx * rz2 * rz
+    v_z += -v_j11 * fy * rz2 + 2.0 * v_j12 * fy * ty * rz2 * rz
+    v_tx = -v_j02 * fx * rz2
+    v_ty = -v_j12 * fy * rz2
+    if inx:  # tx = x
+        v_x += v_tx
+    else:  # tx = z · limit
+        v_z += v_tx * ucx
+    if iny:
+        v_y += v_ty
+    else:
+        v_z += v_ty * ucy
+    # projected mean (fx x / z + cx, fy y / z + cy)
+    v_x += v_m2[0] * fx * rz
+    v_y += v_m2[1] * fy * rz
+    v_z -= (v_m2[0] * fx * x + v_m2[1] * fy * y) * rz2
+    # x_c = R_v mean + t
+    for k in range(3):
+        out_mean[k] = view[0, k] * v_x + view[1, k] * v_y + view[2, k] * v_z
+    # Mc = R_v R diag(s): dL/dR = R_vᵀ dL/dMc diag(s), dL/ds_j = Σ_i (R_v R)_ij dL/dMc_ij
+    v_rot = np.zeros(9)
+    for r in range(3):
+        for col in range(3):
+            acc = 0.0
+            for k in range(3):
+                acc += view[k, r] * v_mc[k, col]
+            v_rot[3 * r + col] = acc * scale[col]
+    for col in range(3):
+        acc = 0.0
+        for r in range(3):
+            rr = view[r, 0] * rot[col] + view[r, 1] * rot[3 + col] + view[r, 2] * rot[6 + col]
+            acc += rr * v_mc[r, col]
+        out_scale[col] = acc
+    w, qx, qy, qz = quat[0] * inv, quat[1] * inv, quat[2] * inv, quat[3] * inv
+    v00, v01, v02, v10, v11, v12, v20, v21, v22 = (
+        v_rot[0], v_rot[1], v_rot[2], v_rot[3], v_rot[4], v_rot[5], v_rot[6], v_rot[7], v_rot[8]
+    )
+    v_w = 2.0 * (-qz * v01 + qy * v02 + qz * v10 - qx * v12 - qy * v20 + qx * v21)
+    v_qx = 2.0 * (qy * v01 + qz * v02 + qy * v10 - w * v12 + qz * v20 + w * v21) \
+        - 4.0 * qx * (v11 + v22)
+    v_qy = 2.0 * (qx * v01 + w * v02 + qx * v10 + qz * v12 - w * v20 + qz * v21) \
+        - 4.0 * qy * (v00 + v22)
+    v_qz = 2.0 * (-w * v01 + qx * v02 + w * v10 + qy * v12 + qx * v20 + qy * v21) \
+        - 4.0 * qz * (v00 + v11)
+    # q̂ = q / max(|q|, 1e-12)
+    if qn > 1e-12:
+        dot = w * v_w + qx * v_qx + qy * v_qy + qz * v_qz
+        out_quat[0] = (v_w - w * dot) * inv
+        out_quat[1] = (v_qx - qx * dot) * inv
+        out_quat[2] = (v_qy - qy * dot) * inv
+        out_quat[3] = (v_qz - qz * dot) * inv
+    else:
+        out_quat[0] = v_w * inv
+        out_quat[1] = v_qx * inv
+        out_quat[2] = v_qy * inv
+        out_quat[3] = v_qz * inv
+

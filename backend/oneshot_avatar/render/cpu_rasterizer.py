@@ -1,12 +1,14 @@
 """The CPU implementation of ``rasterize_gaussians``: compiled tile blending, forward and backward.
 
-The stages before blending are the reference's own PyTorch functions (``prepare_gaussians``:
-projection with gsplat's culling and box radii, SH colours, camera depth), so autograd carries
-their backward. Blending is gsplat's ``rasterize_to_pixels`` as numba kernels
-(``cpu_kernels``): Gaussians binned to 16x16 tiles and sorted by (depth, index) per tile,
-front-to-back compositing with early termination, multithreaded over tiles, and the
-hand-written backward (back to front from each pixel's last composited Gaussian) inside a
-``torch.autograd.Function``. Same semantics as ``torch_rasterizer`` (the twin it is tested
+SH colours are the reference's PyTorch function (autograd carries their backward). The
+projection (gsplat's ``projection_ewa_3dgs_fused``: covariance, EWA Jacobian with its FOV clamp,
+eps2d, culling and box radii) and the blending (gsplat's ``rasterize_to_pixels``: Gaussians
+binned to 16x16 tiles and sorted by (depth, index) per tile, front-to-back compositing with
+early termination) are numba kernels (``cpu_kernels``), multithreaded over Gaussians and
+tiles, with hand-written backward passes (blending back to front from each pixel's last
+composited Gaussian) inside ``torch.autograd.Function``s. When the cameras themselves need
+gradients (the body fit's silhouette term moves the camera), the projection is the reference's
+PyTorch one under autograd and only the blending is compiled. Same semantics as ``torch_rasterizer`` (the twin it is tested
 against); the blending runs in float64 whatever the input dtype and the results are returned in
 the input dtype.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -27,6 +30,7 @@ from oneshot_avatar.render.torch_rasterizer import (
     GSPLAT_TILE_SIZE,
     Projection,
     compose_images,
+    gaussian_colors,
     prepare_gaussians,
 )
 
@@ -52,6 +56,59 @@ def _as_f64(tensor: Tensor) -> np.ndarray:
     return np.ascontiguousarray(tensor.detach().to(torch.float64).cpu().numpy())
 
 
+@dataclass
+class _Blend:
+    """What the blending backward needs from its forward (numpy arrays, float64)."""
+
+    offsets: np.ndarray  # [I * tiles + 1]
+    flat_ids: np.ndarray  # [M]
+    tile_order: np.ndarray  # [T']
+    arrays: tuple  # means2d [F, 2], conics [F, 3], opacities [F], features [F, D]
+    trans: np.ndarray  # [I, H, W]
+    last: np.ndarray  # [I, H, W]
+    width: int
+    height: int
+
+
+def _blend_forward(
+    means2d: np.ndarray,  # [I, N, 2]
+    conics: np.ndarray,  # [I, N, 3]
+    opacities: np.ndarray,  # [I, N]
+    features: np.ndarray,  # [I, N, D]
+    radii: np.ndarray,  # [I, N, 2] int64
+    visible: np.ndarray,  # [I, N] bool
+    depths: np.ndarray,  # [I, N]
+    width: int,
+    height: int,
+) -> tuple[np.ndarray, _Blend]:  # accumulated features [I, H, W, D], state (trans, last, ...)
+    I, N = depths.shape
+    k = _kernels()
+    tiles_x, tiles_y = math.ceil(width / TILE_SIZE), math.ceil(height / TILE_SIZE)
+    arrays = (means2d.reshape(I * N, 2), conics.reshape(I * N, 3), opacities.reshape(I * N),
+              features.reshape(I * N, -1))
+    with _KERNEL_LOCK:
+        offsets, flat_ids = k.bin_gaussians(means2d, radii, depths, visible, TILE_SIZE, tiles_x,
+                                            tiles_y)
+        counts = np.diff(offsets)
+        order = np.argsort(-counts, kind="stable")  # most crowded tiles first
+        tile_order = np.ascontiguousarray(order[: int(np.count_nonzero(counts))])
+        accum, trans, last = k.rasterize_forward(
+            offsets, flat_ids, tile_order, *arrays, I, width, height, TILE_SIZE, tiles_x, tiles_y
+        )
+    return accum, _Blend(offsets, flat_ids, tile_order, arrays, trans, last, width, height)
+
+
+def _blend_backward(state: _Blend, v_accum: Tensor, v_trans: Tensor) -> np.ndarray:  # [F, 6 + D]
+    tiles_x = math.ceil(state.width / TILE_SIZE)
+    tiles_y = math.ceil(state.height / TILE_SIZE)
+    with _KERNEL_LOCK:
+        return _kernels().rasterize_backward(
+            state.offsets, state.flat_ids, state.tile_order, *state.arrays, state.trans,
+            state.last, _as_f64(v_accum), _as_f64(v_trans), state.width, state.height,
+            TILE_SIZE, tiles_x, tiles_y,
+        )
+
+
 class _TileBlend(torch.autograd.Function):
     """Per-tile compositing of projected Gaussians: ``(means2d, conics, opacities, features)``
     -> ``(accumulated features [I, H, W, D], final transmittance [I, H, W])``."""
@@ -59,45 +116,76 @@ class _TileBlend(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, opacities, features, radii, visible, depths, width, height):
         I, N = depths.shape
-        D = features.shape[-1]
-        k = _kernels()
-        tiles_x, tiles_y = math.ceil(width / TILE_SIZE), math.ceil(height / TILE_SIZE)
-        arrays = (
-            _as_f64(means2d).reshape(I * N, 2), _as_f64(conics).reshape(I * N, 3),
-            _as_f64(opacities).reshape(I * N), _as_f64(features).reshape(I * N, D),
+        accum, state = _blend_forward(
+            _as_f64(means2d), _as_f64(conics), _as_f64(opacities), _as_f64(features),
+            np.ascontiguousarray(radii.cpu().numpy()), np.ascontiguousarray(visible.cpu().numpy()),
+            _as_f64(depths), width, height,
         )
-        with _KERNEL_LOCK:
-            offsets, flat_ids = k.bin_gaussians(
-                _as_f64(means2d), np.ascontiguousarray(radii.cpu().numpy()), _as_f64(depths),
-                np.ascontiguousarray(visible.cpu().numpy()), TILE_SIZE, tiles_x, tiles_y,
-            )
-            counts = np.diff(offsets)
-            order = np.argsort(-counts, kind="stable")
-            tile_order = np.ascontiguousarray(order[: int(np.count_nonzero(counts))])
-            accum, trans, last = k.rasterize_forward(
-                offsets, flat_ids, tile_order, *arrays, I, width, height,
-                TILE_SIZE, tiles_x, tiles_y,
-            )
-        ctx.raster = (offsets, flat_ids, tile_order, arrays, trans, last,
-                      width, height, tiles_x, tiles_y)
-        ctx.shapes = (I, N, D)
+        ctx.state = state
+        ctx.shapes = (I, N, features.shape[-1])
         dtype = means2d.dtype
-        return torch.from_numpy(accum).to(dtype), torch.from_numpy(trans).to(dtype)
+        return torch.from_numpy(accum).to(dtype), torch.from_numpy(state.trans).to(dtype)
 
     @staticmethod
     def backward(ctx, v_accum, v_trans):
-        offsets, flat_ids, tile_order, arrays, trans, last, width, height, tx, ty = ctx.raster
         I, N, D = ctx.shapes
-        dtype = v_accum.dtype
-        with _KERNEL_LOCK:
-            grads = _kernels().rasterize_backward(
-                offsets, flat_ids, tile_order, *arrays, trans, last,
-                _as_f64(v_accum), _as_f64(v_trans), width, height, TILE_SIZE, tx, ty,
-            )
-        grads = torch.from_numpy(grads).to(dtype).reshape(I, N, -1)
+        grads = torch.from_numpy(_blend_backward(ctx.state, v_accum, v_trans))
+        grads = grads.to(v_accum.dtype).reshape(I, N, -1)
         v_means2d, v_conics, v_opac, v_feat = grads.split([2, 3, 1, D], dim=-1)
         return (v_means2d, v_conics, v_opac[..., 0], v_feat,
                 None, None, None, None, None)
+
+
+class _ProjectBlend(torch.autograd.Function):
+    """Projection (numba) and blending in one: ``(means, quats, scales, opacities, colours per
+    image)`` -> ``(accumulated RGB + depth [I, H, W, 4], final transmittance [I, H, W])``, for
+    cameras that need no gradient."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, opacities, rgb, viewmats, Ks, width, height, near,
+                far):
+        B, N = means.shape[:2]
+        C = viewmats.shape[1]
+        I = B * C
+        k = _kernels()
+        inputs = (_as_f64(means), _as_f64(quats), _as_f64(scales))
+        cams = (_as_f64(viewmats), _as_f64(Ks))
+        opac = _as_f64(opacities)
+        with _KERNEL_LOCK:
+            means2d, conics, depths, radii, visible = k.project_forward(
+                *inputs, opac, *cams, width, height, near, far
+            )
+        features = np.concatenate([_as_f64(rgb), depths[..., None]], axis=-1)  # [I, N, 4]
+        opac_images = np.ascontiguousarray(np.broadcast_to(opac[:, None], (B, C, N)))
+        accum, state = _blend_forward(means2d, conics, opac_images.reshape(I, N), features,
+                                      radii, visible, depths, width, height)
+        ctx.state = state
+        ctx.projection = (inputs, cams, visible, width, height, B, C, N)
+        dtype = means.dtype
+        return torch.from_numpy(accum).to(dtype), torch.from_numpy(state.trans).to(dtype)
+
+    @staticmethod
+    def backward(ctx, v_accum, v_trans):
+        inputs, cams, visible, width, height, B, C, N = ctx.projection
+        I = B * C
+        grads = _blend_backward(ctx.state, v_accum, v_trans).reshape(I, N, -1)
+        v_means2d = np.ascontiguousarray(grads[..., 0:2])
+        v_conics = np.ascontiguousarray(grads[..., 2:5])
+        v_depths = np.ascontiguousarray(grads[..., 9])
+        with _KERNEL_LOCK:
+            v_means, v_quats, v_scales = _kernels().project_backward(
+                *inputs, *cams, width, height, visible, v_means2d, v_conics, v_depths
+            )
+        dtype = v_accum.dtype
+
+        def per_scene(x: np.ndarray) -> Tensor:  # [I, N, ...] -> [B, N, ...], summed over C
+            t = torch.from_numpy(x)
+            return t.reshape((B, C) + t.shape[1:]).sum(1).to(dtype)
+
+        v_opac = per_scene(np.ascontiguousarray(grads[..., 5]))
+        v_rgb = torch.from_numpy(np.ascontiguousarray(grads[..., 6:9])).to(dtype)
+        return (per_scene(v_means), per_scene(v_quats), per_scene(v_scales), v_opac, v_rgb,
+                None, None, None, None, None, None)
 
 
 def rasterize_to_pixels_cpu(
@@ -133,8 +221,19 @@ def rasterize_gaussians_cpu(
 ) -> tuple[Tensor, Tensor, Tensor]:  # rgb [B, C, H, W, 3], alpha [B, C, H, W, 1], depth same
     """Render B scenes from C cameras each on the CPU; inputs are assumed validated by the
     caller (``oneshot_avatar.render.rasterize_gaussians``). Returns rgb, alpha, depth."""
-    proj, opac, features = prepare_gaussians(
-        means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, near, far
-    )
-    accum, trans = rasterize_to_pixels_cpu(proj, opac, features, width, height)
-    return compose_images(accum, trans, backgrounds, means.shape[0], viewmats.shape[1])
+    B, N = means.shape[:2]
+    C = viewmats.shape[1]
+    if viewmats.requires_grad or Ks.requires_grad:
+        # gradients w.r.t. the cameras (the fit's silhouette term moves the camera): the
+        # reference's projection under autograd, compiled blending
+        proj, opac, features = prepare_gaussians(
+            means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree,
+            near, far,
+        )
+        accum, trans = rasterize_to_pixels_cpu(proj, opac, features, width, height)
+    else:
+        rgb = gaussian_colors(means, colors, viewmats, sh_degree).reshape(B * C, N, 3)
+        accum, trans = _ProjectBlend.apply(
+            means, quats, scales, opacities, rgb, viewmats, Ks, width, height, near, far
+        )
+    return compose_images(accum, trans, backgrounds, B, C)
