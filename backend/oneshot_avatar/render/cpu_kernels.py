@@ -38,6 +38,8 @@ SIGMA_SLACK = 1e-6
 PIXEL_SLACK = 1e-3
 # per (tile, Gaussian) gradient row: d/d(mean x, mean y, conic a, b, c, opacity, features...)
 GRAD_FIXED = 6
+# Gaussians per task in the projection kernels
+CHUNK = 1024
 
 
 @njit(parallel=True, cache=True)
@@ -378,26 +380,23 @@ def _rotation(w, x, y, z):
     )
 
 
-@njit(cache=True)
-def _project_one(mean, quat, scale, view, K, width, height):
-    """Camera-space mean, the 2D covariance factor ``T = J R_v R(q) diag(s)`` (2 x 3; the 2D
-    covariance is ``T Tᵀ + eps2d I``) and the intermediate values the backward needs."""
-    qn = math.sqrt(quat[0] ** 2 + quat[1] ** 2 + quat[2] ** 2 + quat[3] ** 2)
+@njit(inline="always")
+def _project_one(means, quats, scales, viewmats, Ks, b, n, cam, width, height):
+    """Camera-space mean, the factor ``T = J R_v R(q) diag(s)`` of the 2D covariance (2 x 3,
+    row-major; the covariance is ``T Tᵀ + eps2d I``) and the intermediate values the backward
+    needs. Scalars and tuples only: no allocation per Gaussian."""
+    qw, qx, qy, qz = quats[b, n, 0], quats[b, n, 1], quats[b, n, 2], quats[b, n, 3]
+    qn = math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
     inv = 1.0 / max(qn, 1e-12)
-    rot = _rotation(quat[0] * inv, quat[1] * inv, quat[2] * inv, quat[3] * inv)
-    xc = np.empty(3)
-    for r in range(3):
-        xc[r] = view[r, 0] * mean[0] + view[r, 1] * mean[1] + view[r, 2] * mean[2] + view[r, 3]
+    rot = _rotation(qw * inv, qx * inv, qy * inv, qz * inv)
+    view = _view(viewmats, b, cam)
+    m0, m1, m2 = means[b, n, 0], means[b, n, 1], means[b, n, 2]
+    x = view[0] * m0 + view[1] * m1 + view[2] * m2 + view[9]
+    y = view[3] * m0 + view[4] * m1 + view[5] * m2 + view[10]
+    z = view[6] * m0 + view[7] * m1 + view[8] * m2 + view[11]
     # Mc = R_v R diag(s)
-    mc = np.empty((3, 3))
-    for r in range(3):
-        for col in range(3):
-            acc = 0.0
-            for k in range(3):
-                acc += view[r, k] * rot[3 * k + col]
-            mc[r, col] = acc * scale[col]
-    x, y, z = xc[0], xc[1], xc[2]
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    mc = _view_rot_scale(view, rot, scales[b, n, 0], scales[b, n, 1], scales[b, n, 2])
+    fx, fy, cx, cy = Ks[b, cam, 0, 0], Ks[b, cam, 1, 1], Ks[b, cam, 0, 2], Ks[b, cam, 1, 2]
     lim_x_pos = (width - cx) / fx + FOV_CLAMP_MARGIN * 0.5 * width / fx
     lim_x_neg = cx / fx + FOV_CLAMP_MARGIN * 0.5 * width / fx
     lim_y_pos = (height - cy) / fy + FOV_CLAMP_MARGIN * 0.5 * height / fy
@@ -408,15 +407,42 @@ def _project_one(mean, quat, scale, view, K, width, height):
     uy = y * rz
     ucx = min(lim_x_pos, max(-lim_x_neg, ux))
     ucy = min(lim_y_pos, max(-lim_y_neg, uy))
-    tx = z * ucx
-    ty = z * ucy
-    j00, j02 = fx * rz, -fx * tx * rz2
-    j11, j12 = fy * rz, -fy * ty * rz2
-    t = np.empty((2, 3))
-    for col in range(3):
-        t[0, col] = j00 * mc[0, col] + j02 * mc[2, col]
-        t[1, col] = j11 * mc[1, col] + j12 * mc[2, col]
-    return xc, rot, mc, t, ucx, ucy, ucx == ux, ucy == uy, inv, qn
+    j00 = fx * rz
+    j02 = -fx * (z * ucx) * rz2
+    j11 = fy * rz
+    j12 = -fy * (z * ucy) * rz2
+    t = (
+        j00 * mc[0] + j02 * mc[6], j00 * mc[1] + j02 * mc[7], j00 * mc[2] + j02 * mc[8],
+        j11 * mc[3] + j12 * mc[6], j11 * mc[4] + j12 * mc[7], j11 * mc[5] + j12 * mc[8],
+    )
+    return x, y, z, rot, mc, t, ucx, ucy, ucx == ux, ucy == uy, inv, qn, view
+
+
+@njit(inline="always")
+def _view(viewmats, b, cam):
+    """World -> camera rotation (row-major, 9 numbers) and translation (3) of one camera."""
+    return (
+        viewmats[b, cam, 0, 0], viewmats[b, cam, 0, 1], viewmats[b, cam, 0, 2],
+        viewmats[b, cam, 1, 0], viewmats[b, cam, 1, 1], viewmats[b, cam, 1, 2],
+        viewmats[b, cam, 2, 0], viewmats[b, cam, 2, 1], viewmats[b, cam, 2, 2],
+        viewmats[b, cam, 0, 3], viewmats[b, cam, 1, 3], viewmats[b, cam, 2, 3],
+    )
+
+
+@njit(inline="always")
+def _view_rot_scale(view, rot, s0, s1, s2):
+    """``R_v R diag(s)`` as 9 numbers (row-major); ``rot`` row-major 9 numbers."""
+    return (
+        (view[0] * rot[0] + view[1] * rot[3] + view[2] * rot[6]) * s0,
+        (view[0] * rot[1] + view[1] * rot[4] + view[2] * rot[7]) * s1,
+        (view[0] * rot[2] + view[1] * rot[5] + view[2] * rot[8]) * s2,
+        (view[3] * rot[0] + view[4] * rot[3] + view[5] * rot[6]) * s0,
+        (view[3] * rot[1] + view[4] * rot[4] + view[5] * rot[7]) * s1,
+        (view[3] * rot[2] + view[4] * rot[5] + view[5] * rot[8]) * s2,
+        (view[6] * rot[0] + view[7] * rot[3] + view[8] * rot[6]) * s0,
+        (view[6] * rot[1] + view[7] * rot[4] + view[8] * rot[7]) * s1,
+        (view[6] * rot[2] + view[7] * rot[5] + view[8] * rot[8]) * s2,
+    )
 
 
 @njit(parallel=True, cache=True)
@@ -442,26 +468,38 @@ def project_forward(
     depths = np.zeros((I, N))
     radii = np.zeros((I, N, 2), np.int64)
     visible = np.zeros((I, N), np.bool_)
-    for f in prange(I * N):
+    chunks = (I * N + CHUNK - 1) // CHUNK
+    for j in prange(chunks):
+        _project_chunk(j * CHUNK, min((j + 1) * CHUNK, I * N), means, quats, scales, opacities,
+                       viewmats, Ks, width, height, near, far, means2d, conics, depths, radii,
+                       visible)
+    return means2d, conics, depths, radii, visible
+
+
+@njit(cache=True)
+def _project_chunk(start, stop, means, quats, scales, opacities, viewmats, Ks, width, height,
+                   near, far, means2d, conics, depths, radii, visible):
+    """Gaussians ``start:stop`` (flattened over images) of ``project_forward`` (a plain
+    function: numba optimises the body of a ``prange`` loop poorly)."""
+    N = means.shape[1]
+    C = viewmats.shape[1]
+    for f in range(start, stop):
         i = f // N
         n = f - i * N
         b = i // C
         cam = i - b * C
-        view = viewmats[b, cam]
-        K = Ks[b, cam]
-        xc, rot, mc, t, ucx, ucy, inx, iny, inv, qn = _project_one(
-            means[b, n], quats[b, n], scales[b, n], view, K, width, height
+        x, y, z, rot, mc, t, ucx, ucy, inx, iny, inv, qn, view = _project_one(
+            means, quats, scales, viewmats, Ks, b, n, cam, width, height
         )
-        z = xc[2]
         depths[i, n] = z
         if not (z >= near and z <= far):
             continue
-        a = t[0, 0] ** 2 + t[0, 1] ** 2 + t[0, 2] ** 2 + EPS2D
-        bb = t[0, 0] * t[1, 0] + t[0, 1] * t[1, 1] + t[0, 2] * t[1, 2]
-        c = t[1, 0] ** 2 + t[1, 1] ** 2 + t[1, 2] ** 2 + EPS2D
+        a = t[0] * t[0] + t[1] * t[1] + t[2] * t[2] + EPS2D
+        bb = t[0] * t[3] + t[1] * t[4] + t[2] * t[5]
+        c = t[3] * t[3] + t[4] * t[4] + t[5] * t[5] + EPS2D
         det = a * c - bb * bb
-        mx = K[0, 0] * xc[0] / z + K[0, 2]
-        my = K[1, 1] * xc[1] / z + K[1, 2]
+        mx = Ks[b, cam, 0, 0] * x / z + Ks[b, cam, 0, 2]
+        my = Ks[b, cam, 1, 1] * y / z + Ks[b, cam, 1, 2]
         means2d[i, n, 0] = mx
         means2d[i, n, 1] = my
         if not det > 0.0:
@@ -482,7 +520,6 @@ def project_forward(
         radii[i, n, 0] = int(rx)
         radii[i, n, 1] = int(ry)
         visible[i, n] = True
-    return means2d, conics, depths, radii, visible
 
 
 @njit(parallel=True, cache=True)
@@ -509,65 +546,77 @@ def project_backward(
     v_means = np.zeros((I, N, 3))
     v_quats = np.zeros((I, N, 4))
     v_scales = np.zeros((I, N, 3))
-    for f in prange(I * N):
+    chunks = (I * N + CHUNK - 1) // CHUNK
+    for j in prange(chunks):
+        _project_gradient_chunk(j * CHUNK, min((j + 1) * CHUNK, I * N), means, quats, scales,
+                                viewmats, Ks, width, height, visible, v_means2d, v_conics,
+                                v_depths, v_means, v_quats, v_scales)
+    return v_means, v_quats, v_scales
+
+
+@njit(cache=True)
+def _project_gradient_chunk(start, stop, means, quats, scales, viewmats, Ks, width, height,
+                            visible, v_means2d, v_conics, v_depths, v_means, v_quats, v_scales):
+    """Gaussians ``start:stop`` (flattened over images) of ``project_backward``."""
+    N = means.shape[1]
+    C = viewmats.shape[1]
+    for f in range(start, stop):
         i = f // N
         n = f - i * N
         if not visible[i, n]:
             continue
         b = i // C
         cam = i - b * C
-        view = viewmats[b, cam]
-        K = Ks[b, cam]
-        _project_gradient(means[b, n], quats[b, n], scales[b, n], view, K, width, height,
-                          v_means2d[i, n], v_conics[i, n], v_depths[i, n],
-                          v_means[i, n], v_quats[i, n], v_scales[i, n])
-    return v_means, v_quats, v_scales
+        _project_gradient(means, quats, scales, viewmats, Ks, b, n, cam, i, width, height,
+                          v_means2d, v_conics, v_depths, v_means, v_quats, v_scales)
 
 
-@njit(cache=True)
-def _project_gradient(mean, quat, scale, view, K, width, height, v_m2, v_con, v_depth,
-                      out_mean, out_quat, out_scale):
-    xc, rot, mc, t, ucx, ucy, inx, iny, inv, qn = _project_one(
-        mean, quat, scale, view, K, width, height
+@njit(inline="always")
+def _project_gradient(means, quats, scales, viewmats, Ks, b, n, cam, i, width, height,
+                      v_means2d, v_conics, v_depths, v_means, v_quats, v_scales):
+    """Gradients of Gaussian n of scene b seen by camera cam (image i) into row [i, n] of
+    ``v_means``, ``v_quats``, ``v_scales``."""
+    x, y, z, rot, mc, t, ucx, ucy, inx, iny, inv, qn, view = _project_one(
+        means, quats, scales, viewmats, Ks, b, n, cam, width, height
     )
-    fx, fy = K[0, 0], K[1, 1]
-    x, y, z = xc[0], xc[1], xc[2]
+    fx, fy = Ks[b, cam, 0, 0], Ks[b, cam, 1, 1]
     rz = 1.0 / z
     rz2 = rz * rz
     # conic (A, B, C) = (c, -b, a) / det of the 2D covariance [[a, b], [b, c]]
-    a = t[0, 0] ** 2 + t[0, 1] ** 2 + t[0, 2] ** 2 + EPS2D
-    bb = t[0, 0] * t[1, 0] + t[0, 1] * t[1, 1] + t[0, 2] * t[1, 2]
-    c = t[1, 0] ** 2 + t[1, 1] ** 2 + t[1, 2] ** 2 + EPS2D
+    a = t[0] * t[0] + t[1] * t[1] + t[2] * t[2] + EPS2D
+    bb = t[0] * t[3] + t[1] * t[4] + t[2] * t[5]
+    c = t[3] * t[3] + t[4] * t[4] + t[5] * t[5] + EPS2D
     det = a * c - bb * bb
     id2 = 1.0 / (det * det)
-    vA, vB, vC = v_con[0], v_con[1], v_con[2]
+    vA, vB, vC = v_conics[i, n, 0], v_conics[i, n, 1], v_conics[i, n, 2]
     v_a = -vA * c * c * id2 + vB * bb * c * id2 + vC * (1.0 / det - a * c * id2)
     v_c = vA * (1.0 / det - a * c * id2) + vB * bb * a * id2 - vC * a * a * id2
     v_b = 2.0 * bb * (vA * c + vC * a) * id2 - vB * (1.0 / det + 2.0 * bb * bb * id2)
     # T rows: a = |T0|² + eps, b = T0·T1, c = |T1|² + eps
-    v_t = np.empty((2, 3))
-    for col in range(3):
-        v_t[0, col] = 2.0 * v_a * t[0, col] + v_b * t[1, col]
-        v_t[1, col] = 2.0 * v_c * t[1, col] + v_b * t[0, col]
+    vt0 = 2.0 * v_a * t[0] + v_b * t[3]
+    vt1 = 2.0 * v_a * t[1] + v_b * t[4]
+    vt2 = 2.0 * v_a * t[2] + v_b * t[5]
+    vt3 = 2.0 * v_c * t[3] + v_b * t[0]
+    vt4 = 2.0 * v_c * t[4] + v_b * t[1]
+    vt5 = 2.0 * v_c * t[5] + v_b * t[2]
     # T = J Mc, J = [[j00, 0, j02], [0, j11, j12]]
     tx = z * ucx
     ty = z * ucy
     j00, j02 = fx * rz, -fx * tx * rz2
     j11, j12 = fy * rz, -fy * ty * rz2
-    v_j00 = v_j02 = v_j11 = v_j12 = 0.0
-    v_mc = np.zeros((3, 3))
-    for col in range(3):
-        v_j00 += v_t[0, col] * mc[0, col]
-        v_j02 += v_t[0, col] * mc[2, col]
-        v_j11 += v_t[1, col] * mc[1, col]
-        v_j12 += v_t[1, col] * mc[2, col]
-        v_mc[0, col] = j00 * v_t[0, col]
-        v_mc[1, col] = j11 * v_t[1, col]
-        v_mc[2, col] = j02 * v_t[0, col] + j12 * v_t[1, col]
+    v_j00 = vt0 * mc[0] + vt1 * mc[1] + vt2 * mc[2]
+    v_j02 = vt0 * mc[6] + vt1 * mc[7] + vt2 * mc[8]
+    v_j11 = vt3 * mc[3] + vt4 * mc[4] + vt5 * mc[5]
+    v_j12 = vt3 * mc[6] + vt4 * mc[7] + vt5 * mc[8]
+    v_mc = (
+        j00 * vt0, j00 * vt1, j00 * vt2,
+        j11 * vt3, j11 * vt4, j11 * vt5,
+        j02 * vt0 + j12 * vt3, j02 * vt1 + j12 * vt4, j02 * vt2 + j12 * vt5,
+    )
     # J's dependence on the camera-space mean
     v_x = 0.0
     v_y = 0.0
-    v_z = v_depth
+    v_z = v_depths[i, n]
     v_z += -v_j00 * fx * rz2 + 2.0 * v_j02 * fx * tx * rz2 * rz
     v_z += -v_j11 * fy * rz2 + 2.0 * v_j12 * fy * ty * rz2 * rz
     v_tx = -v_j02 * fx * rz2
@@ -581,30 +630,24 @@ def _project_gradient(mean, quat, scale, view, K, width, height, v_m2, v_con, v_
     else:
         v_z += v_ty * ucy
     # projected mean (fx x / z + cx, fy y / z + cy)
-    v_x += v_m2[0] * fx * rz
-    v_y += v_m2[1] * fy * rz
-    v_z -= (v_m2[0] * fx * x + v_m2[1] * fy * y) * rz2
+    vmx, vmy = v_means2d[i, n, 0], v_means2d[i, n, 1]
+    v_x += vmx * fx * rz
+    v_y += vmy * fy * rz
+    v_z -= (vmx * fx * x + vmy * fy * y) * rz2
     # x_c = R_v mean + t
     for k in range(3):
-        out_mean[k] = view[0, k] * v_x + view[1, k] * v_y + view[2, k] * v_z
-    # Mc = R_v R diag(s): dL/dR = R_vᵀ dL/dMc diag(s), dL/ds_j = Σ_i (R_v R)_ij dL/dMc_ij
-    v_rot = np.zeros(9)
-    for r in range(3):
-        for col in range(3):
-            acc = 0.0
-            for k in range(3):
-                acc += view[k, r] * v_mc[k, col]
-            v_rot[3 * r + col] = acc * scale[col]
-    for col in range(3):
-        acc = 0.0
-        for r in range(3):
-            rr = view[r, 0] * rot[col] + view[r, 1] * rot[3 + col] + view[r, 2] * rot[6 + col]
-            acc += rr * v_mc[r, col]
-        out_scale[col] = acc
-    w, qx, qy, qz = quat[0] * inv, quat[1] * inv, quat[2] * inv, quat[3] * inv
-    v00, v01, v02, v10, v11, v12, v20, v21, v22 = (
-        v_rot[0], v_rot[1], v_rot[2], v_rot[3], v_rot[4], v_rot[5], v_rot[6], v_rot[7], v_rot[8]
-    )
+        v_means[i, n, k] = view[k] * v_x + view[3 + k] * v_y + view[6 + k] * v_z
+    # Mc = R_v R diag(s): dL/dR = R_vᵀ dL/dMc diag(s); dL/ds_j = Σ_i (R_v R)_ij dL/dMc_ij
+    s0, s1, s2 = scales[b, n, 0], scales[b, n, 1], scales[b, n, 2]
+    u = _view_transpose_times(view, v_mc)
+    v00, v01, v02 = u[0] * s0, u[1] * s1, u[2] * s2
+    v10, v11, v12 = u[3] * s0, u[4] * s1, u[5] * s2
+    v20, v21, v22 = u[6] * s0, u[7] * s1, u[8] * s2
+    vr = _view_rot_scale(view, rot, 1.0, 1.0, 1.0)  # R_v R
+    v_scales[i, n, 0] = vr[0] * v_mc[0] + vr[3] * v_mc[3] + vr[6] * v_mc[6]
+    v_scales[i, n, 1] = vr[1] * v_mc[1] + vr[4] * v_mc[4] + vr[7] * v_mc[7]
+    v_scales[i, n, 2] = vr[2] * v_mc[2] + vr[5] * v_mc[5] + vr[8] * v_mc[8]
+    w, qx, qy, qz = quats[b, n, 0] * inv, quats[b, n, 1] * inv, quats[b, n, 2] * inv, quats[b, n, 3] * inv
     v_w = 2.0 * (-qz * v01 + qy * v02 + qz * v10 - qx * v12 - qy * v20 + qx * v21)
     v_qx = 2.0 * (qy * v01 + qz * v02 + qy * v10 - w * v12 + qz * v20 + w * v21) \
         - 4.0 * qx * (v11 + v22)
@@ -613,15 +656,26 @@ def _project_gradient(mean, quat, scale, view, K, width, height, v_m2, v_con, v_
     v_qz = 2.0 * (-w * v01 + qx * v02 + w * v10 + qy * v12 + qx * v20 + qy * v21) \
         - 4.0 * qz * (v00 + v11)
     # q̂ = q / max(|q|, 1e-12)
+    dot = 0.0
     if qn > 1e-12:
         dot = w * v_w + qx * v_qx + qy * v_qy + qz * v_qz
-        out_quat[0] = (v_w - w * dot) * inv
-        out_quat[1] = (v_qx - qx * dot) * inv
-        out_quat[2] = (v_qy - qy * dot) * inv
-        out_quat[3] = (v_qz - qz * dot) * inv
-    else:
-        out_quat[0] = v_w * inv
-        out_quat[1] = v_qx * inv
-        out_quat[2] = v_qy * inv
-        out_quat[3] = v_qz * inv
+    v_quats[i, n, 0] = (v_w - w * dot) * inv
+    v_quats[i, n, 1] = (v_qx - qx * dot) * inv
+    v_quats[i, n, 2] = (v_qy - qy * dot) * inv
+    v_quats[i, n, 3] = (v_qz - qz * dot) * inv
 
+
+@njit(inline="always")
+def _view_transpose_times(view, m):
+    """``R_vᵀ M`` for a row-major 9-tuple ``M``."""
+    return (
+        view[0] * m[0] + view[3] * m[3] + view[6] * m[6],
+        view[0] * m[1] + view[3] * m[4] + view[6] * m[7],
+        view[0] * m[2] + view[3] * m[5] + view[6] * m[8],
+        view[1] * m[0] + view[4] * m[3] + view[7] * m[6],
+        view[1] * m[1] + view[4] * m[4] + view[7] * m[7],
+        view[1] * m[2] + view[4] * m[5] + view[7] * m[8],
+        view[2] * m[0] + view[5] * m[3] + view[8] * m[6],
+        view[2] * m[1] + view[5] * m[4] + view[8] * m[7],
+        view[2] * m[2] + view[5] * m[5] + view[8] * m[8],
+    )
