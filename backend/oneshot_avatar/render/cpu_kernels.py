@@ -1,11 +1,16 @@
-"""numba kernels of the CPU tile rasterizer: binning, per-tile forward blending and its
-hand-written backward (gsplat's ``isect_tiles``, ``rasterize_to_pixels_3dgs_fwd`` and ``_bwd``
-on a CPU, one tile per task).
+"""numba kernels of the CPU tile rasterizer: projection, binning, per-tile forward blending
+and their hand-written backward passes (gsplat's ``projection_ewa_3dgs_fused``,
+``isect_tiles``, ``rasterize_to_pixels_3dgs_fwd`` and ``_bwd`` on a CPU).
 
-Imported only when the ``"cpu"`` backend runs (importing numba and loading the cached machine
-code takes about a second; compiling them the first time on a machine takes longer: see
-``warm_up``). Every kernel works in float64 on arrays the caller converts, so there is one
-compiled signature each; the results go back to the caller's dtype.
+Imported only when the ``"cpu"`` backend runs. Compiled once per machine into numba's cache
+(``cache=True``: next to this file, or numba's user cache folder when that is read-only) and
+loaded from there afterwards. Every kernel works in float64 on arrays the caller converts, so
+there is one compiled signature each; the results go back to the caller's dtype.
+
+Threads: the kernels are plain ``nogil`` functions that take ``(worker, workers, ...)`` and do
+their share (interleaved tiles, contiguous Gaussian ranges); ``cpu_rasterizer`` runs one per
+thread of a small pool. No numba threading layer is involved, so several Python threads may
+render at once.
 
 Per tile, the Gaussians are visited front to back (backward: back to front), each over only
 the pixels where ``σ <= ln(255 o)`` could hold: for each pixel row the interval of ``dx`` solving
@@ -13,7 +18,7 @@ the pixels where ``σ <= ln(255 o)`` could hold: for each pixel row the interval
 skips pixels where ``α < 1/255`` anyway). Per-pixel state (transmittance, accumulated features,
 the number of the last Gaussian composited) lives in small arrays for the tile's 256 pixels.
 
-Determinism: each tile is computed by one thread in a fixed order; the backward writes every
+Determinism: each tile is computed by one worker in a fixed order; the backward writes every
 (tile, Gaussian) pair's gradient into its own row of a scratch array and sums the rows per
 Gaussian in the intersection order, so results do not depend on thread count or scheduling.
 """
@@ -23,7 +28,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 # gsplat's constants; tests check that they equal the PyTorch reference's.
 ALPHA_THRESHOLD = 1.0 / 255.0
@@ -38,30 +43,28 @@ SIGMA_SLACK = 1e-6
 PIXEL_SLACK = 1e-3
 # per (tile, Gaussian) gradient row: d/d(mean x, mean y, conic a, b, c, opacity, features...)
 GRAD_FIXED = 6
-# Gaussians per task in the projection kernels
-CHUNK = 1024
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def bin_gaussians(
     means2d,  # [I, N, 2] float64 pixel coordinates
     radii,  # [I, N, 2] int64 box half-sizes, 0 where culled
-    depths,  # [I, N] float64
     visible,  # [I, N] bool
     tile_size,
     tiles_x,
     tiles_y,
 ):  # -> offsets [I * tiles + 1] int64, flat_ids [M] int64 into the flattened [I * N]
-    """Every (image, tile, Gaussian) whose box overlaps the tile, grouped by tile, each tile's
-    list sorted front to back by (depth, Gaussian index).
+    """Every (image, tile, Gaussian) whose box overlaps the tile, grouped by tile, in Gaussian
+    index order within a tile (``sort_tiles`` then orders them by depth).
 
     Tile bounds as gsplat's ``isect_tiles``: ``[floor((m - r)/s), ceil((m + r)/s))`` per axis,
     clamped to the grid.
     """
-    I, N = depths.shape
+    I, N = visible.shape
     tiles = tiles_x * tiles_y
     rect = np.zeros((I * N, 4), np.int64)  # tile x0, y0, x1, y1 (exclusive); empty if culled
-    for f in prange(I * N):
+    counts = np.zeros(I * tiles, np.int64)
+    for f in range(I * N):
         i = f // N
         n = f - i * N
         if not visible[i, n]:
@@ -70,16 +73,17 @@ def bin_gaussians(
         my = means2d[i, n, 1] / tile_size
         rx = radii[i, n, 0] / tile_size
         ry = radii[i, n, 1] / tile_size
-        rect[f, 0] = min(max(int(math.floor(mx - rx)), 0), tiles_x)
-        rect[f, 1] = min(max(int(math.floor(my - ry)), 0), tiles_y)
-        rect[f, 2] = min(max(int(math.ceil(mx + rx)), 0), tiles_x)
-        rect[f, 3] = min(max(int(math.ceil(my + ry)), 0), tiles_y)
-
-    counts = np.zeros(I * tiles, np.int64)
-    for f in range(I * N):
-        base = (f // N) * tiles
-        for ty in range(rect[f, 1], rect[f, 3]):
-            for tx in range(rect[f, 0], rect[f, 2]):
+        x0 = min(max(int(math.floor(mx - rx)), 0), tiles_x)
+        y0 = min(max(int(math.floor(my - ry)), 0), tiles_y)
+        x1 = min(max(int(math.ceil(mx + rx)), 0), tiles_x)
+        y1 = min(max(int(math.ceil(my + ry)), 0), tiles_y)
+        rect[f, 0] = x0
+        rect[f, 1] = y0
+        rect[f, 2] = x1
+        rect[f, 3] = y1
+        base = i * tiles
+        for ty in range(y0, y1):
+            for tx in range(x0, x1):
                 counts[base + ty * tiles_x + tx] += 1
     offsets = np.zeros(I * tiles + 1, np.int64)
     for t in range(I * tiles):
@@ -93,11 +97,23 @@ def bin_gaussians(
                 t = base + ty * tiles_x + tx
                 flat_ids[cursor[t]] = f
                 cursor[t] += 1
-
-    flat_depths = depths.reshape(I * N)
-    for t in prange(I * tiles):
-        _sort_tile(flat_ids, offsets[t], offsets[t + 1], flat_depths)
     return offsets, flat_ids
+
+
+@njit(nogil=True, cache=True)
+def sort_tiles(
+    worker,
+    workers,
+    tile_order,  # [T'] int64 non-empty tiles
+    offsets,  # [I * tiles + 1]
+    flat_ids,  # [M] sorted in place
+    flat_depths,  # [I * N] float64
+):
+    """Stable sort of each tile's list by depth (ties keep index order, like gsplat's stable
+    radix sort): this worker's share, tiles ``tile_order[worker::workers]``."""
+    for j in range(worker, tile_order.shape[0], workers):
+        t = tile_order[j]
+        _sort_tile(flat_ids, offsets[t], offsets[t + 1], flat_depths)
 
 
 @njit(cache=True)
@@ -143,8 +159,10 @@ def _col_range(mx, dy, a, b, c, cut, x_lo, x_hi):
     return c0, c1
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def rasterize_forward(
+    worker,
+    workers,
     offsets,  # [I * tiles + 1] int64
     flat_ids,  # [M] int64
     tile_order,  # [T'] int64 the non-empty tiles, most crowded first
@@ -152,32 +170,29 @@ def rasterize_forward(
     conics,  # [F, 3] float64 (a, b, c): σ = ½(a dx² + c dy²) + b dx dy
     opacities,  # [F] float64
     features,  # [F, D] float64
-    num_images,
     width,
     height,
     tile_size,
     tiles_x,
     tiles_y,
-):  # -> accumulated features [I, H, W, D], transmittance [I, H, W], last [I, H, W] int32
+    out,  # [I, H, W, D] zeros: accumulated features
+    trans_out,  # [I, H, W] ones: final transmittance
+    last_out,  # [I, H, W] int32 zeros
+):
     """Front-to-back blending per tile with gsplat's skip (``σ < 0`` or ``α < 1/255``), cap
     (0.999) and exclusive early stop (the Gaussian that would bring T to 1e-4 or below is not
     composited and ends the pixel). ``last`` is 1 + the tile-list position of the last Gaussian
-    composited into each pixel (0: none), which the backward starts from."""
-    D = features.shape[1]
-    out = np.zeros((num_images, height, width, D))
-    trans_out = np.ones((num_images, height, width))
-    last_out = np.zeros((num_images, height, width), np.int32)
-    for j in prange(tile_order.shape[0]):
+    composited into each pixel (0: none), which the backward starts from. This worker's share:
+    tiles ``tile_order[worker::workers]``."""
+    for j in range(worker, tile_order.shape[0], workers):
         _forward_tile(tile_order[j], offsets, flat_ids, means2d, conics, opacities, features,
                       width, height, tile_size, tiles_x, tiles_y, out, trans_out, last_out)
-    return out, trans_out, last_out
 
 
 @njit(cache=True)
 def _forward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, width, height,
                   tile_size, tiles_x, tiles_y, out, trans_out, last_out):
-    """One tile of ``rasterize_forward`` (a plain function: numba optimises the body of a
-    ``prange`` loop poorly)."""
+    """One tile of ``rasterize_forward``."""
     D = features.shape[1]
     tiles = tiles_x * tiles_y
     pixels = tile_size * tile_size
@@ -239,8 +254,10 @@ def _forward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, wi
                 out[image, py, px, d] = accum[p, d]
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def rasterize_backward(
+    worker,
+    workers,
     offsets,  # [I * tiles + 1] int64
     flat_ids,  # [M] int64
     tile_order,  # [T'] int64
@@ -257,7 +274,8 @@ def rasterize_backward(
     tile_size,
     tiles_x,
     tiles_y,
-):  # -> [F, 6 + D]: dL/d(mean x, mean y, conic a, b, c, opacity, features)
+    scratch,  # [M, 6 + D] zeros: per (tile, Gaussian) dL/d(mean x, y, conic a, b, c, o, f)
+):
     """Back to front per pixel from its last composited Gaussian, recovering the transmittance
     before each Gaussian by division (``T_i = T_{i+1} / (1 - α_i)``, as gsplat does) and
     keeping ``S = Σ_{j>i} f_j α_j T_j``:
@@ -265,21 +283,32 @@ def rasterize_backward(
     * ``dL/df_i = α_i T_i · v_F``;
     * ``dL/dα_i = Σ_d (f_id T_i - S_d / (1 - α_i)) v_F,d - T_final / (1 - α_i) · v_T``;
     * through ``α = o exp(-σ)`` only where ``o exp(-σ) <= 0.999`` (the cap passes no gradient).
-    """
-    width_grad = GRAD_FIXED + features.shape[1]
-    scratch = np.zeros((flat_ids.shape[0], width_grad))
-    for j in prange(tile_order.shape[0]):
+
+    This worker's share: tiles ``tile_order[worker::workers]``; ``reduce_gradients`` sums
+    ``scratch`` per Gaussian."""
+    for j in range(worker, tile_order.shape[0], workers):
         _backward_tile(tile_order[j], offsets, flat_ids, means2d, conics, opacities, features,
                        trans_final, last, v_accum, v_trans, width, height, tile_size, tiles_x,
                        tiles_y, scratch)
 
-    # per Gaussian, the sum of its (tile, Gaussian) rows in intersection order: one column per
-    # task, so the order of the additions never depends on the threads
-    grads = np.zeros((means2d.shape[0], width_grad))
-    for q in prange(width_grad):
-        for e in range(flat_ids.shape[0]):
-            grads[flat_ids[e], q] += scratch[e, q]
-    return grads
+
+@njit(nogil=True, cache=True)
+def reduce_gradients(
+    worker,
+    workers,
+    flat_ids,  # [M]
+    scratch,  # [M, Q]
+    grads,  # [F, Q] zeros
+):
+    """Per Gaussian, the sum of its (tile, Gaussian) rows in intersection order; a worker owns
+    the Gaussians ``g`` with ``g % workers == worker``, so the order of the additions never
+    depends on the threads."""
+    for e in range(flat_ids.shape[0]):
+        g = flat_ids[e]
+        if g % workers != worker:
+            continue
+        for q in range(scratch.shape[1]):
+            grads[g, q] += scratch[e, q]
 
 
 @njit(cache=True)
@@ -445,8 +474,10 @@ def _view_rot_scale(view, rot, s0, s1, s2):
     )
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def project_forward(
+    worker,
+    workers,
     means,  # [B, N, 3] float64 world
     quats,  # [B, N, 4] wxyz
     scales,  # [B, N, 3]
@@ -457,30 +488,31 @@ def project_forward(
     height,
     near,
     far,
-):  # -> means2d [I, N, 2], conics [I, N, 3], depths [I, N], radii [I, N, 2], visible [I, N]
+    means2d,  # [I, N, 2] zeros
+    conics,  # [I, N, 3] zeros
+    depths,  # [I, N] zeros
+    radii,  # [I, N, 2] int64 zeros
+    visible,  # [I, N] bool False
+):
     """EWA projection with gsplat's culling, box radii and FOV clamp, as
-    ``torch_rasterizer.project_gaussians`` (I = B·C images, camera-major within a batch)."""
-    B, N = means.shape[0], means.shape[1]
-    C = viewmats.shape[1]
-    I = B * C
-    means2d = np.zeros((I, N, 2))
-    conics = np.zeros((I, N, 3))
-    depths = np.zeros((I, N))
-    radii = np.zeros((I, N, 2), np.int64)
-    visible = np.zeros((I, N), np.bool_)
-    chunks = (I * N + CHUNK - 1) // CHUNK
-    for j in prange(chunks):
-        _project_chunk(j * CHUNK, min((j + 1) * CHUNK, I * N), means, quats, scales, opacities,
-                       viewmats, Ks, width, height, near, far, means2d, conics, depths, radii,
-                       visible)
-    return means2d, conics, depths, radii, visible
+    ``torch_rasterizer.project_gaussians`` (I = B·C images, camera-major within a batch), of
+    this worker's contiguous share of the I·N (image, Gaussian) pairs."""
+    total = means2d.shape[0] * means2d.shape[1]
+    start, stop = _share(worker, workers, total)
+    _project_chunk(start, stop, means, quats, scales, opacities, viewmats, Ks, width, height,
+                   near, far, means2d, conics, depths, radii, visible)
+
+
+@njit(inline="always")
+def _share(worker, workers, total):
+    per = (total + workers - 1) // workers
+    return min(worker * per, total), min((worker + 1) * per, total)
 
 
 @njit(cache=True)
 def _project_chunk(start, stop, means, quats, scales, opacities, viewmats, Ks, width, height,
                    near, far, means2d, conics, depths, radii, visible):
-    """Gaussians ``start:stop`` (flattened over images) of ``project_forward`` (a plain
-    function: numba optimises the body of a ``prange`` loop poorly)."""
+    """Gaussians ``start:stop`` (flattened over images) of ``project_forward``."""
     N = means.shape[1]
     C = viewmats.shape[1]
     for f in range(start, stop):
@@ -522,8 +554,10 @@ def _project_chunk(start, stop, means, quats, scales, opacities, viewmats, Ks, w
         visible[i, n] = True
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def project_backward(
+    worker,
+    workers,
     means,  # [B, N, 3] float64
     quats,  # [B, N, 4]
     scales,  # [B, N, 3]
@@ -535,23 +569,17 @@ def project_backward(
     v_means2d,  # [I, N, 2]
     v_conics,  # [I, N, 3]
     v_depths,  # [I, N]
-):  # -> dL/dmeans [I, N, 3], dL/dquats [I, N, 4], dL/dscales [I, N, 3] per image
+    v_means,  # [I, N, 3] zeros: dL/dmeans per image
+    v_quats,  # [I, N, 4] zeros
+    v_scales,  # [I, N, 3] zeros
+):
     """The chain rule through ``project_forward`` for the visible Gaussians (the others get no
     gradient, as in gsplat): conic = inverse of ``T Tᵀ + eps2d I``, ``T = J R_v R(q̂) diag(s)``,
     the perspective Jacobian ``J`` (with its FOV clamp: a clamped ``x/z`` passes no gradient
-    to ``x``), the projected mean and the camera depth."""
-    B, N = means.shape[0], means.shape[1]
-    C = viewmats.shape[1]
-    I = B * C
-    v_means = np.zeros((I, N, 3))
-    v_quats = np.zeros((I, N, 4))
-    v_scales = np.zeros((I, N, 3))
-    chunks = (I * N + CHUNK - 1) // CHUNK
-    for j in prange(chunks):
-        _project_gradient_chunk(j * CHUNK, min((j + 1) * CHUNK, I * N), means, quats, scales,
-                                viewmats, Ks, width, height, visible, v_means2d, v_conics,
-                                v_depths, v_means, v_quats, v_scales)
-    return v_means, v_quats, v_scales
+    to ``x``), the projected mean and the camera depth. This worker's contiguous share."""
+    start, stop = _share(worker, workers, visible.shape[0] * visible.shape[1])
+    _project_gradient_chunk(start, stop, means, quats, scales, viewmats, Ks, width, height,
+                            visible, v_means2d, v_conics, v_depths, v_means, v_quats, v_scales)
 
 
 @njit(cache=True)

@@ -12,14 +12,15 @@ PyTorch one under autograd and only the blending is compiled. Same semantics as 
 against); the blending runs in float64 whatever the input dtype and the results are returned in
 the input dtype.
 
+The kernels run on ``torch.get_num_threads()`` threads (a small pool; they release the GIL).
 Images and gradients do not depend on the number of threads or their scheduling.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,20 +37,37 @@ from oneshot_avatar.render.torch_rasterizer import (
 
 TILE_SIZE = GSPLAT_TILE_SIZE  # 16 x 16 pixels, as gsplat
 
-# numba's fallback thread pool ("workqueue", used when neither TBB nor OpenMP is available)
-# must not be entered from two Python threads at once; the kernels use every core anyway.
-_KERNEL_LOCK = threading.Lock()
-
-
-def numba_available() -> bool:
-    """Whether numba (the CPU backend's compiler) is installed."""
-    return importlib.util.find_spec("numba") is not None
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 
 
 def _kernels():
     from oneshot_avatar.render import cpu_kernels
 
     return cpu_kernels
+
+
+def _workers() -> int:
+    """Threads per kernel: torch's intra-op thread count (``torch.set_num_threads``)."""
+    return max(1, torch.get_num_threads())
+
+
+def _run(kernel, *args) -> None:
+    """``kernel(worker, workers, *args)`` for every worker, on a thread pool (the kernels
+    release the GIL); the calling thread does worker 0."""
+    workers = _workers()
+    if workers == 1:
+        kernel(0, 1, *args)
+        return
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < workers - 1:
+            _POOL = ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="oneshot-raster")
+        pool = _POOL
+    futures = [pool.submit(kernel, w, workers, *args) for w in range(1, workers)]
+    kernel(0, workers, *args)
+    for future in futures:
+        future.result()
 
 
 def _as_f64(tensor: Tensor) -> np.ndarray:
@@ -82,31 +100,37 @@ def _blend_forward(
     height: int,
 ) -> tuple[np.ndarray, _Blend]:  # accumulated features [I, H, W, D], state (trans, last, ...)
     I, N = depths.shape
+    D = features.shape[-1]
     k = _kernels()
     tiles_x, tiles_y = math.ceil(width / TILE_SIZE), math.ceil(height / TILE_SIZE)
     arrays = (means2d.reshape(I * N, 2), conics.reshape(I * N, 3), opacities.reshape(I * N),
-              features.reshape(I * N, -1))
-    with _KERNEL_LOCK:
-        offsets, flat_ids = k.bin_gaussians(means2d, radii, depths, visible, TILE_SIZE, tiles_x,
-                                            tiles_y)
-        counts = np.diff(offsets)
-        order = np.argsort(-counts, kind="stable")  # most crowded tiles first
-        tile_order = np.ascontiguousarray(order[: int(np.count_nonzero(counts))])
-        accum, trans, last = k.rasterize_forward(
-            offsets, flat_ids, tile_order, *arrays, I, width, height, TILE_SIZE, tiles_x, tiles_y
-        )
+              features.reshape(I * N, D))
+    offsets, flat_ids = k.bin_gaussians(means2d, radii, visible, TILE_SIZE, tiles_x, tiles_y)
+    counts = np.diff(offsets)
+    order = np.argsort(-counts, kind="stable")  # most crowded tiles first
+    tile_order = np.ascontiguousarray(order[: int(np.count_nonzero(counts))])
+    _run(k.sort_tiles, tile_order, offsets, flat_ids, depths.reshape(I * N))
+    accum = np.zeros((I, height, width, D))
+    trans = np.ones((I, height, width))
+    last = np.zeros((I, height, width), np.int32)
+    _run(k.rasterize_forward, offsets, flat_ids, tile_order, *arrays, width, height, TILE_SIZE,
+         tiles_x, tiles_y, accum, trans, last)
     return accum, _Blend(offsets, flat_ids, tile_order, arrays, trans, last, width, height)
 
 
 def _blend_backward(state: _Blend, v_accum: Tensor, v_trans: Tensor) -> np.ndarray:  # [F, 6 + D]
+    k = _kernels()
     tiles_x = math.ceil(state.width / TILE_SIZE)
     tiles_y = math.ceil(state.height / TILE_SIZE)
-    with _KERNEL_LOCK:
-        return _kernels().rasterize_backward(
-            state.offsets, state.flat_ids, state.tile_order, *state.arrays, state.trans,
-            state.last, _as_f64(v_accum), _as_f64(v_trans), state.width, state.height,
-            TILE_SIZE, tiles_x, tiles_y,
-        )
+    means2d = state.arrays[0]
+    D = state.arrays[3].shape[1]
+    scratch = np.zeros((len(state.flat_ids), k.GRAD_FIXED + D))
+    _run(k.rasterize_backward, state.offsets, state.flat_ids, state.tile_order, *state.arrays,
+         state.trans, state.last, _as_f64(v_accum), _as_f64(v_trans), state.width, state.height,
+         TILE_SIZE, tiles_x, tiles_y, scratch)
+    grads = np.zeros((means2d.shape[0], scratch.shape[1]))
+    _run(k.reduce_gradients, state.flat_ids, scratch, grads)
+    return grads
 
 
 class _TileBlend(torch.autograd.Function):
@@ -151,10 +175,13 @@ class _ProjectBlend(torch.autograd.Function):
         inputs = (_as_f64(means), _as_f64(quats), _as_f64(scales))
         cams = (_as_f64(viewmats), _as_f64(Ks))
         opac = _as_f64(opacities)
-        with _KERNEL_LOCK:
-            means2d, conics, depths, radii, visible = k.project_forward(
-                *inputs, opac, *cams, width, height, near, far
-            )
+        means2d = np.zeros((I, N, 2))
+        conics = np.zeros((I, N, 3))
+        depths = np.zeros((I, N))
+        radii = np.zeros((I, N, 2), np.int64)
+        visible = np.zeros((I, N), np.bool_)
+        _run(k.project_forward, *inputs, opac, *cams, width, height, near, far,
+             means2d, conics, depths, radii, visible)
         features = np.concatenate([_as_f64(rgb), depths[..., None]], axis=-1)  # [I, N, 4]
         opac_images = np.ascontiguousarray(np.broadcast_to(opac[:, None], (B, C, N)))
         accum, state = _blend_forward(means2d, conics, opac_images.reshape(I, N), features,
@@ -172,10 +199,11 @@ class _ProjectBlend(torch.autograd.Function):
         v_means2d = np.ascontiguousarray(grads[..., 0:2])
         v_conics = np.ascontiguousarray(grads[..., 2:5])
         v_depths = np.ascontiguousarray(grads[..., 9])
-        with _KERNEL_LOCK:
-            v_means, v_quats, v_scales = _kernels().project_backward(
-                *inputs, *cams, width, height, visible, v_means2d, v_conics, v_depths
-            )
+        v_means = np.zeros((I, N, 3))
+        v_quats = np.zeros((I, N, 4))
+        v_scales = np.zeros((I, N, 3))
+        _run(_kernels().project_backward, *inputs, *cams, width, height, visible, v_means2d,
+             v_conics, v_depths, v_means, v_quats, v_scales)
         dtype = v_accum.dtype
 
         def per_scene(x: np.ndarray) -> Tensor:  # [I, N, ...] -> [B, N, ...], summed over C
