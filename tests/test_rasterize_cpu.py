@@ -157,8 +157,10 @@ def compare(cpu, ref, *, expect_visible=True):
         scale = b.abs().max().item()
         err = (a - b).abs().max().item()
         if scale == 0:
-            print(f"  d/d{name:11s} both zero: max |cpu| {a.abs().max().item():.3e}")
-            if err != 0:
+            # nothing to compare with; the float64 CPU path may keep a gradient that the
+            # float32 reference underflows to 0 (a 1e-7 m Gaussian's quaternion: ~1e-28)
+            print(f"  d/d{name:11s} reference zero: max |cpu| {a.abs().max().item():.3e}")
+            if err > 1e-20:
                 failures.append(f"d/d{name}: reference is zero, cpu has {err:.3e}")
             continue
         cosine = torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0).item()
@@ -268,7 +270,10 @@ def test_an_empty_scene_renders_the_background_and_backpropagates():
     assert torch.allclose(out.rgb, backgrounds[:, :, None, None].expand_as(out.rgb))
     assert torch.equal(out.alpha, torch.zeros_like(out.alpha))
     assert torch.equal(out.depth, torch.zeros_like(out.depth))
-    assert torch.equal(grads["backgrounds"], torch.full_like(backgrounds, 17 * 20))
+    # T = 1 everywhere: d(Σ w·rgb)/d(background) is the sum of the loss weights per image
+    w_rgb = torch.rand(out.rgb.shape, generator=torch.Generator().manual_seed(5))
+    assert torch.allclose(grads["backgrounds"], w_rgb.sum(dim=(2, 3)))
+    assert all(torch.count_nonzero(g) == 0 for k, g in grads.items() if k != "backgrounds")
 
 
 def test_float64_inputs_match_the_float64_reference_closely():

@@ -154,7 +154,7 @@ class _TileBlend(torch.autograd.Function):
     def backward(ctx, v_accum, v_trans):
         I, N, D = ctx.shapes
         grads = torch.from_numpy(_blend_backward(ctx.state, v_accum, v_trans))
-        grads = grads.to(v_accum.dtype).reshape(I, N, -1)
+        grads = grads.to(v_accum.dtype).reshape(I, N, 6 + D)
         v_means2d, v_conics, v_opac, v_feat = grads.split([2, 3, 1, D], dim=-1)
         return (v_means2d, v_conics, v_opac[..., 0], v_feat,
                 None, None, None, None, None)
@@ -195,7 +195,8 @@ class _ProjectBlend(torch.autograd.Function):
     def backward(ctx, v_accum, v_trans):
         inputs, cams, visible, width, height, B, C, N = ctx.projection
         I = B * C
-        grads = _blend_backward(ctx.state, v_accum, v_trans).reshape(I, N, -1)
+        D = ctx.state.arrays[3].shape[1]
+        grads = _blend_backward(ctx.state, v_accum, v_trans).reshape(I, N, 6 + D)
         v_means2d = np.ascontiguousarray(grads[..., 0:2])
         v_conics = np.ascontiguousarray(grads[..., 2:5])
         v_depths = np.ascontiguousarray(grads[..., 9])
