@@ -8,9 +8,9 @@ early termination) are numba kernels (``cpu_kernels``), multithreaded over Gauss
 tiles, with hand-written backward passes (blending back to front from each pixel's last
 composited Gaussian) inside ``torch.autograd.Function``s. When the cameras themselves need
 gradients (the body fit's silhouette term moves the camera), the projection is the reference's
-PyTorch one under autograd and only the blending is compiled. Same semantics as ``torch_rasterizer`` (the twin it is tested
-against); the blending runs in float64 whatever the input dtype and the results are returned in
-the input dtype.
+PyTorch one under autograd and only the blending is compiled. Same semantics as
+``torch_rasterizer`` (the twin it is tested against); the kernels compute in float64 whatever
+the input dtype and the results are returned in the input dtype.
 
 The kernels run on ``torch.get_num_threads()`` threads (a small pool; they release the GIL).
 Images and gradients do not depend on the number of threads or their scheduling.
@@ -37,7 +37,7 @@ from oneshot_avatar.render.torch_rasterizer import (
 
 TILE_SIZE = GSPLAT_TILE_SIZE  # 16 x 16 pixels, as gsplat
 
-_POOL: ThreadPoolExecutor | None = None
+_POOL: tuple[ThreadPoolExecutor, int] | None = None  # the pool and its size, made on first use
 _POOL_LOCK = threading.Lock()
 
 
@@ -61,9 +61,10 @@ def _run(kernel, *args) -> None:
         return
     global _POOL
     with _POOL_LOCK:
-        if _POOL is None or _POOL._max_workers < workers - 1:
-            _POOL = ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="oneshot-raster")
-        pool = _POOL
+        if _POOL is None or _POOL[1] < workers - 1:
+            _POOL = (ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="raster"),
+                     workers - 1)
+        pool = _POOL[0]
     futures = [pool.submit(kernel, w, workers, *args) for w in range(1, workers)]
     kernel(0, workers, *args)
     for future in futures:
