@@ -9,8 +9,8 @@
 Gaussian per triangle of the open default body (27,420 unless ``--gaussians`` asks for more),
 SH degree 1, the front camera that frames the body (builds the body on first use; set
 ``ONESHOT_AVATAR_CACHE`` to reuse a built one). Renders ``batch`` scenes x ``cameras`` views per
-call and prints the device, the number of Gaussians, the resolution and the time per call and
-per frame (one image); with several backends, each one's speed-up over the first. With
+call and prints the device, the number of Gaussians, the resolution, the wall-clock and the CPU
+time per frame (one image); with several backends, each one's speed-up over the first. With
 ``--grad`` each call also runs the backward pass of a simple loss. ``both`` = torch and gsplat.
 """
 
@@ -96,8 +96,10 @@ def open_body_scene(n: int | None, batch: int, size: int, device: torch.device) 
 
 
 def measure(backend: str, scene: dict, viewmats, Ks, size: int, repeats: int, grad: bool,
-            sh_degree: int | None = None) -> float:
-    """Seconds per call (after two warm-up calls)."""
+            sh_degree: int | None = None) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (this process, all its threads) per call, after two warm-up
+    calls. On a machine shared with other jobs the wall time swings with their load; the CPU
+    time much less."""
     device = viewmats.device
     leaves = {k: v.clone().requires_grad_(grad) for k, v in scene.items()}
 
@@ -115,11 +117,12 @@ def measure(backend: str, scene: dict, viewmats, Ks, size: int, repeats: int, gr
     for _ in range(2):
         once()
     _sync(device)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for _ in range(repeats):
         once()
     _sync(device)
-    return (time.perf_counter() - started) / repeats
+    return ((time.perf_counter() - started) / repeats,
+            (time.process_time() - cpu_started) / repeats)
 
 
 def main() -> None:
@@ -168,12 +171,14 @@ def main() -> None:
           f"{frames} frame(s) per call, {'forward + backward' if args.grad else 'forward only'}")
     first = None
     for backend in backends:
-        seconds = measure(backend, scene, viewmats, Ks, args.size, args.repeats, args.grad,
-                          sh_degree)
+        seconds, cpu_seconds = measure(backend, scene, viewmats, Ks, args.size, args.repeats,
+                                       args.grad, sh_degree)
         per_frame = seconds / frames
-        first = first or seconds
-        print(f"  {backend:6s}: {seconds * 1e3:9.2f} ms per call, {per_frame * 1e3:9.2f} ms per "
-              f"frame, {1 / per_frame:8.1f} frames/s, {first / seconds:6.1f}x {backends[0]}")
+        first = first or (seconds, cpu_seconds)
+        print(f"  {backend:6s}: {per_frame * 1e3:9.2f} ms per frame ({1 / per_frame:7.1f} "
+              f"frames/s), CPU {cpu_seconds / frames * 1e3:9.2f} ms per frame; "
+              f"vs {backends[0]}: {first[0] / seconds:6.1f}x wall, "
+              f"{first[1] / cpu_seconds:6.1f}x CPU")
 
 
 if __name__ == "__main__":
