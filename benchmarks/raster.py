@@ -26,9 +26,9 @@ import time
 # processes share the cores
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import torch  # noqa: E402
+import torch
 
-from oneshot_avatar.render import gsplat_available, rasterize_gaussians  # noqa: E402
+from oneshot_avatar.render import gsplat_available, rasterize_gaussians
 
 
 def _sync(device: torch.device) -> None:
