@@ -1,20 +1,30 @@
 """Rasterizer throughput: milliseconds per frame and frames/s for each backend.
 
-    python benchmarks/raster.py [--backend torch|gsplat|both] [--gaussians 20000] [--size 256]
-                                [--batch 1] [--cameras 1] [--device cpu|cuda] [--grad]
+    python benchmarks/raster.py [--backend cpu torch | gsplat | both] [--gaussians 20000]
+                                [--size 256] [--batch 1] [--cameras 1] [--device cpu|cuda]
+                                [--grad] [--scene box|body]
 
-Samples Gaussians uniformly in a body-sized box (0.6 x 1.8 x 0.4 m) 3 m in front of a
-50°-FOV camera, renders ``batch`` scenes x ``cameras`` views per call and prints the device,
-the number of Gaussians, the resolution and the time per call and per frame (one image). With
-``--grad`` each call also runs the backward pass of a simple loss.
+``--scene box`` (default) samples Gaussians uniformly in a body-sized box (0.6 x 1.8 x 0.4 m)
+3 m in front of a 50°-FOV camera; ``--scene body`` is the fast preset's training view: one
+Gaussian per triangle of the open default body (27,420 unless ``--gaussians`` asks for more),
+SH degree 1, the front camera that frames the body (builds the body on first use; set
+``ONESHOT_AVATAR_CACHE`` to reuse a built one). Renders ``batch`` scenes x ``cameras`` views per
+call and prints the device, the number of Gaussians, the resolution, the wall-clock and the CPU
+time per frame (one image); with several backends, each one's speed-up over the first. With
+``--grad`` each call also runs the backward pass of a simple loss. ``both`` = torch and gsplat.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import time
+
+# as the CLI does: OpenMP threads that spin while waiting slow torch down badly when other
+# processes share the cores
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 
@@ -59,8 +69,37 @@ def orbit_cameras(batch: int, cameras: int, size: int, device: torch.device):
     return viewmats.to(device), Ks.to(device)
 
 
-def measure(backend: str, scene: dict, viewmats, Ks, size: int, repeats: int, grad: bool) -> float:
-    """Seconds per call (after two warm-up calls)."""
+def open_body_scene(n: int | None, batch: int, size: int, device: torch.device) -> tuple:
+    """Gaussians on the open body's rest mesh (SH degree 1, as the fast preset trains) and the
+    front camera that frames it: (scene, viewmats [B, 1, 4, 4], Ks [B, 1, 3, 3], sh_degree)."""
+    from oneshot_avatar.avatar import MeshGaussians
+    from oneshot_avatar.body import load_body_model
+    from oneshot_avatar.render.shots import ShotSettings, front_shot_cameras
+
+    body = load_body_model(None)
+    with torch.no_grad():
+        rest = body().vertices[0]
+        count = max(n or 0, body.info.num_faces)
+        gaussians = MeshGaussians.on_mesh(rest, body.faces, count, sh_degree=1)
+        posed = gaussians.place(rest[None], body.faces)
+    g = torch.Generator().manual_seed(0)
+    sh = posed.sh.clone()
+    sh[..., 0, :] += torch.randn(sh[..., 0, :].shape, generator=g) * 0.3  # some texture
+    camera = front_shot_cameras(rest, ShotSettings(width=size, height=size))[0]
+    scene = {"means": posed.means, "quats": posed.quats, "scales": posed.scales,
+             "opacities": posed.opacities, "colors": sh}
+    scene = {k: v.expand(batch, *v.shape[1:]).contiguous().to(device, torch.float32)
+             for k, v in scene.items()}
+    viewmats = camera.world_to_cam.to(torch.float32).expand(batch, 1, 4, 4).contiguous()
+    Ks = camera.K.to(torch.float32).expand(batch, 1, 3, 3).contiguous()
+    return scene, viewmats.to(device), Ks.to(device), 1
+
+
+def measure(backend: str, scene: dict, viewmats, Ks, size: int, repeats: int, grad: bool,
+            sh_degree: int | None = None) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (this process, all its threads) per call, after two warm-up
+    calls. On a machine shared with other jobs the wall time swings with their load; the CPU
+    time much less."""
     device = viewmats.device
     leaves = {k: v.clone().requires_grad_(grad) for k, v in scene.items()}
 
@@ -68,7 +107,8 @@ def measure(backend: str, scene: dict, viewmats, Ks, size: int, repeats: int, gr
         with torch.set_grad_enabled(grad):
             out = rasterize_gaussians(
                 leaves["means"], leaves["quats"], leaves["scales"], leaves["opacities"],
-                leaves["colors"], viewmats, Ks, size, size, backend=backend,
+                leaves["colors"], viewmats, Ks, size, size, sh_degree=sh_degree,
+                backend=backend,
             )
             if grad:
                 (out.rgb.mean() + out.depth.mean()).backward()
@@ -77,17 +117,21 @@ def measure(backend: str, scene: dict, viewmats, Ks, size: int, repeats: int, gr
     for _ in range(2):
         once()
     _sync(device)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for _ in range(repeats):
         once()
     _sync(device)
-    return (time.perf_counter() - started) / repeats
+    return ((time.perf_counter() - started) / repeats,
+            (time.process_time() - cpu_started) / repeats)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=["torch", "gsplat", "both"], default="torch")
-    parser.add_argument("--gaussians", type=int, default=20_000)
+    parser.add_argument("--backend", nargs="+", choices=["torch", "gsplat", "cpu", "both"],
+                        default=["torch"], help="one or more; the first is the baseline")
+    parser.add_argument("--scene", choices=["box", "body"], default="box")
+    parser.add_argument("--gaussians", type=int, default=None,
+                        help="default 20000 (box), 27420 = one per triangle (body)")
     parser.add_argument("--size", type=int, default=256, help="image width = height in pixels")
     parser.add_argument("--batch", type=int, default=1, help="scenes per call (B)")
     parser.add_argument("--cameras", type=int, default=1, help="views per scene (C)")
@@ -100,7 +144,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
-    backends = ["torch", "gsplat"] if args.backend == "both" else [args.backend]
+    backends: list[str] = []
+    for name in args.backend:
+        for b in (["torch", "gsplat"] if name == "both" else [name]):
+            if b not in backends:
+                backends.append(b)
     if "gsplat" in backends and (device.type != "cuda" or not gsplat_available()):
         print(f"gsplat needs CUDA and the gsplat package (device {device}, "
               f"installed: {gsplat_available()}); skipping it")
@@ -109,17 +157,28 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(f"device: {device} ({name or platform.machine()}), torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads")
-    print(f"{args.gaussians} Gaussians, {args.size}x{args.size} px, "
-          f"B={args.batch} x C={args.cameras} frames per call, "
-          f"{'forward + backward' if args.grad else 'forward only'}")
-    scene = body_box_scene(args.gaussians, args.batch, device)
-    viewmats, Ks = orbit_cameras(args.batch, args.cameras, args.size, device)
-    frames = args.batch * args.cameras
+    if args.scene == "body":
+        scene, viewmats, Ks, sh_degree = open_body_scene(args.gaussians, args.batch, args.size,
+                                                         device)
+        frames = args.batch
+        where = "open body, front view, SH 1"
+    else:
+        scene = body_box_scene(args.gaussians or 20_000, args.batch, device)
+        viewmats, Ks = orbit_cameras(args.batch, args.cameras, args.size, device)
+        frames, sh_degree, where = args.batch * args.cameras, None, "box"
+    count = scene["means"].shape[1]
+    print(f"{count} Gaussians ({where}), {args.size}x{args.size} px, "
+          f"{frames} frame(s) per call, {'forward + backward' if args.grad else 'forward only'}")
+    first = None
     for backend in backends:
-        seconds = measure(backend, scene, viewmats, Ks, args.size, args.repeats, args.grad)
+        seconds, cpu_seconds = measure(backend, scene, viewmats, Ks, args.size, args.repeats,
+                                       args.grad, sh_degree)
         per_frame = seconds / frames
-        print(f"  {backend:6s}: {seconds * 1e3:9.2f} ms per call, {per_frame * 1e3:9.2f} ms per "
-              f"frame, {1 / per_frame:8.1f} frames/s")
+        first = first or (seconds, cpu_seconds)
+        print(f"  {backend:6s}: {per_frame * 1e3:9.2f} ms per frame ({1 / per_frame:7.1f} "
+              f"frames/s), CPU {cpu_seconds / frames * 1e3:9.2f} ms per frame; "
+              f"vs {backends[0]}: {first[0] / seconds:6.1f}x wall, "
+              f"{first[1] / cpu_seconds:6.1f}x CPU")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--gaussians", type=int, default=None, help="default: 150000 on CUDA, 20000 on CPU")
     parser.add_argument("--size", type=int, default=None, help="square image side (default 1024 CUDA, 256 CPU)")
     parser.add_argument("--batch", type=int, default=None, help="frames per call (default 8 CUDA, 1 CPU)")
-    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "gsplat"))
+    parser.add_argument("--backend", default="auto", choices=("auto", "gsplat", "cpu", "torch"))
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--sh-degree", type=int, default=3)
     args = parser.parse_args()

@@ -582,7 +582,8 @@ def test_twenty_thousand_gaussians_at_256_render_and_backpropagate():
     f = 256 / (2 * math.tan(math.radians(25)))
     Ks = torch.tensor([[f, 0, 128.0], [0, f, 128.0], [0, 0, 1]])[None, None]
     out = rasterize_gaussians(
-        means, quats, scales, opacities, colors, torch.eye(4)[None, None], Ks, 256, 256
+        means, quats, scales, opacities, colors, torch.eye(4)[None, None], Ks, 256, 256,
+        backend="torch",
     )
     assert out.backend == "torch"
     assert torch.isfinite(out.rgb).all() and out.alpha.max() > 0.9
@@ -590,9 +591,9 @@ def test_twenty_thousand_gaussians_at_256_render_and_backpropagate():
     assert torch.isfinite(colors.grad).all() and colors.grad.abs().sum() > 0
 
 
-def test_auto_backend_on_cpu_is_torch_and_gsplat_needs_cuda():
+def test_auto_backend_on_cpu_is_the_cpu_rasterizer_and_gsplat_needs_cuda():
     means = torch.zeros(1, 2, 3)
-    assert choose_backend("auto", means) == "torch"
+    assert choose_backend("auto", means) == "cpu"
     assert choose_backend("torch", means) == "torch"
     with pytest.raises(ValueError, match="needs CUDA tensors"):
         choose_backend("gsplat", means)

@@ -197,7 +197,8 @@ def register(subparsers) -> None:
                         "#rrggbb or r,g,b")
     render.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     render.add_argument("--backend", default="auto", choices=BACKENDS,
-                        help="rasterizer: auto, gsplat or torch")
+                        help="rasterizer: auto (gsplat on CUDA, cpu on a CPU), gsplat, cpu "
+                        "(compiled tiles) or torch (the PyTorch reference)")
     render.add_argument("--batch", type=int, default=8, help="frames posed and rasterized per call")
     render.add_argument("--body-model", default=None, metavar="PATH",
                         help="the SMPL-X model the avatar was made with (default: $SMPLX_MODEL_PATH "

@@ -1,8 +1,10 @@
-"""One differentiable 3D-Gaussian rasterizer API with two implementations.
+"""One differentiable 3D-Gaussian rasterizer API with three implementations.
 
-``rasterize_gaussians`` validates its inputs and renders with either gsplat's CUDA kernels
-(``gsplat_rasterizer``) or the pure-PyTorch reference (``torch_rasterizer``), which reproduces
-gsplat 1.5.3's math so that the two are parity-tested on values and gradients.
+``rasterize_gaussians`` validates its inputs and renders with gsplat's CUDA kernels
+(``gsplat_rasterizer``), the compiled CPU tile rasterizer (``cpu_rasterizer``: numba kernels for
+the blending and its backward) or the pure-PyTorch reference (``torch_rasterizer``), which
+reproduces gsplat 1.5.3's math; the other two are parity-tested against it on values and
+gradients.
 
 Conventions (see ``ARCHITECTURE.md``):
 
@@ -29,8 +31,8 @@ from torch import Tensor
 
 from oneshot_avatar.render.torch_rasterizer import rasterize_gaussians_torch
 
-RasterBackend = Literal["auto", "gsplat", "torch"]
-BACKENDS: tuple[str, ...] = ("auto", "gsplat", "torch")
+RasterBackend = Literal["auto", "gsplat", "cpu", "torch"]
+BACKENDS: tuple[str, ...] = ("auto", "gsplat", "cpu", "torch")
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class RasterOutput:
     rgb: Tensor  # [B, C, H, W, 3] composited colour plus T·background
     alpha: Tensor  # [B, C, H, W, 1] 1 - final transmittance
     depth: Tensor  # [B, C, H, W, 1] expected camera z, Σ w_i z_i / alpha; 0 where alpha == 0
-    backend: str  # "gsplat" or "torch": the implementation that produced the images
+    backend: str  # "gsplat", "cpu" or "torch": the implementation that produced the images
 
 
 def gsplat_available() -> bool:
@@ -68,10 +70,11 @@ def rasterize_gaussians(
     """Render 3D Gaussians: front-to-back alpha compositing of their EWA-projected footprints.
 
     Gaussians whose camera depth lies outside ``[near, far]`` are culled. ``backend="auto"``
-    uses gsplat when the tensors are on CUDA, are float32 and gsplat is installed, else the
-    PyTorch reference; ``"gsplat"`` and ``"torch"`` force one. The output lives on the inputs'
-    device; both implementations are differentiable w.r.t. means, quats, scales, opacities and
-    colours / SH coefficients.
+    uses gsplat when the tensors are on CUDA, are float32 and gsplat is installed, the compiled
+    CPU rasterizer for CPU tensors (when numba is installed), else the PyTorch reference;
+    ``"gsplat"``, ``"cpu"`` and ``"torch"`` force one. The output lives on the inputs' device;
+    every implementation is differentiable w.r.t. means, quats, scales, opacities, colours / SH
+    coefficients and backgrounds.
     """
     check_raster_inputs(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height,
@@ -85,6 +88,12 @@ def rasterize_gaussians(
         rgb, alpha, depth = rasterize_gaussians_gsplat(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height, **kwargs
         )
+    elif chosen == "cpu":
+        from oneshot_avatar.render.cpu_rasterizer import rasterize_gaussians_cpu
+
+        rgb, alpha, depth = rasterize_gaussians_cpu(
+            means, quats, scales, opacities, colors, viewmats, Ks, width, height, **kwargs
+        )
     else:
         rgb, alpha, depth = rasterize_gaussians_torch(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height, **kwargs
@@ -92,15 +101,35 @@ def rasterize_gaussians(
     return RasterOutput(rgb=rgb, alpha=alpha, depth=depth, backend=chosen)
 
 
-def choose_backend(backend: RasterBackend, means: Tensor) -> Literal["gsplat", "torch"]:
+def cpu_available() -> bool:
+    """Whether the compiled CPU rasterizer can run (its compiler, numba, is installed)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+def choose_backend(backend: RasterBackend, means: Tensor) -> Literal["gsplat", "cpu", "torch"]:
     """The implementation to run for ``backend`` on tensors like ``means``."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "torch":
         return "torch"
+    on_cpu = means.device.type == "cpu"
+    if backend == "cpu":
+        if not on_cpu:
+            raise ValueError(
+                f"backend='cpu' needs CPU tensors, got device {means.device}; "
+                "use backend='auto' (gsplat on CUDA) or 'torch' on this device"
+            )
+        if not cpu_available():
+            raise ImportError(
+                "backend='cpu' needs the numba package (pip install numba); "
+                "use backend='torch' or 'auto' to render without it"
+            )
+        return "cpu"
     gsplat_ok = means.is_cuda and means.dtype == torch.float32 and gsplat_available()
     if backend == "auto":
-        return "gsplat" if gsplat_ok else "torch"
+        if gsplat_ok:
+            return "gsplat"
+        return "cpu" if on_cpu and cpu_available() else "torch"
     if not means.is_cuda:
         raise ValueError(
             f"backend='gsplat' needs CUDA tensors, got device {means.device}; "

@@ -523,6 +523,53 @@ def rasterize_to_pixels(
     return untile(all_feats), untile(all_trans[..., None])[..., 0]
 
 
+def prepare_gaussians(
+    means: Tensor,  # [B, N, 3]
+    quats: Tensor,  # [B, N, 4]
+    scales: Tensor,  # [B, N, 3]
+    opacities: Tensor,  # [B, N]
+    colors: Tensor,  # [B, N, 3] or [B, N, K, 3]
+    viewmats: Tensor,  # [B, C, 4, 4]
+    Ks: Tensor,  # [B, C, 3, 3]
+    width: int,
+    height: int,
+    sh_degree: int | None,
+    near: float,
+    far: float,
+) -> tuple[Projection, Tensor, Tensor]:  # projection, opacities [I, N], features [I, N, 4]
+    """Everything before compositing, shared by the implementations that composite on the CPU:
+    the projection, per-image opacities and the features (RGB, camera depth) to composite."""
+    B, N = means.shape[:2]
+    C = viewmats.shape[1]
+    I = B * C
+    proj = project_gaussians(
+        means, quats, scales, opacities, viewmats, Ks, width, height, near, far
+    )
+    rgb = gaussian_colors(means, colors, viewmats, sh_degree)  # [B, C, N, 3]
+    features = torch.cat([rgb.reshape(I, N, 3), proj.depths[..., None]], dim=-1)  # [I, N, 4]
+    opac = opacities[:, None, :].expand(B, C, N).reshape(I, N)
+    return proj, opac, features
+
+
+def compose_images(
+    accum: Tensor,  # [I, H, W, 4] composited RGB and depth
+    trans: Tensor,  # [I, H, W] final transmittance
+    backgrounds: Tensor | None,  # [B, C, 3]
+    batch: int,
+    cameras: int,
+) -> tuple[Tensor, Tensor, Tensor]:  # rgb [B, C, H, W, 3], alpha [B, C, H, W, 1], depth same
+    """rgb over the background, alpha = 1 - T and the expected depth from the composited sums."""
+    I, height, width = trans.shape
+    trans = trans[..., None]  # [I, H, W, 1]
+    color = accum[..., :3]
+    if backgrounds is not None:
+        color = color + trans * backgrounds.reshape(I, 1, 1, 3)
+    alpha = 1.0 - trans
+    depth = accum[..., 3:] / alpha.clamp(min=1e-10)
+    shape = (batch, cameras, height, width)
+    return color.reshape(shape + (3,)), alpha.reshape(shape + (1,)), depth.reshape(shape + (1,))
+
+
 def rasterize_gaussians_torch(
     means: Tensor,  # [B, N, 3]
     quats: Tensor,  # [B, N, 4] wxyz, need not be normalised
@@ -542,24 +589,10 @@ def rasterize_gaussians_torch(
 ) -> tuple[Tensor, Tensor, Tensor]:  # rgb [B, C, H, W, 3], alpha [B, C, H, W, 1], depth same
     """Render B scenes from C cameras each; inputs are assumed validated by the caller
     (``oneshot_avatar.render.rasterize_gaussians``). Returns rgb, alpha and expected depth."""
-    B, N = means.shape[:2]
-    C = viewmats.shape[1]
-    I = B * C
-    proj = project_gaussians(
-        means, quats, scales, opacities, viewmats, Ks, width, height, near, far
+    proj, opac, features = prepare_gaussians(
+        means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, near, far
     )
-    rgb = gaussian_colors(means, colors, viewmats, sh_degree)  # [B, C, N, 3]
-    features = torch.cat([rgb.reshape(I, N, 3), proj.depths[..., None]], dim=-1)  # [I, N, 4]
-    opac = opacities[:, None, :].expand(B, C, N).reshape(I, N)
-
     accum, trans = rasterize_to_pixels(
         proj, opac, features, width, height, chunk_elements=chunk_elements
     )
-    trans = trans[..., None]  # [I, H, W, 1]
-    color = accum[..., :3]
-    if backgrounds is not None:
-        color = color + trans * backgrounds.reshape(I, 1, 1, 3)
-    alpha = 1.0 - trans
-    depth = accum[..., 3:] / alpha.clamp(min=1e-10)
-    shape = (B, C, height, width)
-    return color.reshape(shape + (3,)), alpha.reshape(shape + (1,)), depth.reshape(shape + (1,))
+    return compose_images(accum, trans, backgrounds, means.shape[0], viewmats.shape[1])

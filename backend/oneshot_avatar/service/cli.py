@@ -114,6 +114,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
+    from oneshot_avatar.render.rasterize import BACKENDS
+
     serve = subparsers.add_parser(
         "serve",
         help="run the HTTP job server (reconstructions and renders) for the Blender add-on",
@@ -133,8 +135,8 @@ def register(subparsers) -> None:
                        f"--token-file or ${TOKEN_ENV})")
     serve.add_argument("--token-file", default=None, metavar="FILE", help="read the token from FILE")
     serve.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
-    serve.add_argument("--backend", default="auto", choices=("auto", "gsplat", "torch"),
-                       help="rasterizer for renders")
+    serve.add_argument("--backend", default="auto", choices=BACKENDS,
+                       help="rasterizer: auto (gsplat on CUDA, cpu on a CPU), gsplat, cpu or torch")
     serve.add_argument("--body-model", default=None, metavar="PATH",
                        help="SMPL-X model (default: $SMPLX_MODEL_PATH, else the open body)")
     serve.add_argument("--keypoint-model", default=None, metavar="FILE.onnx",

@@ -1,0 +1,709 @@
+"""numba kernels of the CPU tile rasterizer: projection, binning, per-tile forward blending
+and their hand-written backward passes (gsplat's ``projection_ewa_3dgs_fused``,
+``isect_tiles``, ``rasterize_to_pixels_3dgs_fwd`` and ``_bwd`` on a CPU).
+
+Imported only when the ``"cpu"`` backend runs. Compiled once per machine into numba's cache
+(``cache=True``: next to this file, or numba's user cache folder when that is read-only) and
+loaded from there afterwards. Every kernel works in float64 on arrays the caller converts, so
+there is one compiled signature each; the results go back to the caller's dtype.
+
+Threads: the kernels are plain ``nogil`` functions that take ``(worker, workers, ...)`` and do
+their share (interleaved tiles, contiguous Gaussian ranges); ``cpu_rasterizer`` runs one per
+thread of a small pool. No numba threading layer is involved, so several Python threads may
+render at once.
+
+Per tile, the Gaussians are visited front to back (backward: back to front), each over only
+the pixels where ``σ <= ln(255 o)`` could hold: for each pixel row the interval of ``dx`` solving
+``½ a dx² + b dx dy + ½ c dy² <= ln(255 o)`` (the exact per-pixel test still decides, this only
+skips pixels where ``α < 1/255`` anyway). Per-pixel state (transmittance, accumulated features,
+the number of the last Gaussian composited) lives in small arrays for the tile's 256 pixels.
+
+Determinism: each tile is computed by one worker in a fixed order; the backward writes every
+(tile, Gaussian) pair's gradient into its own row of a scratch array and sums the rows per
+Gaussian in the intersection order, so results do not depend on thread count or scheduling.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# gsplat's constants; tests check that they equal the PyTorch reference's.
+ALPHA_THRESHOLD = 1.0 / 255.0
+MAX_ALPHA = 0.999
+TRANSMITTANCE_MIN = 1e-4
+EPS2D = 0.3
+BOX_EXTEND_MAX = 3.33
+FOV_CLAMP_MARGIN = 0.3
+# Slack of the pixel-range search, so that rounding in solving the quadratic never drops a
+# pixel the exact test would keep: σ units, and pixels.
+SIGMA_SLACK = 1e-6
+PIXEL_SLACK = 1e-3
+# per (tile, Gaussian) gradient row: d/d(mean x, mean y, conic a, b, c, opacity, features...)
+GRAD_FIXED = 6
+
+
+@njit(nogil=True, cache=True)
+def bin_gaussians(
+    means2d,  # [I, N, 2] float64 pixel coordinates
+    radii,  # [I, N, 2] int64 box half-sizes, 0 where culled
+    visible,  # [I, N] bool
+    tile_size,
+    tiles_x,
+    tiles_y,
+):  # -> offsets [I * tiles + 1] int64, flat_ids [M] int64 into the flattened [I * N]
+    """Every (image, tile, Gaussian) whose box overlaps the tile, grouped by tile, in Gaussian
+    index order within a tile (``sort_tiles`` then orders them by depth).
+
+    Tile bounds as gsplat's ``isect_tiles``: ``[floor((m - r)/s), ceil((m + r)/s))`` per axis,
+    clamped to the grid.
+    """
+    I, N = visible.shape
+    tiles = tiles_x * tiles_y
+    rect = np.zeros((I * N, 4), np.int64)  # tile x0, y0, x1, y1 (exclusive); empty if culled
+    counts = np.zeros(I * tiles, np.int64)
+    for f in range(I * N):
+        i = f // N
+        n = f - i * N
+        if not visible[i, n]:
+            continue
+        mx = means2d[i, n, 0] / tile_size
+        my = means2d[i, n, 1] / tile_size
+        rx = radii[i, n, 0] / tile_size
+        ry = radii[i, n, 1] / tile_size
+        x0 = min(max(int(math.floor(mx - rx)), 0), tiles_x)
+        y0 = min(max(int(math.floor(my - ry)), 0), tiles_y)
+        x1 = min(max(int(math.ceil(mx + rx)), 0), tiles_x)
+        y1 = min(max(int(math.ceil(my + ry)), 0), tiles_y)
+        rect[f, 0] = x0
+        rect[f, 1] = y0
+        rect[f, 2] = x1
+        rect[f, 3] = y1
+        base = i * tiles
+        for ty in range(y0, y1):
+            for tx in range(x0, x1):
+                counts[base + ty * tiles_x + tx] += 1
+    offsets = np.zeros(I * tiles + 1, np.int64)
+    for t in range(I * tiles):
+        offsets[t + 1] = offsets[t] + counts[t]
+    flat_ids = np.empty(offsets[I * tiles], np.int64)
+    cursor = offsets[:-1].copy()
+    for f in range(I * N):  # in index order, so a stable sort by depth breaks ties by index
+        base = (f // N) * tiles
+        for ty in range(rect[f, 1], rect[f, 3]):
+            for tx in range(rect[f, 0], rect[f, 2]):
+                t = base + ty * tiles_x + tx
+                flat_ids[cursor[t]] = f
+                cursor[t] += 1
+    return offsets, flat_ids
+
+
+@njit(nogil=True, cache=True)
+def sort_tiles(
+    worker,
+    workers,
+    tile_order,  # [T'] int64 non-empty tiles
+    offsets,  # [I * tiles + 1]
+    flat_ids,  # [M] sorted in place
+    flat_depths,  # [I * N] float64
+):
+    """Stable sort of each tile's list by depth (ties keep index order, like gsplat's stable
+    radix sort): this worker's share, tiles ``tile_order[worker::workers]``."""
+    for j in range(worker, tile_order.shape[0], workers):
+        t = tile_order[j]
+        _sort_tile(flat_ids, offsets[t], offsets[t + 1], flat_depths)
+
+
+@njit(cache=True)
+def _sort_tile(flat_ids, start, stop, flat_depths):
+    """Stable sort of ``flat_ids[start:stop]`` by depth (ties keep their index order)."""
+    count = stop - start
+    if count < 2:
+        return
+    ids = flat_ids[start:stop].copy()
+    keys = np.empty(count, np.float64)
+    for k in range(count):
+        keys[k] = flat_depths[ids[k]]
+    order = np.argsort(keys, kind="mergesort")
+    for k in range(count):
+        flat_ids[start + k] = ids[order[k]]
+
+
+@njit(inline="always")
+def _row_range(my, a, b, c, cut, y_lo, y_hi):
+    """Pixel rows ``[r0, r1)`` within ``[y_lo, y_hi)`` whose centre can have ``σ <= cut``."""
+    det = a * c - b * b
+    if det <= 0.0:  # not positive definite (rounding): no bound from the conic
+        return y_lo, y_hi
+    ext = math.sqrt(2.0 * cut * a / det)
+    r0 = max(int(math.ceil(my - ext - 0.5 - PIXEL_SLACK)), y_lo)
+    r1 = min(int(math.floor(my + ext - 0.5 + PIXEL_SLACK)) + 1, y_hi)
+    return r0, r1
+
+
+@njit(inline="always")
+def _col_range(mx, dy, a, b, c, cut, x_lo, x_hi):
+    """Pixel columns ``[c0, c1)`` within ``[x_lo, x_hi)`` of a row at ``dy = my - y`` whose
+    centre can have ``σ <= cut``: the roots of ``½ a dx² + b dy dx + ½ c dy² - cut`` (a > 0)."""
+    disc = b * b * dy * dy - a * (c * dy * dy - 2.0 * cut)
+    if disc < 0.0:
+        return x_lo, x_lo
+    root = math.sqrt(disc)
+    dx_lo = (-b * dy - root) / a
+    dx_hi = (-b * dy + root) / a
+    # pixel centre x + 0.5 = mx - dx
+    c0 = max(int(math.ceil(mx - dx_hi - 0.5 - PIXEL_SLACK)), x_lo)
+    c1 = min(int(math.floor(mx - dx_lo - 0.5 + PIXEL_SLACK)) + 1, x_hi)
+    return c0, c1
+
+
+@njit(nogil=True, cache=True)
+def rasterize_forward(
+    worker,
+    workers,
+    offsets,  # [I * tiles + 1] int64
+    flat_ids,  # [M] int64
+    tile_order,  # [T'] int64 the non-empty tiles, most crowded first
+    means2d,  # [F, 2] float64, F = I * N
+    conics,  # [F, 3] float64 (a, b, c): σ = ½(a dx² + c dy²) + b dx dy
+    opacities,  # [F] float64
+    features,  # [F, D] float64
+    width,
+    height,
+    tile_size,
+    tiles_x,
+    tiles_y,
+    out,  # [I, H, W, D] zeros: accumulated features
+    trans_out,  # [I, H, W] ones: final transmittance
+    last_out,  # [I, H, W] int32 zeros
+):
+    """Front-to-back blending per tile with gsplat's skip (``σ < 0`` or ``α < 1/255``), cap
+    (0.999) and exclusive early stop (the Gaussian that would bring T to 1e-4 or below is not
+    composited and ends the pixel). ``last`` is 1 + the tile-list position of the last Gaussian
+    composited into each pixel (0: none), which the backward starts from. This worker's share:
+    tiles ``tile_order[worker::workers]``."""
+    for j in range(worker, tile_order.shape[0], workers):
+        _forward_tile(tile_order[j], offsets, flat_ids, means2d, conics, opacities, features,
+                      width, height, tile_size, tiles_x, tiles_y, out, trans_out, last_out)
+
+
+@njit(cache=True)
+def _forward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, width, height,
+                  tile_size, tiles_x, tiles_y, out, trans_out, last_out):
+    """One tile of ``rasterize_forward``."""
+    D = features.shape[1]
+    tiles = tiles_x * tiles_y
+    pixels = tile_size * tile_size
+    start = offsets[t]
+    count = offsets[t + 1] - start
+    image = t // tiles
+    tile = t - image * tiles
+    x_lo = (tile % tiles_x) * tile_size
+    y_lo = (tile // tiles_x) * tile_size
+    x_hi = min(x_lo + tile_size, width)
+    y_hi = min(y_lo + tile_size, height)
+    trans = np.ones(pixels)
+    accum = np.zeros((pixels, D))
+    last = np.zeros(pixels, np.int32)
+    done = np.zeros(pixels, np.bool_)
+    remaining = (x_hi - x_lo) * (y_hi - y_lo)
+    for k in range(count):
+        g = flat_ids[start + k]
+        mx = means2d[g, 0]
+        my = means2d[g, 1]
+        a = conics[g, 0]
+        b = conics[g, 1]
+        c = conics[g, 2]
+        o = opacities[g]
+        cut = max(math.log(o / ALPHA_THRESHOLD), 0.0) + SIGMA_SLACK
+        r0, r1 = _row_range(my, a, b, c, cut, y_lo, y_hi)
+        for py in range(r0, r1):
+            dy = my - (py + 0.5)
+            c0, c1 = _col_range(mx, dy, a, b, c, cut, x_lo, x_hi)
+            for px in range(c0, c1):
+                p = (py - y_lo) * tile_size + (px - x_lo)
+                if done[p]:
+                    continue
+                dx = mx - (px + 0.5)
+                sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+                if sigma < 0.0:
+                    continue
+                alpha = min(MAX_ALPHA, o * math.exp(-sigma))
+                if alpha < ALPHA_THRESHOLD:
+                    continue
+                t_next = trans[p] * (1.0 - alpha)
+                if t_next <= TRANSMITTANCE_MIN:
+                    done[p] = True
+                    remaining -= 1
+                    continue
+                weight = alpha * trans[p]
+                for d in range(D):
+                    accum[p, d] += weight * features[g, d]
+                trans[p] = t_next
+                last[p] = k + 1
+        if remaining == 0:
+            break
+    for py in range(y_lo, y_hi):
+        for px in range(x_lo, x_hi):
+            p = (py - y_lo) * tile_size + (px - x_lo)
+            trans_out[image, py, px] = trans[p]
+            last_out[image, py, px] = last[p]
+            for d in range(D):
+                out[image, py, px, d] = accum[p, d]
+
+
+@njit(nogil=True, cache=True)
+def rasterize_backward(
+    worker,
+    workers,
+    offsets,  # [I * tiles + 1] int64
+    flat_ids,  # [M] int64
+    tile_order,  # [T'] int64
+    means2d,  # [F, 2] float64
+    conics,  # [F, 3] float64
+    opacities,  # [F] float64
+    features,  # [F, D] float64
+    trans_final,  # [I, H, W] float64 from the forward
+    last,  # [I, H, W] int32 from the forward
+    v_accum,  # [I, H, W, D] float64 dL/d(accumulated features)
+    v_trans,  # [I, H, W] float64 dL/d(final transmittance)
+    width,
+    height,
+    tile_size,
+    tiles_x,
+    tiles_y,
+    scratch,  # [M, 6 + D] zeros: per (tile, Gaussian) dL/d(mean x, y, conic a, b, c, o, f)
+):
+    """Back to front per pixel from its last composited Gaussian, recovering the transmittance
+    before each Gaussian by division (``T_i = T_{i+1} / (1 - α_i)``, as gsplat does) and
+    keeping ``S = Σ_{j>i} f_j α_j T_j``:
+
+    * ``dL/df_i = α_i T_i · v_F``;
+    * ``dL/dα_i = Σ_d (f_id T_i - S_d / (1 - α_i)) v_F,d - T_final / (1 - α_i) · v_T``;
+    * through ``α = o exp(-σ)`` only where ``o exp(-σ) <= 0.999`` (the cap passes no gradient).
+
+    This worker's share: tiles ``tile_order[worker::workers]``; ``reduce_gradients`` sums
+    ``scratch`` per Gaussian."""
+    for j in range(worker, tile_order.shape[0], workers):
+        _backward_tile(tile_order[j], offsets, flat_ids, means2d, conics, opacities, features,
+                       trans_final, last, v_accum, v_trans, width, height, tile_size, tiles_x,
+                       tiles_y, scratch)
+
+
+@njit(nogil=True, cache=True)
+def reduce_gradients(
+    worker,
+    workers,
+    flat_ids,  # [M]
+    scratch,  # [M, Q]
+    grads,  # [F, Q] zeros
+):
+    """Per Gaussian, the sum of its (tile, Gaussian) rows in intersection order; a worker owns
+    the Gaussians ``g`` with ``g % workers == worker``, so the order of the additions never
+    depends on the threads."""
+    for e in range(flat_ids.shape[0]):
+        g = flat_ids[e]
+        if g % workers != worker:
+            continue
+        for q in range(scratch.shape[1]):
+            grads[g, q] += scratch[e, q]
+
+
+@njit(cache=True)
+def _backward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, trans_final, last,
+                   v_accum, v_trans, width, height, tile_size, tiles_x, tiles_y, scratch):
+    """One tile of ``rasterize_backward``: writes the rows of ``scratch`` of its Gaussians."""
+    D = features.shape[1]
+    tiles = tiles_x * tiles_y
+    pixels = tile_size * tile_size
+    width_grad = GRAD_FIXED + D
+    start = offsets[t]
+    image = t // tiles
+    tile = t - image * tiles
+    x_lo = (tile % tiles_x) * tile_size
+    y_lo = (tile // tiles_x) * tile_size
+    x_hi = min(x_lo + tile_size, width)
+    y_hi = min(y_lo + tile_size, height)
+    trans = np.ones(pixels)
+    t_final = np.ones(pixels)
+    v_t = np.zeros(pixels)
+    v_f = np.zeros((pixels, D))
+    later = np.zeros((pixels, D))  # S
+    last_p = np.zeros(pixels, np.int32)
+    k_end = 0
+    for py in range(y_lo, y_hi):
+        for px in range(x_lo, x_hi):
+            p = (py - y_lo) * tile_size + (px - x_lo)
+            trans[p] = trans_final[image, py, px]
+            t_final[p] = trans_final[image, py, px]
+            v_t[p] = v_trans[image, py, px]
+            last_p[p] = last[image, py, px]
+            k_end = max(k_end, last_p[p])
+            for d in range(D):
+                v_f[p, d] = v_accum[image, py, px, d]
+    grad = np.zeros(width_grad)
+    for k in range(k_end - 1, -1, -1):
+        g = flat_ids[start + k]
+        mx = means2d[g, 0]
+        my = means2d[g, 1]
+        a = conics[g, 0]
+        b = conics[g, 1]
+        c = conics[g, 2]
+        o = opacities[g]
+        cut = max(math.log(o / ALPHA_THRESHOLD), 0.0) + SIGMA_SLACK
+        grad[:] = 0.0
+        touched = False
+        r0, r1 = _row_range(my, a, b, c, cut, y_lo, y_hi)
+        for py in range(r0, r1):
+            dy = my - (py + 0.5)
+            c0, c1 = _col_range(mx, dy, a, b, c, cut, x_lo, x_hi)
+            for px in range(c0, c1):
+                p = (py - y_lo) * tile_size + (px - x_lo)
+                if k >= last_p[p]:
+                    continue
+                dx = mx - (px + 0.5)
+                sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+                if sigma < 0.0:
+                    continue
+                vis = math.exp(-sigma)
+                raw = o * vis
+                alpha = min(MAX_ALPHA, raw)
+                if alpha < ALPHA_THRESHOLD:
+                    continue
+                touched = True
+                ra = 1.0 / (1.0 - alpha)
+                t_before = trans[p] * ra
+                trans[p] = t_before
+                weight = alpha * t_before
+                v_alpha = -t_final[p] * ra * v_t[p]
+                for d in range(D):
+                    f = features[g, d]
+                    grad[GRAD_FIXED + d] += weight * v_f[p, d]
+                    v_alpha += (f * t_before - later[p, d] * ra) * v_f[p, d]
+                    later[p, d] += f * weight
+                if raw <= MAX_ALPHA:
+                    v_sigma = -raw * v_alpha
+                    grad[0] += (a * dx + b * dy) * v_sigma
+                    grad[1] += (b * dx + c * dy) * v_sigma
+                    grad[2] += 0.5 * dx * dx * v_sigma
+                    grad[3] += dx * dy * v_sigma
+                    grad[4] += 0.5 * dy * dy * v_sigma
+                    grad[5] += vis * v_alpha
+        if touched:
+            for q in range(width_grad):
+                scratch[start + k, q] = grad[q]
+
+
+# ---- projection (gsplat's ``projection_ewa_3dgs_fused`` forward and backward) ------------------
+
+
+@njit(inline="always")
+def _rotation(w, x, y, z):
+    """Rotation matrix of the unit quaternion (w, x, y, z), as 9 numbers (row-major)."""
+    return (
+        1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y - w * z), 2.0 * (x * z + w * y),
+        2.0 * (x * y + w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z - w * x),
+        2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y),
+    )
+
+
+@njit(inline="always")
+def _project_one(means, quats, scales, viewmats, Ks, b, n, cam, width, height):
+    """Camera-space mean, the factor ``T = J R_v R(q) diag(s)`` of the 2D covariance (2 x 3,
+    row-major; the covariance is ``T Tᵀ + eps2d I``) and the intermediate values the backward
+    needs. Scalars and tuples only: no allocation per Gaussian."""
+    qw, qx, qy, qz = quats[b, n, 0], quats[b, n, 1], quats[b, n, 2], quats[b, n, 3]
+    qn = math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
+    inv = 1.0 / max(qn, 1e-12)
+    rot = _rotation(qw * inv, qx * inv, qy * inv, qz * inv)
+    view = _view(viewmats, b, cam)
+    m0, m1, m2 = means[b, n, 0], means[b, n, 1], means[b, n, 2]
+    x = view[0] * m0 + view[1] * m1 + view[2] * m2 + view[9]
+    y = view[3] * m0 + view[4] * m1 + view[5] * m2 + view[10]
+    z = view[6] * m0 + view[7] * m1 + view[8] * m2 + view[11]
+    # Mc = R_v R diag(s)
+    mc = _view_rot_scale(view, rot, scales[b, n, 0], scales[b, n, 1], scales[b, n, 2])
+    fx, fy, cx, cy = Ks[b, cam, 0, 0], Ks[b, cam, 1, 1], Ks[b, cam, 0, 2], Ks[b, cam, 1, 2]
+    lim_x_pos = (width - cx) / fx + FOV_CLAMP_MARGIN * 0.5 * width / fx
+    lim_x_neg = cx / fx + FOV_CLAMP_MARGIN * 0.5 * width / fx
+    lim_y_pos = (height - cy) / fy + FOV_CLAMP_MARGIN * 0.5 * height / fy
+    lim_y_neg = cy / fy + FOV_CLAMP_MARGIN * 0.5 * height / fy
+    rz = 1.0 / z
+    rz2 = rz * rz
+    ux = x * rz
+    uy = y * rz
+    ucx = min(lim_x_pos, max(-lim_x_neg, ux))
+    ucy = min(lim_y_pos, max(-lim_y_neg, uy))
+    j00 = fx * rz
+    j02 = -fx * (z * ucx) * rz2
+    j11 = fy * rz
+    j12 = -fy * (z * ucy) * rz2
+    t = (
+        j00 * mc[0] + j02 * mc[6], j00 * mc[1] + j02 * mc[7], j00 * mc[2] + j02 * mc[8],
+        j11 * mc[3] + j12 * mc[6], j11 * mc[4] + j12 * mc[7], j11 * mc[5] + j12 * mc[8],
+    )
+    return x, y, z, rot, mc, t, ucx, ucy, ucx == ux, ucy == uy, inv, qn, view
+
+
+@njit(inline="always")
+def _view(viewmats, b, cam):
+    """World -> camera rotation (row-major, 9 numbers) and translation (3) of one camera."""
+    return (
+        viewmats[b, cam, 0, 0], viewmats[b, cam, 0, 1], viewmats[b, cam, 0, 2],
+        viewmats[b, cam, 1, 0], viewmats[b, cam, 1, 1], viewmats[b, cam, 1, 2],
+        viewmats[b, cam, 2, 0], viewmats[b, cam, 2, 1], viewmats[b, cam, 2, 2],
+        viewmats[b, cam, 0, 3], viewmats[b, cam, 1, 3], viewmats[b, cam, 2, 3],
+    )
+
+
+@njit(inline="always")
+def _view_rot_scale(view, rot, s0, s1, s2):
+    """``R_v R diag(s)`` as 9 numbers (row-major); ``rot`` row-major 9 numbers."""
+    return (
+        (view[0] * rot[0] + view[1] * rot[3] + view[2] * rot[6]) * s0,
+        (view[0] * rot[1] + view[1] * rot[4] + view[2] * rot[7]) * s1,
+        (view[0] * rot[2] + view[1] * rot[5] + view[2] * rot[8]) * s2,
+        (view[3] * rot[0] + view[4] * rot[3] + view[5] * rot[6]) * s0,
+        (view[3] * rot[1] + view[4] * rot[4] + view[5] * rot[7]) * s1,
+        (view[3] * rot[2] + view[4] * rot[5] + view[5] * rot[8]) * s2,
+        (view[6] * rot[0] + view[7] * rot[3] + view[8] * rot[6]) * s0,
+        (view[6] * rot[1] + view[7] * rot[4] + view[8] * rot[7]) * s1,
+        (view[6] * rot[2] + view[7] * rot[5] + view[8] * rot[8]) * s2,
+    )
+
+
+@njit(nogil=True, cache=True)
+def project_forward(
+    worker,
+    workers,
+    means,  # [B, N, 3] float64 world
+    quats,  # [B, N, 4] wxyz
+    scales,  # [B, N, 3]
+    opacities,  # [B, N]
+    viewmats,  # [B, C, 4, 4]
+    Ks,  # [B, C, 3, 3]
+    width,
+    height,
+    near,
+    far,
+    means2d,  # [I, N, 2] zeros
+    conics,  # [I, N, 3] zeros
+    depths,  # [I, N] zeros
+    radii,  # [I, N, 2] int64 zeros
+    visible,  # [I, N] bool False
+):
+    """EWA projection with gsplat's culling, box radii and FOV clamp, as
+    ``torch_rasterizer.project_gaussians`` (I = B·C images, camera-major within a batch), of
+    this worker's contiguous share of the I·N (image, Gaussian) pairs."""
+    total = means2d.shape[0] * means2d.shape[1]
+    start, stop = _share(worker, workers, total)
+    _project_chunk(start, stop, means, quats, scales, opacities, viewmats, Ks, width, height,
+                   near, far, means2d, conics, depths, radii, visible)
+
+
+@njit(inline="always")
+def _share(worker, workers, total):
+    per = (total + workers - 1) // workers
+    return min(worker * per, total), min((worker + 1) * per, total)
+
+
+@njit(cache=True)
+def _project_chunk(start, stop, means, quats, scales, opacities, viewmats, Ks, width, height,
+                   near, far, means2d, conics, depths, radii, visible):
+    """Gaussians ``start:stop`` (flattened over images) of ``project_forward``."""
+    N = means.shape[1]
+    C = viewmats.shape[1]
+    for f in range(start, stop):
+        i = f // N
+        n = f - i * N
+        b = i // C
+        cam = i - b * C
+        x, y, z, rot, mc, t, ucx, ucy, inx, iny, inv, qn, view = _project_one(
+            means, quats, scales, viewmats, Ks, b, n, cam, width, height
+        )
+        depths[i, n] = z
+        if not (z >= near and z <= far):
+            continue
+        a = t[0] * t[0] + t[1] * t[1] + t[2] * t[2] + EPS2D
+        bb = t[0] * t[3] + t[1] * t[4] + t[2] * t[5]
+        c = t[3] * t[3] + t[4] * t[4] + t[5] * t[5] + EPS2D
+        det = a * c - bb * bb
+        mx = Ks[b, cam, 0, 0] * x / z + Ks[b, cam, 0, 2]
+        my = Ks[b, cam, 1, 1] * y / z + Ks[b, cam, 1, 2]
+        means2d[i, n, 0] = mx
+        means2d[i, n, 1] = my
+        if not det > 0.0:
+            continue
+        conics[i, n, 0] = c / det
+        conics[i, n, 1] = -bb / det
+        conics[i, n, 2] = a / det
+        o = opacities[b, n]
+        if not o >= ALPHA_THRESHOLD:
+            continue
+        extend = min(math.sqrt(2.0 * math.log(o / ALPHA_THRESHOLD)), BOX_EXTEND_MAX)
+        rx = math.ceil(extend * math.sqrt(a))
+        ry = math.ceil(extend * math.sqrt(c))
+        if mx + rx <= 0 or mx - rx >= width or my + ry <= 0 or my - ry >= height:
+            continue
+        if rx <= 0 or ry <= 0:
+            continue
+        radii[i, n, 0] = int(rx)
+        radii[i, n, 1] = int(ry)
+        visible[i, n] = True
+
+
+@njit(nogil=True, cache=True)
+def project_backward(
+    worker,
+    workers,
+    means,  # [B, N, 3] float64
+    quats,  # [B, N, 4]
+    scales,  # [B, N, 3]
+    viewmats,  # [B, C, 4, 4]
+    Ks,  # [B, C, 3, 3]
+    width,
+    height,
+    visible,  # [I, N] bool from the forward
+    v_means2d,  # [I, N, 2]
+    v_conics,  # [I, N, 3]
+    v_depths,  # [I, N]
+    v_means,  # [I, N, 3] zeros: dL/dmeans per image
+    v_quats,  # [I, N, 4] zeros
+    v_scales,  # [I, N, 3] zeros
+):
+    """The chain rule through ``project_forward`` for the visible Gaussians (the others get no
+    gradient, as in gsplat): conic = inverse of ``T Tᵀ + eps2d I``, ``T = J R_v R(q̂) diag(s)``,
+    the perspective Jacobian ``J`` (with its FOV clamp: a clamped ``x/z`` passes no gradient
+    to ``x``), the projected mean and the camera depth. This worker's contiguous share."""
+    start, stop = _share(worker, workers, visible.shape[0] * visible.shape[1])
+    _project_gradient_chunk(start, stop, means, quats, scales, viewmats, Ks, width, height,
+                            visible, v_means2d, v_conics, v_depths, v_means, v_quats, v_scales)
+
+
+@njit(cache=True)
+def _project_gradient_chunk(start, stop, means, quats, scales, viewmats, Ks, width, height,
+                            visible, v_means2d, v_conics, v_depths, v_means, v_quats, v_scales):
+    """Gaussians ``start:stop`` (flattened over images) of ``project_backward``."""
+    N = means.shape[1]
+    C = viewmats.shape[1]
+    for f in range(start, stop):
+        i = f // N
+        n = f - i * N
+        if not visible[i, n]:
+            continue
+        b = i // C
+        cam = i - b * C
+        _project_gradient(means, quats, scales, viewmats, Ks, b, n, cam, i, width, height,
+                          v_means2d, v_conics, v_depths, v_means, v_quats, v_scales)
+
+
+@njit(inline="always")
+def _project_gradient(means, quats, scales, viewmats, Ks, b, n, cam, i, width, height,
+                      v_means2d, v_conics, v_depths, v_means, v_quats, v_scales):
+    """Gradients of Gaussian n of scene b seen by camera cam (image i) into row [i, n] of
+    ``v_means``, ``v_quats``, ``v_scales``."""
+    x, y, z, rot, mc, t, ucx, ucy, inx, iny, inv, qn, view = _project_one(
+        means, quats, scales, viewmats, Ks, b, n, cam, width, height
+    )
+    fx, fy = Ks[b, cam, 0, 0], Ks[b, cam, 1, 1]
+    rz = 1.0 / z
+    rz2 = rz * rz
+    # conic (A, B, C) = (c, -b, a) / det of the 2D covariance [[a, b], [b, c]]
+    a = t[0] * t[0] + t[1] * t[1] + t[2] * t[2] + EPS2D
+    bb = t[0] * t[3] + t[1] * t[4] + t[2] * t[5]
+    c = t[3] * t[3] + t[4] * t[4] + t[5] * t[5] + EPS2D
+    det = a * c - bb * bb
+    id2 = 1.0 / (det * det)
+    vA, vB, vC = v_conics[i, n, 0], v_conics[i, n, 1], v_conics[i, n, 2]
+    v_a = -vA * c * c * id2 + vB * bb * c * id2 + vC * (1.0 / det - a * c * id2)
+    v_c = vA * (1.0 / det - a * c * id2) + vB * bb * a * id2 - vC * a * a * id2
+    v_b = 2.0 * bb * (vA * c + vC * a) * id2 - vB * (1.0 / det + 2.0 * bb * bb * id2)
+    # T rows: a = |T0|² + eps, b = T0·T1, c = |T1|² + eps
+    vt0 = 2.0 * v_a * t[0] + v_b * t[3]
+    vt1 = 2.0 * v_a * t[1] + v_b * t[4]
+    vt2 = 2.0 * v_a * t[2] + v_b * t[5]
+    vt3 = 2.0 * v_c * t[3] + v_b * t[0]
+    vt4 = 2.0 * v_c * t[4] + v_b * t[1]
+    vt5 = 2.0 * v_c * t[5] + v_b * t[2]
+    # T = J Mc, J = [[j00, 0, j02], [0, j11, j12]]
+    tx = z * ucx
+    ty = z * ucy
+    j00, j02 = fx * rz, -fx * tx * rz2
+    j11, j12 = fy * rz, -fy * ty * rz2
+    v_j00 = vt0 * mc[0] + vt1 * mc[1] + vt2 * mc[2]
+    v_j02 = vt0 * mc[6] + vt1 * mc[7] + vt2 * mc[8]
+    v_j11 = vt3 * mc[3] + vt4 * mc[4] + vt5 * mc[5]
+    v_j12 = vt3 * mc[6] + vt4 * mc[7] + vt5 * mc[8]
+    v_mc = (
+        j00 * vt0, j00 * vt1, j00 * vt2,
+        j11 * vt3, j11 * vt4, j11 * vt5,
+        j02 * vt0 + j12 * vt3, j02 * vt1 + j12 * vt4, j02 * vt2 + j12 * vt5,
+    )
+    # J's dependence on the camera-space mean
+    v_x = 0.0
+    v_y = 0.0
+    v_z = v_depths[i, n]
+    v_z += -v_j00 * fx * rz2 + 2.0 * v_j02 * fx * tx * rz2 * rz
+    v_z += -v_j11 * fy * rz2 + 2.0 * v_j12 * fy * ty * rz2 * rz
+    v_tx = -v_j02 * fx * rz2
+    v_ty = -v_j12 * fy * rz2
+    if inx:  # tx = x
+        v_x += v_tx
+    else:  # tx = z · limit
+        v_z += v_tx * ucx
+    if iny:
+        v_y += v_ty
+    else:
+        v_z += v_ty * ucy
+    # projected mean (fx x / z + cx, fy y / z + cy)
+    vmx, vmy = v_means2d[i, n, 0], v_means2d[i, n, 1]
+    v_x += vmx * fx * rz
+    v_y += vmy * fy * rz
+    v_z -= (vmx * fx * x + vmy * fy * y) * rz2
+    # x_c = R_v mean + t
+    for k in range(3):
+        v_means[i, n, k] = view[k] * v_x + view[3 + k] * v_y + view[6 + k] * v_z
+    # Mc = R_v R diag(s): dL/dR = R_vᵀ dL/dMc diag(s); dL/ds_j = Σ_i (R_v R)_ij dL/dMc_ij
+    s0, s1, s2 = scales[b, n, 0], scales[b, n, 1], scales[b, n, 2]
+    u = _view_transpose_times(view, v_mc)
+    v00, v01, v02 = u[0] * s0, u[1] * s1, u[2] * s2
+    v10, v11, v12 = u[3] * s0, u[4] * s1, u[5] * s2
+    v20, v21, v22 = u[6] * s0, u[7] * s1, u[8] * s2
+    vr = _view_rot_scale(view, rot, 1.0, 1.0, 1.0)  # R_v R
+    v_scales[i, n, 0] = vr[0] * v_mc[0] + vr[3] * v_mc[3] + vr[6] * v_mc[6]
+    v_scales[i, n, 1] = vr[1] * v_mc[1] + vr[4] * v_mc[4] + vr[7] * v_mc[7]
+    v_scales[i, n, 2] = vr[2] * v_mc[2] + vr[5] * v_mc[5] + vr[8] * v_mc[8]
+    w, qx, qy, qz = quats[b, n, 0] * inv, quats[b, n, 1] * inv, quats[b, n, 2] * inv, quats[b, n, 3] * inv
+    v_w = 2.0 * (-qz * v01 + qy * v02 + qz * v10 - qx * v12 - qy * v20 + qx * v21)
+    v_qx = 2.0 * (qy * v01 + qz * v02 + qy * v10 - w * v12 + qz * v20 + w * v21) \
+        - 4.0 * qx * (v11 + v22)
+    v_qy = 2.0 * (qx * v01 + w * v02 + qx * v10 + qz * v12 - w * v20 + qz * v21) \
+        - 4.0 * qy * (v00 + v22)
+    v_qz = 2.0 * (-w * v01 + qx * v02 + w * v10 + qy * v12 + qx * v20 + qy * v21) \
+        - 4.0 * qz * (v00 + v11)
+    # q̂ = q / max(|q|, 1e-12)
+    dot = 0.0
+    if qn > 1e-12:
+        dot = w * v_w + qx * v_qx + qy * v_qy + qz * v_qz
+    v_quats[i, n, 0] = (v_w - w * dot) * inv
+    v_quats[i, n, 1] = (v_qx - qx * dot) * inv
+    v_quats[i, n, 2] = (v_qy - qy * dot) * inv
+    v_quats[i, n, 3] = (v_qz - qz * dot) * inv
+
+
+@njit(inline="always")
+def _view_transpose_times(view, m):
+    """``R_vᵀ M`` for a row-major 9-tuple ``M``."""
+    return (
+        view[0] * m[0] + view[3] * m[3] + view[6] * m[6],
+        view[0] * m[1] + view[3] * m[4] + view[6] * m[7],
+        view[0] * m[2] + view[3] * m[5] + view[6] * m[8],
+        view[1] * m[0] + view[4] * m[3] + view[7] * m[6],
+        view[1] * m[1] + view[4] * m[4] + view[7] * m[7],
+        view[1] * m[2] + view[4] * m[5] + view[7] * m[8],
+        view[2] * m[0] + view[5] * m[3] + view[8] * m[6],
+        view[2] * m[1] + view[5] * m[4] + view[8] * m[7],
+        view[2] * m[2] + view[5] * m[5] + view[8] * m[8],
+    )

@@ -1,0 +1,269 @@
+"""The CPU implementation of ``rasterize_gaussians``: compiled tile blending, forward and backward.
+
+SH colours are the reference's PyTorch function (autograd carries their backward). The
+projection (gsplat's ``projection_ewa_3dgs_fused``: covariance, EWA Jacobian with its FOV clamp,
+eps2d, culling and box radii) and the blending (gsplat's ``rasterize_to_pixels``: Gaussians
+binned to 16x16 tiles and sorted by (depth, index) per tile, front-to-back compositing with
+early termination) are numba kernels (``cpu_kernels``), multithreaded over Gaussians and
+tiles, with hand-written backward passes (blending back to front from each pixel's last
+composited Gaussian) inside ``torch.autograd.Function``s. When the cameras themselves need
+gradients (the body fit's silhouette term moves the camera), the projection is the reference's
+PyTorch one under autograd and only the blending is compiled. Same semantics as
+``torch_rasterizer`` (the twin it is tested against); the kernels compute in float64 whatever
+the input dtype and the results are returned in the input dtype.
+
+The kernels run on ``torch.get_num_threads()`` threads (a small pool; they release the GIL).
+Images and gradients do not depend on the number of threads or their scheduling.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from oneshot_avatar.render.torch_rasterizer import (
+    GSPLAT_TILE_SIZE,
+    Projection,
+    compose_images,
+    gaussian_colors,
+    prepare_gaussians,
+)
+
+TILE_SIZE = GSPLAT_TILE_SIZE  # 16 x 16 pixels, as gsplat
+
+_POOL: tuple[ThreadPoolExecutor, int] | None = None  # the pool and its size, made on first use
+_POOL_LOCK = threading.Lock()
+
+
+def _kernels():
+    from oneshot_avatar.render import cpu_kernels
+
+    return cpu_kernels
+
+
+def _workers() -> int:
+    """Threads per kernel: torch's intra-op thread count (``torch.set_num_threads``)."""
+    return max(1, torch.get_num_threads())
+
+
+def _run(kernel, *args) -> None:
+    """``kernel(worker, workers, *args)`` for every worker, on a thread pool (the kernels
+    release the GIL); the calling thread does worker 0."""
+    workers = _workers()
+    if workers == 1:
+        kernel(0, 1, *args)
+        return
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[1] < workers - 1:
+            _POOL = (ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="raster"),
+                     workers - 1)
+        pool = _POOL[0]
+    futures = [pool.submit(kernel, w, workers, *args) for w in range(1, workers)]
+    kernel(0, workers, *args)
+    for future in futures:
+        future.result()
+
+
+def _as_f64(tensor: Tensor) -> np.ndarray:
+    return np.ascontiguousarray(tensor.detach().to(torch.float64).cpu().numpy())
+
+
+@dataclass
+class _Blend:
+    """What the blending backward needs from its forward (numpy arrays, float64)."""
+
+    offsets: np.ndarray  # [I * tiles + 1]
+    flat_ids: np.ndarray  # [M]
+    tile_order: np.ndarray  # [T']
+    arrays: tuple  # means2d [F, 2], conics [F, 3], opacities [F], features [F, D]
+    trans: np.ndarray  # [I, H, W]
+    last: np.ndarray  # [I, H, W]
+    width: int
+    height: int
+
+
+def _blend_forward(
+    means2d: np.ndarray,  # [I, N, 2]
+    conics: np.ndarray,  # [I, N, 3]
+    opacities: np.ndarray,  # [I, N]
+    features: np.ndarray,  # [I, N, D]
+    radii: np.ndarray,  # [I, N, 2] int64
+    visible: np.ndarray,  # [I, N] bool
+    depths: np.ndarray,  # [I, N]
+    width: int,
+    height: int,
+) -> tuple[np.ndarray, _Blend]:  # accumulated features [I, H, W, D], state (trans, last, ...)
+    I, N = depths.shape
+    D = features.shape[-1]
+    k = _kernels()
+    tiles_x, tiles_y = math.ceil(width / TILE_SIZE), math.ceil(height / TILE_SIZE)
+    arrays = (means2d.reshape(I * N, 2), conics.reshape(I * N, 3), opacities.reshape(I * N),
+              features.reshape(I * N, D))
+    offsets, flat_ids = k.bin_gaussians(means2d, radii, visible, TILE_SIZE, tiles_x, tiles_y)
+    counts = np.diff(offsets)
+    order = np.argsort(-counts, kind="stable")  # most crowded tiles first
+    tile_order = np.ascontiguousarray(order[: int(np.count_nonzero(counts))])
+    _run(k.sort_tiles, tile_order, offsets, flat_ids, depths.reshape(I * N))
+    accum = np.zeros((I, height, width, D))
+    trans = np.ones((I, height, width))
+    last = np.zeros((I, height, width), np.int32)
+    _run(k.rasterize_forward, offsets, flat_ids, tile_order, *arrays, width, height, TILE_SIZE,
+         tiles_x, tiles_y, accum, trans, last)
+    return accum, _Blend(offsets, flat_ids, tile_order, arrays, trans, last, width, height)
+
+
+def _blend_backward(state: _Blend, v_accum: Tensor, v_trans: Tensor) -> np.ndarray:  # [F, 6 + D]
+    k = _kernels()
+    tiles_x = math.ceil(state.width / TILE_SIZE)
+    tiles_y = math.ceil(state.height / TILE_SIZE)
+    means2d = state.arrays[0]
+    D = state.arrays[3].shape[1]
+    scratch = np.zeros((len(state.flat_ids), k.GRAD_FIXED + D))
+    _run(k.rasterize_backward, state.offsets, state.flat_ids, state.tile_order, *state.arrays,
+         state.trans, state.last, _as_f64(v_accum), _as_f64(v_trans), state.width, state.height,
+         TILE_SIZE, tiles_x, tiles_y, scratch)
+    grads = np.zeros((means2d.shape[0], scratch.shape[1]))
+    _run(k.reduce_gradients, state.flat_ids, scratch, grads)
+    return grads
+
+
+class _TileBlend(torch.autograd.Function):
+    """Per-tile compositing of projected Gaussians: ``(means2d, conics, opacities, features)``
+    -> ``(accumulated features [I, H, W, D], final transmittance [I, H, W])``."""
+
+    @staticmethod
+    def forward(ctx, means2d, conics, opacities, features, radii, visible, depths, width, height):
+        I, N = depths.shape
+        accum, state = _blend_forward(
+            _as_f64(means2d), _as_f64(conics), _as_f64(opacities), _as_f64(features),
+            np.ascontiguousarray(radii.cpu().numpy()), np.ascontiguousarray(visible.cpu().numpy()),
+            _as_f64(depths), width, height,
+        )
+        ctx.state = state
+        ctx.shapes = (I, N, features.shape[-1])
+        dtype = means2d.dtype
+        return torch.from_numpy(accum).to(dtype), torch.from_numpy(state.trans).to(dtype)
+
+    @staticmethod
+    def backward(ctx, v_accum, v_trans):
+        I, N, D = ctx.shapes
+        grads = torch.from_numpy(_blend_backward(ctx.state, v_accum, v_trans))
+        grads = grads.to(v_accum.dtype).reshape(I, N, 6 + D)
+        v_means2d, v_conics, v_opac, v_feat = grads.split([2, 3, 1, D], dim=-1)
+        return (v_means2d, v_conics, v_opac[..., 0], v_feat,
+                None, None, None, None, None)
+
+
+class _ProjectBlend(torch.autograd.Function):
+    """Projection (numba) and blending in one: ``(means, quats, scales, opacities, colours per
+    image)`` -> ``(accumulated RGB + depth [I, H, W, 4], final transmittance [I, H, W])``, for
+    cameras that need no gradient."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, opacities, rgb, viewmats, Ks, width, height, near,
+                far):
+        B, N = means.shape[:2]
+        C = viewmats.shape[1]
+        I = B * C
+        k = _kernels()
+        inputs = (_as_f64(means), _as_f64(quats), _as_f64(scales))
+        cams = (_as_f64(viewmats), _as_f64(Ks))
+        opac = _as_f64(opacities)
+        means2d = np.zeros((I, N, 2))
+        conics = np.zeros((I, N, 3))
+        depths = np.zeros((I, N))
+        radii = np.zeros((I, N, 2), np.int64)
+        visible = np.zeros((I, N), np.bool_)
+        _run(k.project_forward, *inputs, opac, *cams, width, height, near, far,
+             means2d, conics, depths, radii, visible)
+        features = np.concatenate([_as_f64(rgb), depths[..., None]], axis=-1)  # [I, N, 4]
+        opac_images = np.ascontiguousarray(np.broadcast_to(opac[:, None], (B, C, N)))
+        accum, state = _blend_forward(means2d, conics, opac_images.reshape(I, N), features,
+                                      radii, visible, depths, width, height)
+        ctx.state = state
+        ctx.projection = (inputs, cams, visible, width, height, B, C, N)
+        dtype = means.dtype
+        return torch.from_numpy(accum).to(dtype), torch.from_numpy(state.trans).to(dtype)
+
+    @staticmethod
+    def backward(ctx, v_accum, v_trans):
+        inputs, cams, visible, width, height, B, C, N = ctx.projection
+        I = B * C
+        D = ctx.state.arrays[3].shape[1]
+        grads = _blend_backward(ctx.state, v_accum, v_trans).reshape(I, N, 6 + D)
+        v_means2d = np.ascontiguousarray(grads[..., 0:2])
+        v_conics = np.ascontiguousarray(grads[..., 2:5])
+        v_depths = np.ascontiguousarray(grads[..., 9])
+        v_means = np.zeros((I, N, 3))
+        v_quats = np.zeros((I, N, 4))
+        v_scales = np.zeros((I, N, 3))
+        _run(_kernels().project_backward, *inputs, *cams, width, height, visible, v_means2d,
+             v_conics, v_depths, v_means, v_quats, v_scales)
+        dtype = v_accum.dtype
+
+        def per_scene(x: np.ndarray) -> Tensor:  # [I, N, ...] -> [B, N, ...], summed over C
+            t = torch.from_numpy(x)
+            return t.reshape((B, C) + t.shape[1:]).sum(1).to(dtype)
+
+        v_opac = per_scene(np.ascontiguousarray(grads[..., 5]))
+        v_rgb = torch.from_numpy(np.ascontiguousarray(grads[..., 6:9])).to(dtype)
+        return (per_scene(v_means), per_scene(v_quats), per_scene(v_scales), v_opac, v_rgb,
+                None, None, None, None, None, None)
+
+
+def rasterize_to_pixels_cpu(
+    proj: Projection,
+    opacities: Tensor,  # [I, N]
+    features: Tensor,  # [I, N, D]
+    width: int,
+    height: int,
+) -> tuple[Tensor, Tensor]:  # accumulated features [I, H, W, D], transmittance [I, H, W]
+    """Tile-based front-to-back compositing of projected Gaussians (no background), the
+    compiled twin of ``torch_rasterizer.rasterize_to_pixels``."""
+    return _TileBlend.apply(
+        proj.means2d, proj.conics, opacities, features,
+        proj.radii, proj.visible, proj.depths.detach(), width, height,
+    )
+
+
+def rasterize_gaussians_cpu(
+    means: Tensor,  # [B, N, 3]
+    quats: Tensor,  # [B, N, 4] wxyz, need not be normalised
+    scales: Tensor,  # [B, N, 3] linear
+    opacities: Tensor,  # [B, N] in [0, 1]
+    colors: Tensor,  # [B, N, 3] RGB, or [B, N, K, 3] SH coefficients when sh_degree is set
+    viewmats: Tensor,  # [B, C, 4, 4] world -> camera, OpenCV axes
+    Ks: Tensor,  # [B, C, 3, 3]
+    width: int,
+    height: int,
+    *,
+    sh_degree: int | None = None,
+    backgrounds: Tensor | None = None,  # [B, C, 3]
+    near: float = 0.01,
+    far: float = 1e10,
+) -> tuple[Tensor, Tensor, Tensor]:  # rgb [B, C, H, W, 3], alpha [B, C, H, W, 1], depth same
+    """Render B scenes from C cameras each on the CPU; inputs are assumed validated by the
+    caller (``oneshot_avatar.render.rasterize_gaussians``). Returns rgb, alpha, depth."""
+    B, N = means.shape[:2]
+    C = viewmats.shape[1]
+    if viewmats.requires_grad or Ks.requires_grad:
+        # gradients w.r.t. the cameras (the fit's silhouette term moves the camera): the
+        # reference's projection under autograd, compiled blending
+        proj, opac, features = prepare_gaussians(
+            means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree,
+            near, far,
+        )
+        accum, trans = rasterize_to_pixels_cpu(proj, opac, features, width, height)
+    else:
+        rgb = gaussian_colors(means, colors, viewmats, sh_degree).reshape(B * C, N, 3)
+        accum, trans = _ProjectBlend.apply(
+            means, quats, scales, opacities, rgb, viewmats, Ks, width, height, near, far
+        )
+    return compose_images(accum, trans, backgrounds, B, C)
