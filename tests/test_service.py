@@ -345,7 +345,7 @@ def test_bad_render_requests_name_the_field(server, avatar_id):
     cases = [
         ({"motion": {"name": "moonwalk"}}, "motion.name"),
         ({"motion": {"name": "talk", "frames": [5, 2]}}, "motion.frames"),
-        ({"motion": {"params": {"body_pose": [[0.0] * 62]}}}, "motion.params.body_pose"),
+        ({"motion": {"params": {"body_pose": [[0.0] * 62]}}}, "motion.params.body_pose[0]"),
         ({"motion": {"params": {"tail_pose": [[0.0] * 3]}}}, "motion.params.tail_pose"),
         ({"cameras": [{"K": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "world_to_cam": [[1, 0], [0, 1]],
                        "width": 64, "height": 64}]}, "cameras[0].world_to_cam"),

@@ -43,7 +43,7 @@ class RenderPlan:
 
 def _clip_from_params(motion: schemas.MotionParams, max_frames: int,
                       num_expressions: int) -> MotionClip:
-    params = motion.params
+    params = motion.params.model_dump(exclude_none=True)
     unknown = sorted(set(params) - set(PARAM_WIDTHS) - {"expression"})
     if unknown:
         raise UserError(f"unknown SMPL-X parameter(s) {unknown}; known: "
