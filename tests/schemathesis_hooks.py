@@ -76,9 +76,7 @@ def _register_filters() -> None:
     @schemathesis.hook
     def filter_case(context, case) -> bool:
         mode = case.meta.generation.mode if case.meta is not None else None
-        if mode == GenerationMode.NEGATIVE and _multipart_case_is_valid_on_the_wire(case):
-            return False
-        return True
+        return not (mode == GenerationMode.NEGATIVE and _multipart_case_is_valid_on_the_wire(case))
 
 
 def write_fuzz_files(folder: Path, body, package: Path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -423,3 +424,55 @@ def test_package_path_is_inside_the_store(tmp_path):
         store.job_dir("../j_0123456789abcdef")
     assert Path(store.avatar_path("a_0123456789abcdef")).parent == tmp_path / "avatars"
     store.close()
+
+
+# ---- faults
+
+
+def test_sigterm_during_training_then_restart_resumes(tmp_path, server_env, subject_files):
+    """A graceful stop (SIGTERM, as systemd or Ctrl-C sends) between two training steps saves a
+    checkpoint there; the next start resumes from it, not from the last periodic checkpoint."""
+    server = start_server(tmp_path / "data", env=server_env)
+    try:
+        job = _submit(server, subject_files, steps=80)
+        # Before the first periodic checkpoint (every 50 steps): only the stop can have saved one.
+        running = wait_for_job(server, job["id"], timeout=900,
+                               until=lambda j: j["stage"] == "train" and j["stage_progress"] >= 0.05)
+    finally:
+        assert server.stop() == 0, server.log_text()[-3000:]
+    assert "stopping" in server.log_text()
+    assert (tmp_path / "data" / "jobs" / job["id"] / "out" / "avatar.avatar.work" / "train.ckpt").is_file()
+    server = start_server(tmp_path / "data", env=server_env)
+    try:
+        status, stopped = server.json("GET", f"/v1/jobs/{job['id']}")
+        assert "server stopping; the job resumes when it starts again" in stopped["log"]
+        done = wait_for_job(server, job["id"], timeout=900)
+        assert done["state"] == "succeeded", done
+        status, _, package = server.request("GET", done["result_url"])
+        path = tmp_path / "got.avatar"
+        path.write_bytes(package)
+        meta, _, _ = read_avatar_members(path)
+        resumed_from = meta["training"]["training"].get("resumed_from")
+        assert resumed_from is not None and round(running["stage_progress"] * 80) <= resumed_from < 50
+    finally:
+        server.stop()
+
+
+def test_a_second_server_on_the_same_data_folder_refuses_to_start(tmp_path, server_env):
+    first = start_server(tmp_path / "data", env=server_env)
+    try:
+        result = subprocess.run([sys.executable, "-m", "oneshot_avatar", "serve", "--port", "0",
+                                 "--device", "cpu", "--data-dir", str(tmp_path / "data")],
+                                check=False, capture_output=True, text=True, timeout=300,
+                                env={**os.environ, **server_env})
+        assert result.returncode == 2, result.stderr
+        assert f"another oneshot-avatar server (pid {first.proc.pid}) is using the data folder" \
+            in result.stderr and "--data-dir" in result.stderr
+        assert first.json("GET", "/v1/health")[0] == 200  # the first one is untouched
+    finally:
+        first.kill()  # kill -9: the kernel drops the lock with the process
+    second = start_server(tmp_path / "data", env=server_env)
+    assert second.json("GET", "/v1/health")[0] == 200
+    assert second.stop() == 0
+    third = start_server(tmp_path / "data", env=server_env)  # and after a clean stop
+    third.stop()
