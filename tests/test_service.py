@@ -349,7 +349,7 @@ def test_bad_render_requests_name_the_field(server, avatar_id):
         ({"motion": {"params": {"body_pose": [[0.0] * 62]}}}, "motion.params.body_pose[0]"),
         ({"motion": {"params": {"tail_pose": [[0.0] * 3]}}}, "motion.params.tail_pose"),
         ({"cameras": [{"K": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "world_to_cam": [[1, 0], [0, 1]],
-                       "width": 64, "height": 64}]}, "cameras[0].world_to_cam"),
+                       "width": 64, "height": 64}]}, "cameras[0].world_to_cam[0]"),
         ({"cameras": [{"blender": {"lens_mm": -5, "resolution_x": 64, "resolution_y": 64,
                                    "matrix_world": np.eye(4).tolist()}}]}, "cameras[0].blender.lens_mm"),
         ({"motion": {"name": "talk", "frames": [0, 2]}, "cameras": [_front()] * 3}, "cameras"),
@@ -361,6 +361,57 @@ def test_bad_render_requests_name_the_field(server, avatar_id):
         status, answer = server.json("POST", "/v1/render", {**base, **change})
         assert status in (404, 422) and answer["error"]["field"] == field, (change, answer)
     assert server.json("GET", "/v1/health")[0] == 200
+
+
+def test_out_of_bounds_values_are_refused_naming_the_field(server, avatar_id):
+    """Bounds live in the schema and are enforced before any work (fps=5e-324 used to reach the
+    clip resampler and answer 500)."""
+    for query in ("fps=5e-324", "fps=0", "fps=241", "fps=nan", "fps=inf", "fps=fast"):
+        status, answer = server.json("GET", f"/v1/motions/idle?{query}")
+        assert status == 422 and answer["error"]["field"] == "fps", (query, answer)
+    base = {"avatar": avatar_id, "motion": {"name": "talk", "frames": [0, 1]}, "cameras": [_front()]}
+    cases = [
+        ({"size": [4, 64]}, "size[0]"),
+        ({"background": [2, 0, 0]}, "background[0]"),
+        ({"cameras": [{"preset": "front", "width": 0}]}, "cameras[0].width"),
+        ({"cameras": [{"preset": "front", "height": 10**6}]}, "cameras[0].height"),
+        ({"motion": {"name": "talk", "fps": 0}}, "motion.fps"),
+        ({"motion": {"name": "talk", "frames": [-1, 2]}}, "motion.frames[0]"),
+        ({"motion": {"params": {"transl": [[0.0, 0.0]]}}}, "motion.params.transl[0]"),
+        ({"cameras": []}, "cameras"),
+    ]
+    for change, field in cases:
+        status, answer = server.json("POST", "/v1/render", {**base, **change})
+        assert status == 422 and answer["error"]["field"] == field, (change, answer)
+    status, _, data = server.request("POST", "/v1/render", b"\xff\xfe{not json",
+                                     headers={"Content-Type": "application/json"})
+    assert status in (400, 422) and json.loads(data)["error"]["field"] == "body"
+    assert "Traceback" not in server.log_text()
+
+
+def test_wrong_method_is_405_with_allow_listing_every_method_of_the_path(server, avatar_id):
+    for method, path, allowed in [("TRACE", f"/v1/avatars/{avatar_id}", "DELETE, GET"),
+                                  ("PUT", "/v1/avatars", "GET, POST"),
+                                  ("DELETE", "/v1/render", "POST")]:
+        status, headers, data = server.request(method, path)
+        assert status == 405 and headers.get("allow") == allowed, (method, path, headers)
+        assert json.loads(data)["error"]["status"] == 405
+
+
+def test_schema_declares_the_errors_and_links(server):
+    _, schema = server.json("GET", "/openapi.json")
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            declared = set(operation["responses"])
+            assert {"400", "401", "403", "413", "421", "422", "503"} <= declared, (method, path)
+            if "{" in path:
+                assert "404" in declared, (method, path)
+    created = schema["paths"]["/v1/avatars"]["post"]["responses"]["201"]["links"]
+    assert {"GetAvatar", "DownloadAvatar", "DeleteAvatar"} <= set(created)
+    job = schema["paths"]["/v1/reconstructions"]["post"]["responses"]["202"]["links"]
+    assert {"GetJob", "CancelJob", "GetJobResult"} <= set(job)
+    form = schema["paths"]["/v1/reconstructions"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert form["encoding"]["photo"]["contentType"] == "image/png, image/jpeg, image/webp"
 
 
 def test_motion_clips_as_json(server):
@@ -439,16 +490,17 @@ def test_sigterm_during_training_then_restart_resumes(tmp_path, server_env, subj
         running = wait_for_job(server, job["id"], timeout=900,
                                until=lambda j: j["stage"] == "train" and j["stage_progress"] >= 0.05)
     finally:
-        assert server.stop() == 0, server.log_text()[-3000:]
+        assert server.stop() == 0, server.log_text()[-3000:]  # a graceful stop
     assert "stopping" in server.log_text()
     assert (tmp_path / "data" / "jobs" / job["id"] / "out" / "avatar.avatar.work" / "train.ckpt").is_file()
     server = start_server(tmp_path / "data", env=server_env)
     try:
-        status, stopped = server.json("GET", f"/v1/jobs/{job['id']}")
+        _, stopped = server.json("GET", f"/v1/jobs/{job['id']}")
         assert "server stopping; the job resumes when it starts again" in stopped["log"]
         done = wait_for_job(server, job["id"], timeout=900)
         assert done["state"] == "succeeded", done
         status, _, package = server.request("GET", done["result_url"])
+        assert status == 200
         path = tmp_path / "got.avatar"
         path.write_bytes(package)
         meta, _, _ = read_avatar_members(path)
