@@ -168,7 +168,8 @@ class MotionParams(RequestModel):
     /v1/motions/{name}`` returns them."""
 
     params: PoseParams
-    fps: float = _FPS
+    fps: float = Field(30.0, ge=0.01, le=10_000,
+                       description="frames per second (stored with the clip; nothing is resampled)")
     expression_space: Literal["arkit52", "smplx-pca"] | None = None
     name: str = Field("request", max_length=64)
 
