@@ -528,3 +528,45 @@ def test_a_second_server_on_the_same_data_folder_refuses_to_start(tmp_path, serv
     assert second.stop() == 0
     third = start_server(tmp_path / "data", env=server_env)  # and after a clean stop
     third.stop()
+
+
+def test_disk_full_during_a_render_job_fails_it_clearly_and_keeps_the_avatar(
+        tmp_path, server_env, package_bytes):
+    """The data folder on a real 16 MiB filesystem, filled up to leave 200 kB: a render
+    job's frames do not fit, the job fails saying the disk is full, no half-written zip is left,
+    and the avatar's package is untouched."""
+    data = tmp_path / "data"
+    data.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tiny tmpfs needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(data)],
+                             check=False, capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    server = None
+    try:
+        server = start_server(data, env=server_env)
+        body, ctype = multipart({}, {"package": ("small.avatar", package_bytes)})
+        status, _, answer = server.request("POST", "/v1/avatars", body, headers={"Content-Type": ctype})
+        assert status == 201, answer
+        avatar = json.loads(answer)["id"]
+        free = os.statvfs(data).f_bavail * os.statvfs(data).f_frsize
+        (data / "filler").write_bytes(b"\0" * max(0, free - 200_000))
+        # 12 frames of ~100 kB each (measured: 4 frames fit in 400 kB)
+        request = {"avatar": avatar, "motion": {"name": "wave", "fps": 10, "frames": [0, 12]},
+                   "cameras": [{"preset": "front", "width": 512, "height": 512}], "format": "zip",
+                   "background": None}
+        status, job = server.json("POST", "/v1/render-jobs", request)
+        assert status == 202, job
+        done = wait_for_job(server, job["id"], timeout=900)
+        assert done["state"] == "failed", done
+        assert "disk is full" in done["error"]["message"] and "no space left" in done["error"]["message"]
+        assert not list((data / "jobs" / job["id"] / "render").glob("*"))  # no half-written zip
+        status, _, package = server.request("GET", f"/v1/avatars/{avatar}/package")
+        assert status == 200 and package == package_bytes
+        (data / "filler").unlink()
+        assert server.json("GET", "/v1/health")[0] == 200
+    finally:
+        if server is not None:
+            server.stop()
+        subprocess.run(["umount", str(data)], check=False)

@@ -219,5 +219,9 @@ class ZipOfFrames:
         for _, future in self.pending:
             future.cancel()
         self.pending.clear()
-        self.zip.close()
-        self.path.unlink(missing_ok=True)
+        try:
+            self.zip.close()  # may fail again (a full disk): the file goes anyway
+        except OSError:
+            pass
+        finally:
+            self.path.unlink(missing_ok=True)
