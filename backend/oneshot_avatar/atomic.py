@@ -28,26 +28,22 @@ _umask: int | None = None
 
 
 def current_umask() -> int:
-    """The process umask (read once; ``os.umask`` can only be read by setting it, so the value is
-    cached rather than flipped while other threads create files)."""
+    """The process umask. On Linux it is read from ``/proc`` each time (no side effects);
+    elsewhere ``os.umask`` can only be read by setting it, so that is done once and cached rather
+    than flipped while other threads create files."""
     global _umask
-    with _umask_lock:
-        if _umask is None:
-            _umask = _read_umask()
-        return _umask
-
-
-def _read_umask() -> int:
-    try:  # Linux: readable without changing it
+    try:
         with open("/proc/self/status") as status:
             for line in status:
                 if line.startswith("Umask:"):
                     return int(line.split()[1], 8)
     except OSError:
         pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    with _umask_lock:
+        if _umask is None:
+            _umask = os.umask(0o022)
+            os.umask(_umask)
+        return _umask
 
 
 def public_mode() -> int:
