@@ -117,12 +117,12 @@ def test_failed_write_leaves_no_file(tmp_path, open_body, avatar_parts, monkeypa
     g, betas = avatar_parts
     target = tmp_path / "x.avatar"
     target.write_bytes(b"old")
-    from oneshot_avatar.body import npz_io
+    from oneshot_avatar import atomic
 
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(npz_io.os, "replace", broken_replace)
+    monkeypatch.setattr(atomic.os, "replace", broken_replace)
     with pytest.raises(UserError, match="No space left"):
         save_avatar(target, g, open_body, betas)
     assert target.read_bytes() == b"old"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -360,10 +361,10 @@ def test_bad_render_requests_name_the_field(server, avatar_id):
     cases = [
         ({"motion": {"name": "moonwalk"}}, "motion.name"),
         ({"motion": {"name": "talk", "frames": [5, 2]}}, "motion.frames"),
-        ({"motion": {"params": {"body_pose": [[0.0] * 62]}}}, "motion.params.body_pose"),
+        ({"motion": {"params": {"body_pose": [[0.0] * 62]}}}, "motion.params.body_pose[0]"),
         ({"motion": {"params": {"tail_pose": [[0.0] * 3]}}}, "motion.params.tail_pose"),
         ({"cameras": [{"K": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "world_to_cam": [[1, 0], [0, 1]],
-                       "width": 64, "height": 64}]}, "cameras[0].world_to_cam"),
+                       "width": 64, "height": 64}]}, "cameras[0].world_to_cam[0]"),
         ({"cameras": [{"blender": {"lens_mm": -5, "resolution_x": 64, "resolution_y": 64,
                                    "matrix_world": np.eye(4).tolist()}}]}, "cameras[0].blender.lens_mm"),
         ({"motion": {"name": "talk", "frames": [0, 2]}, "cameras": [_front()] * 3}, "cameras"),
@@ -375,6 +376,57 @@ def test_bad_render_requests_name_the_field(server, avatar_id):
         status, answer = server.json("POST", "/v1/render", {**base, **change})
         assert status in (404, 422) and answer["error"]["field"] == field, (change, answer)
     assert server.json("GET", "/v1/health")[0] == 200
+
+
+def test_out_of_bounds_values_are_refused_naming_the_field(server, avatar_id):
+    """Bounds live in the schema and are enforced before any work (fps=5e-324 used to reach the
+    clip resampler and answer 500)."""
+    for query in ("fps=5e-324", "fps=0", "fps=241", "fps=nan", "fps=inf", "fps=fast"):
+        status, answer = server.json("GET", f"/v1/motions/idle?{query}")
+        assert status == 422 and answer["error"]["field"] == "fps", (query, answer)
+    base = {"avatar": avatar_id, "motion": {"name": "talk", "frames": [0, 1]}, "cameras": [_front()]}
+    cases = [
+        ({"size": [4, 64]}, "size[0]"),
+        ({"background": [2, 0, 0]}, "background[0]"),
+        ({"cameras": [{"preset": "front", "width": 0}]}, "cameras[0].width"),
+        ({"cameras": [{"preset": "front", "height": 10**6}]}, "cameras[0].height"),
+        ({"motion": {"name": "talk", "fps": 0}}, "motion.fps"),
+        ({"motion": {"name": "talk", "frames": [-1, 2]}}, "motion.frames[0]"),
+        ({"motion": {"params": {"transl": [[0.0, 0.0]]}}}, "motion.params.transl[0]"),
+        ({"cameras": []}, "cameras"),
+    ]
+    for change, field in cases:
+        status, answer = server.json("POST", "/v1/render", {**base, **change})
+        assert status == 422 and answer["error"]["field"] == field, (change, answer)
+    status, _, data = server.request("POST", "/v1/render", b"\xff\xfe{not json",
+                                     headers={"Content-Type": "application/json"})
+    assert status in (400, 422) and json.loads(data)["error"]["field"] == "body"
+    assert "Traceback" not in server.log_text()
+
+
+def test_wrong_method_is_405_with_allow_listing_every_method_of_the_path(server, avatar_id):
+    for method, path, allowed in [("TRACE", f"/v1/avatars/{avatar_id}", "DELETE, GET"),
+                                  ("PUT", "/v1/avatars", "GET, POST"),
+                                  ("DELETE", "/v1/render", "POST")]:
+        status, headers, data = server.request(method, path)
+        assert status == 405 and headers.get("allow") == allowed, (method, path, headers)
+        assert json.loads(data)["error"]["status"] == 405
+
+
+def test_schema_declares_the_errors_and_links(server):
+    _, schema = server.json("GET", "/openapi.json")
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            declared = set(operation["responses"])
+            assert {"400", "401", "403", "413", "421", "422", "503"} <= declared, (method, path)
+            if "{" in path:
+                assert "404" in declared, (method, path)
+    created = schema["paths"]["/v1/avatars"]["post"]["responses"]["201"]["links"]
+    assert {"GetAvatar", "DownloadAvatar", "DeleteAvatar"} <= set(created)
+    job = schema["paths"]["/v1/reconstructions"]["post"]["responses"]["202"]["links"]
+    assert {"GetJob", "CancelJob", "GetJobResult"} <= set(job)
+    form = schema["paths"]["/v1/reconstructions"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert form["encoding"]["photo"]["contentType"] == "image/png, image/jpeg, image/webp"
 
 
 def test_motion_clips_as_json(server):
@@ -438,3 +490,98 @@ def test_package_path_is_inside_the_store(tmp_path):
         store.job_dir("../j_0123456789abcdef")
     assert Path(store.avatar_path("a_0123456789abcdef")).parent == tmp_path / "avatars"
     store.close()
+
+
+# ---- faults
+
+
+def test_sigterm_during_training_then_restart_resumes(tmp_path, server_env, subject_files):
+    """A graceful stop (SIGTERM, as systemd or Ctrl-C sends) between two training steps saves a
+    checkpoint there; the next start resumes from it, not from the last periodic checkpoint."""
+    server = start_server(tmp_path / "data", env=server_env)
+    try:
+        job = _submit(server, subject_files, steps=80)
+        # Before the first periodic checkpoint (every 50 steps): only the stop can have saved one.
+        running = wait_for_job(server, job["id"], timeout=900,
+                               until=lambda j: j["stage"] == "train" and j["stage_progress"] >= 0.05)
+    finally:
+        assert server.stop() == 0, server.log_text()[-3000:]  # a graceful stop
+    assert "stopping" in server.log_text()
+    assert (tmp_path / "data" / "jobs" / job["id"] / "out" / "avatar.avatar.work" / "train.ckpt").is_file()
+    server = start_server(tmp_path / "data", env=server_env)
+    try:
+        _, stopped = server.json("GET", f"/v1/jobs/{job['id']}")
+        assert "server stopping; the job resumes when it starts again" in stopped["log"]
+        done = wait_for_job(server, job["id"], timeout=900)
+        assert done["state"] == "succeeded", done
+        status, _, package = server.request("GET", done["result_url"])
+        assert status == 200
+        path = tmp_path / "got.avatar"
+        path.write_bytes(package)
+        meta, _, _ = read_avatar_members(path)
+        resumed_from = meta["training"]["training"].get("resumed_from")
+        assert resumed_from is not None and round(running["stage_progress"] * 80) <= resumed_from < 50
+    finally:
+        server.stop()
+
+
+def test_a_second_server_on_the_same_data_folder_refuses_to_start(tmp_path, server_env):
+    first = start_server(tmp_path / "data", env=server_env)
+    try:
+        result = subprocess.run([sys.executable, "-m", "oneshot_avatar", "serve", "--port", "0",
+                                 "--device", "cpu", "--data-dir", str(tmp_path / "data")],
+                                check=False, capture_output=True, text=True, timeout=300,
+                                env={**os.environ, **server_env})
+        assert result.returncode == 2, result.stderr
+        assert f"another oneshot-avatar server (pid {first.proc.pid}) is using the data folder" \
+            in result.stderr and "--data-dir" in result.stderr
+        assert first.json("GET", "/v1/health")[0] == 200  # the first one is untouched
+    finally:
+        first.kill()  # kill -9: the kernel drops the lock with the process
+    second = start_server(tmp_path / "data", env=server_env)
+    assert second.json("GET", "/v1/health")[0] == 200
+    assert second.stop() == 0
+    third = start_server(tmp_path / "data", env=server_env)  # and after a clean stop
+    third.stop()
+
+
+def test_disk_full_during_a_render_job_fails_it_clearly_and_keeps_the_avatar(
+        tmp_path, server_env, package_bytes):
+    """The data folder on a real 16 MiB filesystem, filled up to leave 200 kB: a render
+    job's frames do not fit, the job fails saying the disk is full, no half-written zip is left,
+    and the avatar's package is untouched."""
+    data = tmp_path / "data"
+    data.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tiny tmpfs needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(data)],
+                             check=False, capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    server = None
+    try:
+        server = start_server(data, env=server_env)
+        body, ctype = multipart({}, {"package": ("small.avatar", package_bytes)})
+        status, _, answer = server.request("POST", "/v1/avatars", body, headers={"Content-Type": ctype})
+        assert status == 201, answer
+        avatar = json.loads(answer)["id"]
+        free = os.statvfs(data).f_bavail * os.statvfs(data).f_frsize
+        (data / "filler").write_bytes(b"\0" * max(0, free - 200_000))
+        # 12 frames of ~100 kB each (measured: 4 frames fit in 400 kB)
+        request = {"avatar": avatar, "motion": {"name": "wave", "fps": 10, "frames": [0, 12]},
+                   "cameras": [{"preset": "front", "width": 512, "height": 512}], "format": "zip",
+                   "background": None}
+        status, job = server.json("POST", "/v1/render-jobs", request)
+        assert status == 202, job
+        done = wait_for_job(server, job["id"], timeout=900)
+        assert done["state"] == "failed", done
+        assert "disk is full" in done["error"]["message"] and "no space left" in done["error"]["message"]
+        assert not list((data / "jobs" / job["id"] / "render").glob("*"))  # no half-written zip
+        status, _, package = server.request("GET", f"/v1/avatars/{avatar}/package")
+        assert status == 200 and package == package_bytes
+        (data / "filler").unlink()
+        assert server.json("GET", "/v1/health")[0] == 200
+    finally:
+        if server is not None:
+            server.stop()
+        subprocess.run(["umount", str(data)], check=False)

@@ -5,6 +5,11 @@ whatever a client sends that the schema allows, or nearly allows, the server ans
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import schemathesis
@@ -19,6 +24,9 @@ from service_server import start_server
 
 # Several endpoints run the body model or the renderer: keep the examples per operation small.
 EXAMPLES = 25
+# The schemathesis command line in CI: fixed seed, bounded examples and time.
+CLI_SEED, CLI_EXAMPLES, CLI_SECONDS = 20261128, 10, 45
+TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +95,36 @@ def test_no_server_errors(fuzz_server, fuzz_avatar):
 
         check()
     assert fuzz_server.json("GET", "/v1/health")[0] == 200
+
+
+def test_schemathesis_cli_finds_nothing(fuzz_server, fuzz_avatar, open_body, tmp_path):
+    """The outside tester's run, in CI: ``st run --checks all`` (every phase: coverage, fuzzing, and
+    stateful sequences through the schema's links) must report zero failures. The hooks module
+    gives the declared multipart part types real content (a photo, keypoints, an avatar package)."""
+    st = shutil.which("st", path=os.path.dirname(sys.executable)) or shutil.which("st")
+    if st is None:
+        pytest.skip("the schemathesis command line (st) is not installed")
+    from schemathesis_hooks import FILES_ENV, write_fuzz_files
+
+    files = write_fuzz_files(tmp_path / "files", open_body,
+                             fuzz_server.data_dir / "avatars" / f"{fuzz_avatar}.avatar")
+    config = tmp_path / "schemathesis.toml"
+    # Only the links the schema declares; inferred ones guess ids from unrelated fields.
+    config.write_text("[phases.stateful.inference]\nalgorithms = []\n")
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks", FILES_ENV: str(files),
+           "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    report = tmp_path / "report.json"
+    command = [st, "--config-file", str(config), "run", fuzz_server.url + "/openapi.json",
+               "--checks", "all", "--seed", str(CLI_SEED), "--max-examples", str(CLI_EXAMPLES),
+               "--max-time", str(CLI_SECONDS), "--workers", "1", "--request-timeout", "60",
+               "--generation-database", "none", "--no-color", "--output-truncate", "true",
+               "--report", "json", "--report-json-path", str(report)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path,
+                            timeout=CLI_SECONDS + 240, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-20000:]
+    summary = json.loads(report.read_text())
+    print(output[-1500:])
+    assert "Traceback" not in fuzz_server.log_text(), fuzz_server.log_text()[-5000:]
+    assert fuzz_server.json("GET", "/v1/health")[0] == 200
+    assert summary, "schemathesis wrote no report"

@@ -404,9 +404,9 @@ def _camera_from_dict(data: Any, *, prefix: str = "", path: str | Path | None = 
 
 
 def _write_json(path: str | Path, payload: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    from oneshot_avatar.atomic import write_bytes_atomic
+
+    write_bytes_atomic(path, (json.dumps(payload, indent=2, allow_nan=False) + "\n").encode("utf-8"))
 
 
 def save_cameras_json(path: str | Path, cameras: Sequence[Camera]) -> None:

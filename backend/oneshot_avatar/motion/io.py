@@ -65,7 +65,8 @@ from typing import Any
 
 import numpy as np
 
-from oneshot_avatar.body.npz_io import npz_bytes, read_array, write_bytes_atomic
+from oneshot_avatar.atomic import write_bytes_atomic
+from oneshot_avatar.body.npz_io import npz_bytes, read_array
 from oneshot_avatar.body.smplx_layout import NOMINAL_PELVIS_REST
 from oneshot_avatar.errors import BadFileError, UserError
 from oneshot_avatar.motion import _rotations as rot

@@ -35,8 +35,9 @@ import numpy as np
 import torch
 
 from oneshot_avatar import __version__
+from oneshot_avatar.atomic import write_bytes_atomic
 from oneshot_avatar.avatar.gaussians import MeshGaussians, PosedGaussians, num_sh_coefficients
-from oneshot_avatar.body.npz_io import npz_bytes, write_bytes_atomic
+from oneshot_avatar.body.npz_io import npz_bytes
 from oneshot_avatar.body.smplx_layout import JOINT_NAMES, NUM_JOINTS, PARENTS
 from oneshot_avatar.errors import BadFileError, UserError
 from oneshot_avatar.package.ply import PlyError, decode_ply, encode_ply

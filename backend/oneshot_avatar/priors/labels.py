@@ -101,8 +101,10 @@ class LabelSet:
             sheet.paste(tile, (x, y))
             draw.text((x + 2, y + thumb + 1), self.kinds[i][: max(4, tile_w // 6)],
                       fill=(230, 230, 230))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sheet.save(path)
+        from oneshot_avatar.atomic import atomic_output
+
+        with atomic_output(path) as tmp:
+            sheet.save(tmp, format="PNG")
         return path
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from oneshot_avatar.atomic import atomic_output, write_bytes_atomic
 from oneshot_avatar.errors import UserError
 
 
@@ -72,7 +73,7 @@ def write_coco_wholebody(path: Path, body, params: dict, camera, *, noise_px: fl
     payload = {"images": [{"id": 1, "width": camera.width, "height": camera.height,
                            "file_name": "photo.png"}],
                "annotations": [annotation]}
-    path.write_text(json.dumps(payload))
+    write_bytes_atomic(path, json.dumps(payload).encode())
     return path
 
 
@@ -107,7 +108,8 @@ def run_demo(out_dir: Path, *, preset: str = "fast", steps: int | None = None, d
     body = load_body_model(body_model, device="cpu")
     subject = make_subject(body, look, size=512, seed=seed)
     photo_path = out_dir / "photo.png"
-    Image.fromarray((subject.image * 255 + 0.5).astype(np.uint8)).save(photo_path)
+    with atomic_output(photo_path) as tmp:
+        Image.fromarray((subject.image * 255 + 0.5).astype(np.uint8)).save(tmp, format="PNG")
     keypoints_path = write_coco_wholebody(out_dir / "keypoints.json", body, subject.params,
                                           subject.camera, seed=seed)
     avatar_path = out_dir / "avatar.avatar"
@@ -125,7 +127,7 @@ def run_demo(out_dir: Path, *, preset: str = "fast", steps: int | None = None, d
     outputs["video"] = str(video)
 
     truth = evaluate_against_truth(avatar_path, subject, body_model, resolved, report)
-    (out_dir / "fidelity.json").write_text(json.dumps(truth, indent=1))
+    write_bytes_atomic(out_dir / "fidelity.json", json.dumps(truth, indent=1).encode())
     outputs["fidelity"] = str(out_dir / "fidelity.json")
     _log(f"demo: photo view PSNR {truth['input_view']['psnr']:.2f} dB, SSIM "
          f"{truth['input_view']['ssim']:.4f}; held-out pose PSNR {truth['held_out_pose']['psnr']:.2f} dB, "

@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from oneshot_avatar.body.npz_io import write_bytes_atomic, write_npz_deterministic
+from oneshot_avatar.atomic import atomic_output, write_bytes_atomic
+from oneshot_avatar.body.npz_io import write_npz_deterministic
 from oneshot_avatar.devices import resolve_device
 from oneshot_avatar.errors import UserError
 from oneshot_avatar.reconstruct.presets import Preset
@@ -503,12 +504,14 @@ def write_previews(paths: dict[str, Path], gaussians, body, fit, subject, labels
     photo = subject.image * subject.mask[..., None] + white * (1 - subject.mask[..., None])
     rendered = render_views(gaussians, body, fit.params, [fit.camera])[0][0]
     side = np.concatenate([_to_uint8(subject.image), _to_uint8(photo), _to_uint8(rendered)], axis=1)
-    Image.fromarray(side).save(paths["preview"])
+    with atomic_output(paths["preview"]) as tmp:
+        Image.fromarray(side).save(tmp, format="PNG")
     written.append(paths["preview"])
     cameras = turnaround_cameras(fit.params, body, fit.camera,
                                  azimuths=(0, 45, 90, 135, 180, 225, 270, 315))
     views, _ = render_views(gaussians, body, fit.params, cameras)
-    Image.fromarray(_to_uint8(np.concatenate(list(views), axis=1))).save(paths["turnaround"])
+    with atomic_output(paths["turnaround"]) as tmp:
+        Image.fromarray(_to_uint8(np.concatenate(list(views), axis=1))).save(tmp, format="PNG")
     written.append(paths["turnaround"])
     if hasattr(labels, "save_preview"):
         labels.save_preview(paths["labels"])
@@ -566,7 +569,7 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
     elif options.resume:
         log(f"resume: no earlier work at {work}; starting from the beginning")
     work.mkdir(parents=True, exist_ok=True)
-    fingerprint_file.write_text(json.dumps(fingerprint, indent=1))
+    write_bytes_atomic(fingerprint_file, json.dumps(fingerprint, indent=1).encode())
 
     t = time.perf_counter()
     stage("fit")

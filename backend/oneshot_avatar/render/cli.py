@@ -141,7 +141,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
 def _cmd_export_ply(args: argparse.Namespace) -> int:
     import torch
 
-    from oneshot_avatar.body.npz_io import write_bytes_atomic
+    from oneshot_avatar.atomic import write_bytes_atomic
     from oneshot_avatar.package import standard_ply_bytes
 
     out = Path(args.out)

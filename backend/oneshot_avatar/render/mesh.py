@@ -18,7 +18,6 @@ its centre ``(j + 0.5, i + 0.5)``; depth is camera ``z`` in metres.
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -382,9 +381,9 @@ class SurfaceTexture:
     def save(self, path: str | Path) -> None:
         """Write an ``.npz`` (schema, resolution, colours float32 [F, S, 3], known bool [F, S],
         confidence float32 [F, S] when present), atomically."""
+        from oneshot_avatar.atomic import atomic_output
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(path.name + ".tmp.npz")
         arrays = {
             "schema": np.array(TEXTURE_SCHEMA),
             "resolution": np.array(self.resolution, dtype=np.int64),
@@ -393,8 +392,8 @@ class SurfaceTexture:
         }
         if self.confidence is not None:
             arrays["confidence"] = self.confidence.detach().cpu().to(torch.float32).numpy()
-        np.savez_compressed(temporary, **arrays)
-        os.replace(temporary, path)
+        with atomic_output(path) as temporary, open(temporary, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
 
     @classmethod
     def load(cls, path: str | Path, *, device: torch.device | str = "cpu") -> SurfaceTexture:

@@ -11,6 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
+from oneshot_avatar.atomic import (
+    atomic_output,
+    commit,
+    discard,
+    is_no_space,
+    new_temporary,
+    output_error,
+)
 from oneshot_avatar.errors import UserError
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -43,18 +51,21 @@ class PngFolderSink:
         self.written.append(path)
 
     def close(self) -> list[Path]:
-        for future in self.pending:
-            future.result()
+        """Wait for every frame; the first failure (e.g. a full disk) is raised once all have
+        finished, so no write is still running when the caller looks at the folder."""
+        errors = [future.exception() for future in self.pending]
         self.pool.shutdown()
+        failed = [error for error in errors if error is not None]
+        if failed:
+            raise failed[0]
         return self.written
 
 
 def _save_png(path: Path, rgba: np.ndarray) -> None:
     from PIL import Image
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(rgba, mode="RGBA").save(tmp, format="PNG", compress_level=1)
-    os.replace(tmp, path)
+    with atomic_output(path, sync=False) as tmp:
+        Image.fromarray(rgba, mode="RGBA").save(tmp, format="PNG", compress_level=1)
 
 
 class VideoSink:
@@ -67,13 +78,10 @@ class VideoSink:
         self.audio = audio
         self.fps = fps
         self.background = background or (0.0, 0.0, 0.0)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
-            os.close(fd)
+        try:  # the temporary keeps the suffix: ffmpeg picks the container by it
+            self.tmp = new_temporary(path, suffix=path.suffix)
         except OSError as error:
             raise UserError(f"cannot write the video there: {error.strerror or error}", path=path) from error
-        self.tmp = Path(tmp)
         self.frames: list[np.ndarray] = []
         self.writer = None
 
@@ -105,15 +113,19 @@ class VideoSink:
                 self.writer.close()
                 if self.audio is not None:
                     mux_audio(self.tmp, self.audio)
-            os.replace(self.tmp, self.path)
+            commit(self.tmp, self.path)
+        except OSError as error:
+            if is_no_space(error):
+                raise output_error(error, self.path) from error
+            raise
         finally:
-            self.tmp.unlink(missing_ok=True)
+            discard(self.tmp)
         return [self.path]
 
     def abort(self) -> None:
         if self.writer is not None:
             self.writer.close()
-        self.tmp.unlink(missing_ok=True)
+        discard(self.tmp)
 
 
 def mux_audio(video: Path, audio: Path) -> None:

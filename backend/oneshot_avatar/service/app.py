@@ -20,6 +20,7 @@ from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -27,9 +28,11 @@ from oneshot_avatar import __version__
 from oneshot_avatar.errors import UserError
 from oneshot_avatar.service import schemas
 from oneshot_avatar.service.core import Service
+from oneshot_avatar.service.openapi import finish_schema
 from oneshot_avatar.service.schemas import AVATAR_ID_PATTERN, JOB_ID_PATTERN
 from oneshot_avatar.service.store import JOB_KINDS, JOB_STATES, new_avatar_id
 from oneshot_avatar.service.uploads import check_image, check_json, check_zip_members, init_suffix
+from oneshot_avatar.service.worker import Stopping
 
 logger = logging.getLogger(__name__)
 API_VERSION = 1
@@ -122,11 +125,22 @@ async def _drain(receive) -> None:
             return
 
 
+# Union branches appear in error locations under their model's name; they are not request keys.
+_BRANCHES = {name for name, value in vars(schemas).items()
+             if isinstance(value, type) and issubclass(value, BaseModel)}
+
+
 def _field_of(loc: tuple) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    # Union branches appear as model names in the location; keep the request's own keys.
-    parts = [p for p in parts if not p[:1].isupper() and "[" not in p and "function-" not in p]
-    return ".".join(parts) or None
+    """``("body", "cameras", 0, "K")`` -> ``"cameras[0].K"``."""
+    field = ""
+    for index, part in enumerate(loc):
+        if index == 0 and part in ("body", "query", "path", "header"):
+            continue
+        if isinstance(part, int):
+            field += f"[{part}]"
+        elif part not in _BRANCHES and "[" not in str(part) and "function-" not in str(part):
+            field += ("." if field else "") + str(part)
+    return field or None
 
 
 def create_app(service: Service, *, token: str | None = None, loopback: bool = True) -> FastAPI:
@@ -137,6 +151,18 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
         "disk and resume after a restart; interactive renders go before training.",
         docs_url=None, redoc_url=None,
     )
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(title=app.title, version=app.version,
+                                 description=app.description, routes=app.routes)
+            app.openapi_schema = finish_schema(
+                schema, pose_input_required=not service.config.keypoint_model)
+        return app.openapi_schema
+
+    app.openapi = openapi
     app.add_middleware(Guard, token=token, loopback=loopback,
                        max_body=service.config.max_upload_bytes)
 
@@ -151,11 +177,27 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
         problems = error.errors()
         first = problems[0] if problems else {"loc": (), "msg": "invalid request"}
         field = _field_of(tuple(first.get("loc", ())))
+        if first.get("type") == "json_invalid":
+            field = "body"
         return error_response(422, f"{field or 'request'}: {first.get('msg')}", field)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException):
-        return error_response(error.status_code, str(error.detail), getattr(error, "field", None))
+        headers = dict(getattr(error, "headers", None) or {})
+        field = getattr(error, "field", None)
+        message = str(error.detail)
+        if error.status_code == 405:  # every method the path has (RFC 9110), not one route's
+            allowed = _allowed_methods(app, request.url.path)
+            headers["Allow"] = ", ".join(allowed)
+            message = f"{request.method} is not allowed here; use {' or '.join(allowed)}"
+        elif error.status_code == 400 and field is None:
+            field, message = "body", f"the request body could not be parsed ({message.lower()})"
+        return error_response(error.status_code, message, field, headers=headers or None)
+
+    @app.exception_handler(Stopping)
+    async def _stopping(request: Request, error: Stopping):
+        return error_response(503, "the server is shutting down; retry once it has restarted",
+                              headers={"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception):
@@ -358,10 +400,11 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
                             "summary": builtin_summary(motion_name)})
         return {"motions": motions}
 
-    @app.get("/v1/motions/{name}", response_model=schemas.MotionParams, responses=ERRORS,
+    @app.get("/v1/motions/{name}", response_model=schemas.MotionAnswer, responses=ERRORS,
              tags=["motions"])
     def get_motion(name: Annotated[str, PathParam(max_length=64)],
-                   fps: Annotated[float, Query(gt=0, le=1000)] = 30.0):
+                   fps: Annotated[float, Query(ge=schemas.FPS_MIN, le=schemas.FPS_MAX,
+                                               description="frames per second")] = 30.0):
         from oneshot_avatar.motion import builtin_clip, builtin_names
 
         if name not in builtin_names():
@@ -456,6 +499,15 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
             raise FieldError(404, f"no avatar {request.avatar}", "avatar") from None
 
     return app
+
+
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    methods: set[str] = set()
+    for route in app.router.routes:
+        regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and route_methods and regex.match(path):
+            methods |= set(route_methods)
+    return sorted(methods)
 
 
 def _as_field(action, field: str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -105,6 +106,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         f"{service.body.info.model_id}; {'token required' if token else 'no token (loopback only)'}")
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
                                            timeout_graceful_shutdown=10))
+    # uvicorn handles SIGTERM/SIGINT while it serves, then restores the previous handlers and
+    # raises the signal again: with Python's default handler that would kill the process before
+    # the service stops its job at a step boundary (and checkpoints it). Handlers that only note
+    # the signal let the shutdown below run.
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda signum, frame: None)
     try:
         server.run(sockets=[sock])
     finally:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import torch
 
+from oneshot_avatar.atomic import commit, is_no_space, output_error
 from oneshot_avatar.errors import UserError
-from oneshot_avatar.service.store import AvatarRecord, Job, Store, new_job_id, now
+from oneshot_avatar.service.store import AvatarRecord, DataDirLock, Job, Store, new_job_id, now
 from oneshot_avatar.service.worker import GpuWorker, Stopping
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class Service:
         from oneshot_avatar.devices import resolve_device
 
         self.config = config
+        self.data_lock = DataDirLock(config.data_dir)  # before anything touches the folder
         self.store = Store(config.data_dir)
         self.tmp_dir = Path(config.data_dir) / "tmp"
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
@@ -126,7 +128,10 @@ class Service:
         meta, _, _ = read_avatar_members(path)
         check_body_matches(meta, self.body, what="avatar package")
         target = self.store.avatar_path(avatar_id)
-        os.replace(path, target)
+        if path.parent == target.parent:
+            os.replace(path, target)
+        else:  # an upload (a private temporary file): the package gets the usual permissions
+            commit(path, target)
         record = AvatarRecord(
             id=avatar_id, name=name, created=now(), gaussians=int(meta["gaussians"]["count"]),
             sh_degree=int(meta["gaussians"]["sh_degree"]), body_id=meta["body_model"]["id"],
@@ -222,7 +227,10 @@ class Service:
         except Exception as error:  # noqa: BLE001 -- a bug or a resource problem: keep serving, report it
             logger.error("job %s failed:\n%s", job_id, traceback.format_exc())
             message = f"internal error: {type(error).__name__}: {error}"
-            if isinstance(error, torch.OutOfMemoryError):
+            if is_no_space(error):  # the disk is full: say so (what was there before is kept)
+                full = output_error(error, self.store.job_dir(job_id) / "out")
+                message = f"the server's disk is full: {full.message}"
+            elif isinstance(error, torch.OutOfMemoryError):
                 message = "out of GPU memory; try the fast preset or fewer Gaussians"
             self.store.update_job(job_id, state="failed", error={"message": message, "field": None},
                                   log_line=f"failed: {message}")
@@ -370,7 +378,7 @@ class Service:
         except BaseException:
             sink.abort()
             raise
-        os.replace(tmp, folder / "frames.zip")
+        commit(tmp, folder / "frames.zip")
         self.store.update_job(job.id, state="succeeded", progress=1.0, stage_progress=1.0,
                               result="render/frames.zip", log_line=f"{plan.num_frames} frames ready")
 
@@ -380,3 +388,4 @@ class Service:
         self.worker.stop()
         self.encode_pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()
+        self.data_lock.release()

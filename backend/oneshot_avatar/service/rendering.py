@@ -43,7 +43,7 @@ class RenderPlan:
 
 def _clip_from_params(motion: schemas.MotionParams, max_frames: int,
                       num_expressions: int) -> MotionClip:
-    params = motion.params
+    params = motion.params.model_dump(exclude_none=True)
     unknown = sorted(set(params) - set(PARAM_WIDTHS) - {"expression"})
     if unknown:
         raise UserError(f"unknown SMPL-X parameter(s) {unknown}; known: "
@@ -219,5 +219,9 @@ class ZipOfFrames:
         for _, future in self.pending:
             future.cancel()
         self.pending.clear()
-        self.zip.close()
-        self.path.unlink(missing_ok=True)
+        try:
+            self.zip.close()  # may fail again (a full disk): the file goes anyway
+        except OSError:
+            pass
+        finally:
+            self.path.unlink(missing_ok=True)

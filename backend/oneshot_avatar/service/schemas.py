@@ -3,12 +3,37 @@ OpenAPI schema)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 AVATAR_ID_PATTERN = r"^a_[0-9a-f]{16}$"
 JOB_ID_PATTERN = r"^j_[0-9a-f]{16}$"
+
+# Bounds the server accepts, stated once: the schema shows them, and pydantic refuses values
+# outside them with a 422 naming the field (before any work is done).
+FPS_MIN, FPS_MAX = 1.0, 240.0  # built-in clips are resampled: below 1 fps a clip has 2 frames
+SIDE_MIN, SIDE_MAX = 8, 8192  # pixels per image side
+MAX_ROWS = 100_000  # frames one request may describe (the server's --max-render-frames also applies)
+MAX_CAMERAS = 100_000
+MAX_EXPRESSIONS = 400  # columns of an expression row (the body model decides the exact count)
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Side = Annotated[int, Field(ge=SIDE_MIN, le=SIDE_MAX)]
+
+
+def _vector(n: int):
+    return Annotated[list[Finite], Field(min_length=n, max_length=n)]
+
+
+def _rows(width: int, description: str):
+    return Field(None, min_length=1, max_length=MAX_ROWS,
+                 description=f"{description}: one row of {width} numbers per frame")
+
+
+class RequestModel(BaseModel):
+    """Request bodies: unknown keys and non-finite numbers are refused."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ErrorDetail(BaseModel):
@@ -109,85 +134,129 @@ class MotionList(BaseModel):
 
 # ---- render requests
 
-_FPS = Field(30.0, gt=0, le=1000, description="frames per second")
+_FPS = Field(30.0, ge=FPS_MIN, le=FPS_MAX, description="frames per second")
+FrameIndex = Annotated[int, Field(ge=0, le=FPS_MAX * 3600)]
 
 
-class BuiltinMotion(BaseModel):
+class BuiltinMotion(RequestModel):
     """A built-in clip (``GET /v1/motions``), optionally a part of it."""
 
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(max_length=64)
+    name: str = Field(min_length=1, max_length=64)
     fps: float = _FPS
-    frames: tuple[int, int] | None = Field(None, description="[start, stop): frames to render")
+    frames: tuple[FrameIndex, FrameIndex] | None = Field(
+        None, description="[start, stop): frames to render, start < stop <= the clip's frames at fps")
 
 
-class MotionParams(BaseModel):
-    """SMPL-X parameters for exactly the frames to render, one row per frame: ``global_orient``,
-    ``jaw_pose``, ``leye_pose``, ``reye_pose``, ``transl`` 3 numbers; ``body_pose`` 63;
-    ``left_hand_pose``, ``right_hand_pose`` 45 (axis-angle, flat hand); ``expression`` E (the
-    body model's expression space). Missing keys are zeros; all keys have the same row count."""
+class PoseParams(RequestModel):
+    """Axis-angle SMPL-X parameters, one row per frame (flat hands, not PCA). Missing keys are
+    zeros; every key given has the same row count."""
 
-    model_config = ConfigDict(extra="forbid")
-    params: dict[str, list[list[float]]]
-    fps: float = _FPS
+    global_orient: list[_vector(3)] | None = _rows(3, "pelvis rotation")
+    body_pose: list[_vector(63)] | None = _rows(63, "21 body joints x 3")
+    jaw_pose: list[_vector(3)] | None = _rows(3, "jaw")
+    leye_pose: list[_vector(3)] | None = _rows(3, "left eye")
+    reye_pose: list[_vector(3)] | None = _rows(3, "right eye")
+    left_hand_pose: list[_vector(45)] | None = _rows(45, "15 left-hand joints x 3")
+    right_hand_pose: list[_vector(45)] | None = _rows(45, "15 right-hand joints x 3")
+    transl: list[_vector(3)] | None = _rows(3, "translation, metres")
+    expression: list[Annotated[list[Finite], Field(max_length=MAX_EXPRESSIONS)]] | None = Field(
+        None, min_length=1, max_length=MAX_ROWS,
+        description="one row per frame in the body model's expression space (its length: "
+        "`GET /v1/health` body_model.expression_names)")
+
+
+class MotionParams(RequestModel):
+    """SMPL-X parameters for exactly the frames to render (``params``), as ``GET
+    /v1/motions/{name}`` returns them."""
+
+    params: PoseParams
+    fps: float = Field(30.0, ge=0.01, le=10_000,
+                       description="frames per second (stored with the clip; nothing is resampled)")
     expression_space: Literal["arkit52", "smplx-pca"] | None = None
     name: str = Field("request", max_length=64)
 
 
-class OpenCVCamera(BaseModel):
-    """OpenCV convention in the SMPL-X world (Y up, metres): pixels ``K``, ``world_to_cam``."""
+class MotionAnswer(BaseModel):
+    """A built-in clip as per-frame SMPL-X parameters (``GET /v1/motions/{name}``)."""
 
-    model_config = ConfigDict(extra="ignore")
-    K: list[list[float]]
-    world_to_cam: list[list[float]]
-    width: int
-    height: int
-    near: float | None = None
-    far: float | None = None
+    params: dict[str, list[list[float]]]
+    fps: float
+    expression_space: Literal["arkit52", "smplx-pca"] | None = None
+    name: str
 
 
-class BlenderCameraSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    lens_mm: float
-    sensor_width_mm: float = 36.0
-    sensor_height_mm: float = 24.0
+def _motion_kind(value: Any) -> str:
+    has_params = isinstance(value, dict) and "params" in value or hasattr(value, "params")
+    return "MotionParams" if has_params else "BuiltinMotion"
+
+
+Motion = Annotated[Annotated[BuiltinMotion, Tag("BuiltinMotion")] | Annotated[MotionParams, Tag("MotionParams")],
+                   Discriminator(_motion_kind)]
+
+
+class OpenCVCamera(RequestModel):
+    """OpenCV convention in the SMPL-X world (Y up, metres): pixels ``K`` (3x3, last row 0 0 1),
+    ``world_to_cam`` (4x4 rigid, last row 0 0 0 1)."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)  # a camera file's extra keys
+    K: Annotated[list[_vector(3)], Field(min_length=3, max_length=3)]
+    world_to_cam: Annotated[list[_vector(4)], Field(min_length=4, max_length=4)]
+    width: Side
+    height: Side
+    near: float | None = Field(None, gt=0, description="metres")
+    far: float | None = Field(None, gt=0, description="metres, beyond near")
+
+
+class BlenderCameraSettings(RequestModel):
+    lens_mm: float = Field(gt=0, le=100_000)
+    sensor_width_mm: float = Field(36.0, gt=0, le=10_000)
+    sensor_height_mm: float = Field(24.0, gt=0, le=10_000)
     sensor_fit: Literal["AUTO", "HORIZONTAL", "VERTICAL"] = "AUTO"
-    shift_x: float = 0.0
-    shift_y: float = 0.0
-    clip_start: float = 0.1
-    clip_end: float = 100.0
-    resolution_x: int
-    resolution_y: int
-    resolution_percentage: int = 100
-    pixel_aspect_x: float = 1.0
-    pixel_aspect_y: float = 1.0
-    matrix_world: list[list[float]] = Field(
+    shift_x: float = Field(0.0, ge=-100, le=100)
+    shift_y: float = Field(0.0, ge=-100, le=100)
+    clip_start: float = Field(0.1, gt=0)
+    clip_end: float = Field(100.0, gt=0)
+    resolution_x: int = Field(ge=1, le=65_536)
+    resolution_y: int = Field(ge=1, le=65_536)
+    resolution_percentage: int = Field(100, ge=1, le=32_767)
+    pixel_aspect_x: float = Field(1.0, ge=1, le=200)
+    pixel_aspect_y: float = Field(1.0, ge=1, le=200)
+    matrix_world: Annotated[list[_vector(4)], Field(min_length=4, max_length=4)] = Field(
         description="4x4 camera object matrix in the Blender world where the rig's armature sits "
         "at the identity apart from +90° about X (Blender (x, y, z) = SMPL-X (x, -z, y))")
 
 
-class BlenderCamera(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class BlenderCamera(RequestModel):
     blender: BlenderCameraSettings
 
 
-class PresetCamera(BaseModel):
+class PresetCamera(RequestModel):
     """``front`` frames the whole body; ``orbit`` turns once around it over the frames."""
 
-    model_config = ConfigDict(extra="forbid")
     preset: Literal["front", "orbit"]
-    width: int = Field(512, ge=8, le=8192)
-    height: int = Field(512, ge=8, le=8192)
+    width: Side = 512
+    height: Side = 512
 
 
-class RenderRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _camera_kind(value: Any) -> str:
+    keys = value if isinstance(value, dict) else vars(value)
+    return ("BlenderCamera" if "blender" in keys else "PresetCamera" if "preset" in keys
+            else "OpenCVCamera")
+
+
+CameraSpec = Annotated[Annotated[OpenCVCamera, Tag("OpenCVCamera")] | Annotated[BlenderCamera, Tag("BlenderCamera")]
+                       | Annotated[PresetCamera, Tag("PresetCamera")], Discriminator(_camera_kind)]
+Unit = Annotated[float, Field(ge=0, le=1)]
+
+
+class RenderRequest(RequestModel):
     avatar: str = Field(pattern=AVATAR_ID_PATTERN)
-    motion: BuiltinMotion | MotionParams
-    cameras: list[OpenCVCamera | BlenderCamera | PresetCamera] = Field(
-        min_length=1, description="one camera for all frames, or one per rendered frame")
-    size: tuple[int, int] | None = Field(None, description="[width, height]: resize the cameras")
+    motion: Motion
+    cameras: list[CameraSpec] = Field(
+        min_length=1, max_length=MAX_CAMERAS,
+        description="one camera for all frames, or one per rendered frame")
+    size: tuple[Side, Side] | None = Field(None, description="[width, height]: resize the cameras")
     format: Literal["png", "zip"] = Field(
         "png", description="png: one frame, RGBA; zip: frame_00000.png, ... (0-based, in order)")
-    background: tuple[float, float, float] | None = Field(
+    background: tuple[Unit, Unit, Unit] | None = Field(
         None, description="RGB 0..1 behind the avatar; null keeps alpha (transparent)")

@@ -62,6 +62,40 @@ CREATE TABLE IF NOT EXISTS avatars (
 """
 
 
+class DataDirLock:
+    """One server per data folder: an OS lock (``flock``) on ``DATA/server.lock``, held while the
+    server runs and released by the kernel when the process ends, however it ends (kill -9
+    included), so a stale lock file never blocks a restart."""
+
+    def __init__(self, data_dir: Path):
+        import fcntl
+        import os
+
+        from oneshot_avatar.errors import UserError
+
+        data_dir = Path(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = data_dir / "server.lock"
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(self._fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self._fd)
+            raise UserError(f"another oneshot-avatar server (pid {holder}) is using the data "
+                            f"folder {str(data_dir)!r}; stop it first, or give this one another "
+                            "--data-dir", field="data-dir") from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        import os
+
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
 def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
 

@@ -8,7 +8,6 @@ the report so far.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +44,10 @@ def load_gaussians_state(gaussians: MeshGaussians, state: dict[str, Tensor]) -> 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """``torch.save`` to a temporary file next to ``path``, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"format": FORMAT, **payload}, tmp)
-    os.replace(tmp, path)
+    from oneshot_avatar.atomic import atomic_output
+
+    with atomic_output(path) as tmp:
+        torch.save({"format": FORMAT, **payload}, tmp)
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:

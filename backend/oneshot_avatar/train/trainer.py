@@ -403,7 +403,14 @@ def _train(body, gaussians: MeshGaussians, photo: TrainView, labels: Sequence[Tr
         if done % config.checkpoint_every == 0 or done == config.steps:
             save(done)
         if progress is not None:
-            progress(done, config.steps, losses)
+            try:
+                progress(done, config.steps, losses)
+            except BaseException:
+                # Stopped between two steps (a server shutting down, a cancel): keep the steps
+                # done since the last checkpoint, so a resumed run goes on from here.
+                if done % config.checkpoint_every and done != config.steps:
+                    save(done)
+                raise
 
     report["input_view"]["after"] = evaluate_view(body, gaussians, photo_view, backend)
     report["num_gaussians"] = gaussians.num_gaussians

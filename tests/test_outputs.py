@@ -1,0 +1,155 @@
+"""Output files: every writer goes through one atomic helper (``oneshot_avatar.atomic``), so
+outputs get the permissions the umask gives (never a temporary file's private 0600), appear only
+when complete, and a full disk is a clear error that leaves the previous file untouched."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from oneshot_avatar.errors import UserError
+
+
+def _modes(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): stat.S_IMODE(p.stat().st_mode)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_every_output_of_demo_and_reconstruct_follows_the_umask(tmp_path, body_cache, open_body_file):
+    """The demo runs the reconstruction (package, report, previews, labels) and renders a video:
+    under umask 027 every file it leaves must be 0640 (0600 would mean a temporary file's mode
+    leaked through, as it did for talk.mp4)."""
+    out = tmp_path / "demo"
+    env = {**os.environ, "ONESHOT_AVATAR_CACHE": str(body_cache)}
+    result = subprocess.run(
+        [sys.executable, "-m", "oneshot_avatar", "demo", "--out", str(out), "--steps", "2",
+         "--size", "64", "--device", "cpu", "-q"],
+        check=False, capture_output=True, text=True, env=env, timeout=1800,
+        preexec_fn=lambda: os.umask(0o027))
+    assert result.returncode == 0, result.stderr[-3000:]
+    modes = _modes(out)
+    expected = {"photo.png", "keypoints.json", "avatar.avatar", "avatar.report.json",
+                "avatar.preview.png", "avatar.turnaround.png", "avatar.labels.png", "talk.mp4",
+                "fidelity.json"}
+    assert expected <= set(modes), sorted(modes)
+    wrong = {name: oct(mode) for name, mode in modes.items() if mode != 0o640}
+    assert not wrong, wrong
+    assert not [name for name in modes if name.startswith(".") or name.endswith(".tmp")]
+
+
+def test_atomic_helper_gives_umask_permissions_in_a_fresh_process(tmp_path):
+    code = (
+        "import os, sys; os.umask(0o002)\n"
+        "from pathlib import Path\n"
+        "from oneshot_avatar.atomic import atomic_output, write_bytes_atomic\n"
+        "out = Path(sys.argv[1])\n"
+        "write_bytes_atomic(out / 'a.bin', b'x')\n"
+        "with atomic_output(out / 'b.bin') as tmp:\n"
+        "    tmp.write_bytes(b'y')\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)
+    assert _modes(tmp_path) == {"a.bin": 0o664, "b.bin": 0o664}
+
+
+def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path):
+    from oneshot_avatar.atomic import atomic_output
+
+    target = tmp_path / "report.json"
+    target.write_text("previous")
+    with pytest.raises(RuntimeError), atomic_output(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("the writer failed")
+    assert target.read_text() == "previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+# ---- a full disk
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 3 MiB filesystem (tmpfs; needs root and mount rights), else skip."""
+    folder = tmp_path / f"tiny-{uuid.uuid4().hex[:6]}"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tiny tmpfs needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(folder)],
+                             check=False, capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+def _small_avatar(open_body, folder: Path, sh_degree: int):
+    from oneshot_avatar.avatar import MeshGaussians
+    from oneshot_avatar.package import save_avatar
+
+    with torch.no_grad():
+        rest = open_body().vertices[0]
+    gaussians = MeshGaussians.on_mesh(rest, open_body.faces, open_body.info.num_faces,
+                                      sh_degree=sh_degree, seed=3)
+    return gaussians, lambda path: save_avatar(path, gaussians, open_body,
+                                               torch.zeros(open_body.num_betas))
+
+
+def test_disk_full_while_writing_a_package_keeps_the_previous_one(tiny_disk, open_body, tmp_path):
+    """A package is written next to the old one and renamed: with no room for the new one, the
+    write fails with a message about space, and the old package is byte-for-byte intact."""
+    _, save_small = _small_avatar(open_body, tmp_path, sh_degree=0)
+    target = tiny_disk / "me.avatar"
+    save_small(target)  # ~2 MB: fits
+    before = target.read_bytes()
+    _, save_big = _small_avatar(open_body, tmp_path, sh_degree=3)  # does not fit beside it
+    with pytest.raises(UserError) as caught:
+        save_big(target)
+    assert "no space left" in str(caught.value) and str(target) in str(caught.value)
+    assert target.read_bytes() == before
+    assert [p.name for p in tiny_disk.iterdir()] == ["me.avatar"]  # no temporary left behind
+
+
+def test_disk_full_while_writing_frames_is_a_clear_error_and_no_half_frame(tiny_disk):
+    """Frames (incompressible noise, ~200 kB each) until the disk is full: a UserError about
+    space; every frame file present is a whole PNG; no temporary files are left."""
+    from oneshot_avatar.render.output import PngFolderSink
+
+    rng = np.random.default_rng(0)
+    sink = PngFolderSink(tiny_disk / "frames", threads=2)
+    for frame in range(40):  # ~8 MB in all, into 3 MiB
+        sink.write(frame, rng.integers(0, 256, (256, 256, 4), dtype=np.uint8))
+    with pytest.raises(UserError) as caught:
+        sink.close()
+    assert "no space left" in str(caught.value)
+    written = sorted((tiny_disk / "frames").iterdir())
+    assert written and all(p.name.startswith("frame_") and p.suffix == ".png" for p in written)
+    for path in written:
+        with Image.open(path) as image:
+            image.load()  # a truncated PNG raises here
+
+
+def test_disk_full_while_writing_a_video_keeps_the_previous_one(tiny_disk):
+    from oneshot_avatar.render.output import VideoSink
+
+    target = tiny_disk / "talk.gif"
+    target.write_bytes(b"GIF89a previous")
+    rng = np.random.default_rng(1)
+    sink = VideoSink(target, fps=10, background=None)
+    for frame in range(60):
+        sink.write(frame, rng.integers(0, 256, (256, 256, 4), dtype=np.uint8))  # ~4 MB of GIF
+    with pytest.raises(UserError) as caught:
+        sink.close()
+    assert "no space left" in str(caught.value)
+    assert target.read_bytes() == b"GIF89a previous"
+    assert [p.name for p in tiny_disk.iterdir()] == ["talk.gif"]
