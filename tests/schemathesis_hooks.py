@@ -6,7 +6,7 @@ the upload checks.
     SCHEMATHESIS_HOOKS=schemathesis_hooks ONESHOT_AVATAR_FUZZ_FILES=DIR st run URL/openapi.json
 
 ``DIR`` holds ``photo.png`` (RGBA: its alpha is the person mask, so it serves as ``mask`` too),
-``keypoints.json``, ``init.json`` and ``package.avatar`` made with the server's body model
+``keypoints.json``, ``init.json``, ``package.avatar`` and ``speech.wav`` made with the server's body model
 (``tests/test_service_fuzz.py`` writes them with :func:`write_fuzz_files`)."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ MEDIA_FILES = {
     "application/x-keypoints+json": "keypoints.json",
     "application/x-smplx+json": "init.json",
     "application/x-oneshot-avatar": "package.avatar",
+    "audio/wav": "speech.wav",
 }
 
 
@@ -100,7 +101,25 @@ def write_fuzz_files(folder: Path, body, package: Path) -> Path:
     write_coco_wholebody(folder / "keypoints.json", body, subject.params, subject.camera)
     (folder / "init.json").write_text(json.dumps({"global_orient": [0.0, 0.0, 0.0]}))
     shutil.copyfile(package, folder / "package.avatar")
+    _write_speech_like_wav(folder / "speech.wav")
     return folder
+
+
+def _write_speech_like_wav(path: Path, seconds: float = 1.5, rate: int = 16000) -> None:
+    """A short mono WAV of noise whose loudness rises and falls at a syllable rate (~4 Hz), with
+    a little silence at both ends: audio the speech route accepts (not empty, not silent)."""
+    import wave
+
+    import numpy as np
+
+    t = np.arange(int(seconds * rate)) / rate
+    envelope = np.clip(np.sin(2 * np.pi * 4.0 * t), 0.0, None) * ((t > 0.2) & (t < seconds - 0.2))
+    signal = np.random.default_rng(0).normal(0.0, 0.3, t.shape) * envelope
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((np.clip(signal, -1, 1) * 32767).astype("<i2").tobytes())
 
 
 if os.environ.get(FILES_ENV):

@@ -159,7 +159,7 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
             schema = get_openapi(title=app.title, version=app.version,
                                  description=app.description, routes=app.routes)
             app.openapi_schema = finish_schema(
-                schema, pose_input_required=not service.config.keypoint_model)
+                schema, pose_input_required=not (service.config.keypoint_model or service.detector))
         return app.openapi_schema
 
     app.openapi = openapi

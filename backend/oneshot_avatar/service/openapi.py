@@ -48,7 +48,7 @@ IMAGE_TYPES = "image/png, image/jpeg, image/webp"
 # Multipart file fields and what they hold. The server goes by the content, not by a part's declared
 # type, and refuses other content with a 422 naming the field: keypoints = OpenPose or
 # COCO-WholeBody JSON, init = SMPL-X parameters as JSON or .npz, package = a .avatar (zip) made with
-# this server's body model.
+# this server's body model, audio = any sound file ffmpeg decodes.
 FILE_PARTS: dict[tuple[str, str], dict[str, str]] = {
     ("post", "/v1/reconstructions"): {
         "photo": IMAGE_TYPES,
@@ -57,6 +57,7 @@ FILE_PARTS: dict[tuple[str, str], dict[str, str]] = {
         "init": "application/x-smplx+json, application/x-smplx+npz",
     },
     ("post", "/v1/avatars"): {"package": "application/x-oneshot-avatar"},
+    ("post", "/v1/speech"): {"audio": "audio/wav, audio/mpeg, audio/flac, audio/ogg, audio/mp4"},
 }
 
 
