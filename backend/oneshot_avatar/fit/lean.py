@@ -1,10 +1,10 @@
 """How far a fitted body leans in the fit camera's side plane.
 
-The fit camera is level (its rotation is fixed, image-up = world +Y), so the camera's ``y-z``
-plane is the vertical plane through the line of sight: the side view. An angle here is that of
-a segment from a lower point to an upper point, measured from the vertical in that plane,
-positive when the upper end is nearer the camera (a person facing the camera leaning towards
-it, or legs raked with the feet away from the camera).
+The side view is the vertical plane (world +Y up) through the camera's line of sight. An angle
+here is that of a segment from a lower point to an upper point, measured from the world
+vertical in that plane, positive when the upper end is nearer the camera (a person facing the
+camera leaning towards it, or legs raked with the feet away from the camera). For the fit's
+level camera this is the camera's ``y-z`` plane.
 """
 
 from __future__ import annotations
@@ -18,12 +18,15 @@ from oneshot_avatar.body.smplx_layout import JOINT_INDEX
 
 
 def side_angle_degrees(lower: np.ndarray, upper: np.ndarray, world_to_cam: np.ndarray) -> float:
-    """Angle from the vertical, in the camera's side plane, of the segment ``lower -> upper``
-    (world points ``[3]``; ``world_to_cam`` 4x4)."""
+    """Angle from the world vertical (+Y) of the segment ``lower -> upper`` (world points
+    ``[3]``) in the camera's side plane: the vertical plane through the camera's line of sight
+    (``world_to_cam`` 4x4). Positive when the upper end is nearer the camera."""
     rotation = np.asarray(world_to_cam, dtype=np.float64)[:3, :3]
-    d = rotation @ (np.asarray(upper, dtype=np.float64) - np.asarray(lower, dtype=np.float64))
-    # camera axes: y down, z away from the camera
-    return math.degrees(math.atan2(-d[2], -d[1]))
+    forward = rotation.T @ np.array([0.0, 0.0, 1.0])  # the optical axis in the world
+    toward = -np.array([forward[0], 0.0, forward[2]])
+    toward /= max(float(np.linalg.norm(toward)), 1e-12)
+    d = np.asarray(upper, dtype=np.float64) - np.asarray(lower, dtype=np.float64)
+    return math.degrees(math.atan2(float(d @ toward), float(d[1])))
 
 
 def lean_angles(joints: np.ndarray, world_to_cam: np.ndarray) -> dict[str, float]:
