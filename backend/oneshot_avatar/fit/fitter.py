@@ -156,21 +156,45 @@ class FitResult:
 # Observations
 
 
+@dataclass(frozen=True)
+class SurfacePoint:
+    """A point on the body's surface observed in 2D: a blend of one triangle's vertices."""
+
+    vertices: tuple[int, int, int]
+    blend: tuple[float, float, float]
+    weight: float = 1.0
+
+
 @dataclass
 class _Observations:
     names: list[str]
     xy: Tensor  # [K, 2] working-image pixels
     weight: Tensor  # [K] confidence x correspondence trust x group weight
-    selector: Tensor  # [K, 55 + M] rows blending joints and landmark vertices
-    vertex_ids: list[int]
+    selector: Tensor  # [K, 55 + M + P] rows blending joints, landmark vertices, surface points
+    vertex_ids: list[int]  # the M landmark vertices
     groups: list[str]  # "body" | "hand" | "face" per point
+    surface_ids: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))
+    surface_blend: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # [P, 3]
 
     def subset(self, keep: list[bool]) -> _Observations:
         index = torch.tensor([i for i, k in enumerate(keep) if k], dtype=torch.long,
                              device=self.xy.device)
         return _Observations([self.names[i] for i in index.tolist()], self.xy[index],
                              self.weight[index], self.selector[index], self.vertex_ids,
-                             [self.groups[i] for i in index.tolist()])
+                             [self.groups[i] for i in index.tolist()], self.surface_ids,
+                             self.surface_blend)
+
+    def compact(self) -> _Observations:
+        """The same rows posing only the vertices and surface points they use."""
+        used = (self.selector != 0).any(dim=0).cpu().numpy()
+        used[:55] = True
+        m = len(self.vertex_ids)
+        keep_v = [i for i in range(m) if used[55 + i]]
+        keep_s = [i for i in range(len(self.surface_ids)) if used[55 + m + i]]
+        columns = list(range(55)) + [55 + i for i in keep_v] + [55 + m + i for i in keep_s]
+        return _Observations(self.names, self.xy, self.weight, self.selector[:, columns],
+                             [self.vertex_ids[i] for i in keep_v], self.groups,
+                             self.surface_ids[keep_s], self.surface_blend[keep_s])
 
 
 def _group(name: str) -> str:
@@ -195,23 +219,32 @@ def _observations(keypoints: Keypoints | None, targets: dict[str, KeypointTarget
                 rows.append((name, keypoints.xy[i], float(keypoints.conf[i]), targets[name],
                              _group(name)))
     rows.extend(extra)
-    vertex_ids = sorted({v for row in rows for v in row[3].vertices} | set(extra_vertices))
+    plain = [row for row in rows if not isinstance(row[3], SurfacePoint)]
+    surface = [row[3] for row in rows if isinstance(row[3], SurfacePoint)]
+    vertex_ids = sorted({v for row in plain for v in row[3].vertices} | set(extra_vertices))
     column = {v: 55 + k for k, v in enumerate(vertex_ids)}
-    selector = torch.zeros(len(rows), 55 + len(vertex_ids), dtype=dtype)
+    selector = torch.zeros(len(rows), 55 + len(vertex_ids) + len(surface), dtype=dtype)
     weights, names, groups = [], [], []
     group_weight = {"body": config.body_weight, "hand": config.hand_weight,
                     "face": config.face_weight}
+    surface_column = 55 + len(vertex_ids)
     for row, (name, _, conf, target, group) in enumerate(rows):
-        columns = list(target.joints) + [column[v] for v in target.vertices]
-        for col, coefficient in zip(columns, target.coefficients()):
-            selector[row, col] += coefficient
+        if isinstance(target, SurfacePoint):
+            selector[row, surface_column] = 1.0
+            surface_column += 1
+        else:
+            columns = list(target.joints) + [column[v] for v in target.vertices]
+            for col, coefficient in zip(columns, target.coefficients()):
+                selector[row, col] += coefficient
         weights.append(conf * target.weight * group_weight[group])
         names.append(name)
         groups.append(group)
     xy = torch.as_tensor(np.asarray([row[1] for row in rows], dtype=np.float64),
                          dtype=dtype).reshape(-1, 2)
+    surface_ids = np.asarray([p.vertices for p in surface], dtype=np.int64).reshape(-1, 3)
+    surface_blend = np.asarray([p.blend for p in surface], dtype=np.float64).reshape(-1, 3)
     return _Observations(names, xy.to(device), torch.tensor(weights, dtype=dtype, device=device),
-                         selector.to(device), vertex_ids, groups)
+                         selector.to(device), vertex_ids, groups, surface_ids, surface_blend)
 
 
 def _face_mesh_rows(body, landmarks: Landmarks, config: FitConfig, notes: list[str],
@@ -233,9 +266,9 @@ def _face_mesh_rows(body, landmarks: Landmarks, config: FitConfig, notes: list[s
         xy = landmarks.face[k, :2]
         if not np.isfinite(xy).all():
             continue
-        target = KeypointTarget(vertices=tuple(int(v) for v in ids[k]),
-                                weight=config.face_mesh_weight,
-                                blend=tuple(float(w) for w in blend[k]))
+        target = SurfacePoint(vertices=tuple(int(v) for v in ids[k]),
+                              blend=tuple(float(w) for w in blend[k]),
+                              weight=config.face_mesh_weight)
         rows.append((f"face_mesh_{k}", xy, float(landmarks.face_conf), target, "face"))
     summary["face_mesh_points"] = len(rows)
     return rows
@@ -341,7 +374,7 @@ def _prepare_init(init: dict | None, body, params: _Params) -> Camera | None:
 class _Objective:
     def __init__(self, body, obs: _Observations, config: FitConfig, size: int,
                  prior_mean: dict[str, Tensor], default_focal: float):
-        self.sparse = SparseBody(body, obs.vertex_ids)
+        self.sparse = SparseBody(body, obs.vertex_ids, (obs.surface_ids, obs.surface_blend))
         self.obs = obs
         self.config = config
         self.scale = REFERENCE_SIZE / size
@@ -374,6 +407,15 @@ class _Objective:
         other.__dict__.update(self.__dict__)
         other.obs = obs
         other.cues = None
+        return other
+
+    def restricted(self, obs: _Observations) -> _Objective:
+        """The reprojection objective of a subset of the observations, posing only what that
+        subset looks at (no depth cues)."""
+        compact = obs.compact()
+        other = self.with_observations(compact)
+        other.sparse = SparseBody(self.sparse.body, compact.vertex_ids,
+                                  (compact.surface_ids, compact.surface_blend))
         return other
 
     def priors(self, params: _Params, pose_weight: float, *, hands: bool, face: bool) -> Tensor:
@@ -783,7 +825,7 @@ def _orient(objective: _Objective, base: _Params, obs: _Observations, config: Fi
     keep = [n in TORSO or n in HEAD for n in obs.names]
     if sum(keep) < 3:
         keep = [g == "body" for g in obs.groups]
-    torso_objective = objective.with_observations(obs.subset(keep))
+    torso_objective = objective.restricted(obs.subset(keep))
     tensors = [params.values["global_orient"], params.values["camera_t"]]
 
     def loss_fn():
