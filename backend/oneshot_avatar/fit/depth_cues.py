@@ -65,6 +65,8 @@ WORLD_BONES: tuple[tuple[str, tuple[str, ...], tuple[str, ...], _Point, _Point, 
       for s in ("left", "right")),
     *((f"{s}_shin", (f"{s}_knee",), (f"{s}_ankle",), _joint(f"{s}_knee"), _joint(f"{s}_ankle"),
        2.0) for s in ("left", "right")),
+    *((f"{s}_hand_across", (f"{s}_pinky",), (f"{s}_index",), _joint(f"{s}_pinky1"),
+       _joint(f"{s}_index1"), 1.0) for s in ("left", "right")),
     *((f"{s}_foot", (f"{s}_heel",), (f"{s}_foot_index",), _vertex(f"{s}_heel"),
        _vertex(f"{s}_big_toe"), 0.5) for s in ("left", "right")),
 )  # fmt: skip

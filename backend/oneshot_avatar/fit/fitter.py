@@ -48,7 +48,7 @@ from oneshot_avatar.fit.depth_cues import (
     build_depth_cues,
 )
 from oneshot_avatar.fit.face_correspondence import face_correspondence
-from oneshot_avatar.fit.keypoints import Keypoints
+from oneshot_avatar.fit.keypoints import Keypoints, hand_names
 from oneshot_avatar.fit.landmarks import Landmarks
 from oneshot_avatar.fit.lean import fit_lean
 from oneshot_avatar.fit.losses import (
@@ -125,6 +125,7 @@ class FitConfig:
     standing_max_leg_degrees: float = 30.0
     standing_min_straightness: float = 0.92
     min_point_confidence: float = 0.5
+    hand_depth_weight: float = 10.0  # x hand point weight, on hand bone directions (3D)
     face_mesh_weight: float = 0.05  # data weight of each of the 478 face-mesh points
     face_mesh_min_conf: float = 0.5  # face presence below this: the face terms are dropped
     seed: int = 0
@@ -395,11 +396,54 @@ class _Objective:
 
     def data(self, params: _Params) -> Tensor:  # [B] robust reprojection loss + depth cues
         stacked = self.posed(params)
-        residual = (self.points(params, stacked) - self.obs.xy) * self.scale
+        world = self.obs.selector @ stacked  # [B, K, 3]
+        residual = (params.project(world) - self.obs.xy) * self.scale
         total = (self.obs.weight * gmof(residual, self.config.robust_sigma)).sum(dim=-1)
         if self.cues is not None:
             total = total + self.cues.loss(stacked, params.values["world_pitch"])
+        if self.hand_depth is not None:
+            total = total + self._hand_depth_loss(params, world)
         return total
+
+    hand_depth: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
+
+    def set_hand_depth(self, landmarks: Landmarks | None) -> None:
+        """Hand bone directions from the detector's hand points with their relative depth
+        (MediaPipe: ``x, y`` pixels, ``z`` pixels scaled like ``x``, camera axes): the palm's
+        facing and the fingers' curl, which the 2D points alone leave ambiguous."""
+        self.hand_depth = None
+        if landmarks is None or landmarks.hand_depth is None:
+            return
+        index = {n: i for i, n in enumerate(self.obs.names)}
+        keypoints = landmarks.keypoints
+        starts, ends, targets = [], [], []
+        for h, side in enumerate(("left", "right")):
+            names = hand_names(side)
+            points = {}
+            for k, name in enumerate(names):
+                found = keypoints.get(name)
+                z = float(landmarks.hand_depth[h, k])
+                if found is not None and name in index and np.isfinite(z):
+                    points[name] = np.array([found[0][0], found[0][1], z], dtype=np.float64)
+            for a, b in _hand_bones(side):
+                if a in points and b in points:
+                    d = points[b] - points[a]
+                    norm = np.linalg.norm(d)
+                    if norm > 1e-3:
+                        starts.append(index[a]), ends.append(index[b]), targets.append(d / norm)
+        if starts:
+            device, dtype = self.obs.xy.device, self.obs.xy.dtype
+            start_t = torch.tensor(starts, device=device)
+            self.hand_depth = (start_t, torch.tensor(ends, device=device),
+                               torch.as_tensor(np.asarray(targets), dtype=dtype, device=device),
+                               self.obs.weight[start_t])
+
+    def _hand_depth_loss(self, params: _Params, world: Tensor) -> Tensor:  # [B]
+        starts, ends, target, weight = self.hand_depth
+        d = world[:, ends] - world[:, starts]
+        d = d * d.new_tensor([1.0, -1.0, -1.0])  # world -> fit camera axes
+        d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        return self.config.hand_depth_weight * (weight * gmof(d - target, 0.7)).sum(-1)
 
     def with_observations(self, obs: _Observations) -> _Objective:
         """The same objective on a subset of the observations (same landmark vertices)."""
@@ -407,6 +451,7 @@ class _Objective:
         other.__dict__.update(self.__dict__)
         other.obs = obs
         other.cues = None
+        other.hand_depth = None
         return other
 
     def restricted(self, obs: _Observations) -> _Objective:
@@ -449,6 +494,16 @@ class _Objective:
     def errors_px(self, params: _Params) -> Tensor:  # [K] working-image pixels, batch 0
         with torch.no_grad():
             return (self.points(params)[0] - self.obs.xy).norm(dim=-1)
+
+
+def _hand_bones(side: str) -> list[tuple[str, str]]:
+    """Wrist to each finger's base, across the knuckles, and every finger segment."""
+    out = []
+    for finger in ("thumb", "index", "middle", "ring", "pinky"):
+        chain = [f"{side}_hand_wrist"] + [f"{side}_hand_{finger}{k}" for k in range(1, 5)]
+        out.extend(zip(chain[:-1], chain[1:]))
+    out.append((f"{side}_hand_index1", f"{side}_hand_pinky1"))
+    return out
 
 
 def _lbfgs(tensors: list[Tensor], closure_loss: Callable[[], Tensor], iterations: int) -> float:
@@ -682,6 +737,7 @@ def fit_body(body, size: int, *, keypoints: Keypoints | None, mask: np.ndarray |
         objective.cues = build_depth_cues(landmarks, keypoints, body, cue_vertices, columns,
                                           cue_config, device, dtype)
         notes.extend(objective.cues.notes)
+        objective.set_hand_depth(landmarks)
         landmark_summary.update(objective.cues.summary)
         has_hands = "hand" in obs.groups
         has_face = "face" in obs.groups

@@ -6,7 +6,8 @@ body fit. Everything the existing keypoint vocabulary can name (COCO body 17, fe
 do not care where the points came from; the detector's extra cues travel beside them:
 
 - ``face``: the dense face mesh (MediaPipe's 478 points: 468 + 10 iris points) in image
-  pixels, with a relative depth. Its correspondence with a body's surface is data computed per
+  pixels, with a relative depth (and ``hand_depth``, the hands' points' relative depth). Its
+  correspondence with a body's surface is data computed per
   body (cached with the body's checksum), not a constant of this module.
 - ``world``: metric 3D body landmarks (MediaPipe's 33 "pose world landmarks", metres, origin
   between the hips), a depth cue against the bent-knee / forward-lean ambiguity of one view.
@@ -58,6 +59,9 @@ class Landmarks:
     world_conf: np.ndarray | None = None  # float32 [33] visibility in [0, 1]
     segmentation: np.ndarray | None = None  # float32 [H, W] in [0, 1], 1 = person
     notes: list[str] = field(default_factory=list)
+    # float32 [2, 21]: relative depth of the left / right hand's 21 points (pixels, scaled like
+    # x, the wrist at 0, larger = farther), in the keypoints' hand order; NaN where not found.
+    hand_depth: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.face is not None:
@@ -69,6 +73,8 @@ class Landmarks:
                 self.world_conf = np.ones(len(MEDIAPIPE_POSE_NAMES), dtype=np.float32)
         if self.world_conf is not None:
             self.world_conf = np.asarray(self.world_conf, dtype=np.float32).reshape(-1)
+        if self.hand_depth is not None:
+            self.hand_depth = np.asarray(self.hand_depth, dtype=np.float32).reshape(2, 21)
         if self.segmentation is not None:
             self.segmentation = np.asarray(self.segmentation, dtype=np.float32)
             height, width = self.segmentation.shape
@@ -88,5 +94,11 @@ class Landmarks:
             before = float(np.ptp(self.face[:, 0])) or 1.0
             scale = float(np.ptp(xy[:, 0])) / before
             face = np.concatenate([xy, self.face[:, 2:] * scale], axis=1)
+        hand_depth = None
+        if self.hand_depth is not None:
+            probe = np.array([[0.0, 0.0], [1.0, 0.0]])
+            moved = np.asarray(fn(probe), dtype=np.float64)
+            hand_depth = self.hand_depth * float(np.linalg.norm(moved[1] - moved[0]))
         return replace(self, keypoints=keypoints, image_size=tuple(image_size), face=face,
-                       segmentation=segmentation, notes=list(self.notes))
+                       segmentation=segmentation, notes=list(self.notes),
+                       hand_depth=hand_depth)

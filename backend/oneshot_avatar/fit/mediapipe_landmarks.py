@@ -7,7 +7,7 @@ MediaPipe's outputs into the shared vocabulary:
 - body: the COCO 17 from MediaPipe Pose's 33 points; feet: ``*_heel`` and ``*_big_toe`` (Pose's
   ``foot_index``, the tip of the foot); MediaPipe has no small toe;
 - hands: Holistic's ``left/right_hand_landmarks`` are the person's left/right hands, in the
-  OpenPose order already (wrist, thumb 1..4, index 1..4, ...);
+  OpenPose order already (wrist, thumb 1..4, index 1..4, ...), with their relative depth;
 - face: the 478 face-mesh points in pixels, ``z`` scaled like ``x`` (pixels, relative depth);
 - world: the 33 pose world landmarks (metres, MediaPipe axes) with their visibility.
 """
@@ -53,10 +53,12 @@ def landmarks_from_holistic(results, width: int, height: int,
         if results.pose_world_landmarks is not None:
             world = np.array([[p.x, p.y, p.z] for p in results.pose_world_landmarks.landmark])
             world_conf = visibility.copy()
-    for side in ("left", "right"):
+    hand_depth = np.full((2, 21), np.nan)
+    for h, side in enumerate(("left", "right")):
         hand = getattr(results, f"{side}_hand_landmarks")
         if hand is None:
             continue
+        hand_depth[h] = np.array([p.z for p in hand.landmark]) * width
         points = np.array([[p.x, p.y] for p in hand.landmark]) * scale
         inside = _inside(points, width, height)
         for name, point, ok in zip(hand_names(side), points, inside):
@@ -76,7 +78,8 @@ def landmarks_from_holistic(results, width: int, height: int,
         segmentation = np.asarray(mask, dtype=np.float32)
     return Landmarks(keypoints=keypoints, image_size=(width, height), source=source, face=face,
                      face_conf=face_conf, world=world, world_conf=world_conf,
-                     segmentation=segmentation, notes=notes)
+                     segmentation=segmentation, notes=notes,
+                     hand_depth=None if np.isnan(hand_depth).all() else hand_depth)
 
 
 def detect_landmarks(rgb: np.ndarray, *, model_complexity: int = 1) -> Landmarks:
