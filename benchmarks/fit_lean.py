@@ -94,9 +94,9 @@ def main() -> None:
         fov = 2 * math.degrees(math.atan(SIZE / 2 / (focal * box.scale)))
         config = replace(FitConfig.fast(), fov_degrees=fov, silhouette_iterations=0)
         runs = {
-            "before": dict(keypoints=working.keypoints, landmarks=None,
-                           config=replace(config, upright_weight=0.0, ground_weight=0.0)),
-            "after": dict(keypoints=None, landmarks=working, config=config),
+            "before": {"keypoints": working.keypoints, "landmarks": None,
+                           "config": replace(config, upright_weight=0.0, ground_weight=0.0)},
+            "after": {"keypoints": None, "landmarks": working, "config": config},
         }
         for label, run in runs.items():
             t0 = time.perf_counter()

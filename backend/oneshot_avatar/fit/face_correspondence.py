@@ -175,7 +175,7 @@ def compute_face_correspondence(body) -> FaceCorrespondence:
         found = np.asarray(found)
         mean = found.mean(axis=0)
         spread[k] = float(np.sqrt(((found - mean) ** 2).sum(axis=1).mean()))
-        closest, bary, which = closest_point_on_triangles(mean, tri_points)
+        _closest, bary, which = closest_point_on_triangles(mean, tri_points)
         out_faces[k] = head_index[which]
         out_bary[k] = bary
         valid[k] = spread[k] <= MAX_SPREAD

@@ -28,6 +28,7 @@ cost milliseconds per step; only the silhouette stage poses the whole mesh.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import math
 import time
@@ -501,7 +502,7 @@ def _hand_bones(side: str) -> list[tuple[str, str]]:
     out = []
     for finger in ("thumb", "index", "middle", "ring", "pinky"):
         chain = [f"{side}_hand_wrist"] + [f"{side}_hand_{finger}{k}" for k in range(1, 5)]
-        out.extend(zip(chain[:-1], chain[1:]))
+        out.extend(itertools.pairwise(chain))
     out.append((f"{side}_hand_index1", f"{side}_hand_pinky1"))
     return out
 
