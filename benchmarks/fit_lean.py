@@ -95,7 +95,8 @@ def main() -> None:
         config = replace(FitConfig.fast(), fov_degrees=fov, silhouette_iterations=0)
         runs = {
             "before": {"keypoints": working.keypoints, "landmarks": None,
-                           "config": replace(config, upright_weight=0.0, ground_weight=0.0)},
+                           "config": replace(config, upright_weight=0.0, ground_weight=0.0,
+                                                fold_tilt=False)},
             "after": {"keypoints": None, "landmarks": working, "config": config},
         }
         for label, run in runs.items():

@@ -156,7 +156,7 @@ def test_fit_from_detected_landmarks_recovers_the_body_pose(open_body, subjects)
         body_error = np.linalg.norm(true[:22] - fitted[:22], axis=1).mean()
         assert body_error < 0.07, f"mean body joint error {100 * body_error:.1f} cm"
         assert fit.report["keypoint_errors_by_group_px"]["face"] < 1.5
-        assert fit.report["landmarks"]["face_mesh_points"] > 400
+        assert fit.report["landmarks"]["face_mesh_points"] > 200  # every 2nd of ~450
 
 
 @pytest.mark.xfail(strict=True, reason=(

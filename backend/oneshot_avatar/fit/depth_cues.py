@@ -90,16 +90,21 @@ class DepthCueConfig:
     min_point_confidence: float = 0.5  # 2D points that decide "standing" and "feet seen"
 
 
-def _mean(points: Tensor, items: _Point, vertex_column: dict[str, int]) -> Tensor:
-    """Mean of body points in ``points [B, 55 + M, 3]`` (joints then landmark vertices)."""
-    columns = [index if kind == "joint" else 55 + vertex_column[index] for kind, index in items]
-    return points[:, columns].mean(dim=1)
-
-
 def side_angle(direction: Tensor) -> Tensor:  # [B, 3] world -> [B] radians
     """Tilt from the world vertical in the level fit camera's side plane (world y-z), positive
     with the upper end towards the camera (+z)."""
     return torch.atan2(direction[:, 2], direction[:, 1].clamp_min(1e-6))
+
+
+def _bone_matrix(bones, vertex_column: dict[str, int], width: int, like: Tensor) -> Tensor:
+    """Rows that turn posed points ``[55 + M, 3]`` into the bones' vectors (to minus from)."""
+    matrix = torch.zeros(len(bones), width, dtype=like.dtype, device=like.device)
+    for row, (_, a, b, _) in enumerate(bones):
+        for items, sign in ((a, -1.0), (b, 1.0)):
+            for kind, index in items:
+                column = index if kind == "joint" else 55 + vertex_column[index]
+                matrix[row, column] += sign / len(items)
+    return matrix
 
 
 def to_camera(direction: Tensor) -> Tensor:  # [..., 3] world -> fit-camera axes
@@ -121,6 +126,7 @@ class DepthCues:
     sole_offsets: Tensor | None = None  # [4] rest heights of FOOT_VERTICES above the soles
     notes: list[str] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
+    _bone_matrix: Tensor | None = None  # [nb, 55 + M]: bone vectors from the posed points
 
     @property
     def uses_pitch(self) -> bool:
@@ -131,9 +137,10 @@ class DepthCues:
         c = self.config
         total = points.new_zeros(points.shape[0])
         if self.world_dirs is not None:
-            fitted = torch.stack([_mean(points, b, self.vertex_column)
-                                  - _mean(points, a, self.vertex_column)
-                                  for _, a, b, _ in self.bones], dim=1)  # [B, nb, 3]
+            if self._bone_matrix is None or self._bone_matrix.shape[1] != points.shape[1]:
+                self._bone_matrix = _bone_matrix(self.bones, self.vertex_column,
+                                                 points.shape[1], points)
+            fitted = self._bone_matrix @ points  # [B, nb, 3]
             fitted = to_camera(fitted)
             fitted = fitted / fitted.norm(dim=-1, keepdim=True).clamp_min(1e-6)
             pitch = (world_pitch if world_pitch is not None

@@ -127,7 +127,8 @@ class FitConfig:
     standing_min_straightness: float = 0.92
     min_point_confidence: float = 0.5
     hand_depth_weight: float = 10.0  # x hand point weight, on hand bone directions (3D)
-    face_mesh_weight: float = 0.05  # data weight of each of the 478 face-mesh points
+    face_mesh_weight: float = 0.1  # data weight of each face-mesh point used
+    face_mesh_stride: int = 2  # use every n-th of the 478 face-mesh points (speed)
     face_mesh_min_conf: float = 0.5  # face presence below this: the face terms are dropped
     seed: int = 0
 
@@ -264,7 +265,7 @@ def _face_mesh_rows(body, landmarks: Landmarks, config: FitConfig, notes: list[s
     correspondence = face_correspondence(body)
     ids, blend = correspondence.vertex_blend(body.faces.detach().cpu().numpy())
     rows = []
-    for k in np.flatnonzero(correspondence.valid):
+    for k in np.flatnonzero(correspondence.valid)[::max(config.face_mesh_stride, 1)]:
         xy = landmarks.face[k, :2]
         if not np.isfinite(xy).all():
             continue
