@@ -682,7 +682,9 @@ def fit_body(body, size: int, *, keypoints: Keypoints | None, mask: np.ndarray |
             raise UserError(f"the mask is {mask.shape[1]}x{mask.shape[0]}, the working image "
                             f"{size}x{size}", field="mask")
     default_focal = focal_from_fov(config.fov_degrees, size)
-    targets = keypoint_targets(body)
+    source = (keypoints.source if keypoints is not None
+              else landmarks.keypoints.source if landmarks is not None else None)
+    targets = keypoint_targets(body, source)
     obs = None
     notes: list[str] = []
     landmark_summary: dict = {}
