@@ -7,8 +7,8 @@ For each photo: MediaPipe Holistic detects the person (timed), the photo is crop
 detected points to the fast preset's 256 px working image (as the pipeline crops), then two
 keypoint fits (no mask, no silhouette stage) are timed and measured:
 
-* ``before``: the detected body/feet/hand points as plain keypoints, no landmark cues, no
-  standing priors (what the fit did before);
+* ``before``: the detected body/feet/hand points as plain keypoints (no detector-specific
+  placement), no landmark cues, no standing priors, the camera level (what the fit did before);
 * ``after``: the full ``Landmarks`` (face mesh, world landmarks, hand depth) with the
   standing priors and the tilt folded into the camera's pitch.
 
@@ -94,7 +94,9 @@ def main() -> None:
         fov = 2 * math.degrees(math.atan(SIZE / 2 / (focal * box.scale)))
         config = replace(FitConfig.fast(), fov_degrees=fov, silhouette_iterations=0)
         runs = {
-            "before": {"keypoints": working.keypoints, "landmarks": None,
+            # main's fit knew no detector-specific placements: plain keypoints
+            "before": {"keypoints": replace(working.keypoints, source="keypoints"),
+                       "landmarks": None,
                            "config": replace(config, upright_weight=0.0, ground_weight=0.0,
                                                 fold_tilt=False)},
             "after": {"keypoints": None, "landmarks": working, "config": config},
