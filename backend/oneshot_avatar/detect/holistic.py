@@ -133,8 +133,8 @@ class _Person:
 
     pose: np.ndarray  # [33, 3] x, y, visibility
     world: np.ndarray | None  # [33, 4] x, y, z metres, visibility
-    left_hand: np.ndarray | None  # [21, 2]
-    right_hand: np.ndarray | None  # [21, 2]
+    left_hand: np.ndarray | None  # [21, 3] x, y pixels; z relative depth (pixels, wrist = 0)
+    right_hand: np.ndarray | None  # [21, 3]
     face: np.ndarray | None  # [478, 3] x, y pixels, z pixels
     segmentation: np.ndarray | None  # [h, w] of the input image
     frame: tuple[float, float, float, float]  # the input's window in the photo: x0, y0, w, h
@@ -208,9 +208,9 @@ class HolisticDetector:
 
     def _find_hand(self, rgb: np.ndarray, person: _Person, side: str) -> np.ndarray | None:
         """MediaPipe Hands on a window around one wrist (for hands Holistic missed): the hand
-        whose wrist lies nearest the pose's wrist, ``[21, 2]`` photo px, or None. Which hand it
-        is comes from the wrist it was found at (Hands' own handedness assumes a mirrored
-        selfie, so it is not used)."""
+        whose wrist lies nearest the pose's wrist, ``[21, 3]`` (photo px, relative depth), or
+        None. Which hand it is comes from the wrist it was found at (Hands' own handedness
+        assumes a mirrored selfie, so it is not used)."""
         import cv2
 
         pose = person.pose
@@ -235,9 +235,9 @@ class HolisticDetector:
             return None
         best, best_distance = None, float("inf")
         for hand in result.multi_hand_landmarks:
-            pts = np.asarray([(x0 + p.x * side_px, y0 + p.y * side_px) for p in hand.landmark],
-                             dtype=np.float64)
-            distance = float(np.linalg.norm(pts[0] - wrist))
+            pts = np.asarray([(x0 + p.x * side_px, y0 + p.y * side_px, p.z * side_px)
+                              for p in hand.landmark], dtype=np.float64)
+            distance = float(np.linalg.norm(pts[0, :2] - wrist[:2]))
             if distance < best_distance:
                 best, best_distance = pts, distance
         return best if best_distance < 0.5 * half else None
@@ -268,7 +268,7 @@ class HolisticDetector:
         if result.pose_world_landmarks is not None:
             world = np.asarray([(p.x, p.y, p.z, p.visibility)
                                 for p in result.pose_world_landmarks.landmark], dtype=np.float64)
-        hands = [None if h is None else to_photo(h, 21)[:, :2]
+        hands = [None if h is None else to_photo(h, 21)[:, :3]
                  for h in (result.left_hand_landmarks, result.right_hand_landmarks)]
         face = None
         if result.face_landmarks is not None and len(result.face_landmarks.landmark) >= 478:
@@ -381,6 +381,7 @@ class HolisticDetector:
         conf.append(np.clip(pose[:, 2], 0, 1) * inside(pose))
 
         # hands
+        hand_depth = np.full((2, 21), np.nan, dtype=np.float32)
         for side, hand, hand_names in (("left", person.left_hand, LEFT_HAND_NAMES),
                                        ("right", person.right_hand, RIGHT_HAND_NAMES)):
             wrist = person.pose[MEDIAPIPE_POSE_NAMES.index(f"{side}_wrist")]
@@ -399,8 +400,9 @@ class HolisticDetector:
                              "points (wrist, index and pinky knuckles, thumb) are used")
                 continue
             names += list(hand_names)
-            xy.append(hand)
-            ok = inside(hand)
+            xy.append(hand[:, :2])
+            hand_depth[0 if side == "left" else 1] = hand[:, 2] - hand[0, 2]
+            ok = inside(hand[:, :2])
             conf.append(HAND_CONFIDENCE * ok)
             if ok.mean() < 0.5:
                 notes.append(f"{side} hand mostly out of frame: only its points inside are used")
@@ -467,7 +469,8 @@ class HolisticDetector:
                          face=face, face_conf=0.0 if face is None else float(
                              np.clip(nose_visibility, 0, 1)),
                          world=world, world_conf=world_conf, segmentation=segmentation,
-                         notes=notes, people=people, person_box=tuple(float(v) for v in box))
+                         notes=notes, people=people, person_box=tuple(float(v) for v in box),
+                         hand_depth=None if np.isnan(hand_depth).all() else hand_depth)
 
 
 def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:

@@ -27,6 +27,8 @@ cost milliseconds per step; only the silhouette stage poses the whole mesh.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import math
 import time
@@ -40,8 +42,16 @@ from torch import Tensor
 
 from oneshot_avatar.cameras import Camera, focal_from_fov, from_fit
 from oneshot_avatar.errors import UserError
-from oneshot_avatar.fit.keypoints import Keypoints
+from oneshot_avatar.fit.depth_cues import (
+    VERTEX_NAMES,
+    DepthCueConfig,
+    DepthCues,
+    build_depth_cues,
+)
+from oneshot_avatar.fit.face_correspondence import face_correspondence
+from oneshot_avatar.fit.keypoints import Keypoints, hand_names
 from oneshot_avatar.fit.landmarks import Landmarks
+from oneshot_avatar.fit.lean import fit_lean
 from oneshot_avatar.fit.losses import (
     bend_penalty,
     body_joint_prior_weights,
@@ -104,6 +114,22 @@ class FitConfig:
     silhouette_resolution: int = 192
     silhouette_gaussians: int = 4608  # Gaussians of the silhouette body (size^2 / 8: no holes)
     silhouette_weight: float = 300.0  # weight of 1 - soft IoU
+    # Landmark cues (with ``landmarks``; see depth_cues.DepthCueConfig for their meaning).
+    world_weight: float = 60.0
+    world_sigma: float = 0.7
+    world_min_visibility: float = 0.5
+    world_pitch_prior: float = 2.0
+    upright_weight: float = 300.0
+    level_fraction: float = 0.1
+    fold_tilt: bool = True  # a standing body's remaining side tilt becomes the camera's pitch
+    ground_weight: float = 3000.0
+    standing_max_leg_degrees: float = 30.0
+    standing_min_straightness: float = 0.92
+    min_point_confidence: float = 0.5
+    hand_depth_weight: float = 10.0  # x hand point weight, on hand bone directions (3D)
+    face_mesh_weight: float = 0.1  # data weight of each face-mesh point used
+    face_mesh_stride: int = 2  # use every n-th of the 478 face-mesh points (speed)
+    face_mesh_min_conf: float = 0.5  # face presence below this: the face terms are dropped
     seed: int = 0
 
     @classmethod
@@ -133,21 +159,45 @@ class FitResult:
 # Observations
 
 
+@dataclass(frozen=True)
+class SurfacePoint:
+    """A point on the body's surface observed in 2D: a blend of one triangle's vertices."""
+
+    vertices: tuple[int, int, int]
+    blend: tuple[float, float, float]
+    weight: float = 1.0
+
+
 @dataclass
 class _Observations:
     names: list[str]
     xy: Tensor  # [K, 2] working-image pixels
     weight: Tensor  # [K] confidence x correspondence trust x group weight
-    selector: Tensor  # [K, 55 + M] rows blending joints and landmark vertices
-    vertex_ids: list[int]
+    selector: Tensor  # [K, 55 + M + P] rows blending joints, landmark vertices, surface points
+    vertex_ids: list[int]  # the M landmark vertices
     groups: list[str]  # "body" | "hand" | "face" per point
+    surface_ids: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))
+    surface_blend: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # [P, 3]
 
     def subset(self, keep: list[bool]) -> _Observations:
         index = torch.tensor([i for i, k in enumerate(keep) if k], dtype=torch.long,
                              device=self.xy.device)
         return _Observations([self.names[i] for i in index.tolist()], self.xy[index],
                              self.weight[index], self.selector[index], self.vertex_ids,
-                             [self.groups[i] for i in index.tolist()])
+                             [self.groups[i] for i in index.tolist()], self.surface_ids,
+                             self.surface_blend)
+
+    def compact(self) -> _Observations:
+        """The same rows posing only the vertices and surface points they use."""
+        used = (self.selector != 0).any(dim=0).cpu().numpy()
+        used[:55] = True
+        m = len(self.vertex_ids)
+        keep_v = [i for i in range(m) if used[55 + i]]
+        keep_s = [i for i in range(len(self.surface_ids)) if used[55 + m + i]]
+        columns = list(range(55)) + [55 + i for i in keep_v] + [55 + m + i for i in keep_s]
+        return _Observations(self.names, self.xy, self.weight, self.selector[:, columns],
+                             [self.vertex_ids[i] for i in keep_v], self.groups,
+                             self.surface_ids[keep_s], self.surface_blend[keep_s])
 
 
 def _group(name: str) -> str:
@@ -158,30 +208,83 @@ def _group(name: str) -> str:
     return "body"
 
 
-def _observations(keypoints: Keypoints, targets: dict[str, KeypointTarget], config: FitConfig,
-                  device, dtype) -> _Observations:
-    used = [i for i, name in enumerate(keypoints.names)
-            if name in targets and keypoints.conf[i] >= config.min_confidence
-            and np.isfinite(keypoints.xy[i]).all()]
-    vertex_ids = sorted({v for i in used for v in targets[keypoints.names[i]].vertices})
+def _observations(keypoints: Keypoints | None, targets: dict[str, KeypointTarget],
+                  config: FitConfig, device, dtype, extra: list[tuple] = (),
+                  extra_vertices: tuple[int, ...] = ()) -> _Observations:
+    """Observation rows of the usable ``keypoints`` and of ``extra`` rows ``(name, xy [2],
+    confidence, KeypointTarget, group)``; ``extra_vertices`` are posed alongside (after the
+    observed ones' vertices) for other terms."""
+    rows = []
+    if keypoints is not None:
+        for i, name in enumerate(keypoints.names):
+            if (name in targets and keypoints.conf[i] >= config.min_confidence
+                    and np.isfinite(keypoints.xy[i]).all()):
+                rows.append((name, keypoints.xy[i], float(keypoints.conf[i]), targets[name],
+                             _group(name)))
+    rows.extend(extra)
+    plain = [row for row in rows if not isinstance(row[3], SurfacePoint)]
+    surface = [row[3] for row in rows if isinstance(row[3], SurfacePoint)]
+    vertex_ids = sorted({v for row in plain for v in row[3].vertices} | set(extra_vertices))
     column = {v: 55 + k for k, v in enumerate(vertex_ids)}
-    selector = torch.zeros(len(used), 55 + len(vertex_ids), dtype=dtype)
+    selector = torch.zeros(len(rows), 55 + len(vertex_ids) + len(surface), dtype=dtype)
     weights, names, groups = [], [], []
     group_weight = {"body": config.body_weight, "hand": config.hand_weight,
                     "face": config.face_weight}
-    for row, i in enumerate(used):
-        name = keypoints.names[i]
-        target = targets[name]
-        columns = list(target.joints) + [column[v] for v in target.vertices]
-        for col, coefficient in zip(columns, target.coefficients()):
-            selector[row, col] += coefficient
-        group = _group(name)
-        weights.append(float(keypoints.conf[i]) * target.weight * group_weight[group])
+    surface_column = 55 + len(vertex_ids)
+    for row, (name, _, conf, target, group) in enumerate(rows):
+        if isinstance(target, SurfacePoint):
+            selector[row, surface_column] = 1.0
+            surface_column += 1
+        else:
+            columns = list(target.joints) + [column[v] for v in target.vertices]
+            for col, coefficient in zip(columns, target.coefficients()):
+                selector[row, col] += coefficient
+        weights.append(conf * target.weight * group_weight[group])
         names.append(name)
         groups.append(group)
-    xy = torch.as_tensor(keypoints.xy[used], dtype=dtype).reshape(-1, 2)
+    xy = torch.as_tensor(np.asarray([row[1] for row in rows], dtype=np.float64),
+                         dtype=dtype).reshape(-1, 2)
+    surface_ids = np.asarray([p.vertices for p in surface], dtype=np.int64).reshape(-1, 3)
+    surface_blend = np.asarray([p.blend for p in surface], dtype=np.float64).reshape(-1, 3)
     return _Observations(names, xy.to(device), torch.tensor(weights, dtype=dtype, device=device),
-                         selector.to(device), vertex_ids, groups)
+                         selector.to(device), vertex_ids, groups, surface_ids, surface_blend)
+
+
+def _face_mesh_rows(body, landmarks: Landmarks, config: FitConfig, notes: list[str],
+                    summary: dict) -> list[tuple]:
+    """Observation rows of the 478 face-mesh points on the body's surface (empty, with a note,
+    when the face is missing or hardly visible)."""
+    if landmarks.face is None:
+        notes.append("no face found (turned away or hidden): the face terms (head orientation "
+                     "from the face mesh, jaw, eyelids, expression) are dropped")
+        return []
+    if landmarks.face_conf < config.face_mesh_min_conf:
+        notes.append(f"the face is only {landmarks.face_conf:.0%} visible: the face terms are "
+                     "dropped")
+        return []
+    correspondence = face_correspondence(body)
+    ids, blend = correspondence.vertex_blend(body.faces.detach().cpu().numpy())
+    rows = []
+    for k in np.flatnonzero(correspondence.valid)[::max(config.face_mesh_stride, 1)]:
+        xy = landmarks.face[k, :2]
+        if not np.isfinite(xy).all():
+            continue
+        target = SurfacePoint(vertices=tuple(int(v) for v in ids[k]),
+                              blend=tuple(float(w) for w in blend[k]),
+                              weight=config.face_mesh_weight)
+        rows.append((f"face_mesh_{k}", xy, float(landmarks.face_conf), target, "face"))
+    summary["face_mesh_points"] = len(rows)
+    return rows
+
+
+def _hand_notes(keypoints: Keypoints | None, config: FitConfig, notes: list[str]) -> None:
+    for side in ("left", "right"):
+        seen = 0 if keypoints is None else sum(
+            1 for i, n in enumerate(keypoints.names)
+            if n.startswith(f"{side}_hand_") and keypoints.conf[i] >= config.min_confidence)
+        if seen < 6:
+            notes.append(f"the {side} hand was not found (out of the photo or hidden): its "
+                         "fingers keep their prior pose")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,6 +309,7 @@ class _Params:
             "left_hand_pose": zeros(15, 3),
             "right_hand_pose": zeros(15, 3),
             "camera_t": zeros(3),
+            "world_pitch": torch.zeros(batch, device=device, dtype=dtype),
             "log_focal": torch.full((batch,), math.log(focal), device=device, dtype=dtype),
         }
         if not body.expression_names:
@@ -213,7 +317,8 @@ class _Params:
         self.size = size
 
     def body_params(self) -> dict[str, Tensor]:
-        return {k: v for k, v in self.values.items() if k not in ("camera_t", "log_focal")}
+        return {k: v for k, v in self.values.items()
+                if k not in ("camera_t", "log_focal", "world_pitch")}
 
     def project(self, points: Tensor) -> Tensor:  # [B, N, 3] world -> [B, N, 2] pixels
         t = self.values["camera_t"][:, None]
@@ -272,28 +377,92 @@ def _prepare_init(init: dict | None, body, params: _Params) -> Camera | None:
 class _Objective:
     def __init__(self, body, obs: _Observations, config: FitConfig, size: int,
                  prior_mean: dict[str, Tensor], default_focal: float):
-        self.sparse = SparseBody(body, obs.vertex_ids)
+        self.sparse = SparseBody(body, obs.vertex_ids, (obs.surface_ids, obs.surface_blend))
         self.obs = obs
         self.config = config
         self.scale = REFERENCE_SIZE / size
         self.prior_mean = prior_mean
         self.joint_weights = body_joint_prior_weights(obs.xy.device, obs.xy.dtype)
         self.log_default_focal = math.log(default_focal)
+        self.cues: DepthCues | None = None
+        self.arkit = "jawOpen" in body.expression_names
 
-    def points(self, params: _Params) -> Tensor:  # [B, K, 2] projected keypoint targets
+    def posed(self, params: _Params) -> Tensor:  # [B, 55 + M, 3] joints, landmark vertices
         joints, vertices = self.sparse(**params.body_params())
-        stacked = torch.cat([joints, vertices], dim=1)
+        return torch.cat([joints, vertices], dim=1)
+
+    def points(self, params: _Params, stacked: Tensor | None = None) -> Tensor:  # [B, K, 2]
+        """Projected keypoint targets."""
+        stacked = self.posed(params) if stacked is None else stacked
         return params.project(self.obs.selector @ stacked)
 
-    def data(self, params: _Params) -> Tensor:  # [B] robust reprojection loss
-        residual = (self.points(params) - self.obs.xy) * self.scale
-        return (self.obs.weight * gmof(residual, self.config.robust_sigma)).sum(dim=-1)
+    def data(self, params: _Params) -> Tensor:  # [B] robust reprojection loss + depth cues
+        stacked = self.posed(params)
+        world = self.obs.selector @ stacked  # [B, K, 3]
+        residual = (params.project(world) - self.obs.xy) * self.scale
+        total = (self.obs.weight * gmof(residual, self.config.robust_sigma)).sum(dim=-1)
+        if self.cues is not None:
+            total = total + self.cues.loss(stacked, params.values["world_pitch"])
+        if self.hand_depth is not None:
+            total = total + self._hand_depth_loss(params, world)
+        return total
+
+    hand_depth: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
+
+    def set_hand_depth(self, landmarks: Landmarks | None) -> None:
+        """Hand bone directions from the detector's hand points with their relative depth
+        (MediaPipe: ``x, y`` pixels, ``z`` pixels scaled like ``x``, camera axes): the palm's
+        facing and the fingers' curl, which the 2D points alone leave ambiguous."""
+        self.hand_depth = None
+        if landmarks is None or landmarks.hand_depth is None:
+            return
+        index = {n: i for i, n in enumerate(self.obs.names)}
+        keypoints = landmarks.keypoints
+        starts, ends, targets = [], [], []
+        for h, side in enumerate(("left", "right")):
+            names = hand_names(side)
+            points = {}
+            for k, name in enumerate(names):
+                found = keypoints.get(name)
+                z = float(landmarks.hand_depth[h, k])
+                if found is not None and name in index and np.isfinite(z):
+                    points[name] = np.array([found[0][0], found[0][1], z], dtype=np.float64)
+            for a, b in _hand_bones(side):
+                if a in points and b in points:
+                    d = points[b] - points[a]
+                    norm = np.linalg.norm(d)
+                    if norm > 1e-3:
+                        starts.append(index[a]), ends.append(index[b]), targets.append(d / norm)
+        if starts:
+            device, dtype = self.obs.xy.device, self.obs.xy.dtype
+            start_t = torch.tensor(starts, device=device)
+            self.hand_depth = (start_t, torch.tensor(ends, device=device),
+                               torch.as_tensor(np.asarray(targets), dtype=dtype, device=device),
+                               self.obs.weight[start_t])
+
+    def _hand_depth_loss(self, params: _Params, world: Tensor) -> Tensor:  # [B]
+        starts, ends, target, weight = self.hand_depth
+        d = world[:, ends] - world[:, starts]
+        d = d * d.new_tensor([1.0, -1.0, -1.0])  # world -> fit camera axes
+        d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        return self.config.hand_depth_weight * (weight * gmof(d - target, 0.7)).sum(-1)
 
     def with_observations(self, obs: _Observations) -> _Objective:
         """The same objective on a subset of the observations (same landmark vertices)."""
         other = _Objective.__new__(_Objective)
         other.__dict__.update(self.__dict__)
         other.obs = obs
+        other.cues = None
+        other.hand_depth = None
+        return other
+
+    def restricted(self, obs: _Observations) -> _Objective:
+        """The reprojection objective of a subset of the observations, posing only what that
+        subset looks at (no depth cues)."""
+        compact = obs.compact()
+        other = self.with_observations(compact)
+        other.sparse = SparseBody(self.sparse.body, compact.vertex_ids,
+                                  (compact.surface_ids, compact.surface_blend))
         return other
 
     def priors(self, params: _Params, pose_weight: float, *, hands: bool, face: bool) -> Tensor:
@@ -316,6 +485,10 @@ class _Objective:
             total = total + c.jaw_prior_weight * (v["jaw_pose"] - m["jaw_pose"]).pow(2).sum(-1)
             if "expression" in v:
                 total = total + c.expression_prior_weight * v["expression"].pow(2).sum(-1)
+                if self.arkit:  # ARKit units are activations in [0, 1]
+                    e = v["expression"]
+                    total = total + 50.0 * (torch.relu(-e).pow(2)
+                                            + torch.relu(e - 1.0).pow(2)).sum(-1)
         if c.fit_focal:
             total = total + c.focal_prior_weight * (v["log_focal"] - self.log_default_focal) ** 2
         return total
@@ -323,6 +496,16 @@ class _Objective:
     def errors_px(self, params: _Params) -> Tensor:  # [K] working-image pixels, batch 0
         with torch.no_grad():
             return (self.points(params)[0] - self.obs.xy).norm(dim=-1)
+
+
+def _hand_bones(side: str) -> list[tuple[str, str]]:
+    """Wrist to each finger's base, across the knuckles, and every finger segment."""
+    out = []
+    for finger in ("thumb", "index", "middle", "ring", "pinky"):
+        chain = [f"{side}_hand_wrist"] + [f"{side}_hand_{finger}{k}" for k in range(1, 5)]
+        out.extend(itertools.pairwise(chain))
+    out.append((f"{side}_hand_index1", f"{side}_hand_pinky1"))
+    return out
 
 
 def _lbfgs(tensors: list[Tensor], closure_loss: Callable[[], Tensor], iterations: int) -> float:
@@ -479,6 +662,13 @@ def fit_body(body, size: int, *, keypoints: Keypoints | None, mask: np.ndarray |
     pixels) are the detector's full output when it gave the keypoints: its source and notes go
     into the report. Without keypoints and without
     ``init`` a :class:`UserError` lists the three ways to give the pose.
+
+    ``landmarks`` (a detector's :class:`Landmarks` in working-image pixels) add their cues:
+    their keypoints (used when ``keypoints`` is None), the 478 face-mesh points on the body's
+    surface (head orientation, jaw, eyelids, expression), and the pose world landmarks as a
+    depth cue (see :mod:`oneshot_avatar.fit.depth_cues`). Whatever the photo lacks (a face
+    turned away, hands or feet out of frame) drops its terms, with a note in the report's
+    ``notes``. A person the 2D points show standing is held upright, both soles on one floor.
     """
     start = time.perf_counter()
     say = progress or (lambda message: None)
@@ -494,15 +684,33 @@ def fit_body(body, size: int, *, keypoints: Keypoints | None, mask: np.ndarray |
             raise UserError(f"the mask is {mask.shape[1]}x{mask.shape[0]}, the working image "
                             f"{size}x{size}", field="mask")
     default_focal = focal_from_fov(config.fov_degrees, size)
-    targets = keypoint_targets(body)
+    source = (keypoints.source if keypoints is not None
+              else landmarks.keypoints.source if landmarks is not None else None)
+    targets = keypoint_targets(body, source)
     obs = None
+    notes: list[str] = []
+    landmark_summary: dict = {}
+    extra_rows: list[tuple] = []
+    if landmarks is not None:
+        if tuple(landmarks.image_size) != (size, size):
+            width, height = landmarks.image_size
+            raise ValueError(f"the landmarks are for a {width}x{height} image, the fit needs them "
+                             f"in the {size}x{size} working image: map them with "
+                             "Landmarks.mapped(box.to_crop, image_size=(size, size))")
+        notes.extend(landmarks.notes)
+        if keypoints is None:
+            keypoints = landmarks.keypoints
+        extra_rows = _face_mesh_rows(body, landmarks, config, notes, landmark_summary)
+        _hand_notes(keypoints, config, notes)
+    cue_vertices = {n: targets[n].vertices[0] for n in VERTEX_NAMES if n in targets}
     if keypoints is not None and keypoints.image_size not in (None, (size, size)):
         width, height = keypoints.image_size
         raise ValueError(f"the keypoints are for a {width}x{height} image, the fit needs them in "
                          f"the {size}x{size} working image: map them with "
                          "Keypoints.mapped(box.to_crop, image_size=(size, size))")
     if keypoints is not None:
-        obs = _observations(keypoints, targets, config, device, dtype)
+        obs = _observations(keypoints, targets, config, device, dtype, extra_rows,
+                            tuple(cue_vertices.values()))
         body_points = sum(1 for g in obs.groups if g == "body")
         if body_points < 4 and not init:
             seen = ", ".join(obs.names) or "none"
@@ -524,11 +732,17 @@ def fit_body(body, size: int, *, keypoints: Keypoints | None, mask: np.ndarray |
     stages: list[dict] = []
     iterations = 0
     report: dict = {"keypoint_source": keypoints.source if keypoints is not None else None}
-    if landmarks is not None:
-        report["landmarks"] = {"source": landmarks.source, "notes": list(landmarks.notes)}
 
     if obs is not None and len(obs.names):
         objective = _Objective(body, obs, config, size, prior_mean, default_focal)
+        cue_config = DepthCueConfig(**{f.name: getattr(config, f.name)
+                                       for f in dataclasses.fields(DepthCueConfig)})
+        columns = {n: obs.vertex_ids.index(v) for n, v in cue_vertices.items()}
+        objective.cues = build_depth_cues(landmarks, keypoints, body, cue_vertices, columns,
+                                          cue_config, device, dtype)
+        notes.extend(objective.cues.notes)
+        objective.set_hand_depth(landmarks)
+        landmark_summary.update(objective.cues.summary)
         has_hands = "hand" in obs.groups
         has_face = "face" in obs.groups
         if init_camera is None:
@@ -551,6 +765,8 @@ def fit_body(body, size: int, *, keypoints: Keypoints | None, mask: np.ndarray |
                 names += ["jaw_pose"] + (["expression"] if "expression" in params.values else [])
             if config.fit_focal and last:
                 names.append("log_focal")
+            if objective.cues.uses_pitch:
+                names.append("world_pitch")
             tensors = [params.values[n] for n in names]
 
             def loss_fn(pw=pose_weight, h=hands, f=face):
@@ -577,6 +793,11 @@ def fit_body(body, size: int, *, keypoints: Keypoints | None, mask: np.ndarray |
 
     camera = params.camera()
     out_params = _output_params(params, body)
+    report["camera_pitch_down_degrees"] = 0.0
+    if (objective is not None and objective.cues is not None and objective.cues.standing
+            and config.fold_tilt):
+        out_params, camera, tilt = _fold_tilt(body, out_params, camera)
+        report["camera_pitch_down_degrees"] = math.degrees(tilt)
     if objective is not None:
         errors = objective.errors_px(params)
         mean_error = float(errors.mean()) if len(errors) else None
@@ -592,12 +813,61 @@ def fit_body(body, size: int, *, keypoints: Keypoints | None, mask: np.ndarray |
         report.update(keypoint_error_px=None, keypoint_error_photo_px=None, keypoints_used=0,
                       keypoint_errors_by_group_px={})
     report["mask_iou"] = _final_iou(body, out_params, camera, mask, config)
+    report["notes"] = notes
+    report["landmarks"] = {**landmark_summary, "used": landmarks is not None,
+                           "source": None if landmarks is None else landmarks.source,
+                           "notes": [] if landmarks is None else list(landmarks.notes),
+                           "world_pitch_degrees": math.degrees(
+                               float(params.values["world_pitch"][0]))}
+    report["lean_degrees"] = fit_lean(body, out_params, camera)
     report.update(iterations=iterations, seconds=round(time.perf_counter() - start, 3),
                   stages=stages, focal_px=camera.fx, fitted_focal=config.fit_focal,
                   initialised=bool(init))
     say(f"fit: done in {report['seconds']:.1f} s, keypoint error "
         f"{report['keypoint_error_px'] if report['keypoint_error_px'] is not None else '-'} px")
     return FitResult(params=out_params, camera=camera, report=report)
+
+
+def _fold_tilt(body, params: dict[str, Tensor], camera: Camera
+               ) -> tuple[dict[str, Tensor], Camera, float]:
+    """Stand a standing body up: its remaining tilt in the camera's side plane (ankles to
+    shoulders, from the world vertical) is taken out of ``global_orient`` and put into the
+    camera's rotation instead (a photo taken from a little above or below), so every point
+    projects where it did and the body is upright in the world. Returns the new parameters,
+    camera and the tilt (radians, positive = the camera looks down)."""
+    from oneshot_avatar.body.smplx_layout import JOINT_INDEX
+
+    with torch.no_grad():
+        joints = body(**params).joints[0].detach().cpu().double().numpy()
+    ankles = 0.5 * (joints[JOINT_INDEX["left_ankle"]] + joints[JOINT_INDEX["right_ankle"]])
+    shoulders = 0.5 * (joints[JOINT_INDEX["left_shoulder"]]
+                       + joints[JOINT_INDEX["right_shoulder"]])
+    world_to_cam = camera.world_to_cam.detach().cpu().double().numpy()
+    rotation = world_to_cam[:3, :3]
+    d = shoulders - ankles
+    forward = rotation.T @ np.array([0.0, 0.0, 1.0])  # camera axis in the world
+    toward = -np.array([forward[0], 0.0, forward[2]])
+    toward /= max(np.linalg.norm(toward), 1e-9)  # horizontal, from the body to the camera
+    tilt = math.atan2(float(d @ toward), float(d[1]))
+    axis = np.cross(np.array([0.0, 1.0, 0.0]), toward)  # tilting about it moves up to toward
+    q = Rotation.from_rotvec(-tilt * axis)
+    dtype, device = params["global_orient"].dtype, params["global_orient"].device
+    orient = Rotation.from_rotvec(params["global_orient"][0].detach().cpu().double().numpy())
+    pelvis = body.shape_rest(params["betas"][:1], params.get("expression")[:1]
+                             if params.get("expression") is not None
+                             and params["expression"].numel() else None)[1][0, 0]
+    pelvis = pelvis.detach().cpu().double().numpy()
+    q_m = q.as_matrix()
+    new_rotation = rotation @ q_m.T
+    t = world_to_cam[:3, 3] + rotation @ pelvis - new_rotation @ pelvis
+    out = dict(params)
+    out["global_orient"] = torch.as_tensor((q * orient).as_rotvec(), dtype=dtype,
+                                           device=device)[None]
+    new_camera = from_fit(camera.fx, (camera.cx, camera.cy),
+                          torch.as_tensor(new_rotation, dtype=dtype, device=device),
+                          torch.as_tensor(t, dtype=dtype, device=device), camera.width,
+                          camera.height)
+    return out, new_camera, tilt
 
 
 def _orient(objective: _Objective, base: _Params, obs: _Observations, config: FitConfig,
@@ -617,7 +887,7 @@ def _orient(objective: _Objective, base: _Params, obs: _Observations, config: Fi
     keep = [n in TORSO or n in HEAD for n in obs.names]
     if sum(keep) < 3:
         keep = [g == "body" for g in obs.groups]
-    torso_objective = objective.with_observations(obs.subset(keep))
+    torso_objective = objective.restricted(obs.subset(keep))
     tensors = [params.values["global_orient"], params.values["camera_t"]]
 
     def loss_fn():

@@ -6,7 +6,8 @@ body fit. Everything the existing keypoint vocabulary can name (COCO body 17, fe
 do not care where the points came from; the detector's extra cues travel beside them:
 
 - ``face``: the dense face mesh (MediaPipe's 478 points: 468 + 10 iris points) in image
-  pixels, with a relative depth. Its correspondence with a body's surface is data computed per
+  pixels, with a relative depth (and ``hand_depth``, the hands' points' relative depth). Its
+  correspondence with a body's surface is data computed per
   body (cached with the body's checksum), not a constant of this module.
 - ``world``: metric 3D body landmarks (MediaPipe's 33 "pose world landmarks", metres, origin
   between the hips), a depth cue against the bent-knee / forward-lean ambiguity of one view.
@@ -60,6 +61,9 @@ class Landmarks:
     notes: list[str] = field(default_factory=list)
     people: int = 1  # people the detector found in the image (this is the one it chose)
     person_box: tuple[float, float, float, float] | None = None  # x0, y0, x1, y1 pixels
+    # float32 [2, 21]: relative depth of the left / right hand's 21 points (pixels, scaled like
+    # x, the wrist at 0, larger = farther), in the keypoints' hand order; NaN where not found.
+    hand_depth: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.face is not None:
@@ -71,6 +75,8 @@ class Landmarks:
                 self.world_conf = np.ones(len(MEDIAPIPE_POSE_NAMES), dtype=np.float32)
         if self.world_conf is not None:
             self.world_conf = np.asarray(self.world_conf, dtype=np.float32).reshape(-1)
+        if self.hand_depth is not None:
+            self.hand_depth = np.asarray(self.hand_depth, dtype=np.float32).reshape(2, 21)
         if self.segmentation is not None:
             self.segmentation = np.asarray(self.segmentation, dtype=np.float32)
             height, width = self.segmentation.shape
@@ -90,13 +96,19 @@ class Landmarks:
             before = float(np.ptp(self.face[:, 0])) or 1.0
             scale = float(np.ptp(xy[:, 0])) / before
             face = np.concatenate([xy, self.face[:, 2:] * scale], axis=1)
+        hand_depth = None
+        if self.hand_depth is not None:
+            probe = np.array([[0.0, 0.0], [1.0, 0.0]])
+            moved = np.asarray(fn(probe), dtype=np.float64)
+            hand_depth = self.hand_depth * float(np.linalg.norm(moved[1] - moved[0]))
         box = None
         if self.person_box is not None:
             x0, y0, x1, y1 = self.person_box
             corners = np.asarray(fn(np.array([[x0, y0], [x1, y1]], dtype=np.float64)))
             box = tuple(float(v) for v in corners.reshape(-1))
         return replace(self, keypoints=keypoints, image_size=tuple(image_size), face=face,
-                       segmentation=segmentation, notes=list(self.notes), person_box=box)
+                       segmentation=segmentation, notes=list(self.notes), person_box=box,
+                       hand_depth=hand_depth)
 
     def report(self) -> dict:
         """What the report says about the detection: source, notes, people, counts."""

@@ -49,7 +49,7 @@ _IMPOSSIBLE_BENDS = (
 # Knees and elbows are hinges: their other axes get this much extra stiffness.
 _HINGES = ((_body_row("left_knee"), (1, 2)), (_body_row("right_knee"), (1, 2)),
            (_body_row("left_elbow"), (0, 2)), (_body_row("right_elbow"), (0, 2)))
-FINGER_HYPEREXTENSION = 0.35  # radians a finger may bend backwards before it is penalised
+FINGER_HYPEREXTENSION = 0.15  # radians a finger may bend backwards before it is penalised
 
 
 def bend_penalty(body_pose: Tensor) -> Tensor:  # [B, 21, 3] -> [B]

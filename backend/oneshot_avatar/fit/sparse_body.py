@@ -16,12 +16,35 @@ from oneshot_avatar.body.smplx_layout import NUM_JOINTS
 
 
 class SparseBody(nn.Module):
-    """Joints ``[B, 55, 3]`` and the vertices ``vertex_ids`` ``[B, M, 3]`` of a posed body."""
+    """Joints ``[B, 55, 3]`` and the vertices ``vertex_ids`` ``[B, M, 3]`` of a posed body,
+    followed by ``P`` surface points when ``surface`` is given.
 
-    def __init__(self, body, vertex_ids: list[int] | tuple[int, ...]):
+    A surface point is a blend of a triangle's vertices (``surface = (ids [P, 3], weights [P,
+    3])``): its rest position, blend shapes and pose correctives blend exactly; its skinning
+    weights are the blend of the corners' (linear blend skinning of the blended point, which
+    differs from blending the skinned corners by far less than a millimetre within one small
+    triangle). One row per point instead of three vertices keeps dense landmark sets cheap.
+    """
+
+    def __init__(self, body, vertex_ids: list[int] | tuple[int, ...],
+                 surface: tuple[Tensor, Tensor] | None = None):
         super().__init__()
         self.body = body
         ids = torch.as_tensor(list(vertex_ids), dtype=torch.long, device=body.device)
+        if surface is not None and len(surface[0]):
+            corner_ids = torch.as_tensor(surface[0], dtype=torch.long, device=body.device)
+            blend = torch.as_tensor(surface[1], dtype=body.dtype, device=body.device)
+            count = len(ids)
+            # Rows of a [M + P, V] matrix mixing the template's vertices.
+            mix = torch.zeros(count + len(corner_ids), body.v_template.shape[0],
+                              dtype=body.dtype, device=body.device)
+            mix[torch.arange(count, device=body.device), ids] = 1.0
+            rows = torch.arange(count, count + len(corner_ids), device=body.device)
+            for k in range(corner_ids.shape[1]):
+                mix.index_put_((rows, corner_ids[:, k]), blend[:, k], accumulate=True)
+            mix = mix.to_sparse()
+        else:
+            mix = None
         smplx_model = body.smplx
         num_expr = len(body.expression_names)
         dirs = [smplx_model.shapedirs]
@@ -32,15 +55,23 @@ class SparseBody(nn.Module):
         self.register_buffer("joint_template", regressor @ body.v_template, persistent=False)
         self.register_buffer("joint_dirs", torch.einsum("jv,vdc->jdc", regressor, all_dirs),
                              persistent=False)
-        self.register_buffer("vertex_template", body.v_template[ids], persistent=False)
-        self.register_buffer("vertex_dirs", all_dirs[ids], persistent=False)
-        self.register_buffer("weights", body.lbs_weights[ids], persistent=False)
+        if mix is None:
+            def pick(values: Tensor) -> Tensor:  # [V, ...] -> [M, ...]
+                return values[ids]
+        else:
+            def pick(values: Tensor) -> Tensor:  # [V, ...] -> [M + P, ...]
+                flat = values.reshape(values.shape[0], -1)
+                return torch.sparse.mm(mix, flat).reshape(-1, *values.shape[1:])
+        self.register_buffer("vertex_template", pick(body.v_template), persistent=False)
+        self.register_buffer("vertex_dirs", pick(all_dirs), persistent=False)
+        self.register_buffer("weights", pick(body.lbs_weights), persistent=False)
         self.has_posedirs = bool(body._has_posedirs)
         if self.has_posedirs:
             posedirs = smplx_model.posedirs.reshape(-1, body.v_template.shape[0], 3)
-            self.register_buffer("posedirs", posedirs[:, ids].reshape(posedirs.shape[0], -1),
-                                 persistent=False)
-        self.num_vertices = len(ids)
+            picked = pick(posedirs.permute(1, 0, 2))  # [M + P, D, 3]
+            self.register_buffer("posedirs", picked.permute(1, 0, 2).reshape(
+                posedirs.shape[0], -1), persistent=False)
+        self.num_vertices = self.vertex_template.shape[0]
 
     def forward(self, **params: Tensor | None) -> tuple[Tensor, Tensor]:
         """Joints ``[B, 55, 3]`` and selected vertices ``[B, M, 3]`` for SMPL-X parameters named

@@ -75,7 +75,19 @@ class KeypointTarget:
         return (parts * weights[:, None]).sum(0)
 
 
-def _joint_targets() -> dict[str, KeypointTarget]:
+# MediaPipe Pose puts its hips at the hip joints (measured on photos: the COCO-style blend
+# down the thigh left the fitted hips ~2 px low at 256 px, and the legs compensated by raking).
+MEDIAPIPE_HIP_DOWN_THE_THIGH = 0.0
+
+
+def hip_blend_for(source: str | None) -> float:
+    """How far down the thigh a detector's hip points sit (0 = at the SMPL-X hip joint)."""
+    if source and source.startswith("mediapipe"):
+        return MEDIAPIPE_HIP_DOWN_THE_THIGH
+    return HIP_DOWN_THE_THIGH
+
+
+def _joint_targets(hip_down: float = HIP_DOWN_THE_THIGH) -> dict[str, KeypointTarget]:
     j = JOINT_INDEX
     out: dict[str, KeypointTarget] = {}
     for side in ("left", "right"):
@@ -83,7 +95,7 @@ def _joint_targets() -> dict[str, KeypointTarget]:
             out[f"{side}_{part}"] = KeypointTarget(joints=(j[f"{side}_{part}"],))
         out[f"{side}_hip"] = KeypointTarget(
             joints=(j[f"{side}_hip"], j[f"{side}_knee"]), weight=HIP_WEIGHT,
-            blend=(1.0 - HIP_DOWN_THE_THIGH, HIP_DOWN_THE_THIGH))
+            blend=(1.0 - hip_down, hip_down))
         out[f"{side}_hand_wrist"] = KeypointTarget(joints=(j[f"{side}_wrist"],),
                                                    weight=HAND_WEIGHT)
         for finger in FINGERS:
@@ -92,7 +104,7 @@ def _joint_targets() -> dict[str, KeypointTarget]:
                     joints=(j[f"{side}_{finger}{k}"],), weight=HAND_WEIGHT)
     out["neck"] = KeypointTarget(joints=(j["left_shoulder"], j["right_shoulder"]),
                                  weight=NECK_WEIGHT)
-    hip, knee = 0.5 * (1.0 - HIP_DOWN_THE_THIGH), 0.5 * HIP_DOWN_THE_THIGH
+    hip, knee = 0.5 * (1.0 - hip_down), 0.5 * hip_down
     out["mid_hip"] = KeypointTarget(
         joints=(j["left_hip"], j["right_hip"], j["left_knee"], j["right_knee"]),
         weight=HIP_WEIGHT, blend=(hip, hip, knee, knee))
@@ -109,10 +121,11 @@ def _vertex_weight(name: str) -> float:
     return 1.0
 
 
-def keypoint_targets(body) -> dict[str, KeypointTarget]:
+def keypoint_targets(body, source: str | None = None) -> dict[str, KeypointTarget]:
     """Keypoint name -> :class:`KeypointTarget` for ``body`` (a ``BodyModel``). Names without a
-    target on this body (e.g. face contour points) are absent."""
-    targets = _joint_targets()
+    target on this body (e.g. face contour points) are absent. ``source`` (the keypoints'
+    source) picks detector-specific placements (see :func:`hip_blend_for`)."""
+    targets = _joint_targets(hip_blend_for(source))
     vertices = (smplx_landmark_vertices(body) if body.info.num_vertices == SMPLX_NUM_VERTICES
                 else find_landmark_vertices(body))
     for name, vertex in vertices.items():
