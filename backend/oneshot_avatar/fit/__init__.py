@@ -11,12 +11,12 @@ from oneshot_avatar.fit.targets import KeypointTarget, keypoint_targets
 
 __all__ = [
     "KEYPOINT_NAMES",
+    "MEDIAPIPE_POSE_NAMES",
     "FitConfig",
     "FitResult",
     "KeypointTarget",
     "Keypoints",
     "Landmarks",
-    "MEDIAPIPE_POSE_NAMES",
     "OnnxKeypointDetector",
     "fit_body",
     "keypoint_targets",
