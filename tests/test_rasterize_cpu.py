@@ -35,6 +35,7 @@ import torch
 
 from oneshot_avatar.render import choose_backend, cpu_available, rasterize_gaussians
 from oneshot_avatar.render import torch_rasterizer as reference
+from raster_scenes import look_at
 
 pytestmark = pytest.mark.skipif(not cpu_available(), reason="needs numba (pip install numba)")
 
@@ -44,20 +45,6 @@ GRAD_TOL = {
     "backgrounds": 2e-5, "viewmats": 2e-4,
 }
 MIN_COSINE = 0.99999
-
-
-def look_at(eye, target=(0.0, 0.0, 3.0)) -> torch.Tensor:
-    """World -> camera (OpenCV axes: x right, y down, z forward), world y up."""
-    eye_t, target_t = torch.tensor(eye), torch.tensor(target)
-    forward = torch.nn.functional.normalize(target_t - eye_t, dim=0)
-    up = torch.tensor([0.0, 1.0, 0.0])
-    right = torch.nn.functional.normalize(torch.linalg.cross(forward, up), dim=0)
-    down = torch.linalg.cross(forward, right)
-    rot = torch.stack([right, down, forward])
-    view = torch.eye(4)
-    view[:3, :3] = rot
-    view[:3, 3] = -rot @ eye_t
-    return view
 
 
 def random_scene(n: int, batch: int, seed: int, sh_degree: int | None) -> dict:

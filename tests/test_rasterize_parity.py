@@ -30,6 +30,7 @@ import pytest
 import torch
 
 from oneshot_avatar.render import gsplat_available, rasterize_gaussians
+from raster_scenes import look_at
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
@@ -41,20 +42,6 @@ needs_gsplat = pytest.mark.skipif(
 VALUE_TOL = {"rgb": 1e-4, "alpha": 1e-4, "depth": 1e-4}
 GRAD_TOL = {"means": 2e-3, "quats": 2e-3, "scales": 2e-3, "opacities": 1e-3, "colors": 1e-4}
 MIN_COSINE = 0.9999
-
-
-def look_at(eye, target=(0.0, 0.0, 3.0)) -> torch.Tensor:
-    """World -> camera (OpenCV axes: x right, y down, z forward), world y up."""
-    eye_t, target_t = torch.tensor(eye), torch.tensor(target)
-    forward = torch.nn.functional.normalize(target_t - eye_t, dim=0)
-    up = torch.tensor([0.0, 1.0, 0.0])
-    right = torch.nn.functional.normalize(torch.linalg.cross(forward, up), dim=0)
-    down = torch.linalg.cross(forward, right)
-    rot = torch.stack([right, down, forward])
-    view = torch.eye(4)
-    view[:3, :3] = rot
-    view[:3, 3] = -rot @ eye_t
-    return view
 
 
 def body_scene(n: int, batch: int, seed: int, sh_degree: int | None, device) -> dict:
