@@ -382,3 +382,35 @@ def test_long_audio_with_a_transcript_uses_phoneme_recognition(sam):
     result = recognise(long, analyse_prosody(long), transcript=text)
     assert result.method == "phonemes" and "up to 150 s" in result.notes[0]
     assert result.phones[-1].end > long.duration - 1.0
+
+
+def test_speech_opens_no_network_connection(tmp_path):
+    """In a fresh interpreter whose sockets refuse to connect, transcript alignment and phoneme
+    recognition both run: pocketsphinx's model, dictionary and phone model come from its wheel."""
+    audio = SHARED_DATA / "audio" / "espeak_en_sam.wav"
+    if not audio.exists():
+        pytest.skip(f"shared test audio {audio} is absent")
+    script = f"""
+import socket
+
+def refuse(*args, **kwargs):
+    raise RuntimeError(f"network access during speech recognition: {{args}}")
+
+socket.socket.connect = refuse
+socket.socket.connect_ex = refuse
+socket.create_connection = refuse
+socket.getaddrinfo = refuse
+from pathlib import Path
+from oneshot_avatar.speech import SpeechSettings, load_audio, speech_to_motion
+
+audio = load_audio({str(audio)!r})
+text = Path({str(audio.with_suffix(".txt"))!r}).read_text()
+for settings in (SpeechSettings(transcript=text), SpeechSettings()):
+    result = speech_to_motion(audio, settings)
+    print(result.report["recognizer"], result.clip.num_frames)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=False, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    recognizers = [line.split()[0] for line in done.stdout.strip().splitlines()[-2:]]
+    assert recognizers == ["transcript", "phonemes"], done.stdout
