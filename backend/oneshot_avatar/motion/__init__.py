@@ -1,18 +1,18 @@
 """Motion: SMPL-X parameters per frame (``MotionClip``), file formats, built-in clips and
 resampling. Numpy-only at import; torch is needed only by ``MotionClip.to_torch``."""
 
-from oneshot_avatar.motion.builtin import builtin_clip, builtin_names
-from oneshot_avatar.motion.clip import MotionClip
-from oneshot_avatar.motion.face_units import ARKIT_FACE_UNITS
-from oneshot_avatar.motion.io import load_motion, save_motion
-from oneshot_avatar.motion.resample import resample
+from oneshot_avatar._lazy import lazy_exports
 
-__all__ = [
-    "ARKIT_FACE_UNITS",
-    "MotionClip",
-    "builtin_clip",
-    "builtin_names",
-    "load_motion",
-    "resample",
-    "save_motion",
-]
+# name -> the module it lives in; imported on first use (so the CLI answers at once).
+_EXPORTS = {
+    "builtin_clip": "oneshot_avatar.motion.builtin",
+    "builtin_names": "oneshot_avatar.motion.builtin",
+    "MotionClip": "oneshot_avatar.motion.clip",
+    "ARKIT_FACE_UNITS": "oneshot_avatar.motion.face_units",
+    "load_motion": "oneshot_avatar.motion.io",
+    "save_motion": "oneshot_avatar.motion.io",
+    "resample": "oneshot_avatar.motion.resample",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -6,12 +6,19 @@ All functions take and return float64 arrays; axis-angle vectors are ``(..., 3)`
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 # Z-up world -> SMPL-X's Y-up world: (x, y, z) -> (x, z, -y), a rotation of -90 deg about +X.
 Z_UP_TO_Y_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 # A camera-style frame (y down, z forward) -> Y-up world: 180 deg about +X.
 FLIP_X_180 = np.diag([1.0, -1.0, -1.0])
+
+
+def _Rotation():  # noqa: N802 - stands for the class
+    """scipy's ``Rotation``, imported on first use (scipy takes ~0.5 s to import, which
+    ``oneshot-avatar --help`` should not pay)."""
+    from scipy.spatial.transform import Rotation
+
+    return Rotation
 
 
 def _flat(rotvec: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -22,20 +29,20 @@ def _flat(rotvec: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
 def rotvec_to_matrix(rotvec: np.ndarray) -> np.ndarray:
     """``(..., 3)`` axis-angle -> ``(..., 3, 3)`` rotation matrices."""
     flat, lead = _flat(rotvec)
-    return Rotation.from_rotvec(flat).as_matrix().reshape(*lead, 3, 3)
+    return _Rotation().from_rotvec(flat).as_matrix().reshape(*lead, 3, 3)
 
 
 def matrix_to_rotvec(matrix: np.ndarray) -> np.ndarray:
     """``(..., 3, 3)`` rotation matrices -> ``(..., 3)`` axis-angle (angle in [0, pi])."""
     matrix = np.array(matrix, dtype=np.float64)
     lead = matrix.shape[:-2]
-    return Rotation.from_matrix(matrix.reshape(-1, 3, 3)).as_rotvec().reshape(*lead, 3)
+    return _Rotation().from_matrix(matrix.reshape(-1, 3, 3)).as_rotvec().reshape(*lead, 3)
 
 
 def premultiply(matrix: np.ndarray, rotvec: np.ndarray) -> np.ndarray:
     """Axis-angle of ``matrix @ R(rotvec)`` for each vector: a change of world frame."""
     flat, lead = _flat(rotvec)
-    out = (Rotation.from_matrix(matrix) * Rotation.from_rotvec(flat)).as_rotvec()
+    out = (_Rotation().from_matrix(matrix) * _Rotation().from_rotvec(flat)).as_rotvec()
     return out.reshape(*lead, 3)
 
 
@@ -44,21 +51,21 @@ def compose(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     first, second = (np.array(a) for a in np.broadcast_arrays(np.asarray(first, np.float64),
                                                               np.asarray(second, np.float64)))
     lead = first.shape[:-1]
-    out = Rotation.from_rotvec(first.reshape(-1, 3)) * Rotation.from_rotvec(second.reshape(-1, 3))
+    out = _Rotation().from_rotvec(first.reshape(-1, 3)) * _Rotation().from_rotvec(second.reshape(-1, 3))
     return out.as_rotvec().reshape(*lead, 3)
 
 
 def rotvec_to_quat(rotvec: np.ndarray) -> np.ndarray:
     """``(..., 3)`` axis-angle -> ``(..., 4)`` unit quaternions, scalar LAST (scipy order)."""
     flat, lead = _flat(rotvec)
-    return Rotation.from_rotvec(flat).as_quat().reshape(*lead, 4)
+    return _Rotation().from_rotvec(flat).as_quat().reshape(*lead, 4)
 
 
 def quat_to_rotvec(quat: np.ndarray) -> np.ndarray:
     """``(..., 4)`` quaternions (scalar last) -> ``(..., 3)`` axis-angle."""
     quat = np.array(quat, dtype=np.float64)
     lead = quat.shape[:-1]
-    return Rotation.from_quat(quat.reshape(-1, 4)).as_rotvec().reshape(*lead, 3)
+    return _Rotation().from_quat(quat.reshape(-1, 4)).as_rotvec().reshape(*lead, 3)
 
 
 def slerp_quat(q0: np.ndarray, q1: np.ndarray, weight: np.ndarray) -> np.ndarray:

@@ -2,22 +2,18 @@
 rasterizer on CPUs, a pure-PyTorch reference everywhere). Importing this package never imports
 gsplat or numba, nor loads CUDA."""
 
-from oneshot_avatar.render.rasterize import (
-    BACKENDS,
-    RasterBackend,
-    RasterOutput,
-    choose_backend,
-    cpu_available,
-    gsplat_available,
-    rasterize_gaussians,
-)
+from oneshot_avatar._lazy import lazy_exports
 
-__all__ = [
-    "BACKENDS",
-    "RasterBackend",
-    "RasterOutput",
-    "choose_backend",
-    "cpu_available",
-    "gsplat_available",
-    "rasterize_gaussians",
-]
+# name -> the module it lives in; imported on first use (so the CLI answers at once).
+_EXPORTS = {
+    "BACKENDS": "oneshot_avatar.render.backends",
+    "RasterBackend": "oneshot_avatar.render.rasterize",
+    "RasterOutput": "oneshot_avatar.render.rasterize",
+    "choose_backend": "oneshot_avatar.render.rasterize",
+    "cpu_available": "oneshot_avatar.render.rasterize",
+    "gsplat_available": "oneshot_avatar.render.rasterize",
+    "rasterize_gaussians": "oneshot_avatar.render.rasterize",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -173,7 +173,7 @@ class _SizeAction(argparse.Action):
 
 
 def register(subparsers) -> None:
-    from oneshot_avatar.render.rasterize import BACKENDS
+    from oneshot_avatar.render.backends import BACKENDS
 
     render = subparsers.add_parser(
         "render",

@@ -29,10 +29,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from oneshot_avatar.render.backends import BACKENDS
 from oneshot_avatar.render.torch_rasterizer import rasterize_gaussians_torch
 
 RasterBackend = Literal["auto", "gsplat", "cpu", "torch"]
-BACKENDS: tuple[str, ...] = ("auto", "gsplat", "cpu", "torch")
 
 
 @dataclass(frozen=True)

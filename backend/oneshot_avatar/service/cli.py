@@ -121,7 +121,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from oneshot_avatar.render.rasterize import BACKENDS
+    from oneshot_avatar.render.backends import BACKENDS
 
     serve = subparsers.add_parser(
         "serve",

@@ -2,8 +2,18 @@
 brows and beat gestures, as a ``MotionClip`` (three layers after Rhubarb Lip Sync:
 :mod:`.recognize`, :mod:`.visemes`, :mod:`.lipsync` / :mod:`.nonverbal` / :mod:`.gestures`)."""
 
-from oneshot_avatar.speech.animate import SpeechResult, SpeechSettings, speech_to_motion
-from oneshot_avatar.speech.audio import MAX_SECONDS, SAMPLE_RATE, Audio, load_audio
+from oneshot_avatar._lazy import lazy_exports
 
-__all__ = ["MAX_SECONDS", "SAMPLE_RATE", "Audio", "SpeechResult", "SpeechSettings", "load_audio",
-           "speech_to_motion"]
+# name -> the module it lives in; imported on first use (so the CLI answers at once).
+_EXPORTS = {
+    "SpeechResult": "oneshot_avatar.speech.animate",
+    "SpeechSettings": "oneshot_avatar.speech.animate",
+    "speech_to_motion": "oneshot_avatar.speech.animate",
+    "MAX_SECONDS": "oneshot_avatar.speech.audio",
+    "SAMPLE_RATE": "oneshot_avatar.speech.audio",
+    "Audio": "oneshot_avatar.speech.audio",
+    "load_audio": "oneshot_avatar.speech.audio",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

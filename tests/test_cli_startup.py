@@ -1,0 +1,53 @@
+"""The CLI answers at once: ``--help``, ``--version``, argument errors and ``motion info`` run
+without importing torch (or scipy for the first three), because each command imports what it
+needs when it runs. Checked on ``sys.modules`` in a fresh interpreter, not on a clock."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BACKEND = Path(__file__).resolve().parents[1] / "backend"
+
+_PROBE = """
+import contextlib, io, json, sys
+from oneshot_avatar.cli import main
+out = io.StringIO()
+code = None
+with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+    try:
+        code = main(sys.argv[1:])
+    except SystemExit as exit:
+        code = exit.code
+heavy = sorted(m for m in ("torch", "scipy", "numba", "cv2", "mediapipe", "fastapi") if m in sys.modules)
+print(json.dumps({"code": code, "heavy": heavy, "out": out.getvalue()}))
+"""
+
+
+def _probe(*argv: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", _PROBE, *argv], capture_output=True, text=True,
+                          timeout=120, env={"PYTHONPATH": str(BACKEND), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["render", "--help"],
+                                  ["render", "--no-such-option"], ["motion", "list"]])
+def test_parsing_imports_nothing_heavy(argv):
+    result = _probe(*argv)
+    assert result["heavy"] == [], f"{argv} imported {result['heavy']}"
+    if argv == ["--version"]:
+        assert result["code"] == 0 and result["out"].startswith("oneshot-avatar ")
+    if argv == ["render", "--no-such-option"]:
+        assert result["code"] == 2
+
+
+def test_motion_info_needs_no_torch(shared_data):
+    result = _probe("motion", "info", str(shared_data / "motion" / "amass_sample_smplh.npz"))
+    assert result["code"] == 0
+    assert "up axis:" in result["out"]
+    assert "torch" not in result["heavy"]
