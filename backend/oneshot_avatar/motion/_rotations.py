@@ -13,7 +13,7 @@ Z_UP_TO_Y_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 FLIP_X_180 = np.diag([1.0, -1.0, -1.0])
 
 
-def _Rotation():  # noqa: N802 - stands for the class
+def _Rotation():
     """scipy's ``Rotation``, imported on first use (scipy takes ~0.5 s to import, which
     ``oneshot-avatar --help`` should not pay)."""
     from scipy.spatial.transform import Rotation
