@@ -50,7 +50,6 @@ from oneshot_avatar.reconstruct.evaluate import (
 )
 from oneshot_avatar.reconstruct.pipeline import (
     ReconstructOptions,
-    camera_in_crop,
     reconstruct,
 )
 from oneshot_avatar.reconstruct.synthetic import LOOKS, make_subject
@@ -151,7 +150,7 @@ def main() -> int:
                 def oracle(prepared_subject, subject=subject):
                     params = {k: v.clone() for k, v in subject.params.items()}
                     params["expression"] = torch.zeros(1, len(body_cpu.expression_names))
-                    return FitResult(params=params, camera=camera_in_crop(subject.camera, prepared_subject.box),
+                    return FitResult(params=params, camera=prepared_subject.box.camera_to_crop(subject.camera),
                                      report={"oracle": True})
 
                 options.fit_override = oracle

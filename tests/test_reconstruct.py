@@ -18,8 +18,6 @@ from oneshot_avatar.package import load_avatar
 from oneshot_avatar.reconstruct.demo import write_coco_wholebody
 from oneshot_avatar.reconstruct.pipeline import (
     ReconstructOptions,
-    camera_from_crop,
-    camera_in_crop,
     output_paths,
     reconstruct,
 )
@@ -97,8 +95,8 @@ def test_crop_camera_round_trip(synthetic_photo):
 
     subject = synthetic_photo[0]
     box = person_box((256, 256), 128, mask=subject.mask)
-    inside = camera_in_crop(subject.camera, box)
-    back = camera_from_crop(inside, box, 256, 256)
+    inside = box.camera_to_crop(subject.camera)
+    back = box.camera_from_crop(inside, 256, 256)
     points = torch.randn(20, 3) * 0.3 + torch.tensor([0.0, 0.2, 0.0])
     xy_photo, _ = subject.camera.project(points)
     xy_crop, _ = inside.project(points)

@@ -68,12 +68,11 @@ def fitted_frame(report: dict, width: int, height: int) -> tuple[dict, object]:
     """The fitted SMPL-X parameters and the fitted camera as a camera of the whole
     ``width`` x ``height`` photo, read from a reconstruction report."""
     from oneshot_avatar.cameras import Camera
-    from oneshot_avatar.reconstruct.pipeline import camera_from_crop
     from oneshot_avatar.subject import CropBox
 
     params = {k: torch.tensor(v, dtype=torch.float32) for k, v in report["fit"]["params"].items()}
     box = CropBox.from_dict(report["subject"]["crop"])
-    camera = camera_from_crop(Camera.from_dict(report["fit"]["camera"]), box, width, height)
+    camera = box.camera_from_crop(Camera.from_dict(report["fit"]["camera"]), width, height)
     return params, camera
 
 

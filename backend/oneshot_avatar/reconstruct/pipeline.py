@@ -651,29 +651,3 @@ def _json_default(value):
     if isinstance(value, Path):
         return str(value)
     return str(value)
-
-
-def camera_in_crop(camera, box):
-    """The photo camera ``camera`` seen through the crop ``box`` (a CropBox): same pose, the
-    intrinsics of the working image."""
-    from oneshot_avatar.cameras import Camera
-
-    K = camera.K.clone()
-    K[0, 0] *= box.scale
-    K[1, 1] *= box.scale
-    K[0, 2] = (K[0, 2] - box.x0) * box.scale
-    K[1, 2] = (K[1, 2] - box.y0) * box.scale
-    return Camera(K, camera.world_to_cam.clone(), box.out_size, box.out_size, camera.near, camera.far)
-
-
-def camera_from_crop(camera, box, width: int, height: int):
-    """The inverse of :func:`camera_in_crop`: a working-image camera as the camera of the
-    ``width`` x ``height`` photo."""
-    from oneshot_avatar.cameras import Camera
-
-    K = camera.K.clone()
-    K[0, 0] /= box.scale
-    K[1, 1] /= box.scale
-    K[0, 2] = K[0, 2] / box.scale + box.x0
-    K[1, 2] = K[1, 2] / box.scale + box.y0
-    return Camera(K, camera.world_to_cam.clone(), width, height, camera.near, camera.far)

@@ -74,6 +74,31 @@ class CropBox:
         inv = float(self.size) / self.out_size
         return _affine(xy, inv, float(self.x0), float(self.y0))
 
+    def camera_to_crop(self, camera):
+        """The photo's camera seen through this box: same pose, the intrinsics of the working
+        image (``out_size`` square). Pixel centres map as :meth:`to_crop` maps points."""
+        from oneshot_avatar.cameras import Camera
+
+        K = camera.K.clone()
+        K[0, 0] *= self.scale
+        K[1, 1] *= self.scale
+        K[0, 2] = (K[0, 2] - float(self.x0)) * self.scale
+        K[1, 2] = (K[1, 2] - float(self.y0)) * self.scale
+        return Camera(K, camera.world_to_cam.clone(), self.out_size, self.out_size, camera.near,
+                      camera.far)
+
+    def camera_from_crop(self, camera, width: int, height: int):
+        """The inverse of :meth:`camera_to_crop`: a working-image camera as the camera of the
+        ``width`` x ``height`` photo."""
+        from oneshot_avatar.cameras import Camera
+
+        K = camera.K.clone()
+        K[0, 0] /= self.scale
+        K[1, 1] /= self.scale
+        K[0, 2] = K[0, 2] / self.scale + float(self.x0)
+        K[1, 2] = K[1, 2] / self.scale + float(self.y0)
+        return Camera(K, camera.world_to_cam.clone(), width, height, camera.near, camera.far)
+
     def crop(self, image: np.ndarray, interpolation: Interpolation = "auto", *,
              pad: Padding = "edge", fill: float = 0.0) -> np.ndarray:
         """The window of ``image`` (``[H, W]`` or ``[H, W, C]``, the photo's pixels) resampled to
