@@ -24,6 +24,8 @@ MAX_SECONDS = 600.0  # longer videos need --max-frames (the part read stays with
 MAX_FPS = 60.0  # output frame rate cap
 DEFAULT_SIZE = 720  # short side of the working frames (never upscaled)
 MIN_SIDE = 64
+STILL_CODECS = ("png", "mjpeg", "bmp", "tiff", "webp", "gif", "jpegls", "jpeg2000")
+STILL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
 
 @dataclass(frozen=True)
@@ -67,14 +69,17 @@ def probe_video(path: str | Path) -> VideoInfo:
         raise UserError("is not a video ffmpeg can read (" + (first[-1] if first else "no "
                         "video stream") + "); give an MP4, MOV, MKV, WebM, AVI ... file",
                         path=path, field="video") from error
-    codec = str(meta.get("codec", ""))
+    codec = str(meta.get("codec", "")).strip(" ,")
     fps = float(meta.get("fps") or 0.0)
     duration = float(meta.get("duration") or 0.0)
     rotation = int(meta.get("rotate") or 0) % 360
-    width, height = (int(v) for v in meta.get("source_size") or meta.get("size"))
-    if rotation in (90, 270):
-        width, height = height, width
-    if codec in ("png", "mjpeg", "bmp", "tiff", "webp", "gif") and duration <= 0.1:
+    # "size" is what ffmpeg outputs, after applying a rotation flag (newer ffmpeg versions give
+    # the flag as a display matrix that imageio-ffmpeg does not report: the swap tells)
+    width, height = (int(v) for v in meta.get("size") or meta.get("source_size"))
+    source = tuple(int(v) for v in meta.get("source_size") or (width, height))
+    if rotation == 0 and source != (width, height) and source == (height, width):
+        rotation = 90
+    if duration <= 0.1 and (codec in STILL_CODECS or path.suffix.lower() in STILL_SUFFIXES):
         raise UserError(f"is a still image ({codec}), not a video: give a video of a person "
                         "moving (for one photo use `oneshot-avatar reconstruct`)", path=path,
                         field="video")
