@@ -18,7 +18,9 @@ import torch
 
 pytest.importorskip("mediapipe.python.solutions.holistic")
 
-from oneshot_avatar.errors import UserError  # noqa: E402
+import itertools
+
+from oneshot_avatar.errors import UserError
 
 VIDEOS = ("gvhmr_tennis.mp4", "show_seth_half.mp4", "obama_weekly_address_answers.mp4")
 
@@ -30,7 +32,8 @@ def _cli(body_cache, *args, timeout=600):
            "OMP_WAIT_POLICY": "PASSIVE"}
     if "PYTHONPATH" in os.environ:  # a checkout put first by the caller
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    return subprocess.run([sys.executable, "-m", "oneshot_avatar", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "oneshot_avatar", *args], check=False,
+                          capture_output=True,
                           text=True, env=env, timeout=timeout)
 
 
@@ -65,8 +68,9 @@ def test_synthetic_video_tracks_back_to_its_parameters(synthetic, open_body):
     assert result.clip.num_frames == truth.clip.num_frames == 30
     assert result.fit.present.all()
     errors = tracking_errors(truth, result.fit, open_body)
-    # Measured (talk, 30 frames at 10 fps, 288x384): joints 5.6 cm, fingers 11 deg, jaw r 0.77,
-    # blink r 0.74. Tolerances leave room for other CPUs' MediaPipe results.
+    # Measured (talk, 30 frames at 10 fps, 288x384, this machine): joints 6.4 cm, fingers
+    # 14.6 deg, jaw r 0.79, blink r 0.65, body keypoints 4.2 px. Tolerances leave room for
+    # other CPUs' MediaPipe results.
     assert errors["joint_error_cm"] < 9.0, errors
     assert errors["finger_error_deg"] < 20.0, errors
     assert errors["jaw_r"] > 0.5, errors
@@ -81,7 +85,7 @@ def test_outputs_are_the_motion_format_camera_report_and_preview(synthetic):
     from oneshot_avatar.cameras import load_cameras_json
     from oneshot_avatar.motion.io import load_motion
 
-    truth, result = synthetic
+    _truth, result = synthetic
     clip = load_motion(result.outputs["motion"])
     assert clip.num_frames == 30 and clip.fps == pytest.approx(10.0)
     assert clip.expression_space == "arkit52"
@@ -199,7 +203,7 @@ def test_rotation_flag_variable_rate_long_and_4k(tmp_path):
     count = check_length(info, rate, None)
     got = list(read_frames(info, rate, working_size(info, None), count))
     assert abs(len(got) - info.duration * 20) <= 1.5
-    repeats = sum(np.array_equal(a, b) for a, b in zip(got, got[1:]))
+    repeats = sum(np.array_equal(a, b) for a, b in itertools.pairwise(got))
     assert repeats >= 0.3 * len(got)  # the gaps, held
     # over 10 minutes: refused unless --max-frames keeps the part read short
     long_video = _make_video(tmp_path / "long.mp4", "-f", "lavfi", "-i",
