@@ -35,7 +35,7 @@ def _wait(server, job_id, timeout=300):
     seen = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status, _, data = server.request("GET", f"/v1/jobs/{job_id}")
+        _, _, data = server.request("GET", f"/v1/jobs/{job_id}")
         job = json.loads(data)
         seen.append(job["progress"])
         if job["state"] in ("succeeded", "failed", "cancelled"):
@@ -61,7 +61,7 @@ def test_tracking_job_gives_motion_report_camera_and_preview(server):
     with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
         assert str(arrays["schema"]) == "oneshot-motion/1"
         assert arrays["body_pose"].shape == (10, 21, 3)
-    status, headers, data = server.request("GET", f"/v1/jobs/{job['id']}/artifacts/preview.mp4")
+    status, _, data = server.request("GET", f"/v1/jobs/{job['id']}/artifacts/preview.mp4")
     assert status == 200 and data[4:8] == b"ftyp"
     status, _, data = server.request("GET", f"/v1/jobs/{job['id']}/artifacts/track.json")
     assert status == 200 and json.loads(data)["frames"] == 10
