@@ -87,19 +87,43 @@ def main() -> None:
     track_cpu = time.process_time() - started
     avatar = load_avatar(folder / "avatar.avatar", body=body)
     camera = result.fit.camera.to(dtype=torch.float32)
-    others = [k for k in range(len(frames)) if k != args.frame and result.fit.present[k]]
+    others = [k for k in range(len(frames)) if result.fit.present[k]]
     settings = ShotSettings(width=size[0], height=size[1], background=(0.0, 0.0, 0.0),
                             backend="auto")
     rows = []
+    source = None
     sample = None
     for k, rgba in render_shot(avatar, body, result.clip, [camera], others, settings):
         mask = result.masks[k]
         mask = cv2.resize(mask, size, interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255
         pred = rgba[..., :3].astype(np.float32) / 255
         real = frames[k].astype(np.float32) / 255
+        if k == args.frame:  # the avatar's own frame: a check of the avatar and the tracking
+            source = masked_metrics(pred, real, mask)
+            continue
         rows.append(masked_metrics(pred, real, mask))
         if sample is None and k >= len(frames) // 2:
             sample = np.concatenate([frames[k], rgba[..., :3]], axis=1)
+    # The avatar in its own fit (the reconstruction's pose and camera) against frame K: how well
+    # the avatar itself reproduces its photo, apart from the tracking.
+    import json
+
+    from oneshot_avatar.motion.clip import MotionClip
+    from oneshot_avatar.reconstruct.evaluate import fitted_frame
+
+    report = json.loads((folder / "avatar.report.json").read_text())
+    params, fit_camera = fitted_frame(report, size[0], size[1])
+    own = MotionClip(fps=rate, **{k: params[k].numpy() if k in params else
+                                  np.zeros((1, *shape)) for k, shape in
+                                  (("global_orient", (3,)), ("body_pose", (21, 3)),
+                                   ("jaw_pose", (3,)), ("leye_pose", (3,)), ("reye_pose", (3,)),
+                                   ("left_hand_pose", (15, 3)), ("right_hand_pose", (15, 3)),
+                                   ("transl", (3,)))})
+    mask_k = cv2.resize(result.masks[args.frame], size).astype(np.float32) / 255
+    for _, rgba in render_shot(avatar, body, own, [fit_camera.to(dtype=torch.float32)], [0],
+                               settings):
+        own_fit = masked_metrics(rgba[..., :3].astype(np.float32) / 255,
+                                 frames[args.frame].astype(np.float32) / 255, mask_k)
     if sample is not None:
         Image.fromarray(sample).save(folder / "reenactment_sample.png")
     psnr = np.array([r["psnr"] for r in rows])
@@ -108,6 +132,11 @@ def main() -> None:
           f"{len(rows)} other frames at {size[0]}x{size[1]}")
     print(f"  ours:  PSNR {np.nanmean(psnr):.2f} dB (median {np.nanmedian(psnr):.2f}), "
           f"SSIM {np.nanmean(ssim):.3f} inside the person mask")
+    if source is not None:
+        print(f"  frame {args.frame} itself (not in the figures above): PSNR "
+              f"{source['psnr']:.2f} dB, SSIM {source['ssim']:.3f}")
+    print(f"  frame {args.frame} in the avatar's own fit (its pose and camera): PSNR "
+          f"{own_fit['psnr']:.2f} dB, SSIM {own_fit['ssim']:.3f}")
     print(f"  paper: PSNR {PAPER['psnr']:.2f} dB, SSIM {PAPER['ssim']:.3f}, LPIPS "
           f"{PAPER['lpips']:.4f} (One Shot One Talk, its videos, self-driven)")
     print(f"  CPU: reconstruct {reconstruct_cpu:.0f} s ({args.steps} steps), track "

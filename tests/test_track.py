@@ -100,18 +100,45 @@ def test_outputs_are_the_motion_format_camera_report_and_preview(synthetic):
     assert (right.mean(-1) > 120).mean() > 0.05 and (right.mean(-1) < 45).mean() > 0.3
 
 
-def test_tracked_clip_drives_an_avatar_and_renders(synthetic, body_cache, tmp_path, open_body):
-    from PIL import Image
-
+@pytest.fixture(scope="module")
+def avatar(open_body, tmp_path_factory):
     from oneshot_avatar.avatar import MeshGaussians
     from oneshot_avatar.package import save_avatar
 
-    _, result = synthetic
     with torch.no_grad():
         rest = open_body().vertices[0]
     gaussians = MeshGaussians.on_mesh(rest, open_body.faces, 28000, sh_degree=0)
-    avatar = save_avatar(tmp_path / "demo.avatar", gaussians, open_body,
-                         torch.zeros(open_body.num_betas))
+    betas = torch.zeros(open_body.num_betas)
+    betas[:2] = torch.tensor([0.8, -0.5])
+    return save_avatar(tmp_path_factory.mktemp("avatar") / "demo.avatar", gaussians, open_body,
+                       betas)
+
+
+def test_missing_person_and_parts_are_bridged(synthetic, open_body):
+    from dataclasses import replace
+
+    from oneshot_avatar.track.fit import fit_clip
+
+    _, result = synthetic
+    frames = list(result.landmarks)
+    for k in (0, 1, 2, 14, 15, 16):  # nobody at the start, the person gone for 3 frames
+        frames[k] = None
+    frames[20] = replace(frames[20], face=None)  # the face not found in one frame
+    fit = fit_clip(open_body, frames, result.size)
+    assert not fit.present[[0, 1, 2, 14, 15, 16]].any() and fit.present[3:14].all()
+    pose = fit.params["body_pose"]
+    assert np.allclose(pose[0], pose[3]) and np.allclose(pose[2], pose[3])  # held at the start
+    # the gap is bridged smoothly: no jump bigger than the motion around it
+    steps = np.linalg.norm(np.diff(fit.params["transl"], axis=0), axis=-1)
+    assert steps[12:17].max() < 3 * steps[3:12].max() + 0.01
+    assert any("no person in 6 of 30 frames" in note for note in fit.notes)
+    assert np.isfinite(fit.params["expression"]).all()
+
+
+def test_tracked_clip_drives_an_avatar_and_renders(synthetic, body_cache, tmp_path, avatar):
+    from PIL import Image
+
+    _, result = synthetic
     out = tmp_path / "frames"
     run = _cli(body_cache, "render", str(avatar), "--motion", str(result.outputs["motion"]),
                "--camera", str(result.outputs["camera"]), "--frames", "0:2", "--out", str(out),
@@ -128,15 +155,18 @@ def test_tracked_clip_drives_an_avatar_and_renders(synthetic, body_cache, tmp_pa
 
 
 @pytest.mark.parametrize("name", VIDEOS)
-def test_shared_videos_track_end_to_end(shared_data, body_cache, tmp_path, name):
+def test_shared_videos_track_end_to_end(shared_data, body_cache, tmp_path, name, avatar):
     from oneshot_avatar.motion.io import load_motion
 
     out = tmp_path / "motion.npz"
+    shape = ["--avatar", str(avatar)] if name.startswith("obama") else []
     run = _cli(body_cache, "track", str(shared_data / "video" / name), "--out", str(out),
-               "--max-frames", "12", "--size", "240", "--quiet")
+               "--max-frames", "12", "--size", "240", "--quiet", *shape)
     assert run.returncode == 0, run.stderr
     clip = load_motion(out)
     assert clip.num_frames == 12
+    if shape:  # the avatar's body shape, not a fitted one
+        assert np.allclose(clip.betas[:3], [0.8, -0.5, 0.0])
     import json
 
     report = json.loads((tmp_path / "motion.track.json").read_text())

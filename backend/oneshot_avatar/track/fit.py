@@ -314,7 +314,8 @@ def fit_clip(body, frames: Sequence[Landmarks | None], image_size: tuple[int, in
         z = cam[..., 2:].clamp_min(1e-3)
         return focal * cam[..., :2] / z + torch.tensor([width / 2.0, height / 2.0], dtype=dtype)
 
-    start = 0
+    first = int(np.argmax(obs.present))  # frames before the first person are held (below)
+    start = first
     while start < total:
         stop = min(total, start + config.chunk)
         n = stop - start
@@ -343,14 +344,16 @@ def fit_clip(body, frames: Sequence[Landmarks | None], image_size: tuple[int, in
             joints, verts = sparse(**clip.body_params(shape, unit_mask))
             model = obs.selector @ torch.cat([joints, verts], dim=1)  # [n, K, 3]
         t_frames = _initial_translations(model, xy, weight, obs.groups, focal, width, height)
+        seen = np.flatnonzero(obs.present[sl])
+        if 0 < len(seen) < n:  # frames without a person start between their neighbours
+            for axis in range(3):
+                t_frames[:, axis] = np.interp(np.arange(n), seen, t_frames[seen, axis])
         if cam_t is None:
-            seen = obs.present[sl]
             cam_t = torch.as_tensor(np.median(t_frames[seen], axis=0), dtype=dtype)
         # transl_f = R^T (t_f - t_c)
         v["transl"][:] = (torch.as_tensor(t_frames, dtype=dtype) - cam_t) @ rot
-        if previous is not None:
-            missing = ~obs.present[sl]
-            v["transl"][torch.as_tensor(missing)] = previous["transl"][-1]
+        if previous is not None and len(seen) == 0:
+            v["transl"][:] = previous["transl"][-1]
         context = None
         if previous is not None and config.continuity_frames > 0:
             k = min(config.continuity_frames, previous["transl"].shape[0])
@@ -424,6 +427,9 @@ def fit_clip(body, frames: Sequence[Landmarks | None], image_size: tuple[int, in
             progress(stop)
 
     result = {k: torch.cat(vals).numpy().astype(np.float64) for k, vals in out.items() if vals}
+    if first:
+        result = {k: np.concatenate([np.repeat(val[:1], first, axis=0), val])
+                  for k, val in result.items()}
     _hold_ends(result, obs.present)
     # errors in frame pixels (body points), and the parameters in SMPL-X form
     params = _smplx_params(result, body)
