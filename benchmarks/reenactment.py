@@ -83,7 +83,7 @@ def main() -> None:
     betas = np.asarray(meta["betas"], dtype=np.float32)
     started = time.process_time()
     result = track_video(args.video, folder / "motion.npz", body=body, avatar_betas=betas,
-                         size=args.size, max_frames=args.frames, quiet=True)
+                         size=args.size, max_frames=args.frames, quiet=True, keep_masks=True)
     track_cpu = time.process_time() - started
     avatar = load_avatar(folder / "avatar.avatar", body=body)
     camera = result.fit.camera.to(dtype=torch.float32)

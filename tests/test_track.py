@@ -57,7 +57,8 @@ def synthetic(open_body, tmp_path_factory):
     folder = tmp_path_factory.mktemp("synthetic")
     truth = make_synthetic_video(open_body, folder / "talk.mp4", clip="talk", fps=10.0,
                                  seconds=3.0, width=288, height=384)
-    result = track_video(truth.path, folder / "talk.npz", body=open_body, quiet=True)
+    result = track_video(truth.path, folder / "talk.npz", body=open_body, quiet=True,
+                         keep_masks=True)
     return truth, result
 
 

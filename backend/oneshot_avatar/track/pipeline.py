@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,11 +57,11 @@ class TrackResult:
 
 
 def detect_video(info: VideoInfo, fps: float, size: tuple[int, int], frames: int, *,
-                 quiet: bool = False, keep_frames: bool = False,
+                 quiet: bool = False, keep_frames: bool = False, keep_masks: bool = True,
                  progress: Callable[[int, int], None] | None = None
                  ) -> tuple[list[Landmarks | None], list[np.ndarray | None], list[np.ndarray]]:
-    """Landmarks and person masks of every frame (video mode), and the frames themselves when
-    ``keep_frames``."""
+    """Landmarks of every frame (video mode), the person masks when ``keep_masks`` (else
+    None), and the frames themselves when ``keep_frames``."""
     from tqdm import tqdm
 
     from oneshot_avatar.track.detect import VideoHolistic
@@ -74,7 +74,7 @@ def detect_video(info: VideoInfo, fps: float, size: tuple[int, int], frames: int
         for frame in read_frames(info, fps, size, frames):
             found, mask = detector.track(frame)
             landmarks.append(found)
-            masks.append(mask)
+            masks.append(mask if keep_masks else None)
             if keep_frames:
                 kept.append(frame)
             bar.update(1)
@@ -116,10 +116,13 @@ def output_paths(out: Path) -> dict[str, Path]:
 def track_video(video: str | Path, out: str | Path, *, body, avatar_betas: np.ndarray | None = None,
                 fps: float | None = None, size: int | None = None, max_frames: int | None = None,
                 preview: bool = True, config: TrackFitConfig | None = None, quiet: bool = False,
+                keep_masks: bool = False,
                 say: StageFn | None = None,
                 progress: Callable[[str, float], None] | None = None) -> TrackResult:
     """Track ``video`` and write the outputs next to ``out`` (see the module docstring).
-    ``progress(stage, fraction)`` reports the whole job's progress (for the service)."""
+    ``progress(stage, fraction)`` reports the whole job's progress (for the service).
+    ``keep_masks`` keeps the person masks (1/4 size) in the result (benchmarks); the frames are
+    decoded a second time for the preview, so memory does not grow with the video's length."""
     say = say or (lambda message: None)
     out = Path(out)
     paths = output_paths(out)
@@ -139,8 +142,8 @@ def track_video(video: str | Path, out: str | Path, *, body, avatar_betas: np.nd
         if progress is not None:
             progress("landmarks", 0.8 * done / max(total, 1))
 
-    landmarks, masks, frames = detect_video(info, rate, frame_size, count, quiet=quiet,
-                                            keep_frames=preview, progress=detect_progress)
+    landmarks, masks, _ = detect_video(info, rate, frame_size, count, quiet=quiet,
+                                       keep_masks=keep_masks, progress=detect_progress)
     timings["landmarks_s"] = time.perf_counter() - wall0
     timings["landmarks_cpu_s"] = time.process_time() - cpu0
     found = sum(lm is not None for lm in landmarks)
@@ -190,8 +193,8 @@ def track_video(video: str | Path, out: str | Path, *, body, avatar_betas: np.nd
         if preview:
             temp = new_temporary(paths["preview"], suffix=".mp4")
             temporaries.append((temp, paths["preview"]))
-            write_preview(temp, frames, landmarks, fit, body, rate, quiet=quiet)
-            frames.clear()
+            write_preview(temp, read_frames(info, rate, frame_size, len(landmarks)), landmarks,
+                          fit, body, rate, quiet=quiet)
         from oneshot_avatar.cameras import save_cameras_json
         from oneshot_avatar.motion.io import save_motion
 
@@ -286,20 +289,26 @@ def preview_frame(frame: np.ndarray, landmarks: Landmarks | None, vertices: torc
     return np.concatenate([left, right], axis=1)
 
 
-def write_preview(path: Path, frames: list[np.ndarray], landmarks: list[Landmarks | None],
+def write_preview(path: Path, frames: Iterable[np.ndarray], landmarks: list[Landmarks | None],
                   fit: ClipFit, body, fps: float, *, quiet: bool = False) -> None:
+    """The preview video of ``frames`` (any iterable, read once, in order)."""
     import imageio_ffmpeg
     from tqdm import tqdm
 
     faces = body.faces
     writer = None
-    bar = tqdm(total=len(frames), desc="preview", unit="frame", file=sys.stderr, disable=quiet)
+    total = len(landmarks)
+    frames = iter(frames)
+    bar = tqdm(total=total, desc="preview", unit="frame", file=sys.stderr, disable=quiet)
     try:
-        for start in range(0, len(frames), 16):
-            index = list(range(start, min(start + 16, len(frames))))
+        for start in range(0, total, 16):
+            index = list(range(start, min(start + 16, total)))
             vertices = posed_vertices(body, fit, index).float()
             for k, i in enumerate(index):
-                image = preview_frame(frames[i], landmarks[i], vertices[k], faces, fit.camera,
+                frame = next(frames, None)
+                if frame is None:
+                    return
+                image = preview_frame(frame, landmarks[i], vertices[k], faces, fit.camera,
                                       bool(fit.present[i]))
                 if writer is None:
                     writer = imageio_ffmpeg.write_frames(
