@@ -92,3 +92,26 @@ def test_a_video_without_a_person_fails_the_job_saying_so(server, tmp_path):
     job, _ = _wait(server, json.loads(data)["id"])
     assert job["state"] == "failed" and "no person" in job["error"]["message"]
     assert job["error"]["field"] == "video"
+
+
+def test_cancelling_a_tracking_job_leaves_no_result(server):
+    if not OBAMA.exists():
+        pytest.skip(f"{OBAMA} is absent")
+    status, _, data = _post(server, {"size": "360"}, {"video": ("obama.mp4", OBAMA.read_bytes())})
+    assert status == 202, data
+    job_id = json.loads(data)["id"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # until the landmarks stage is under way
+        _, _, data = server.request("GET", f"/v1/jobs/{job_id}")
+        job = json.loads(data)
+        if job["state"] == "running" and job["progress"] > 0:
+            break
+        time.sleep(0.2)
+    status, _, data = server.request("POST", f"/v1/jobs/{job_id}/cancel")
+    assert status == 200, data
+    job, _ = _wait(server, job_id)
+    assert job["state"] == "cancelled" and job["artifacts"] == []
+    status, _, _ = server.request("GET", f"/v1/jobs/{job_id}/result")
+    assert status == 404
+    status, _, _ = server.request("GET", f"/v1/jobs/{job_id}/artifacts/preview.mp4")
+    assert status == 404
