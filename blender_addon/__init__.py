@@ -24,6 +24,7 @@ bl_info = {
 # Registered in this order, unregistered in reverse.
 MODULE_NAMES: tuple[str, ...] = (
     "preferences", "properties", "splats", "importer", "controls", "motion_ops", "speech_ops",
+    "video_ops",
     "service_ops", "render_ops", "ui",
 )
 

@@ -6,7 +6,7 @@ the upload checks.
     SCHEMATHESIS_HOOKS=schemathesis_hooks ONESHOT_AVATAR_FUZZ_FILES=DIR st run URL/openapi.json
 
 ``DIR`` holds ``photo.png`` (RGBA: its alpha is the person mask, so it serves as ``mask`` too),
-``keypoints.json``, ``init.json``, ``package.avatar`` and ``speech.wav`` made with the server's body model
+``keypoints.json``, ``init.json``, ``package.avatar``, ``speech.wav`` and ``video.mp4`` made with the server's body model
 (``tests/test_service_fuzz.py`` writes them with :func:`write_fuzz_files`)."""
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ MEDIA_FILES = {
     "application/x-smplx+json": "init.json",
     "application/x-oneshot-avatar": "package.avatar",
     "audio/wav": "speech.wav",
+    "video/mp4": "video.mp4",
 }
 
 
@@ -102,7 +103,24 @@ def write_fuzz_files(folder: Path, body, package: Path) -> Path:
     (folder / "init.json").write_text(json.dumps({"global_orient": [0.0, 0.0, 0.0]}))
     shutil.copyfile(package, folder / "package.avatar")
     _write_speech_like_wav(folder / "speech.wav")
+    _write_small_video(folder / "video.mp4", subject.image)
     return folder
+
+
+def _write_small_video(path: Path, image, frames: int = 4) -> None:
+    """A short H.264 video of the synthetic subject's photo, shifting by a pixel per frame."""
+    import imageio_ffmpeg
+    import numpy as np
+
+    rgb = (np.asarray(image)[..., :3] * 255 + 0.5).astype(np.uint8)
+    height, width = rgb.shape[:2]
+    writer = imageio_ffmpeg.write_frames(str(path), (width, height), fps=10, codec="libx264",
+                                         pix_fmt_out="yuv420p", macro_block_size=2,
+                                         ffmpeg_log_level="error")
+    writer.send(None)
+    for k in range(frames):
+        writer.send(np.ascontiguousarray(np.roll(rgb, k, axis=1)))
+    writer.close()
 
 
 def _write_speech_like_wav(path: Path, seconds: float = 1.5, rate: int = 16000) -> None:

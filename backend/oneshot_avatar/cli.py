@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     from oneshot_avatar.speech.cli import register as register_speak
 
     register_speak(subparsers)
+    from oneshot_avatar.track.cli import register as register_track
+
+    register_track(subparsers)
     return parser
 
 

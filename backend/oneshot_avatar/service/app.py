@@ -296,6 +296,61 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
                                                     "resolution": resolution, "seed": seed}}
         return service.submit(job).to_api()
 
+    # ---- tracking a video
+
+    @app.post("/v1/tracking", status_code=202, response_model=schemas.Job, responses=ERRORS,
+              tags=["jobs"])
+    def create_tracking(
+        video: Annotated[UploadFile, File(description="a video of one person (MP4, MOV, MKV, "
+                                                      "WebM, ...; at most 10 minutes)")],
+        fps: Annotated[float | None, Form(gt=0, le=60, description="motion frame rate "
+                                          "(default: the video's)")] = None,
+        size: Annotated[int | None, Form(ge=64, le=2160, description="short side of the "
+                                         "frames tracked (default 720)")] = None,
+        max_frames: Annotated[int | None, Form(ge=1, le=36_000)] = None,
+        avatar: Annotated[str | None, Form(pattern=AVATAR_ID_PATTERN,
+                                           description="take the body shape from this "
+                                           "avatar")] = None,
+        preview: Annotated[bool, Form(description="also make preview.mp4")] = True,
+        name: Annotated[str, Form(max_length=100)] = "",
+    ):
+        """A driving video -> a tracking job (``oneshot-avatar track``): its ``result`` is our
+        motion ``.npz``; artifacts ``track.json`` (report), ``camera.json`` (the tracked
+        camera) and ``preview.mp4``."""
+        from oneshot_avatar.track.video import (
+            check_length,
+            output_rate,
+            probe_video,
+            working_size,
+        )
+
+        if avatar is not None and service.store.get_avatar(avatar) is None:
+            raise FieldError(404, f"no avatar {avatar}", "avatar")
+        job = service.new_job("track", name or Path(video.filename or "video").stem[:100], {})
+        inputs = service.store.job_dir(job.id) / "inputs"
+        inputs.mkdir(parents=True)
+        try:
+            target = inputs / "video"
+            with target.open("wb") as handle:
+                shutil.copyfileobj(video.file, handle, 1 << 20)
+            if target.stat().st_size == 0:
+                raise UserError("the video file is empty", field="video")
+
+            def check():
+                info = probe_video(target)
+                rate = output_rate(info, fps)
+                working_size(info, size)
+                check_length(info, rate, max_frames)
+
+            _as_field(check, "video")
+        except BaseException:
+            shutil.rmtree(inputs.parent, ignore_errors=True)
+            raise
+        job.request = {"files": {"video": "video"},
+                       "settings": {"fps": fps, "size": size, "max_frames": max_frames,
+                                    "avatar": avatar, "preview": preview}}
+        return service.submit(job).to_api()
+
     # ---- jobs
 
     @app.get("/v1/jobs", response_model=schemas.JobList, responses=ERRORS, tags=["jobs"])
@@ -319,12 +374,15 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
              response_class=FileResponse)
     def get_artifact(job_id: JobId,
                      name: Annotated[str, PathParam(pattern=r"^(report\.json|preview\.png|"
-                                                           r"turnaround\.png|labels\.png)$")]):
+                                                           r"turnaround\.png|labels\.png|"
+                                                           r"track\.json|camera\.json|"
+                                                           r"preview\.mp4)$")]):
         job = job_or_404(job_id)
         path = service.artifact_path(job, name)
         if path is None or not path.is_file():
             raise FieldError(404, f"job {job_id} has no {name} (yet)", "name")
-        media = "application/json" if name.endswith(".json") else "image/png"
+        media = ("application/json" if name.endswith(".json") else "video/mp4"
+                 if name.endswith(".mp4") else "image/png")
         return FileResponse(path, media_type=media)
 
     @app.get("/v1/jobs/{job_id}/result", responses=ERRORS, tags=["jobs"],
@@ -338,6 +396,8 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
         if job.kind == "reconstruct":
             return FileResponse(path, media_type="application/octet-stream",
                                 filename=f"{job.name or 'avatar'}.avatar")
+        if job.kind == "track":
+            return FileResponse(path, media_type="application/octet-stream", filename="motion.npz")
         return FileResponse(path, media_type="application/zip", filename="frames.zip")
 
     # ---- avatars

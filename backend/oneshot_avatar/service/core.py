@@ -34,6 +34,11 @@ ARTIFACTS = {  # API name -> file name in the job's out/ folder
     "turnaround.png": "avatar.turnaround.png",
     "labels.png": "avatar.labels.png",
 }
+TRACK_ARTIFACTS = {  # a tracking job's: API name -> file name in its out/ folder
+    "track.json": "motion.track.json",
+    "camera.json": "motion.camera.json",
+    "preview.mp4": "motion.preview.mp4",
+}
 
 
 class Cancelled(Exception):
@@ -212,6 +217,8 @@ class Service:
         try:
             if job.kind == "reconstruct":
                 self._run_reconstruction(job, cancel)
+            elif job.kind == "track":
+                self._run_track_job(job, cancel)
             else:
                 self._run_render_job(job, cancel)
         except Cancelled:
@@ -300,7 +307,7 @@ class Service:
                               artifacts=artifacts, log_line=f"avatar {avatar_id} ready")
 
     def artifact_path(self, job: Job, name: str) -> Path | None:
-        file = ARTIFACTS.get(name)
+        file = (TRACK_ARTIFACTS if job.kind == "track" else ARTIFACTS).get(name)
         if file is None or name not in job.artifacts:
             return None
         return self.store.job_dir(job.id) / "out" / file
@@ -381,6 +388,55 @@ class Service:
         commit(tmp, folder / "frames.zip")
         self.store.update_job(job.id, state="succeeded", progress=1.0, stage_progress=1.0,
                               result="render/frames.zip", log_line=f"{plan.num_frames} frames ready")
+
+    # ---- tracking a video
+
+    def _run_track_job(self, job: Job, cancel: threading.Event) -> None:
+        """``oneshot-avatar track`` on the uploaded video: progress per stage, cancellable
+        between frames; outputs land in the job's out/ folder all at once (or not at all)."""
+        import numpy as np
+
+        from oneshot_avatar.track.pipeline import track_video
+
+        folder = self.store.job_dir(job.id)
+        settings = job.request.get("settings", {})
+        video = folder / "inputs" / job.request["files"]["video"]
+        out = folder / "out" / "motion.npz"
+        betas = None
+        if settings.get("avatar"):
+            path = self.store.avatar_path(settings["avatar"])
+            if path is None or not path.is_file():
+                raise UserError(f"no avatar {settings['avatar']}", field="avatar")
+            betas = np.asarray(self.loaded_avatar(settings["avatar"]).betas.cpu(), np.float32)
+        last = {"stage": None, "time": 0.0}
+
+        def progress(stage: str, fraction: float) -> None:
+            self._checkpoint(job.id, cancel)
+            moment = time.monotonic()
+            if stage == last["stage"] and moment - last["time"] < 0.5:
+                return
+            line = f"stage {stage}" if stage != last["stage"] else None
+            last.update(stage=stage, time=moment)
+            self.store.update_job(job.id, stage=stage, progress=min(float(fraction), 1.0),
+                                  stage_progress=min(float(fraction), 1.0), log_line=line)
+
+        body = self.body if self.body.device.type == "cpu" else None
+        if body is None:
+            from oneshot_avatar.body import load_body_model
+
+            body = load_body_model(self.config.body_model, device="cpu")
+        result = track_video(video, out, body=body, avatar_betas=betas,
+                             fps=settings.get("fps"), size=settings.get("size"),
+                             max_frames=settings.get("max_frames"),
+                             preview=bool(settings.get("preview", True)), quiet=True,
+                             say=lambda message: self.store.update_job(job.id, log_line=message),
+                             progress=progress)
+        artifacts = [name for name, file in TRACK_ARTIFACTS.items()
+                     if (folder / "out" / file).exists()]
+        self.store.update_job(job.id, state="succeeded", stage="done", progress=1.0,
+                              stage_progress=1.0, result="out/motion.npz", artifacts=artifacts,
+                              log_line=f"motion ready: {result.clip.num_frames} frames at "
+                                       f"{result.fps:g} fps")
 
     # ---- shutdown
 

@@ -37,7 +37,8 @@ LINKS: dict[tuple[str, str, str], dict[str, tuple[str, str, dict[str, str]]]] = 
         "GetJobResult": ("get", "/v1/jobs/{job_id}/result", {"job_id": "$response.body#/id"}),
         "GetJobArtifact": ("get", "/v1/jobs/{job_id}/artifacts/{name}",
                            {"job_id": "$response.body#/id"}),
-    } for method, path in (("post", "/v1/reconstructions"), ("post", "/v1/render-jobs"))},
+    } for method, path in (("post", "/v1/reconstructions"), ("post", "/v1/render-jobs"),
+                           ("post", "/v1/tracking"))},
     ("get", "/v1/jobs/{job_id}", "200"): {
         "CancelJob": ("post", "/v1/jobs/{job_id}/cancel", {"job_id": "$response.body#/id"}),
         "GetJobResult": ("get", "/v1/jobs/{job_id}/result", {"job_id": "$response.body#/id"}),
@@ -58,6 +59,7 @@ FILE_PARTS: dict[tuple[str, str], dict[str, str]] = {
     },
     ("post", "/v1/avatars"): {"package": "application/x-oneshot-avatar"},
     ("post", "/v1/speech"): {"audio": "audio/wav, audio/mpeg, audio/flac, audio/ogg, audio/mp4"},
+    ("post", "/v1/tracking"): {"video": "video/mp4, video/quicktime, video/x-matroska, video/webm"},
 }
 
 

@@ -82,7 +82,7 @@ class JobError(BaseModel):
 
 class Job(BaseModel):
     id: str
-    kind: Literal["reconstruct", "render"]
+    kind: Literal["reconstruct", "render", "track"]
     state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     stage: str | None
     progress: float = Field(description="the whole job, 0..1")

@@ -24,7 +24,7 @@ from typing import Any
 
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED_STATES = ("succeeded", "failed", "cancelled")
-JOB_KINDS = ("reconstruct", "render")
+JOB_KINDS = ("reconstruct", "render", "track")
 JOB_ID = re.compile(r"^j_[0-9a-f]{16}$")
 AVATAR_ID = re.compile(r"^a_[0-9a-f]{16}$")
 LOG_LINES = 50
