@@ -75,6 +75,8 @@ def test_info(open_body):
     assert len(info.sha256) == 64
     assert info.num_betas >= 10
     assert len(info.expression_names) == 52
+    assert info.expression_space == open_body.expression_space == "arkit52"
+    assert info.as_dict()["expression_space"] == "arkit52"
 
 
 # -- the rest pose ---------------------------------------------------------------------------

@@ -138,6 +138,7 @@ def test_real_smplx_without_names_gets_generic_expression_names(tmp_path, model_
     body = BodyModel.from_file(_write(tmp_path / "SMPLX_NEUTRAL.npz", arrays))
     assert body.num_betas == 10
     assert body.expression_names[:2] == ("expr_000", "expr_001")
+    assert body.expression_space == "smplx-pca"
 
 
 def test_num_betas_out_of_range(open_body_file):

@@ -27,7 +27,13 @@ from oneshot_avatar.body.npz_io import (
     read_array,
     write_npz_deterministic,
 )
-from oneshot_avatar.body.smplx_layout import NUM_JOINTS, PARENTS, POSE_PARAM_JOINTS
+from oneshot_avatar.body.smplx_layout import (
+    NUM_JOINTS,
+    PARENTS,
+    PCA_EXPRESSION_PREFIX,
+    POSE_PARAM_JOINTS,
+    expression_space,
+)
 from oneshot_avatar.errors import BadFileError, UserError
 
 logger = logging.getLogger(__name__)
@@ -80,6 +86,11 @@ class BodyModelInfo:
     def num_joints(self) -> int:
         return NUM_JOINTS
 
+    @property
+    def expression_space(self) -> str | None:
+        """``"arkit52"`` (the open body's face units), ``"smplx-pca"`` or None."""
+        return expression_space(self.expression_names)
+
     def as_dict(self) -> dict:
         return {
             "kind": self.kind,
@@ -92,6 +103,7 @@ class BodyModelInfo:
             "betas": self.num_betas,
             "expressions": len(self.expression_names),
             "expression_names": list(self.expression_names),
+            "expression_space": self.expression_space,
         }
 
 
@@ -255,7 +267,7 @@ class BodyModel(nn.Module):
         expression_columns = max(0, columns - SHAPE_SPACE_DIM)
         if expression_names is None:
             num_expressions = min(10, expression_columns)
-            expression_names = tuple(f"expr_{i:03d}" for i in range(num_expressions))
+            expression_names = tuple(f"{PCA_EXPRESSION_PREFIX}{i:03d}" for i in range(num_expressions))
         num_expressions = len(expression_names)
         if num_expressions > expression_columns:
             raise BadFileError(
@@ -316,6 +328,10 @@ class BodyModel(nn.Module):
     @property
     def expression_names(self) -> tuple[str, ...]:
         return self.info.expression_names
+
+    @property
+    def expression_space(self) -> str | None:
+        return self.info.expression_space
 
     # -- posing ------------------------------------------------------------------------------
 

@@ -47,3 +47,18 @@ NOMINAL_PELVIS_REST: tuple[float, float, float] = (0.0031, -0.3514, 0.0120)
 
 assert len(JOINT_NAMES) == NUM_JOINTS and len(PARENTS) == NUM_JOINTS
 assert all(p < i for i, p in enumerate(PARENTS))
+
+
+# ------------------------------------------------------------------ expression spaces
+PCA_EXPRESSION_PREFIX = "expr_"  # SMPL-X files have no expression names: expr_000, expr_001, ...
+
+
+def expression_space(names) -> str | None:
+    """Which expression space a body's expression names belong to: ``"smplx-pca"`` for SMPL-X's
+    expression PCA (unnamed components, called ``expr_000``, ``expr_001``, ...), ``"arkit52"``
+    for the open body's named ARKit face units (``jawOpen``, ...), None for a body without
+    expressions. The one place that decides it (motion clips carry the same names)."""
+    names = list(names)
+    if not names:
+        return None
+    return "smplx-pca" if names[0] == f"{PCA_EXPRESSION_PREFIX}000" else "arkit52"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from oneshot_avatar.body.smplx_layout import expression_space
 from oneshot_avatar.cameras import Camera, look_at, orbit_cameras, stack_cameras
 from oneshot_avatar.errors import UserError
 from oneshot_avatar.motion import MotionClip
@@ -35,10 +36,11 @@ def expression_for_body(clip: MotionClip, expression_names: Sequence[str]) -> np
     names = list(expression_names)
     if clip.expression.shape[1] == 0 or not names:
         return None
-    if clip.expression_space == "arkit52" and names[:1] != ["expr_000"]:
+    space = expression_space(names)
+    if clip.expression_space == "arkit52" and space == "arkit52":
         if clip.expression.shape[1] == len(names):
             return clip.expression
-    elif clip.expression_space == "smplx-pca" and names[:1] == ["expr_000"]:
+    elif clip.expression_space == "smplx-pca" and space == "smplx-pca":
         out = np.zeros((clip.num_frames, len(names)), np.float32)
         width = min(len(names), clip.expression.shape[1])
         out[:, :width] = clip.expression[:, :width]

@@ -88,13 +88,14 @@ def detect_video(info: VideoInfo, fps: float, size: tuple[int, int], frames: int
 
 
 def clip_from_fit(fit: ClipFit, fps: float, name: str, source: str):
+    from oneshot_avatar.body.smplx_layout import expression_space
     from oneshot_avatar.motion.clip import MotionClip
 
     p = fit.params
     expression = p.get("expression")
     space = None
     if expression is not None and expression.shape[1]:
-        space = "arkit52" if "jawOpen" in fit.expression_names else "smplx-pca"
+        space = expression_space(fit.expression_names)
     else:
         expression = None
     return MotionClip(fps=fps, global_orient=p["global_orient"], body_pose=p["body_pose"],
