@@ -25,7 +25,7 @@ bl_info = {
 MODULE_NAMES: tuple[str, ...] = (
     "preferences", "properties", "splats", "importer", "controls", "motion_ops", "speech_ops",
     "video_ops",
-    "service_ops", "render_ops", "ui",
+    "background", "service_ops", "render_ops", "ui",
 )
 
 _registered_modules: list = []

@@ -23,6 +23,7 @@ import bpy
 from mathutils import Vector
 
 from .core.smplx_rig import ROOT_BONE
+from .rigs import find_rig
 
 COG_BONE = "COG"
 CONTROLS_PROPERTY = "oneshot_avatar_controls"  # set on the rig once controls exist
@@ -180,14 +181,10 @@ class ONESHOT_AVATAR_OT_add_controls(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        from .importer import find_rig
-
         rig = find_rig(context)
         return rig is not None and not has_controls(rig)
 
     def execute(self, context):
-        from .importer import find_rig
-
         rig = find_rig(context)
         if rig is None:
             self.report({"ERROR"}, "Select an imported avatar rig (or its splats) first")

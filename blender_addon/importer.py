@@ -247,17 +247,6 @@ def import_avatar_file(context, filepath: str | Path, *, name: str | None = None
     return build_avatar(context, package, name, avatar_id=avatar_id)
 
 
-def find_rig(context) -> bpy.types.Object | None:
-    """The avatar rig to act on: the active object if it is one (or a splats object's parent),
-    else None."""
-    obj = context.active_object
-    if obj is not None and obj.get(smplx_rig.RIG_TAG_PROPERTY) is None and obj.parent is not None:
-        obj = obj.parent
-    if obj is not None and obj.type == "ARMATURE" and obj.get(smplx_rig.RIG_TAG_PROPERTY):
-        return obj
-    return None
-
-
 class ONESHOT_AVATAR_OT_import_avatar(bpy.types.Operator, ImportHelper):
     """Import a One-Shot Avatar package (.avatar): an SMPL-X rig and its splats"""
 

@@ -39,7 +39,7 @@ from .core.smplx_rig import (
     RIG_SPLATS_PROPERTY,
     ROOT_BONE,
 )
-from .importer import find_rig
+from .rigs import find_rig
 
 
 # ---------------------------------------------------------------------------- helpers

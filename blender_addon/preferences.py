@@ -15,8 +15,12 @@ from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 from bpy.types import AddonPreferences
 
 from .core.client import DEFAULT_URL, LocalBackend, ServiceClient, ServiceError
-from .properties import PATH_OPTIONS
 
+# Blender 4.5+ warns about "//" in path properties unless they say they support it; 4.2-4.4
+# do not know the option.
+PATH_OPTIONS = ({"PATH_SUPPORTS_BLEND_RELATIVE"}
+                if "is_path_supports_blend_relative" in bpy.types.Property.bl_rna.properties
+                else set())
 ADDON_ID = __package__  # "oneshot_avatar", or "bl_ext.<repo>.oneshot_avatar" as an extension
 LOCAL_START_TIMEOUT_S = 180.0  # the backend loads torch and the body model before listening
 

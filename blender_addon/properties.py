@@ -16,13 +16,9 @@ from bpy.props import (
 )
 from bpy.types import PropertyGroup
 
-from .core.smplx_rig import RIG_TAG_PROPERTY
+from .preferences import PATH_OPTIONS, ConnectionState
+from .rigs import is_avatar_rig
 
-# Blender 4.5+ warns about "//" in path properties unless they say they support it; 4.2-4.4
-# do not know the option.
-PATH_OPTIONS = ({"PATH_SUPPORTS_BLEND_RELATIVE"}
-                if "is_path_supports_blend_relative" in bpy.types.Property.bl_rna.properties
-                else set())
 PRESETS = [("fast", "Fast", "Quick reconstruction (minutes on a GPU)"),
            ("quality", "Quality", "Slower, more detailed reconstruction")]
 RENDER_MODES = [
@@ -33,11 +29,6 @@ RENDER_MODES = [
 BUILTIN_MOTIONS = ("idle", "talk", "wave", "point", "shrug", "turnaround")
 JOB_KINDS = [("reconstruct", "Reconstruct", "Photo to avatar"),
              ("render", "Render", "Avatar frames")]
-
-
-def is_avatar_rig(obj: bpy.types.Object | None) -> bool:
-    """An armature made by the avatar importer (tagged by it)."""
-    return obj is not None and obj.type == "ARMATURE" and RIG_TAG_PROPERTY in obj
 
 
 def _poll_rig(_settings, obj) -> bool:
@@ -72,8 +63,6 @@ class OneshotAvatarJob(PropertyGroup):
 
 def _builtin_motion_items(_settings, _context):
     """The backend's built-in motions (from the last connection test), else the known ones."""
-    from .preferences import ConnectionState
-
     names = (ConnectionState.last_health or {}).get("motions") or BUILTIN_MOTIONS
     items = [(str(name), str(name).capitalize(), f"The backend's '{name}' clip")
              for name in names]

@@ -20,7 +20,7 @@ import bpy
 import numpy as np
 from bpy.props import BoolProperty, FloatProperty
 
-from . import preferences, service_ops
+from . import background, preferences
 from .core import camera as camera_export
 from .core.client import ServiceClient, ServiceError
 from .core.colors import linear_to_srgb
@@ -36,30 +36,18 @@ from .core.smplx_rig import (
     ROOT_BONE,
 )
 from .core.uploads import CACHE_FILE_NAME, UploadCache, ensure_uploaded
-from .properties import is_avatar_rig
+from .rigs import chosen_rig
 
 DIRECT_FRAME_LIMIT = 24  # "Automatic": longer shots are sent as a backend render job
 PREVIEW_IMAGE_NAME = "OneShot Avatar Preview"
-ALIGN_CAMERA_NAME = "OneShot Avatar Align Camera"
-ALIGN_DISTANCE_M = 3.2  # the whole body fits a 50 mm lens from here
 
 
 # --------------------------------------------------------------------------------------------
 # Reading the scene (main thread)
 
 
-def _chosen_rig(context, chosen, message: str, field: str, hint: str) -> bpy.types.Object:
-    """The rig set in the panel, else the active object when it is an avatar rig."""
-    rig = chosen
-    if rig is None and is_avatar_rig(context.active_object):
-        rig = context.active_object
-    if rig is None:
-        raise ServiceError(message, field=field, hint=hint)
-    return rig
-
-
 def find_render_rig(context) -> bpy.types.Object:
-    return _chosen_rig(context, context.scene.oneshot_avatar.render_rig, "no avatar rig chosen",
+    return chosen_rig(context, context.scene.oneshot_avatar.render_rig, "no avatar rig chosen",
                        "rig", "select the avatar's armature or set Avatar Rig in the Avatar "
                               "panel (import or reconstruct an avatar first)")
 
@@ -317,7 +305,7 @@ def _deliver_render_record(record, paths: list[str]) -> None:
     load_frame_sequence(scene, paths, frames, f"OneShot Avatar {record.rig_name}")
     record.result_path = paths[0]
     record.delivered = True
-    service_ops.report("INFO", f"Render '{record.name}': {count_text(len(paths), 'frame')} in "
+    background.report("INFO", f"Render '{record.name}': {count_text(len(paths), 'frame')} in "
                                f"{record.output_dir}")
 
 
@@ -325,7 +313,7 @@ def _deliver_render_record(record, paths: list[str]) -> None:
 # Operators
 
 
-class ONESHOT_AVATAR_OT_render_avatar(service_ops.BackgroundRequest, bpy.types.Operator):
+class ONESHOT_AVATAR_OT_render_avatar(background.BackgroundRequest, bpy.types.Operator):
     """Render the avatar for the scene's frame range through the scene camera (PNG frames with
     alpha in the scene's output folder)"""
 
@@ -337,7 +325,7 @@ class ONESHOT_AVATAR_OT_render_avatar(service_ops.BackgroundRequest, bpy.types.O
                        description="For a backend render job: block until the frames are in "
                                    "(for scripts; always so in background mode, which has no "
                                    "event loop to deliver them later)")
-    timeout: FloatProperty(name="Timeout", default=service_ops.WAIT_TIMEOUT_S, min=1.0,
+    timeout: FloatProperty(name="Timeout", default=background.WAIT_TIMEOUT_S, min=1.0,
                            options={"SKIP_SAVE", "HIDDEN"})
 
     def prepare(self, context):
@@ -375,31 +363,31 @@ class ONESHOT_AVATAR_OT_render_avatar(service_ops.BackgroundRequest, bpy.types.O
                                   f"{plan['folder']}")
             return {"FINISHED"}
         job = result["job"]
-        service_ops.add_job_record(
+        background.add_job_record(
             context.scene, job, name=f"{plan['rig']} frames {frames[0]}-{frames[-1]}",
             rig_name=plan["rig"], output_dir=plan["folder"], file_prefix=plan["prefix"],
             frame_start=frames[0], frame_step=context.scene.frame_step, frame_count=len(frames))
-        service_ops.job_monitor.ensure_running()
+        background.job_monitor.ensure_running()
         self.report({"INFO"}, f"Render job {job.id} queued ({count_text(len(frames), 'frame')})")
         if not self.wait and not bpy.app.background:
             return {"FINISHED"}  # the job list follows it; without an event loop, wait here
         job_id = job.id
 
         def done() -> bool:
-            record = service_ops.find_job_record(job_id)
+            record = background.find_job_record(job_id)
             return record is None or record.delivered or bool(record.message) or (
                 record.state in ("failed", "cancelled"))
 
-        service_ops.job_monitor.wait(done, self.timeout)
-        record = service_ops.find_job_record(job_id)
+        background.job_monitor.wait(done, self.timeout)
+        record = background.find_job_record(job_id)
         if record is None or not record.delivered:
             self.report({"ERROR"}, f"Render job {job_id}: "
-                                   + (service_ops.record_text(record) if record else "removed"))
+                                   + (background.record_text(record) if record else "removed"))
             return {"CANCELLED"}
         return {"FINISHED"}
 
 
-class ONESHOT_AVATAR_OT_preview_frame(service_ops.BackgroundRequest, bpy.types.Operator):
+class ONESHOT_AVATAR_OT_preview_frame(background.BackgroundRequest, bpy.types.Operator):
     """Render the current frame on the backend into an image (shown in Image Editors)"""
 
     bl_idname = "oneshot_avatar.preview_frame"
@@ -436,118 +424,21 @@ class ONESHOT_AVATAR_OT_preview_frame(service_ops.BackgroundRequest, bpy.types.O
         return {"FINISHED"}
 
 
-# ---- Align pose
-
-
-def _align_rig(context) -> bpy.types.Object:
-    return _chosen_rig(context, context.scene.oneshot_avatar.align_rig, "no rig to pose",
-                       "align_rig", "import an avatar (its rig is posed to match the photo) and "
-                                    "select it, or set Alignment Rig in the Avatar panel")
-
-
-def aligned_pose_init(context) -> dict[str, Any]:
-    """The ``init`` file's JSON for the fit: the alignment rig's current pose, with its
-    orientation as seen through the alignment camera (or the scene camera)."""
-    settings = context.scene.oneshot_avatar
-    rig = _align_rig(context)
-    depsgraph = context.evaluated_depsgraph_get()
-    pose = read_rig_pose(rig, depsgraph)
-    params = motion_params([pose], [str(n) for n in rig.get(RIG_EXPRESSIONS_PROPERTY, [])])
-    init = {name: rows[0] for name, rows in params.items() if name != "transl"}
-    camera = settings.align_camera or context.scene.camera
-    if camera is not None and camera.type == "CAMERA":
-        relative = camera_export.rig_relative_matrix(
-            [list(row) for row in camera.evaluated_get(depsgraph).matrix_world],
-            [list(row) for row in rig.evaluated_get(depsgraph).matrix_world])
-        init["global_orient"] = camera_export.orient_for_front_view(
-            init["global_orient"], relative).tolist()
-    return init
-
-
-class ONESHOT_AVATAR_OT_align_pose(bpy.types.Operator):
-    """Put the photo behind a camera in front of the rig, so the rig can be posed to match it;
-    Reconstruct then sends that pose as the fit's starting pose"""
-
-    bl_idname = "oneshot_avatar.align_pose"
-    bl_label = "Align Pose to Photo"
-    bl_options = frozenset({"REGISTER", "UNDO"})
-
-    def execute(self, context):
-        from mathutils import Matrix, Vector
-
-        scene = context.scene
-        settings = scene.oneshot_avatar
-        try:
-            rig = _align_rig(context)
-            if not settings.photo_path:
-                raise ServiceError("no photo chosen", field="photo",
-                                   hint="pick a photo in the Avatar panel")
-            photo = bpy.path.abspath(settings.photo_path)
-            if not os.path.isfile(photo):
-                raise ServiceError(f"file not found: {photo!r}", field="photo",
-                                   hint="pick an existing photo")
-        except ServiceError as error:
-            self.report({"ERROR"}, str(error))
-            return {"CANCELLED"}
-        try:
-            image = bpy.data.images.load(photo, check_existing=True)
-        except RuntimeError as error:
-            self.report({"ERROR"}, f"'photo': Blender cannot open {photo!r} ({error}); use a "
-                                   "JPEG or PNG")
-            return {"CANCELLED"}
-        camera = settings.align_camera
-        if camera is None or camera.type != "CAMERA":
-            camera = bpy.data.objects.new(ALIGN_CAMERA_NAME,
-                                          bpy.data.cameras.new(ALIGN_CAMERA_NAME))
-            scene.collection.objects.link(camera)
-            settings.align_camera = camera
-        bones = rig.data.bones
-        centre_y = 0.5 * (bones["head"].head_local.y + bones["left_foot"].head_local.y)
-        location, rotation, _scale = rig.matrix_world.decompose()
-        scale = max(rig.matrix_world.to_scale())
-        # In armature space the camera stands on +Z (in front of the body) looking at -Z, +Y up.
-        in_rig = Matrix.Translation(Vector((0.0, centre_y * scale, ALIGN_DISTANCE_M * scale)))
-        camera.matrix_world = Matrix.LocRotScale(location, rotation, None) @ in_rig
-        camera.data.lens = 50.0
-        camera.data.sensor_fit = "AUTO"
-        camera.data.show_background_images = True
-        backgrounds = camera.data.background_images
-        entry = next((bg for bg in backgrounds if bg.image == image), None) or backgrounds.new()
-        entry.image = image
-        entry.display_depth = "BACK"
-        entry.frame_method = "FIT"
-        entry.alpha = 0.8
-        width, height = image.size
-        if width and height:
-            scene.render.resolution_x, scene.render.resolution_y = width, height
-        scene.camera = camera
-        settings.align_rig = rig
-        settings.use_aligned_pose = True
-        for area in (context.screen.areas if context.screen else []):
-            if area.type == "VIEW_3D":
-                area.spaces.active.region_3d.view_perspective = "CAMERA"
-        self.report({"INFO"}, f"Pose {rig.name!r} to match the photo through "
-                              f"{camera.name!r} (render size set to the photo's {width}x{height});"
-                              " Reconstruct sends that pose")
-        return {"FINISHED"}
-
-
 CLASSES = (
     ONESHOT_AVATAR_OT_render_avatar,
     ONESHOT_AVATAR_OT_preview_frame,
-    ONESHOT_AVATAR_OT_align_pose,
 )
 
 
 def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
-    service_ops.job_monitor.fetchers["render"] = _fetch_render_record
-    service_ops.job_monitor.deliverers["render"] = _deliver_render_record
+    background.job_monitor.fetchers["render"] = _fetch_render_record
+    background.job_monitor.deliverers["render"] = _deliver_render_record
 
 
 def unregister() -> None:
-    service_ops.job_monitor.fetchers.pop("render", None)
-    service_ops.job_monitor.deliverers.pop("render", None)
+    background.job_monitor.fetchers.pop("render", None)
+    background.job_monitor.deliverers.pop("render", None)
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

@@ -1,11 +1,7 @@
-"""Operators that talk to the backend (connection test, local backend, Reconstruct, job
-cancel/remove/retry) and the job monitor.
-
-Nothing here blocks the UI for long: HTTP runs in worker threads (``concurrent.futures``),
-whose results are picked up on Blender's main thread by a modal operator's event timer
-(while a request is being sent) or by the job monitor's ``bpy.app.timers`` timer (while the
-backend works on a job). Worker threads never touch ``bpy``: they get plain values and return
-plain values.
+"""Operators that talk to the backend (connection test, local backend, Align Pose and
+Reconstruct, job cancel/remove/retry), and how a reconstruction's result is brought into
+Blender. The background machinery they run on (worker threads, job records, the job monitor)
+is in :mod:`.background`.
 
 Scripts (and background mode, which has no event loop) run the same work synchronously through
 the operators' ``execute``; ``wait=True`` also tracks the job until its result is in Blender.
@@ -15,221 +11,34 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-import time
 import zipfile
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
 
 from . import preferences
-from .core.client import (
-    AuthenticationError,
-    BackendTimeoutError,
-    BackendUnreachableError,
-    ServiceError,
+from .background import (
+    WAIT_TIMEOUT_S,
+    BackgroundRequest,
+    add_job_record,
+    find_job_record,
+    job_monitor,
+    record_text,
+    report,
+    results_folder,
+    safe_file_name,
+    tag_redraw,
 )
-from .core.jobs import (
-    JobFormatError,
-    JobSnapshot,
-    needs_delivery,
-    needs_polling,
-    progress_text,
-)
-from .core.smplx_rig import RIG_AVATAR_ID_PROPERTY, RIG_TAG_PROPERTY
+from .core import camera as camera_export
+from .core.client import ServiceError
+from .core.jobs import JobSnapshot, needs_delivery, needs_polling
+from .core.smplx_rig import RIG_AVATAR_ID_PROPERTY, RIG_EXPRESSIONS_PROPERTY, RIG_TAG_PROPERTY
+from .render_ops import motion_params, read_rig_pose
+from .rigs import chosen_rig
 
-# Errors a request or its result handling can raise that are the user's or the backend's to
-# fix (reported in the UI); anything else is a bug and keeps its traceback.
-EXPECTED_ERRORS = (ServiceError, ValueError, OSError, zipfile.BadZipFile)
-WORKER_THREADS = 3
-MODAL_TICK_S = 0.1
-MONITOR_TICK_S = 0.25
-POLL_INTERVAL_S = 1.0
-RETRY_INTERVAL_S = 5.0  # after the backend could not be reached
-WAIT_TIMEOUT_S = 3600.0  # `wait=True` gives up after this long
-
-
-# --------------------------------------------------------------------------------------------
-# Worker threads
-
-
-class Workers:
-    """The add-on's thread pool (created on first use, shut down on unregister)."""
-
-    executor: ThreadPoolExecutor | None = None
-
-    @classmethod
-    def submit(cls, fn: Callable[..., Any], *args: Any) -> Future:
-        if cls.executor is None:
-            cls.executor = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="oneshot-avatar")
-        return cls.executor.submit(fn, *args)
-
-    @classmethod
-    def shutdown(cls) -> None:
-        executor, cls.executor = cls.executor, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
-
-
-def report(level: str, message: str) -> None:
-    """Show ``message`` in Blender's status bar / Info log from code that is not an operator
-    (timers). ``level``: 'INFO', 'WARNING' or 'ERROR'."""
-    print(f"One-Shot Avatar: {level.lower()}: {message}")
-    try:
-        bpy.ops.oneshot_avatar.show_report(level=level, message=message)
-    except RuntimeError:
-        pass  # an ERROR report raises here after it was shown; nothing else to do
-
-
-def tag_redraw() -> None:
-    window_manager = bpy.context.window_manager
-    if window_manager is None:
-        return
-    for window in window_manager.windows:
-        for area in window.screen.areas:
-            if area.type in {"VIEW_3D", "STATUSBAR", "PREFERENCES"}:
-                area.tag_redraw()
-
-
-def results_folder() -> Path:
-    """Where downloaded results go: ``oneshot_avatar/`` next to the saved .blend, else a
-    folder in the system's temporary directory."""
-    if bpy.data.filepath:
-        return Path(bpy.path.abspath("//oneshot_avatar"))
-    return Path(tempfile.gettempdir()) / "oneshot_avatar"
-
-
-def safe_file_name(name: str, fallback: str = "avatar") -> str:
-    return bpy.path.clean_name(name or fallback) or fallback
-
-
-class BackgroundRequest:
-    """Mixin for operators whose work is a request to the backend.
-
-    ``prepare(context)`` (main thread) checks inputs and returns the work as a callable of no
-    arguments (or ``None`` after reporting why not); the work runs in a worker thread while a
-    modal timer keeps the UI live (Esc stops waiting); ``finish(context, result)`` applies the
-    result on the main thread. ``execute`` does the same synchronously (scripts, background)."""
-
-    status_text = "Talking to the avatar backend..."
-    _future: Future | None = None
-    _timer = None
-
-    def prepare(self, context) -> Callable[[], Any] | None:
-        raise NotImplementedError
-
-    def finish(self, context, result: Any) -> set[str]:
-        raise NotImplementedError
-
-    def _fail(self, error: BaseException) -> set[str]:
-        self.report({"ERROR"}, str(error))
-        return {"CANCELLED"}
-
-    def execute(self, context):
-        try:
-            work = self.prepare(context)
-            if work is None:
-                return {"CANCELLED"}
-            return self.finish(context, work())
-        except EXPECTED_ERRORS as error:
-            return self._fail(error)
-
-    def invoke(self, context, event):
-        if context.window is None:  # no event loop to wait in
-            return self.execute(context)
-        try:
-            work = self.prepare(context)
-        except EXPECTED_ERRORS as error:
-            return self._fail(error)
-        if work is None:
-            return {"CANCELLED"}
-        self._future = Workers.submit(work)
-        window_manager = context.window_manager
-        self._timer = window_manager.event_timer_add(MODAL_TICK_S, window=context.window)
-        window_manager.modal_handler_add(self)
-        context.workspace.status_text_set(self.status_text + "  (Esc: stop waiting)")
-        return {"RUNNING_MODAL"}
-
-    def _end_modal(self, context) -> None:
-        if self._timer is not None:
-            context.window_manager.event_timer_remove(self._timer)
-            self._timer = None
-        context.workspace.status_text_set(None)
-
-    def modal(self, context, event):
-        if event.type == "ESC":
-            self._end_modal(context)
-            self.report({"WARNING"}, "Stopped waiting; the backend may still finish the request")
-            return {"CANCELLED"}
-        if event.type != "TIMER" or self._future is None or not self._future.done():
-            return {"PASS_THROUGH"}
-        self._end_modal(context)
-        try:
-            return self.finish(context, self._future.result())
-        except EXPECTED_ERRORS as error:
-            return self._fail(error)
-
-
-# --------------------------------------------------------------------------------------------
-# Job records (Scene.oneshot_avatar.jobs)
-
-
-def all_job_records():
-    """``(scene, record)`` for every job saved in this .blend."""
-    for scene in bpy.data.scenes:
-        settings = getattr(scene, "oneshot_avatar", None)
-        if settings is None:
-            continue
-        for record in settings.jobs:
-            yield scene, record
-
-
-def find_job_record(job_id: str):
-    for _scene, record in all_job_records():
-        if record.job_id == job_id:
-            return record
-    return None
-
-
-def add_job_record(scene: bpy.types.Scene, job: JobSnapshot, **values: Any):
-    settings = scene.oneshot_avatar
-    record = settings.jobs.add()
-    record.job_id = job.id
-    record.kind = job.kind
-    record.name = job.name or values.pop("name", "") or job.id
-    apply_snapshot(record, job)
-    for key, value in values.items():
-        setattr(record, key, value)
-    settings.active_job_index = len(settings.jobs) - 1
-    return record
-
-
-def apply_snapshot(record, job: JobSnapshot) -> None:
-    record.state = job.state
-    record.stage = job.stage or ""
-    record.progress = job.progress
-    record.stage_progress = job.stage_progress
-    if job.avatar_id:
-        record.avatar_id = job.avatar_id
-    if job.state == "failed":
-        record.message = job.failure_text
-
-
-def record_text(record) -> str:
-    return progress_text(record.state, record.stage, record.stage_progress, record.progress,
-                         delivered=record.delivered, message=record.message)
-
-
-def _poll_job(config: preferences.ConnectionConfig, job_id: str) -> JobSnapshot:
-    return JobSnapshot.from_api(config.client().get_job(job_id))
-
-
-def _cancel_job(config: preferences.ConnectionConfig, job_id: str) -> JobSnapshot:
-    return JobSnapshot.from_api(config.client().cancel_job(job_id))
+ALIGN_CAMERA_NAME = "OneShot Avatar Align Camera"
+ALIGN_DISTANCE_M = 3.2  # the whole body fits a 50 mm lens from here
 
 
 def _download_package(config: preferences.ConnectionConfig, job_id: str, target: str) -> str:
@@ -266,206 +75,26 @@ def import_avatar_package(path: str, avatar_id: str = "", name: str = "") -> bpy
     return rig
 
 
-# --------------------------------------------------------------------------------------------
-# The monitor: polls unfinished jobs and delivers results, from a bpy.app.timers timer
+# Reconstructions' results: the package is downloaded, then imported
 
 
-class JobMonitor:
-    """Runs :meth:`step` every :data:`MONITOR_TICK_S` seconds while any job needs it."""
+def _fetch_avatar(config, record) -> tuple:
+    target = results_folder() / f"{safe_file_name(record.name)}_{record.job_id}.avatar"
+    record.result_path = str(target)
+    return _download_package, config, record.job_id, str(target)
 
-    def __init__(self) -> None:
-        self.futures: dict[tuple[str, str], Future] = {}
-        self.next_poll: dict[str, float] = {}
-        self.connection_problem = ""
-        self.deliverers: dict[str, Callable[[Any, Any], None]] = {
-            "reconstruct": self._deliver_avatar}
-        self.fetchers: dict[str, Callable[..., Any]] = {"reconstruct": self._fetch_avatar}
-        # One bound method object: bpy.app.timers recognises a timer by identity.
-        self._timer = self._tick
-
-    # ---- timer
-
-    @property
-    def running(self) -> bool:
-        return bpy.app.timers.is_registered(self._timer)
-
-    def ensure_running(self) -> None:
-        if not self.running:
-            bpy.app.timers.register(self._timer, first_interval=MONITOR_TICK_S, persistent=True)
-
-    def stop(self) -> None:
-        if self.running:
-            bpy.app.timers.unregister(self._timer)
-        self.futures.clear()
-        self.next_poll.clear()
-
-    def _tick(self) -> float | None:
-        busy = self.step()
-        tag_redraw()
-        return MONITOR_TICK_S if busy else None
-
-    def wait(self, done: Callable[[], bool], timeout: float = WAIT_TIMEOUT_S) -> None:
-        """Step until ``done()`` (scripts / background mode; blocks)."""
-        deadline = time.monotonic() + timeout
-        while not done():
-            if time.monotonic() > deadline:
-                raise BackendTimeoutError(f"gave up waiting after {timeout:g} s",
-                                          hint="the job goes on; see the Avatar panel")
-            self.step()
-            time.sleep(0.05)
-
-    # ---- one step
-
-    def _submit(self, action: str, job_id: str, fn: Callable[..., Any], *args: Any) -> None:
-        key = (action, job_id)
-        if key not in self.futures:
-            self.futures[key] = Workers.submit(fn, *args)
-
-    def step(self) -> bool:
-        """Collect finished work, start polls/downloads that are due; True while anything
-        still needs the monitor."""
-        self._collect()
-        now = time.monotonic()
-        busy = bool(self.futures)
-        config = None
-        for _scene, record in list(all_job_records()):
-            job_id = record.job_id
-            wants_poll = needs_polling(record.state)
-            wants_delivery = needs_delivery(record.state, record.delivered) and not record.message
-            if not (wants_poll or wants_delivery):
-                continue
-            busy = True
-            if config is None:
-                try:
-                    config = preferences.connection_config()
-                except ServiceError as error:
-                    self.connection_problem = str(error)
-                    return True
-            if wants_poll and record.cancel_requested:
-                self._submit("cancel", job_id, _cancel_job, config, job_id)
-            elif now < self.next_poll.get(job_id, 0.0):  # polled recently, or backend away
-                continue
-            elif wants_poll:
-                self.next_poll[job_id] = now + POLL_INTERVAL_S
-                self._submit("poll", job_id, _poll_job, config, job_id)
-            elif wants_delivery and record.kind in self.fetchers:
-                fetch = self.fetchers[record.kind]
-                self._submit("fetch", job_id, *fetch(config, record))
-        return busy
-
-    def _collect(self) -> None:
-        for key, future in list(self.futures.items()):
-            if not future.done():
-                continue
-            del self.futures[key]
-            action, job_id = key
-            record = find_job_record(job_id)
-            if record is None:  # removed from the list (or the file was closed) meanwhile
-                continue
-            try:
-                result = future.result()
-            except (BackendUnreachableError, BackendTimeoutError, AuthenticationError) as error:
-                self._connection_failed(job_id, error)
-                continue
-            except ServiceError as error:
-                if action == "cancel" and error.status == 409:  # already finished/cancelling
-                    record.cancel_requested = False
-                else:
-                    self._job_failed(record, action, error)
-                continue
-            except EXPECTED_ERRORS as error:
-                self._job_failed(record, action, error)
-                continue
-            self.connection_problem = ""
-            if action == "cancel":
-                record.cancel_requested = False  # asked once; polling shows when it stops
-            if action in ("poll", "cancel"):
-                self._apply(record, result)
-            elif action == "fetch":
-                try:
-                    self.deliverers[record.kind](record, result)
-                except EXPECTED_ERRORS as error:
-                    self._job_failed(record, action, error)
-
-    def _connection_failed(self, job_id: str, error: ServiceError) -> None:
-        if str(error) != self.connection_problem:
-            report("WARNING", f"{error} (retrying every {RETRY_INTERVAL_S:g} s)")
-        self.connection_problem = str(error)
-        self.next_poll[job_id] = time.monotonic() + RETRY_INTERVAL_S
-
-    def _job_failed(self, record, action: str, error: BaseException) -> None:
-        if isinstance(error, ServiceError) and error.status == 404 and action in ("poll",
-                                                                                  "cancel"):
-            record.state = "failed"
-            record.message = ("the backend no longer has this job (was its data folder "
-                              "cleared?)")
-        elif isinstance(error, JobFormatError) or action != "fetch":
-            record.state = "failed"
-            record.message = str(error)
-        else:
-            record.message = str(error)
-        record.cancel_requested = False
-        report("ERROR", f"{record.kind.capitalize()} '{record.name}': {record.message}")
-
-    def _apply(self, record, job: JobSnapshot) -> None:
-        before = record.state
-        apply_snapshot(record, job)
-        if job.finished:
-            record.cancel_requested = False
-        if before != job.state and job.state == "failed":
-            report("ERROR", f"{record.kind.capitalize()} '{record.name}' failed: "
-                            f"{record.message}")
-        elif before != job.state and job.state == "cancelled":
-            report("INFO", f"{record.kind.capitalize()} '{record.name}' cancelled")
-
-    # ---- reconstructions
-
-    def _fetch_avatar(self, config, record) -> tuple:
-        target = results_folder() / f"{safe_file_name(record.name)}_{record.job_id}.avatar"
-        record.result_path = str(target)
-        return _download_package, config, record.job_id, str(target)
-
-    def _deliver_avatar(self, record, path: str) -> None:
-        rig = import_avatar_package(path, record.avatar_id, safe_file_name(record.name))
-        record.rig_name = rig.name
-        record.delivered = True
-        for scene in bpy.data.scenes:
-            if scene.oneshot_avatar.render_rig is None:
-                scene.oneshot_avatar.render_rig = rig
-        report("INFO", f"Avatar '{record.name}' imported as {rig.name!r}")
-
-
-job_monitor = JobMonitor()
-
-
-@bpy.app.handlers.persistent
-def _resume_jobs_after_load(_dummy=None) -> None:
-    """Reopened .blend: pick up its unfinished jobs."""
-    job_monitor.futures.clear()
-    job_monitor.next_poll.clear()
-    if any(needs_polling(r.state) or (needs_delivery(r.state, r.delivered) and not r.message)
-           for _s, r in all_job_records()):
-        job_monitor.ensure_running()
+def _deliver_avatar(record, path: str) -> None:
+    rig = import_avatar_package(path, record.avatar_id, safe_file_name(record.name))
+    record.rig_name = rig.name
+    record.delivered = True
+    for scene in bpy.data.scenes:
+        if scene.oneshot_avatar.render_rig is None:
+            scene.oneshot_avatar.render_rig = rig
+    report("INFO", f"Avatar '{record.name}' imported as {rig.name!r}")
 
 
 # --------------------------------------------------------------------------------------------
 # Operators
-
-
-class ONESHOT_AVATAR_OT_show_report(bpy.types.Operator):
-    """Show a message from the add-on's background work"""
-
-    bl_idname = "oneshot_avatar.show_report"
-    bl_label = "One-Shot Avatar Message"
-    bl_options = frozenset({"INTERNAL"})
-
-    level: EnumProperty(items=[("INFO", "Info", ""), ("WARNING", "Warning", ""),
-                               ("ERROR", "Error", "")], default="INFO")
-    message: StringProperty()
-
-    def execute(self, context):
-        self.report({self.level}, self.message)
-        return {"FINISHED"}
 
 
 class ONESHOT_AVATAR_OT_test_connection(bpy.types.Operator):
@@ -536,6 +165,103 @@ class ONESHOT_AVATAR_OT_stop_local_backend(bpy.types.Operator):
         return {"FINISHED"}
 
 
+# ---- Align pose (the fit's starting pose, sent by Reconstruct)
+def _align_rig(context) -> bpy.types.Object:
+    return chosen_rig(context, context.scene.oneshot_avatar.align_rig, "no rig to pose",
+                       "align_rig", "import an avatar (its rig is posed to match the photo) and "
+                                    "select it, or set Alignment Rig in the Avatar panel")
+
+
+def aligned_pose_init(context) -> dict[str, Any]:
+    """The ``init`` file's JSON for the fit: the alignment rig's current pose, with its
+    orientation as seen through the alignment camera (or the scene camera)."""
+    settings = context.scene.oneshot_avatar
+    rig = _align_rig(context)
+    depsgraph = context.evaluated_depsgraph_get()
+    pose = read_rig_pose(rig, depsgraph)
+    params = motion_params([pose], [str(n) for n in rig.get(RIG_EXPRESSIONS_PROPERTY, [])])
+    init = {name: rows[0] for name, rows in params.items() if name != "transl"}
+    camera = settings.align_camera or context.scene.camera
+    if camera is not None and camera.type == "CAMERA":
+        relative = camera_export.rig_relative_matrix(
+            [list(row) for row in camera.evaluated_get(depsgraph).matrix_world],
+            [list(row) for row in rig.evaluated_get(depsgraph).matrix_world])
+        init["global_orient"] = camera_export.orient_for_front_view(
+            init["global_orient"], relative).tolist()
+    return init
+
+
+class ONESHOT_AVATAR_OT_align_pose(bpy.types.Operator):
+    """Put the photo behind a camera in front of the rig, so the rig can be posed to match it;
+    Reconstruct then sends that pose as the fit's starting pose"""
+
+    bl_idname = "oneshot_avatar.align_pose"
+    bl_label = "Align Pose to Photo"
+    bl_options = frozenset({"REGISTER", "UNDO"})
+
+    def execute(self, context):
+        from mathutils import Matrix, Vector
+
+        scene = context.scene
+        settings = scene.oneshot_avatar
+        try:
+            rig = _align_rig(context)
+            if not settings.photo_path:
+                raise ServiceError("no photo chosen", field="photo",
+                                   hint="pick a photo in the Avatar panel")
+            photo = bpy.path.abspath(settings.photo_path)
+            if not os.path.isfile(photo):
+                raise ServiceError(f"file not found: {photo!r}", field="photo",
+                                   hint="pick an existing photo")
+        except ServiceError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        try:
+            image = bpy.data.images.load(photo, check_existing=True)
+        except RuntimeError as error:
+            self.report({"ERROR"}, f"'photo': Blender cannot open {photo!r} ({error}); use a "
+                                   "JPEG or PNG")
+            return {"CANCELLED"}
+        camera = settings.align_camera
+        if camera is None or camera.type != "CAMERA":
+            camera = bpy.data.objects.new(ALIGN_CAMERA_NAME,
+                                          bpy.data.cameras.new(ALIGN_CAMERA_NAME))
+            scene.collection.objects.link(camera)
+            settings.align_camera = camera
+        bones = rig.data.bones
+        centre_y = 0.5 * (bones["head"].head_local.y + bones["left_foot"].head_local.y)
+        location, rotation, _scale = rig.matrix_world.decompose()
+        scale = max(rig.matrix_world.to_scale())
+        # In armature space the camera stands on +Z (in front of the body) looking at -Z, +Y up.
+        in_rig = Matrix.Translation(Vector((0.0, centre_y * scale, ALIGN_DISTANCE_M * scale)))
+        camera.matrix_world = Matrix.LocRotScale(location, rotation, None) @ in_rig
+        camera.data.lens = 50.0
+        camera.data.sensor_fit = "AUTO"
+        camera.data.show_background_images = True
+        backgrounds = camera.data.background_images
+        entry = next((bg for bg in backgrounds if bg.image == image), None) or backgrounds.new()
+        entry.image = image
+        entry.display_depth = "BACK"
+        entry.frame_method = "FIT"
+        entry.alpha = 0.8
+        width, height = image.size
+        if width and height:
+            scene.render.resolution_x, scene.render.resolution_y = width, height
+        scene.camera = camera
+        settings.align_rig = rig
+        settings.use_aligned_pose = True
+        for area in (context.screen.areas if context.screen else []):
+            if area.type == "VIEW_3D":
+                area.spaces.active.region_3d.view_perspective = "CAMERA"
+        self.report({"INFO"}, f"Pose {rig.name!r} to match the photo through "
+                              f"{camera.name!r} (render size set to the photo's {width}x{height});"
+                              " Reconstruct sends that pose")
+        return {"FINISHED"}
+
+
+# ---- Reconstruct
+
+
 def _existing_file(path: str, field: str) -> str:
     """``path`` resolved (``//`` relative to the .blend); a missing file names the field."""
     resolved = bpy.path.abspath(path)
@@ -575,8 +301,6 @@ class ONESHOT_AVATAR_OT_reconstruct(BackgroundRequest, bpy.types.Operator):
                      if settings.keypoints_path else None)
         init = None
         if settings.use_aligned_pose:
-            from .render_ops import aligned_pose_init  # render_ops imports this module
-
             init = json.dumps(aligned_pose_init(context)).encode("utf-8")
         name = settings.avatar_name or bpy.path.display_name_from_filepath(photo)
         config = preferences.connection_config(context)
@@ -681,10 +405,10 @@ class ONESHOT_AVATAR_OT_retry_job_result(bpy.types.Operator):
 
 
 CLASSES = (
-    ONESHOT_AVATAR_OT_show_report,
     ONESHOT_AVATAR_OT_test_connection,
     ONESHOT_AVATAR_OT_start_local_backend,
     ONESHOT_AVATAR_OT_stop_local_backend,
+    ONESHOT_AVATAR_OT_align_pose,
     ONESHOT_AVATAR_OT_reconstruct,
     ONESHOT_AVATAR_OT_cancel_job,
     ONESHOT_AVATAR_OT_remove_job,
@@ -695,18 +419,14 @@ CLASSES = (
 def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
-    bpy.app.handlers.load_post.append(_resume_jobs_after_load)
-    # bpy.data may not be readable while add-ons register at start-up: look a moment later.
-    bpy.app.timers.register(_resume_jobs_after_load, first_interval=1.0)
+    job_monitor.fetchers["reconstruct"] = _fetch_avatar
+    job_monitor.deliverers["reconstruct"] = _deliver_avatar
 
 
 def unregister() -> None:
-    if _resume_jobs_after_load in bpy.app.handlers.load_post:
-        bpy.app.handlers.load_post.remove(_resume_jobs_after_load)
-    job_monitor.stop()
-    for timer in (_watch_local_backend, _resume_jobs_after_load):
-        if bpy.app.timers.is_registered(timer):
-            bpy.app.timers.unregister(timer)
-    Workers.shutdown()
+    job_monitor.fetchers.pop("reconstruct", None)
+    job_monitor.deliverers.pop("reconstruct", None)
+    if bpy.app.timers.is_registered(_watch_local_backend):
+        bpy.app.timers.unregister(_watch_local_backend)
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

@@ -15,8 +15,8 @@ from bpy_extras.io_utils import ImportHelper
 
 from .core.motion import MotionError, motion_from_json
 from .core.speech import AUDIO_EXTENSIONS, SpeechInputError, read_transcript, request_speech_motion
-from .importer import find_rig
 from .motion_ops import apply_motion, scene_fps
+from .rigs import find_rig
 
 SOUND_CHANNEL = 1
 

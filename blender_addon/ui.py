@@ -9,7 +9,7 @@ import bpy
 import bpy.utils.previews
 from bpy.types import Panel, UIList
 
-from . import preferences, service_ops
+from . import background, preferences
 from .core.client import ServiceError
 from .core.jobs import needs_delivery, needs_polling, overall_fraction
 
@@ -40,7 +40,7 @@ def _working(record) -> bool:
 
 
 def _draw_progress(layout, record) -> None:
-    text = f"{record.name}: {service_ops.record_text(record)}"
+    text = f"{record.name}: {background.record_text(record)}"
     if _working(record):
         layout.progress(factor=overall_fraction(record.state, record.progress,
                                                 delivered=record.delivered),
@@ -85,8 +85,8 @@ class ONESHOT_AVATAR_PT_main(Panel):
             layout.label(text=preferences.describe_health(health))
         elif preferences.ConnectionState.last_error:
             layout.label(text=preferences.ConnectionState.last_error, icon="ERROR")
-        if service_ops.job_monitor.connection_problem:
-            layout.label(text=service_ops.job_monitor.connection_problem, icon="ERROR")
+        if background.job_monitor.connection_problem:
+            layout.label(text=background.job_monitor.connection_problem, icon="ERROR")
         layout.operator("oneshot_avatar.import_avatar", icon="IMPORT")
 
 

@@ -24,8 +24,8 @@ from .core.video import (
     start_tracking,
     wait_for_tracking,
 )
-from .importer import find_rig
 from .motion_ops import apply_motion, scene_fps
+from .rigs import find_rig
 
 POLL_SECONDS = 0.5
 REFERENCE_PREFIX = "VideoReference"

@@ -145,10 +145,10 @@ def scene(fake_backend, empty_scene, tmp_path):
     return empty_scene
 
 
-def _service_ops():
-    from oneshot_avatar import service_ops
+def _background():
+    from oneshot_avatar import background
 
-    return service_ops
+    return background
 
 
 def _rigs() -> list:
@@ -160,7 +160,7 @@ def _object_count() -> int:
 
 
 def test_reconstruct_shows_progress_and_imports_the_avatar(scene):
-    service_ops = _service_ops()
+    background = _background()
     settings = scene.oneshot_avatar
     settings.avatar_name = "good"
     assert bpy.ops.oneshot_avatar.reconstruct() == {"FINISHED"}
@@ -174,8 +174,8 @@ def test_reconstruct_shows_progress_and_imports_the_avatar(scene):
     texts = []
     deadline = time.monotonic() + 30
     while not record.delivered and time.monotonic() < deadline:
-        service_ops.job_monitor.step()
-        texts.append(service_ops.record_text(record))
+        background.job_monitor.step()
+        texts.append(background.record_text(record))
         time.sleep(0.05)
     assert "fit 50%" in texts and texts[-1] == "done", texts
     rig = bpy.data.objects[record.rig_name]
@@ -206,35 +206,35 @@ def test_corrupt_results_import_nothing(scene, scenario, message):
     record = scene.oneshot_avatar.jobs[0]
     assert record.state == "succeeded" and not record.delivered and record.message
     # The monitor gives up on it (no endless retries); Fetch Result Again would try again.
-    assert not _service_ops().job_monitor.step()
+    assert not _background().job_monitor.step()
 
 
 def test_cancel_a_running_job(scene):
-    service_ops = _service_ops()
+    background = _background()
     scene.oneshot_avatar.avatar_name = "slow"
     bpy.ops.oneshot_avatar.reconstruct()
     record = scene.oneshot_avatar.jobs[0]
-    service_ops.job_monitor.wait(lambda: record.state == "running", 10)
+    background.job_monitor.wait(lambda: record.state == "running", 10)
     assert bpy.ops.oneshot_avatar.cancel_job(job_id=record.job_id) == {"FINISHED"}
-    service_ops.job_monitor.wait(lambda: record.state == "cancelled", 10)
+    background.job_monitor.wait(lambda: record.state == "cancelled", 10)
     assert bpy.ops.oneshot_avatar.remove_job(job_id=record.job_id) == {"FINISHED"}
     assert len(scene.oneshot_avatar.jobs) == 0
 
 
 def test_jobs_survive_reopening_the_file(scene, tmp_path):
-    service_ops = _service_ops()
+    background = _background()
     scene.oneshot_avatar.avatar_name = "good"
     bpy.ops.oneshot_avatar.reconstruct()
     job_id = scene.oneshot_avatar.jobs[0].job_id
     blend = tmp_path / "shot.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     bpy.ops.wm.read_homefile(use_empty=True)
-    assert not any(True for _ in service_ops.all_job_records())
+    assert not any(True for _ in background.all_job_records())
     bpy.ops.wm.open_mainfile(filepath=str(blend))
-    record = service_ops.find_job_record(job_id)
+    record = background.find_job_record(job_id)
     assert record is not None and record.state == "queued"
-    assert service_ops.job_monitor.running  # picked up on load
-    service_ops.job_monitor.wait(lambda: record.delivered or bool(record.message), 30)
+    assert background.job_monitor.running  # picked up on load
+    background.job_monitor.wait(lambda: record.delivered or bool(record.message), 30)
     assert record.delivered, record.message
     assert (tmp_path / "oneshot_avatar" / f"good_{job_id}.avatar").is_file()
     assert len(_rigs()) == 1
@@ -288,7 +288,7 @@ def test_slow_backend_times_out(scene):
 
 def test_monitor_rides_out_a_backend_outage(scene):
     """Polling a job while the backend is away shows the problem and retries; no job fails."""
-    service_ops = _service_ops()
+    background = _background()
     scene.oneshot_avatar.avatar_name = "slow"
     bpy.ops.oneshot_avatar.reconstruct()
     record = scene.oneshot_avatar.jobs[0]
@@ -296,12 +296,12 @@ def test_monitor_rides_out_a_backend_outage(scene):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         addon_preferences().backend_url = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    service_ops.job_monitor.wait(lambda: bool(service_ops.job_monitor.connection_problem), 10)
-    assert "not reachable" in service_ops.job_monitor.connection_problem
+    background.job_monitor.wait(lambda: bool(background.job_monitor.connection_problem), 10)
+    assert "not reachable" in background.job_monitor.connection_problem
     assert record.state == "queued"
     addon_preferences().backend_url = good_url
-    service_ops.job_monitor.next_poll.clear()
-    service_ops.job_monitor.wait(lambda: record.state == "running", 10)
-    assert service_ops.job_monitor.connection_problem == ""
+    background.job_monitor.next_poll.clear()
+    background.job_monitor.wait(lambda: record.state == "running", 10)
+    assert background.job_monitor.connection_problem == ""
     bpy.ops.oneshot_avatar.cancel_job(job_id=record.job_id)
-    service_ops.job_monitor.wait(lambda: record.state == "cancelled", 10)
+    background.job_monitor.wait(lambda: record.state == "cancelled", 10)

@@ -121,8 +121,8 @@ class OperatorProperties:
 
 
 def test_panels_draw_with_existing_properties_and_operators(empty_scene):
+    from oneshot_avatar.background import add_job_record
     from oneshot_avatar.core.jobs import JobSnapshot
-    from oneshot_avatar.service_ops import add_job_record
 
     scene = empty_scene
     settings = scene.oneshot_avatar

@@ -224,7 +224,7 @@ def test_no_camera_and_no_rig(shot):
 def test_reconstruct_sends_the_aligned_pose(shot):
     """Align Pose sets up the photo camera; Reconstruct's `init` passes the backend's checks
     (the job is accepted, then cancelled: training on CPU is not for this test)."""
-    from oneshot_avatar import service_ops
+    from oneshot_avatar import background
 
     scene, rig, _folder = shot
     settings = scene.oneshot_avatar
@@ -240,7 +240,7 @@ def test_reconstruct_sends_the_aligned_pose(shot):
     record = settings.jobs[-1]
     assert record.kind == "reconstruct" and record.state in ("queued", "running")
     bpy.ops.oneshot_avatar.cancel_job(job_id=record.job_id)
-    service_ops.job_monitor.wait(lambda: record.state in ("cancelled", "failed", "succeeded"),
+    background.job_monitor.wait(lambda: record.state in ("cancelled", "failed", "succeeded"),
                                  120)
     assert record.state == "cancelled", record.message
 
