@@ -106,7 +106,7 @@ def _build_armature(context, created: _Created, package: AvatarPackage, name: st
 def _add_expression_controls(rig: bpy.types.Object, names: list[str]) -> None:
     """Keyframable float properties on the root pose bone, one per expression."""
     root = rig.pose.bones[smplx_rig.ROOT_BONE]
-    pca = bool(names) and names[0] == "expr_000"
+    pca = smplx_rig.expression_space(names) == "smplx-pca"
     for name in names:
         root[name] = 0.0
         ui = root.id_properties_ui(name)
@@ -192,7 +192,7 @@ def _build_face(created: _Created, package: AvatarPackage, name: str, collection
     for k, unit in enumerate(names):
         key = obj.shape_key_add(name=unit, from_mix=False)
         key.data.foreach_set("co", (rest + package.expression_offsets[k]).ravel())
-        pca = names[0] == "expr_000"
+        pca = smplx_rig.expression_space(names) == "smplx-pca"
         key.slider_min, key.slider_max = (-10.0, 10.0) if pca else (0.0, 1.0)
         driver = key.driver_add("value").driver
         driver.type = "AVERAGE"

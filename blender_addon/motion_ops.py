@@ -25,7 +25,6 @@ from .core import retarget
 from .core.motion import (
     Motion,
     MotionError,
-    expression_space_for_names,
     expressions_for_rig,
     motion_from_json,
     read_motion,
@@ -38,6 +37,7 @@ from .core.smplx_rig import (
     RIG_EXPRESSIONS_PROPERTY,
     RIG_SPLATS_PROPERTY,
     ROOT_BONE,
+    expression_space,
 )
 from .rigs import find_rig
 
@@ -259,7 +259,7 @@ def read_rig_motion(context, rig, frame_start: int, frame_end: int) -> Motion:
                   full_pose=posemath.quaternion_to_axis_angle(quaternions),
                   transl=np.array([pose["transl"] for pose in poses], dtype=np.float64),
                   expression=expression.reshape(len(poses), len(names)),
-                  expression_space=expression_space_for_names(names),
+                  expression_space=expression_space(names),
                   name=rig.name.removesuffix("_rig"), source="blender").validate()
 
 

@@ -25,7 +25,6 @@ from .core import camera as camera_export
 from .core.client import ServiceClient, ServiceError
 from .core.colors import linear_to_srgb
 from .core.jobs import JobSnapshot, count_text
-from .core.motion import expression_space_for_names
 from .core.pose import params_from_full_pose, quaternion_to_axis_angle
 from .core.smplx_rig import (
     JOINT_NAMES,
@@ -34,6 +33,7 @@ from .core.smplx_rig import (
     RIG_EXPRESSIONS_PROPERTY,
     RIG_SOURCE_PROPERTY,
     ROOT_BONE,
+    expression_space,
 )
 from .core.uploads import CACHE_FILE_NAME, UploadCache, ensure_uploaded
 from .rigs import chosen_rig
@@ -134,7 +134,7 @@ def build_render_request(context, rig: bpy.types.Object, frames: list[int]) -> d
     return {
         "motion": {"params": motion_params(poses, names),
                    "fps": scene.render.fps / scene.render.fps_base,
-                   "expression_space": expression_space_for_names(names),
+                   "expression_space": expression_space(names),
                    "name": rig.name[:64]},
         "cameras": cameras,
         # Blender's colour swatch is scene-linear; the backend's background is sRGB.

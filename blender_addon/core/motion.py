@@ -41,7 +41,7 @@ import numpy as np
 
 from . import pose as posemath
 from .errors import FieldError
-from .smplx_rig import NOMINAL_PELVIS_REST, NUM_JOINTS, POSE_PARAM_JOINTS
+from .smplx_rig import NOMINAL_PELVIS_REST, NUM_JOINTS, POSE_PARAM_JOINTS, expression_space
 from .up_axis import TO_Y_UP, UpAxis, decide_up_axis, given_up_axis
 
 SCHEMA = "oneshot-motion/1"
@@ -498,7 +498,7 @@ def expressions_for_rig(motion: Motion, rig_expression_names: list[str]) -> np.n
     width = motion.expression.shape[1]
     if not width or not names:
         return None
-    pca_body = names[0] == "expr_000"
+    pca_body = expression_space(names) == "smplx-pca"
     if motion.expression_space == "arkit52" and not pca_body and width == len(names):
         return motion.expression
     if motion.expression_space == "smplx-pca" and pca_body:
@@ -506,13 +506,6 @@ def expressions_for_rig(motion: Motion, rig_expression_names: list[str]) -> np.n
         out[:, :min(width, len(names))] = motion.expression[:, :len(names)]
         return out
     return None
-
-
-def expression_space_for_names(names: list[str]) -> str | None:
-    """The motion expression space of a rig's expression properties (None for none)."""
-    if not names:
-        return None
-    return "smplx-pca" if names[0] == "expr_000" else "arkit52"
 
 
 # ---------------------------------------------------------------------------- writing

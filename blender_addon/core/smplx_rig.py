@@ -72,6 +72,7 @@ RIG_AVATAR_ID_PROPERTY = "oneshot_avatar_avatar_id"  # server avatar id ("a_..."
 RIG_SPLATS_PROPERTY = "oneshot_avatar_splats"  # the splats object (pointer)
 RIG_FACE_PROPERTY = "oneshot_avatar_face"  # the face object (pointer; packages with offsets)
 
+PCA_EXPRESSION_PREFIX = "expr_"  # SMPL-X has no expression names: expr_000, expr_001, ...
 MIN_BONE_LENGTH = 0.01  # metres
 MAX_BONE_LENGTH = 0.12
 
@@ -103,3 +104,15 @@ def bone_lengths(rest_joints: np.ndarray) -> np.ndarray:
 def rig_object_names(avatar_name: str) -> tuple[str, str]:
     """Names of the armature object and the splats object for an avatar called ``avatar_name``."""
     return f"{avatar_name}_rig", f"{avatar_name}_splats"
+
+
+def expression_space(names) -> str | None:
+    """Which expression space a body's expression names (a package's / a rig's) belong to:
+    ``"smplx-pca"`` for SMPL-X's expression PCA (unnamed components, ``expr_000``,
+    ``expr_001``, ...), ``"arkit52"`` for named face units (``jawOpen``, ...), None for a body
+    without expressions. The add-on's one place that decides it; the twin of the backend's
+    ``body.smplx_layout.expression_space``."""
+    names = list(names)
+    if not names:
+        return None
+    return "smplx-pca" if names[0] == f"{PCA_EXPRESSION_PREFIX}000" else "arkit52"
