@@ -34,11 +34,11 @@ from .core.motion import (
 from .core.placement import face_and_centre
 from .core.smplx_rig import (
     JOINT_NAMES,
-    RIG_EXPRESSIONS_PROPERTY,
     RIG_SPLATS_PROPERTY,
     ROOT_BONE,
     expression_space,
 )
+from .rig_pose import at_frames, full_pose, read_rig_pose, rig_expression_names
 from .rigs import find_rig
 
 
@@ -46,10 +46,6 @@ from .rigs import find_rig
 def scene_fps(scene) -> float:
     """The scene's frame rate in frames per second (``fps / fps_base``)."""
     return scene.render.fps / scene.render.fps_base
-
-
-def rig_expression_names(rig) -> list[str]:
-    return [str(n) for n in rig.get(RIG_EXPRESSIONS_PROPERTY, [])]
 
 
 def _bone_path(bone: str, prop: str) -> str:
@@ -239,24 +235,13 @@ def read_rig_motion(context, rig, frame_start: int, frame_end: int) -> Motion:
     scene's fps, as SMPL-X parameters: what constraints, IK controls, the COG control and
     drivers make of the keys is what is exported, exactly as Render Avatar sends it (a rotated
     or moved ``root`` bone is folded into ``global_orient``/``transl``)."""
-    from .render_ops import read_rig_pose
-
     if frame_end < frame_start:
         raise MotionError(f"frame range {frame_start}..{frame_end} is empty", field="frame_end")
-    scene = context.scene
-    current = scene.frame_current, scene.frame_subframe
-    poses = []
-    try:
-        for frame in range(frame_start, frame_end + 1):
-            scene.frame_set(frame)
-            poses.append(read_rig_pose(rig, context.evaluated_depsgraph_get()))
-    finally:
-        scene.frame_set(current[0], subframe=current[1])
-    quaternions = np.array([pose["quaternions"] for pose in poses], dtype=np.float64)
+    poses = at_frames(context, range(frame_start, frame_end + 1),
+                      lambda depsgraph: read_rig_pose(rig, depsgraph))
     names = rig_expression_names(rig)
     expression = np.array([pose["expression"] for pose in poses], dtype=np.float64)
-    return Motion(fps=scene_fps(scene),
-                  full_pose=posemath.quaternion_to_axis_angle(quaternions),
+    return Motion(fps=scene_fps(context.scene), full_pose=full_pose(poses),
                   transl=np.array([pose["transl"] for pose in poses], dtype=np.float64),
                   expression=expression.reshape(len(poses), len(names)),
                   expression_space=expression_space(names),

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import bpy
-import numpy as np
 from bpy.props import BoolProperty, FloatProperty
 
 from . import background, preferences
@@ -25,17 +24,13 @@ from .core import camera as camera_export
 from .core.client import ServiceClient, ServiceError
 from .core.colors import linear_to_srgb
 from .core.jobs import JobSnapshot, count_text
-from .core.pose import params_from_full_pose, quaternion_to_axis_angle
 from .core.smplx_rig import (
-    JOINT_NAMES,
-    PARENTS,
     RIG_AVATAR_ID_PROPERTY,
-    RIG_EXPRESSIONS_PROPERTY,
     RIG_SOURCE_PROPERTY,
-    ROOT_BONE,
     expression_space,
 )
 from .core.uploads import CACHE_FILE_NAME, UploadCache, ensure_uploaded
+from .rig_pose import at_frames, motion_params, read_rig_pose, rig_expression_names
 from .rigs import chosen_rig
 
 DIRECT_FRAME_LIMIT = 24  # "Automatic": longer shots are sent as a backend render job
@@ -50,44 +45,6 @@ def find_render_rig(context) -> bpy.types.Object:
     return chosen_rig(context, context.scene.oneshot_avatar.render_rig, "no avatar rig chosen",
                        "rig", "select the avatar's armature or set Avatar Rig in the Avatar "
                               "panel (import or reconstruct an avatar first)")
-
-
-def read_rig_pose(rig: bpy.types.Object, depsgraph) -> dict[str, Any]:
-    """The rig's current evaluated pose: ``quaternions`` (55, 4) wxyz per SMPL-X joint
-    (relative to the parent joint; the pelvis relative to the armature, so a turned ``root``
-    bone turns the body), ``transl`` (3,) = where the pelvis is minus its rest position, and
-    ``expression`` (E,) in the rig's expression order."""
-    evaluated = rig.evaluated_get(depsgraph)
-    bones = evaluated.pose.bones
-    missing = [name for name in (ROOT_BONE, *JOINT_NAMES) if name not in bones]
-    if missing:
-        raise ServiceError(f"the rig {rig.name!r} has no bone {missing[0]!r}", field="rig",
-                           hint="use a rig made by One-Shot Avatar's importer (re-import the "
-                                "avatar)")
-    rotations = [bones[name].matrix.to_3x3().normalized() for name in JOINT_NAMES]
-    quaternions = []
-    for index, rotation in enumerate(rotations):
-        parent = PARENTS[index]
-        local = rotation if parent < 0 else rotations[parent].transposed() @ rotation
-        quaternions.append(tuple(local.to_quaternion()))
-    pelvis = JOINT_NAMES[0]
-    transl = bones[pelvis].head - rig.data.bones[pelvis].head_local
-    names = [str(name) for name in rig.get(RIG_EXPRESSIONS_PROPERTY, [])]
-    root, original_root = bones[ROOT_BONE], rig.pose.bones[ROOT_BONE]
-    expression = [float(root.get(name, original_root.get(name, 0.0))) for name in names]
-    return {"quaternions": quaternions, "transl": tuple(transl), "expression": expression}
-
-
-def motion_params(poses: list[dict[str, Any]], expression_names: list[str]) -> dict[str, Any]:
-    """The API's per-frame SMPL-X rows for the poses from :func:`read_rig_pose`."""
-    quaternions = np.array([pose["quaternions"] for pose in poses], dtype=np.float64)
-    params = params_from_full_pose(quaternion_to_axis_angle(quaternions))
-    rows = {name: np.asarray(value, dtype=np.float64).reshape(len(poses), -1).tolist()
-            for name, value in params.items()}
-    rows["transl"] = [list(pose["transl"]) for pose in poses]
-    if expression_names:
-        rows["expression"] = [list(pose["expression"]) for pose in poses]
-    return rows
 
 
 def camera_for_frame(scene: bpy.types.Scene, camera: bpy.types.Object, rig: bpy.types.Object,
@@ -114,20 +71,18 @@ def build_render_request(context, rig: bpy.types.Object, frames: list[int]) -> d
     if scene.camera is None:
         raise ServiceError("the scene has no camera", field="camera",
                            hint="add a camera and make it the scene camera")
-    names = [str(name) for name in rig.get(RIG_EXPRESSIONS_PROPERTY, [])]
-    current = scene.frame_current, scene.frame_subframe
-    poses, cameras = [], []
-    try:
-        for frame in frames:
-            scene.frame_set(frame)
-            depsgraph = context.evaluated_depsgraph_get()
-            if scene.camera is None:
-                raise ServiceError(f"the scene has no camera at frame {frame}", field="camera",
-                                   hint="check the camera markers")
-            poses.append(read_rig_pose(rig, depsgraph))
-            cameras.append(camera_for_frame(scene, scene.camera, rig, depsgraph))
-    finally:
-        scene.frame_set(current[0], subframe=current[1])
+    names = rig_expression_names(rig)
+
+    def read(depsgraph) -> tuple[dict[str, Any], dict[str, Any]]:
+        if scene.camera is None:
+            raise ServiceError(f"the scene has no camera at frame {scene.frame_current}",
+                               field="camera", hint="check the camera markers")
+        return read_rig_pose(rig, depsgraph), camera_for_frame(scene, scene.camera, rig,
+                                                               depsgraph)
+
+    samples = at_frames(context, frames, read)
+    poses = [pose for pose, _camera in samples]
+    cameras = [camera for _pose, camera in samples]
     if all(camera == cameras[0] for camera in cameras):
         cameras = cameras[:1]
     settings = scene.oneshot_avatar

@@ -33,8 +33,8 @@ from .background import (
 from .core import camera as camera_export
 from .core.client import ServiceError
 from .core.jobs import JobSnapshot, needs_delivery, needs_polling
-from .core.smplx_rig import RIG_AVATAR_ID_PROPERTY, RIG_EXPRESSIONS_PROPERTY, RIG_TAG_PROPERTY
-from .render_ops import motion_params, read_rig_pose
+from .core.smplx_rig import RIG_AVATAR_ID_PROPERTY, RIG_TAG_PROPERTY
+from .rig_pose import motion_params, read_rig_pose, rig_expression_names
 from .rigs import chosen_rig
 
 ALIGN_CAMERA_NAME = "OneShot Avatar Align Camera"
@@ -179,7 +179,7 @@ def aligned_pose_init(context) -> dict[str, Any]:
     rig = _align_rig(context)
     depsgraph = context.evaluated_depsgraph_get()
     pose = read_rig_pose(rig, depsgraph)
-    params = motion_params([pose], [str(n) for n in rig.get(RIG_EXPRESSIONS_PROPERTY, [])])
+    params = motion_params([pose], rig_expression_names(rig))
     init = {name: rows[0] for name, rows in params.items() if name != "transl"}
     camera = settings.align_camera or context.scene.camera
     if camera is not None and camera.type == "CAMERA":

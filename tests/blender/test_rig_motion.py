@@ -449,6 +449,50 @@ def test_ik_controls_move_the_limbs_and_render_and_export_follow(addon, rig, tmp
         > 0.1
 
 
+def test_a_constraint_is_rendered_and_exported_alike(addon, rig, tmp_path):
+    """Issue 20: Render Avatar and Motion Export read the one evaluated pose (rig_pose.py), so
+    a constraint that turns a bone whose keys say rest is in the render request and in the
+    exported file, the same numbers in both, and forward kinematics of them puts the joints
+    where Blender shows them."""
+    from blender_addon.core import pose as posemath
+    from blender_addon.core.motion import read_motion
+    from blender_addon.core.smplx_rig import JOINT_NAMES
+
+    scene = bpy.context.scene
+    turn = bpy.data.objects.new("turn", None)
+    scene.collection.objects.link(turn)
+    turn.rotation_euler = (0.3, -0.5, 0.9)
+    elbow = rig.pose.bones["left_elbow"]
+    wrist_before = _heads(rig, ["left_wrist"])["left_wrist"]
+    constraint = elbow.constraints.new("COPY_ROTATION")
+    constraint.target = turn
+    wrist = _heads(rig, ["left_wrist"])["left_wrist"]
+    assert np.linalg.norm(wrist - wrist_before) > 0.05  # the constraint moved the forearm
+    assert tuple(elbow.rotation_quaternion) == (1.0, 0.0, 0.0, 0.0)  # the keys say rest
+    camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
+    scene.collection.objects.link(camera)
+    camera.location = (0.0, -4.0, 1.0)
+    camera.rotation_euler = (np.pi / 2, 0.0, 0.0)
+    scene.camera = camera
+    frame = scene.frame_current
+    request = addon.render_ops.build_render_request(bpy.context, rig, [frame])
+    params = {k: np.asarray(v, dtype=np.float64) for k, v in request["motion"]["params"].items()}
+    rendered = posemath.full_pose_from_params(params, 1)
+    scene.frame_start = scene.frame_end = frame
+    path = tmp_path / "constrained.npz"
+    assert bpy.ops.oneshot_avatar.export_motion(filepath=str(path)) == {"FINISHED"}
+    exported = read_motion(path)
+    elbow_index = JOINT_NAMES.index("left_elbow")
+    assert np.linalg.norm(exported.full_pose[0, elbow_index]) > 0.1  # not the rest keys
+    np.testing.assert_allclose(exported.full_pose, rendered, atol=1e-5)
+    np.testing.assert_allclose(exported.transl, params["transl"], atol=1e-6)
+    rest_joints = np.array([rig.data.bones[j].head_local for j in JOINT_NAMES])
+    world = posemath.forward_kinematics(posemath.axis_angle_to_matrix(exported.full_pose),
+                                        rest_joints, exported.transl)
+    np.testing.assert_allclose(world[0, JOINT_NAMES.index("left_wrist"), :3, 3], wrist,
+                               atol=1e-3)
+
+
 def test_import_can_add_the_controls(addon):
     fresh_scene(SCENE_FPS)
     path = env_path("ONESHOT_AVATAR_RIG_PACKAGE")
