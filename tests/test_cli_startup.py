@@ -51,3 +51,20 @@ def test_motion_info_needs_no_torch(shared_data):
     assert result["code"] == 0
     assert "up axis:" in result["out"]
     assert "torch" not in result["heavy"]
+
+
+@pytest.mark.parametrize("package", ["oneshot_avatar.body", "oneshot_avatar.motion",
+                                     "oneshot_avatar.render", "oneshot_avatar.speech",
+                                     "oneshot_avatar.track"])
+def test_lazy_exports_stay_what_they_name_after_every_submodule_is_imported(package):
+    """A lazily exported name that is also a submodule's name would turn into the module once
+    anything imports that submodule (it happened to ``motion.resample``)."""
+    import importlib
+    import pkgutil
+    import types
+
+    module = importlib.import_module(package)
+    for info in pkgutil.iter_modules(module.__path__):
+        importlib.import_module(f"{package}.{info.name}")
+    for name in module.__all__:
+        assert not isinstance(getattr(module, name), types.ModuleType), f"{package}.{name}"
