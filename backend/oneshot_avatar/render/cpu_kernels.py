@@ -43,6 +43,11 @@ SIGMA_SLACK = 1e-6
 PIXEL_SLACK = 1e-3
 # per (tile, Gaussian) gradient row: d/d(mean x, mean y, conic a, b, c, opacity, features...)
 GRAD_FIXED = 6
+# LLVM's fast-math flags for the blending loops, without "nnan"/"ninf" (the skip tests must see
+# NaN and infinity as IEEE does): contraction into FMAs, reassociation, approximate reciprocals
+# and functions. Measured on the 150k-Gaussian 512² box scene: the forward blending ~25 % less
+# CPU time, images within 1e-14 of the strict build (far inside the parity tolerances).
+_TILE_MATH = {"contract", "reassoc", "arcp", "afn", "nsz"}
 
 
 @njit(nogil=True, cache=True)
@@ -53,9 +58,11 @@ def bin_gaussians(
     tile_size,
     tiles_x,
     tiles_y,
+    depth_order,  # [I * N] int64: the flattened indices sorted stably by depth
 ):  # -> offsets [I * tiles + 1] int64, flat_ids [M] int64 into the flattened [I * N]
-    """Every (image, tile, Gaussian) whose box overlaps the tile, grouped by tile, in Gaussian
-    index order within a tile (``sort_tiles`` then orders them by depth).
+    """Every (image, tile, Gaussian) whose box overlaps the tile, grouped by tile and in
+    ``depth_order`` within a tile: with a stable sort of the depths that is gsplat's order
+    (depth, ties by index; its stable radix sort of tile|depth keys), and no per-tile sort.
 
     Tile bounds as gsplat's ``isect_tiles``: ``[floor((m - r)/s), ceil((m + r)/s))`` per axis,
     clamped to the grid.
@@ -90,7 +97,9 @@ def bin_gaussians(
         offsets[t + 1] = offsets[t] + counts[t]
     flat_ids = np.empty(offsets[I * tiles], np.int64)
     cursor = offsets[:-1].copy()
-    for f in range(I * N):  # in index order, so a stable sort by depth breaks ties by index
+    for f in depth_order:  # front to back, so each tile's list comes out sorted
+        if rect[f, 2] == rect[f, 0]:
+            continue
         base = (f // N) * tiles
         for ty in range(rect[f, 1], rect[f, 3]):
             for tx in range(rect[f, 0], rect[f, 2]):
@@ -98,37 +107,6 @@ def bin_gaussians(
                 flat_ids[cursor[t]] = f
                 cursor[t] += 1
     return offsets, flat_ids
-
-
-@njit(nogil=True, cache=True)
-def sort_tiles(
-    worker,
-    workers,
-    tile_order,  # [T'] int64 non-empty tiles
-    offsets,  # [I * tiles + 1]
-    flat_ids,  # [M] sorted in place
-    flat_depths,  # [I * N] float64
-):
-    """Stable sort of each tile's list by depth (ties keep index order, like gsplat's stable
-    radix sort): this worker's share, tiles ``tile_order[worker::workers]``."""
-    for j in range(worker, tile_order.shape[0], workers):
-        t = tile_order[j]
-        _sort_tile(flat_ids, offsets[t], offsets[t + 1], flat_depths)
-
-
-@njit(cache=True)
-def _sort_tile(flat_ids, start, stop, flat_depths):
-    """Stable sort of ``flat_ids[start:stop]`` by depth (ties keep their index order)."""
-    count = stop - start
-    if count < 2:
-        return
-    ids = flat_ids[start:stop].copy()
-    keys = np.empty(count, np.float64)
-    for k in range(count):
-        keys[k] = flat_depths[ids[k]]
-    order = np.argsort(keys, kind="mergesort")
-    for k in range(count):
-        flat_ids[start + k] = ids[order[k]]
 
 
 @njit(inline="always")
@@ -189,7 +167,7 @@ def rasterize_forward(
                       width, height, tile_size, tiles_x, tiles_y, out, trans_out, last_out)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_TILE_MATH)
 def _forward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, width, height,
                   tile_size, tiles_x, tiles_y, out, trans_out, last_out):
     """One tile of ``rasterize_forward``."""
@@ -311,7 +289,7 @@ def reduce_gradients(
             grads[g, q] += scratch[e, q]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_TILE_MATH)
 def _backward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, trans_final, last,
                    v_accum, v_trans, width, height, tile_size, tiles_x, tiles_y, scratch):
     """One tile of ``rasterize_backward``: writes the rows of ``scratch`` of its Gaussians."""
