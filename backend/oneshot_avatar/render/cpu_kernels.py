@@ -187,6 +187,7 @@ def _forward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, wi
     last = np.zeros(pixels, np.int32)
     done = np.zeros(pixels, np.bool_)
     remaining = (x_hi - x_lo) * (y_hi - y_lo)
+    row_open = np.full(tile_size, x_hi - x_lo, np.int64)  # per row: pixels not yet done
     for k in range(count):
         g = flat_ids[start + k]
         mx = means2d[g, 0]
@@ -198,6 +199,8 @@ def _forward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, wi
         cut = max(math.log(o / ALPHA_THRESHOLD), 0.0) + SIGMA_SLACK
         r0, r1 = _row_range(my, a, b, c, cut, y_lo, y_hi)
         for py in range(r0, r1):
+            if row_open[py - y_lo] == 0:  # a finished row: nothing left to composite
+                continue
             dy = my - (py + 0.5)
             c0, c1 = _col_range(mx, dy, a, b, c, cut, x_lo, x_hi)
             for px in range(c0, c1):
@@ -215,6 +218,7 @@ def _forward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, wi
                 if t_next <= TRANSMITTANCE_MIN:
                     done[p] = True
                     remaining -= 1
+                    row_open[py - y_lo] -= 1
                     continue
                 weight = alpha * trans[p]
                 for d in range(D):
@@ -310,6 +314,7 @@ def _backward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, t
     v_f = np.zeros((pixels, D))
     later = np.zeros((pixels, D))  # S
     last_p = np.zeros(pixels, np.int32)
+    row_end = np.zeros(tile_size, np.int64)  # per row: the largest ``last``
     k_end = 0
     for py in range(y_lo, y_hi):
         for px in range(x_lo, x_hi):
@@ -318,6 +323,7 @@ def _backward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, t
             t_final[p] = trans_final[image, py, px]
             v_t[p] = v_trans[image, py, px]
             last_p[p] = last[image, py, px]
+            row_end[py - y_lo] = max(row_end[py - y_lo], last_p[p])
             k_end = max(k_end, last_p[p])
             for d in range(D):
                 v_f[p, d] = v_accum[image, py, px, d]
@@ -335,6 +341,8 @@ def _backward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, t
         touched = False
         r0, r1 = _row_range(my, a, b, c, cut, y_lo, y_hi)
         for py in range(r0, r1):
+            if k >= row_end[py - y_lo]:  # every pixel of the row ended before Gaussian k
+                continue
             dy = my - (py + 0.5)
             c0, c1 = _col_range(mx, dy, a, b, c, cut, x_lo, x_hi)
             for px in range(c0, c1):
