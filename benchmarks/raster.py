@@ -12,6 +12,11 @@ SH degree 1, the front camera that frames the body (builds the body on first use
 call and prints the device, the number of Gaussians, the resolution, the wall-clock and the CPU
 time per frame (one image); with several backends, each one's speed-up over the first. With
 ``--grad`` each call also runs the backward pass of a simple loss. ``both`` = torch and gsplat.
+
+``--train-steps N`` instead runs N steps of the fast preset's training (one Gaussian per triangle
+of the open body, the front view at ``--size``, the photo also as the label, no densification)
+with the first backend and prints the CPU time per step and the operations that take most of it
+(``torch.profiler``, self CPU time; the compiled kernels show as ``_ProjectBlend``/``Backward``).
 """
 
 from __future__ import annotations
@@ -125,6 +130,56 @@ def measure(backend: str, scene: dict, viewmats, Ks, size: int, repeats: int, gr
             (time.process_time() - cpu_started) / repeats)
 
 
+def train_step_cost(backend: str, steps: int, size: int) -> None:
+    """CPU time per training step of the fast preset, and its biggest parts."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from oneshot_avatar.avatar import MeshGaussians, pose_gaussians
+    from oneshot_avatar.body import load_body_model
+    from oneshot_avatar.render.shots import ShotSettings, front_shot_cameras
+    from oneshot_avatar.train import SSIMPerceptual, TrainConfig, TrainView, train_avatar
+
+    body = load_body_model(None)
+    with torch.no_grad():
+        rest = body().vertices[0]
+        camera = front_shot_cameras(rest, ShotSettings(width=size, height=size))[0]
+        params = {"body_pose": torch.zeros(1, 21, 3), "betas": torch.zeros(1, 16)}
+
+        def fresh() -> MeshGaussians:
+            return MeshGaussians.on_mesh(rest, body.faces, body.info.num_faces, sh_degree=1)
+
+        posed = pose_gaussians(body, fresh(), **params)
+        out = rasterize_gaussians(
+            posed.means, posed.quats, posed.scales, posed.opacities, posed.sh,
+            camera.world_to_cam[None, None].float(), camera.K[None, None].float(), size, size,
+            sh_degree=1, backend=backend)
+        alpha = out.alpha[0, 0, ..., 0].clamp(0, 1)
+        noise = torch.rand(out.rgb.shape[2:], generator=torch.Generator().manual_seed(0))
+        rgb = (out.rgb[0, 0] / alpha.clamp_min(1e-6)[..., None] + 0.2 * noise).clamp(0, 1)
+    photo = TrainView(rgb, alpha, params, camera, "photo")
+    label = TrainView(rgb, alpha, params, camera, "view:front")
+
+    def train(count: int) -> None:
+        config = TrainConfig(steps=count, resolution=size, densify_from=10**6,
+                             densify_until=10**6 + 1)
+        train_avatar(body, fresh(), photo, [label], config, device="cpu",
+                     perceptual=SSIMPerceptual(), backend=backend)
+
+    train(2)  # warm-up (kernel loading, allocator)
+    cpu_started = time.process_time()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        train(steps)
+    cpu = (time.process_time() - cpu_started) / steps
+    print(f"training step ({backend}, {body.info.num_faces} Gaussians, {size}² px, "
+          f"{torch.get_num_threads()} threads): CPU {cpu * 1e3:.1f} ms per step "
+          f"(under the profiler; includes the before/after evaluation renders)")
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    for event in events[:12]:
+        print(f"  {event.key[:40]:40s} {event.self_cpu_time_total / total * 100:5.1f} % "
+              f"({event.count} calls)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", nargs="+", choices=["torch", "gsplat", "cpu", "both"],
@@ -139,10 +194,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--grad", action="store_true", help="include the backward pass")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--train-steps", type=int, default=0,
+                        help="instead: CPU time per training step of the fast preset (N steps)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.train_steps:
+        train_step_cost(args.backend[0], args.train_steps, args.size)
+        return
 
     backends: list[str] = []
     for name in args.backend:

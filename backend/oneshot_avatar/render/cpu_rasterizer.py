@@ -106,11 +106,14 @@ def _blend_forward(
     tiles_x, tiles_y = math.ceil(width / TILE_SIZE), math.ceil(height / TILE_SIZE)
     arrays = (means2d.reshape(I * N, 2), conics.reshape(I * N, 3), opacities.reshape(I * N),
               features.reshape(I * N, D))
-    offsets, flat_ids = k.bin_gaussians(means2d, radii, visible, TILE_SIZE, tiles_x, tiles_y)
+    # front to back, ties by index (a stable sort): binning in this order leaves every tile's
+    # list sorted, so there is no per-tile sort
+    depth_order = np.argsort(depths.reshape(I * N), kind="stable")
+    offsets, flat_ids = k.bin_gaussians(means2d, radii, visible, TILE_SIZE, tiles_x, tiles_y,
+                                        depth_order)
     counts = np.diff(offsets)
     order = np.argsort(-counts, kind="stable")  # most crowded tiles first
     tile_order = np.ascontiguousarray(order[: int(np.count_nonzero(counts))])
-    _run(k.sort_tiles, tile_order, offsets, flat_ids, depths.reshape(I * N))
     accum = np.zeros((I, height, width, D))
     trans = np.ones((I, height, width))
     last = np.zeros((I, height, width), np.int32)
