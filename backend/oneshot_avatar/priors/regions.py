@@ -17,7 +17,8 @@ sample of the body surface (see :class:`~oneshot_avatar.render.mesh.SurfaceTextu
    skin-coloured, samples nearer the crown's colour than the skin's are hair, except the
    face's features (eyes, brows, lips: below the brow line, facing the camera), which are face
    skin like the rest; hands are body skin;
-   feet are shoes unless skin-coloured (bare feet); neck, torso and arms are body skin or
+   feet are shoes unless the colour itself is within half ``skin_distance`` of the skin's
+   (bare feet; white shoes fall into a pale skin's cluster); neck, torso and arms are body skin or
    upper clothes; thighs and shins body skin or lower clothes; the pelvis is upper or lower
    clothes by which garment's median colour is nearer.
 5. **Unseen samples**: first the mirror image's region (the hidden arm is dressed like the
@@ -228,7 +229,13 @@ def surface_regions(
     labels[s & is_part["hand"]] = BODY_SKIN
     if skin_lab is not None:
         rejected = s & is_part["hand"] & (skin_distance_lab(lab, skin_lab) > 2.0 * skin_distance)
-    labels[s & is_part["foot"]] = np.where(skin[s & is_part["foot"]], BODY_SKIN, SHOES)
+    # Feet: bare only where the colour itself is close to the skin's (white or beige shoes
+    # fall into a pale skin's cluster).
+    feet = s & is_part["foot"]
+    bare = np.zeros(points.shape[0], dtype=bool)
+    if skin_lab is not None:
+        bare[feet] = skin_distance_lab(lab[feet], skin_lab) < 0.5 * skin_distance
+    labels[feet] = np.where(bare[feet], BODY_SKIN, SHOES)
     for name in ("neck", "torso", "upper_arm", "forearm"):
         sel = s & is_part[name]
         labels[sel] = np.where(skin[sel], BODY_SKIN, UPPER)

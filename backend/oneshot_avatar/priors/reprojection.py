@@ -496,7 +496,7 @@ class MeshReprojectionLabeler:
     along it (squared distance ratio; 1 turns step 3 off and makes the diffusion isotropic);
     ``clips``, ``frames_per_clip``, ``azimuths``: the default poses and views; ``regions``:
     fill each of the person's regions from its own kind (see :mod:`oneshot_avatar.priors.regions`
-    and :meth:`texture_and_regions`).
+    and :meth:`texture_and_regions`; the presets turn it on).
     """
 
     name = "mesh-reprojection"
@@ -508,7 +508,7 @@ class MeshReprojectionLabeler:
                  clips: Sequence[str] = DRIVING_CLIPS,
                  frames_per_clip: int = 4,
                  azimuths: Sequence[float] = TURNAROUND_AZIMUTHS,
-                 regions: bool = True):
+                 regions: bool = False):
         if not 0.0 < float(along_weight) <= 1.0:
             raise UserError(f"along_weight must be in (0, 1], got {along_weight!r}",
                             field="along_weight")

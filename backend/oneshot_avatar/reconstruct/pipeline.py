@@ -409,7 +409,8 @@ def labels_stage(body, fit, subject, chosen: Preset, device: torch.device, log: 
     settings = chosen.labels
     labeler = MeshReprojectionLabeler(resolution=settings.texture_resolution, clips=settings.clips,
                                       frames_per_clip=settings.frames_per_clip,
-                                      azimuths=settings.azimuths)
+                                      azimuths=settings.azimuths,
+                                      regions=getattr(settings, "regions", True))
     started = time.perf_counter()
     image = torch.as_tensor(subject.image, device=device)
     mask = torch.as_tensor(subject.mask, device=device)
