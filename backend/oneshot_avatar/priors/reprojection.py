@@ -432,8 +432,9 @@ def diffuse_fill(
 def _hair_fill(colors: Tensor, seen: Tensor, seeded: Tensor, weights: Tensor, regions,
                device) -> tuple[Tensor, Tensor]:
     """Unseen hair takes the median colour of the confidently seen hair (viewing cosine
-    >= 0.3; else all seen hair): the back of the head is far from every seen hair sample, and
-    the nearest ones (the hairline, mixed with the forehead's skin) would paint it skin-tinted.
+    >= 0.3; else all seen hair), of its half least like the skin: the back of the head is far
+    from every seen hair sample, and the nearest ones (the hairline, mixed with the forehead's
+    skin) would paint it skin-tinted.
     Returns the colours and the new seeded mask."""
     from oneshot_avatar.priors.regions import HAIR
 
@@ -443,8 +444,15 @@ def _hair_fill(colors: Tensor, seen: Tensor, seeded: Tensor, weights: Tensor, re
         source = seen & hair
     if int(source.sum()) < 3:
         return colors, seeded
+    sources = colors[source]
+    if regions.skin_rgb is not None:
+        # Hair seen at its edge (the hairline, a fringe over the forehead) mixes in the skin:
+        # keep the half of the seen hair least like the skin.
+        distance = (sources - torch.tensor(regions.skin_rgb, dtype=sources.dtype,
+                                           device=sources.device)).norm(dim=1)
+        sources = sources[distance >= distance.median()]
     colors = colors.clone()
-    colors[hair & ~seeded] = colors[source].median(dim=0).values
+    colors[hair & ~seeded] = sources.median(dim=0).values
     return colors, seeded | hair
 
 
