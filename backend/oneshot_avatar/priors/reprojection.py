@@ -127,9 +127,12 @@ def observe_photo(
     *,
     min_cos: float = 0.1,
     depth_tolerance: float = 0.02,
+    outline_margin: int = 0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Colours ``[F, S, 3]``, seen ``[F, S]`` (bool) and confidence ``[F, S]`` (cosine of the
-    viewing angle where seen, else 0) of the texture samples of the posed mesh in the photo."""
+    viewing angle where seen, else 0) of the texture samples of the posed mesh in the photo.
+    With ``outline_margin`` ``m > 0``, seen samples within ``m`` pixels of the covered area's
+    outline (anti-aliased pixels that mix in the background) get a quarter of the confidence."""
     device = vertices.device
     camera = camera.to(device=device, dtype=vertices.dtype)
     height, width = image.shape[:2]
@@ -159,6 +162,12 @@ def observe_photo(
     if bool(seen.any()):
         colors[seen] = _bilinear(image, uv[seen]).clamp(0, 1)
     confidence = torch.where(seen, cosine, torch.zeros_like(cosine)).clamp(0, 1)
+    if outline_margin > 0:
+        size = 2 * int(outline_margin) + 3
+        deep = -F.max_pool2d(-covered[None, None].to(torch.float32), size, stride=1,
+                             padding=size // 2)
+        deep = deep[0, 0].reshape(-1)[pixel] > 0.5
+        confidence = torch.where(deep, confidence, 0.25 * confidence)
     return (colors.reshape(num_faces, per_face, 3), seen.reshape(num_faces, per_face),
             confidence.reshape(num_faces, per_face).to(torch.float32))
 
@@ -173,10 +182,12 @@ def mirror_fill(
     tolerance: float = 0.02,
     min_normal_dot: float = 0.5,
     candidates: int = 4,
+    groups: Tensor | None = None,  # [F, S] int: copy only within the same group (region)
 ) -> tuple[Tensor, Tensor]:
     """Copy seeded colours onto unseeded samples whose mirror image ``(-x, y, z)`` lies within
-    ``tolerance`` metres of a seeded sample with a matching (mirrored) normal. Returns the new
-    colours and the mask of samples filled this way."""
+    ``tolerance`` metres of a seeded sample with a matching (mirrored) normal (and, with
+    ``groups``, the same group). Returns the new colours and the mask of samples filled this
+    way."""
     grid = barycentric_grid(resolution, dtype=torch.float64)
     rest = rest_vertices.detach().cpu().to(torch.float64)
     faces_cpu = faces.detach().cpu().long()
@@ -202,6 +213,9 @@ def mirror_fill(
     safe = np.where(found, nearest, 0)
     dots = (normals[source_ids[safe]] * (normals[target_ids] * flip)[:, None]).sum(-1)
     usable = found & (dots >= min_normal_dot)
+    if groups is not None:
+        group = groups.detach().cpu().reshape(-1).numpy()
+        usable &= group[source_ids[safe]] == group[target_ids][:, None]
     first = usable.argmax(axis=1)
     ok = usable[np.arange(target_ids.size), first]
     targets = target_ids[ok]
@@ -257,6 +271,9 @@ def around_fill(
     along_weight: float = 0.05,
     candidates: int = 8,
     normal_scale: float = 0.05,
+    groups: Tensor | None = None,  # [F, S] int, e.g. regions: parts are split by group too
+    weights: Tensor | None = None,  # [F, S] reliability of the seeded samples
+    min_weight: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
     """Give unseeded samples the colours found around their limb (module docstring, step 3).
 
@@ -267,8 +284,11 @@ def around_fill(
     surface facing the other way, across a thin limb or the torso, is far); weights are
     ``1 / distance^2`` times how alike the normals are (``((n.n' + 0.3) / 1.3)^2``, zero for
     ``n.n' <= -0.3``: the front never paints the back). Samples without a usable candidate,
-    and parts without seeds, are left for :func:`diffuse_fill`. Returns the colours and the
-    mask of samples filled here.
+    and parts without seeds, are left for :func:`diffuse_fill`. With ``groups`` (the person's
+    regions), a part is split by group: hair only from hair, a shirt only from the shirt.
+    With ``weights``, seeds below ``min_weight`` (seen at a grazing angle, where the outline
+    mixes in the background) are used only by parts that have fewer than 3 other seeds.
+    Returns the colours and the mask of samples filled here.
     """
     grid = barycentric_grid(resolution, dtype=torch.float64)
     rest = rest_vertices.detach().cpu().to(torch.float64)
@@ -281,7 +301,14 @@ def around_fill(
     part = lbs_weights.detach().cpu()[faces_cpu].sum(dim=1).argmax(dim=1)  # [F]
     part = part[:, None].expand(-1, per_face).reshape(-1).numpy()
     directions = bone_directions(rest_joints).numpy()
+    num_joints = directions.shape[0]
+    if groups is not None:
+        group = groups.detach().cpu().reshape(-1).long().numpy()
+        part = part + num_joints * group
+        directions = np.tile(directions, (int(group.max()) + 1, 1))
     seeded_flat = seeded.detach().cpu().reshape(-1).numpy()
+    reliable = seeded_flat if weights is None else \
+        seeded_flat & (weights.detach().cpu().reshape(-1).numpy() >= min_weight)
     flat = colors.detach().cpu().to(torch.float64).reshape(-1, 3).numpy().copy()
     filled = np.zeros_like(seeded_flat)
     stretch = 1.0 / math.sqrt(along_weight) - 1.0
@@ -289,11 +316,13 @@ def around_fill(
     starts = np.searchsorted(part[order], np.arange(directions.shape[0] + 1))
     for joint in np.unique(part[~seeded_flat]):
         ids = order[starts[joint] : starts[joint + 1]]  # the samples of this part
-        sources = ids[seeded_flat[ids]]
+        sources = ids[reliable[ids]]
+        if sources.size < 3:
+            sources = ids[seeded_flat[ids]]
         targets = ids[~seeded_flat[ids]]
         if sources.size < 3:
             continue
-        axis, k = directions[joint], min(candidates, sources.size)
+        axis, k = directions[joint], min(candidates, sources.size)  # joint: part (+ group)
         tree = cKDTree(_limb_space(points[sources], normals[sources], axis, stretch,
                                    normal_scale))
         distance, nearest = tree.query(_limb_space(points[targets], normals[targets], axis,
@@ -321,12 +350,16 @@ def diffuse_fill(
     axes: Tensor | None = None,  # [V, 3] limb directions (see limb_axes); None = isotropic
     along_weight: float = 0.05,
     fixed_fraction: float = 0.5,
+    groups: Tensor | None = None,  # [F, S] int (regions): edges between groups conduct little
+    cross_group: float = 0.02,
 ) -> Tensor:
     """Fill every unseeded sample by harmonic interpolation over the mesh (module docstring,
     step 4); seeded samples keep their colours. With ``axes``, a mesh edge at angle ``a`` to
     the limb axis conducts ``1 / (sin^2 a + cos^2 a / along_weight)``: 1 around the limb,
     ``along_weight`` along it, so colours travel around limbs and the torso rather than up and
-    down across garment edges. Returns colours ``[F, S, 3]``."""
+    down across garment edges. With ``groups`` (the person's regions; a vertex takes its corner
+    sample's), an edge between two groups conducts ``cross_group`` times as much: hair does not
+    bleed into the face, nor a shirt into the trousers. Returns colours ``[F, S, 3]``."""
     device = colors.device
     num_vertices = int(rest_vertices.shape[0])
     faces_np = faces.detach().cpu().long().numpy()
@@ -369,6 +402,14 @@ def diffuse_fill(
             # Edge length^2 over its length^2 with the along-limb part stretched by
             # 1/sqrt(along_weight): diagonal edges are nearly as weak as along ones.
             conductance = 1.0 / (1.0 - cos2 + cos2 / along_weight)
+        if groups is not None:
+            group_np = groups.detach().cpu().long().numpy()
+            corner = grid.argmax(axis=0)  # the sample at each triangle corner
+            vertex_group = np.zeros(num_vertices, dtype=np.int64)
+            for k in range(3):
+                vertex_group[faces_np[:, k]] = group_np[:, corner[k]]
+            same = vertex_group[edges[:, 0]] == vertex_group[edges[:, 1]]
+            conductance = conductance * np.where(same, 1.0, cross_group)
         rows = np.concatenate([edges[:, 0], edges[:, 1]])
         cols = np.concatenate([edges[:, 1], edges[:, 0]])
         adjacency = scipy.sparse.csr_matrix((np.tile(conductance, 2), (rows, cols)),
@@ -388,6 +429,67 @@ def diffuse_fill(
     return torch.from_numpy(out.clip(0, 1)).to(device=device, dtype=colors.dtype)
 
 
+def _hair_fill(colors: Tensor, seen: Tensor, seeded: Tensor, weights: Tensor, regions,
+               device) -> tuple[Tensor, Tensor]:
+    """Unseen hair takes the median colour of the confidently seen hair (viewing cosine
+    >= 0.3; else all seen hair), of its half least like the skin: the back of the head is far
+    from every seen hair sample, and the nearest ones (the hairline, mixed with the forehead's
+    skin) would paint it skin-tinted.
+    Returns the colours and the new seeded mask."""
+    from oneshot_avatar.priors.regions import HAIR
+
+    hair = regions.labels.to(device) == HAIR
+    source = seen & hair & (weights >= 0.3)
+    if int(source.sum()) < 3:
+        source = seen & hair
+    if int(source.sum()) < 3:
+        return colors, seeded
+    sources = colors[source]
+    if regions.skin_rgb is not None:
+        # Hair seen at its edge (the hairline, a fringe over the forehead) mixes in the skin:
+        # keep the half of the seen hair least like the skin.
+        distance = (sources - torch.tensor(regions.skin_rgb, dtype=sources.dtype,
+                                           device=sources.device)).norm(dim=1)
+        sources = sources[distance >= distance.median()]
+    colors = colors.clone()
+    colors[hair & ~seeded] = sources.median(dim=0).values
+    return colors, seeded | hair
+
+
+def _region_fallback(colors: Tensor, seen: Tensor, seeded: Tensor, regions, device
+                     ) -> tuple[Tensor, Tensor]:
+    """Samples still unseeded after the mirror and around-the-limb fills (no usable seed
+    nearby, e.g. the back of the head when the seen hair all faces forwards) take the median
+    seeded colour of their own part and region, else the region's median seen colour (skin
+    regions never seen: the face's skin colour), so a hand whose photo samples were all
+    dropped is skin-coloured and the back of the head hair-coloured, never the mean of
+    their neighbours. Returns the colours and the new seeded mask."""
+    from oneshot_avatar.priors.regions import REGIONS, SKIN_REGIONS
+
+    labels = regions.labels.to(device)
+    parts = regions.parts.to(device)
+    colors = colors.clone()
+    filled = seeded.clone()
+    for region in range(len(REGIONS)):
+        in_region = labels == region
+        if not bool((in_region & ~seeded).any()):
+            continue
+        source = seen & in_region
+        if bool(source.any()):
+            overall = colors[source].median(dim=0).values
+        elif region in SKIN_REGIONS and regions.skin_rgb is not None:
+            overall = torch.tensor(regions.skin_rgb, dtype=colors.dtype, device=device)
+        else:
+            continue
+        for part in torch.unique(parts[in_region & ~seeded]).tolist():
+            group = in_region & (parts == part)
+            own = group & seeded
+            fill = colors[own].median(dim=0).values if int(own.sum()) >= 3 else overall
+            colors[group & ~seeded] = fill
+            filled = filled | group
+    return colors, filled
+
+
 # --------------------------------------------------------------------------------------------
 # The labeler
 
@@ -400,7 +502,9 @@ class MeshReprojectionLabeler:
     (metres): what counts as seen; ``symmetry``, ``mirror_tolerance`` (metres): the mirror
     fill; ``along_weight``: how much cheaper it is for colours to travel around a limb than
     along it (squared distance ratio; 1 turns step 3 off and makes the diffusion isotropic);
-    ``clips``, ``frames_per_clip``, ``azimuths``: the default poses and views.
+    ``clips``, ``frames_per_clip``, ``azimuths``: the default poses and views; ``regions``:
+    fill each of the person's regions from its own kind (see :mod:`oneshot_avatar.priors.regions`
+    and :meth:`texture_and_regions`; the presets turn it on).
     """
 
     name = "mesh-reprojection"
@@ -411,7 +515,8 @@ class MeshReprojectionLabeler:
                  mirror_tolerance: float = 0.02, along_weight: float = 0.05,
                  clips: Sequence[str] = DRIVING_CLIPS,
                  frames_per_clip: int = 4,
-                 azimuths: Sequence[float] = TURNAROUND_AZIMUTHS):
+                 azimuths: Sequence[float] = TURNAROUND_AZIMUTHS,
+                 regions: bool = False):
         if not 0.0 < float(along_weight) <= 1.0:
             raise UserError(f"along_weight must be in (0, 1], got {along_weight!r}",
                             field="along_weight")
@@ -428,14 +533,32 @@ class MeshReprojectionLabeler:
         self.clips = tuple(clips)
         self.frames_per_clip = frames_per_clip
         self.azimuths = tuple(float(a) for a in azimuths)
+        self.regions = bool(regions)
 
     def texture_from_photo(self, body, params: Mapping[str, Tensor], camera: Camera,
                            image: Any, mask: Any, *, resolution: int | None = None
                            ) -> SurfaceTexture:
         """The person's colours on the body surface: observed where the photo sees the fitted
-        mesh, filled elsewhere by symmetry, around the limbs and by diffusion. ``image`` ``[H, W, 3]`` (float in
-        [0, 1] or uint8) and ``mask`` ``[H, W]`` (or None) must match the camera's size.
-        ``known`` marks observed samples, ``confidence`` their viewing cosine."""
+        mesh, filled elsewhere by symmetry, around the limbs and by diffusion (each region from
+        its own kind when ``regions`` is on). ``image`` ``[H, W, 3]`` (float in [0, 1] or
+        uint8) and ``mask`` ``[H, W]`` (or None) must match the camera's size. ``known`` marks
+        observed samples, ``confidence`` their viewing cosine."""
+        return self.texture_and_regions(body, params, camera, image, mask,
+                                        resolution=resolution)[0]
+
+    def texture_and_regions(self, body, params: Mapping[str, Tensor], camera: Camera,
+                            image: Any, mask: Any, *, resolution: int | None = None):
+        """:meth:`texture_from_photo` and the person's
+        :class:`~oneshot_avatar.priors.regions.SurfaceRegions` (None with ``regions`` off).
+
+        With regions, the fill keeps each region to its own kind: seen hand samples whose
+        colour is far from the skin's are dropped (the background through a hand), the mirror
+        copies only within a region, the around-the-limb fill runs per part *and* region (the
+        back of the head from the seen hair, the back of a shirt from the shirt's sides), a
+        region left without any seed in a part takes the region's median seen colour (skin:
+        the face's), and the diffusion barely crosses region borders."""
+        from oneshot_avatar.priors.regions import surface_regions
+
         resolution = self.resolution if resolution is None else resolution
         device = body.device
         rgb = _as_image(image, "image", device, 3)
@@ -451,28 +574,42 @@ class MeshReprojectionLabeler:
         vertices = _posed_vertices(body, params)[0]
         colors, seen, confidence = observe_photo(
             vertices, faces, camera, rgb, person, resolution, min_cos=self.min_cos,
-            depth_tolerance=self.depth_tolerance)
+            depth_tolerance=self.depth_tolerance, outline_margin=2 if self.regions else 0)
         if not bool(seen.any()):
             raise UserError("no part of the fitted body is visible in the photo (inside the "
                             "mask); check the fit camera and the person mask", field="mask")
         betas = canonical_params(params).get("betas")
         with torch.no_grad():
             rest, rest_joints = body.shape_rest(None if betas is None else betas.to(device))
+        regions = groups = None
+        if self.regions:
+            regions = surface_regions(rest[0], faces, body.lbs_weights, rest_joints[0], colors,
+                                      seen, resolution, along_weight=self.along_weight)
+            groups = regions.labels.to(device)
+            rejected = regions.rejected.to(device)
+            seen = seen & ~rejected
+            confidence = torch.where(rejected, torch.zeros_like(confidence), confidence)
         seeded = seen
         if self.symmetry:
             colors, mirrored = mirror_fill(rest[0], faces, colors, seen, resolution,
-                                           tolerance=self.mirror_tolerance)
+                                           tolerance=self.mirror_tolerance, groups=groups)
             seeded = seen | mirrored.to(device)
+        weights = torch.where(seen, confidence.clamp(min=0.05), torch.full_like(confidence, 0.5))
+        if regions is not None:
+            colors, seeded = _hair_fill(colors, seen, seeded, weights, regions, device)
         if self.along_weight < 1:
             colors, around = around_fill(rest[0], faces, body.lbs_weights, rest_joints[0],
                                          colors, seeded, resolution,
-                                         along_weight=self.along_weight)
+                                         along_weight=self.along_weight, groups=groups,
+                                         weights=weights if self.regions else None,
+                                         min_weight=0.3)
             seeded = seeded | around.to(device)
-        weights = torch.where(seen, confidence.clamp(min=0.05), torch.full_like(confidence, 0.5))
+        if regions is not None:
+            colors, seeded = _region_fallback(colors, seen, seeded, regions, device)
         axes = limb_axes(body.lbs_weights, rest_joints[0]) if self.along_weight < 1 else None
         filled = diffuse_fill(rest[0], faces, colors, seeded, resolution, weights=weights,
-                              axes=axes, along_weight=self.along_weight)
-        return SurfaceTexture(filled.to(torch.float32), seen, resolution, confidence)
+                              axes=axes, along_weight=self.along_weight, groups=groups)
+        return SurfaceTexture(filled.to(torch.float32), seen, resolution, confidence), regions
 
     def make_labels(self, body, fit_params: Mapping[str, Tensor], camera: Camera, image: Any,
                     mask: Any, *, poses: Mapping[str, Tensor] | None = None,

@@ -102,6 +102,7 @@ def output_paths(out: Path) -> dict[str, Path]:
         "turnaround": out.with_name(stem + ".turnaround.png"),
         "labels": out.with_name(stem + ".labels.png"),
         "landmarks": out.with_name(stem + ".landmarks.png"),
+        "regions": out.with_name(stem + ".regions.png"),
         "work": out.with_name(out.name + ".work"),
     }
 
@@ -408,13 +409,14 @@ def labels_stage(body, fit, subject, chosen: Preset, device: torch.device, log: 
     settings = chosen.labels
     labeler = MeshReprojectionLabeler(resolution=settings.texture_resolution, clips=settings.clips,
                                       frames_per_clip=settings.frames_per_clip,
-                                      azimuths=settings.azimuths)
+                                      azimuths=settings.azimuths,
+                                      regions=getattr(settings, "regions", True))
     started = time.perf_counter()
     image = torch.as_tensor(subject.image, device=device)
     mask = torch.as_tensor(subject.mask, device=device)
     params = {k: v.to(device) for k, v in fit.params.items()}
     camera = fit.camera.to(device)
-    texture = labeler.texture_from_photo(body, params, camera, image, mask)
+    texture, labeler.regions_found = labeler.texture_and_regions(body, params, camera, image, mask)
     labels = labeler.make_labels(body, params, camera, image, mask, device=device, texture=texture)
     seconds = time.perf_counter() - started
     log(f"labels: {len(labels)} frames from '{labeler.name}' ({seconds:.1f} s)")
@@ -597,7 +599,8 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
         "fit": {**fit.report,
                 "params": {k: v.detach().cpu().tolist() for k, v in fit.params.items()},
                 "camera": fit.camera.to("cpu").to_dict()},
-        "labels": {"labeler": labeler.name, "frames": len(labels), "kinds": list(labels.kinds)},
+        "labels": {"labeler": labeler.name, "frames": len(labels), "kinds": list(labels.kinds),
+                   **_regions_report(labeler)},
         "training": result.report,
         "plugins": plugins,
         "detection": prepared.detection,
@@ -623,6 +626,16 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
         write_landmarks_preview(paths["landmarks"], body_cpu, _cpu_fit(fit), subject,
                                 prepared.photo_landmarks, prepared.keypoints)
         outputs["landmarks"] = str(paths["landmarks"])
+        if getattr(labeler, "regions_found", None) is not None:
+            from oneshot_avatar.priors.labels import turnaround_cameras
+            from oneshot_avatar.priors.regions import save_region_preview
+
+            cpu_fit = _cpu_fit(fit)
+            save_region_preview(paths["regions"], labeler.regions_found, body_cpu, cpu_fit.params,
+                                cpu_fit.camera, subject.image,
+                                views=turnaround_cameras(cpu_fit.params, body_cpu, cpu_fit.camera,
+                                                         (90.0, 180.0)))
+            outputs["regions"] = str(paths["regions"])
     timings["package"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
     report["outputs"] = outputs
@@ -632,6 +645,18 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
     stage("package", 1.0)
     log(f"done in {timings['total']:.0f} s: {options.out}")
     return report
+
+
+def _regions_report(labeler) -> dict:
+    """The person's regions for the report: share of the body surface in each, and whether
+    hair and skin were found in the photo."""
+    regions = getattr(labeler, "regions_found", None)
+    if regions is None:
+        return {}
+    return {"regions": {"surface_fraction": {k: round(v, 4) for k, v in regions.fractions().items()},
+                        "hair_seen": regions.has_hair,
+                        "skin_rgb": None if regions.skin_rgb is None else
+                        [round(c, 4) for c in regions.skin_rgb]}}
 
 
 def _cpu_fit(fit):

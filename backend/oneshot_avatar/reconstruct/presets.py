@@ -17,6 +17,8 @@ class LabelConfig:
     frames_per_clip: int = 3
     azimuths: tuple[float, ...] = (45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0)
     texture_resolution: int = 4
+    # Fill each of the person's regions (hair, skin, clothes, shoes) from its own kind.
+    regions: bool = True
 
 
 @dataclass

@@ -1,0 +1,213 @@
+"""The person's regions (hair, skin, clothes, shoes) and the pseudo-labeler's fill by region:
+on synthetic subjects whose back is known, and on the shared real photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from oneshot_avatar.body.smplx_layout import JOINT_INDEX
+from oneshot_avatar.priors import MeshReprojectionLabeler
+from oneshot_avatar.priors.labels import turnaround_cameras
+from oneshot_avatar.priors.regions import (
+    BODY_SKIN,
+    FACE_SKIN,
+    HAIR,
+    LOWER,
+    PARTS,
+    REGIONS,
+    SHOES,
+    UPPER,
+    region_image,
+    save_region_preview,
+)
+from oneshot_avatar.reconstruct.synthetic import make_subject
+from oneshot_avatar.render.mesh import render_textured
+from shared_files import SHARED_DATA
+
+SIZE = 256
+
+
+def _params(body, subject) -> dict:
+    params = dict(subject.params)
+    params["expression"] = torch.zeros(1, len(body.expression_names))
+    return params
+
+
+@pytest.fixture(scope="module")
+def stripes(open_body):
+    subject = make_subject(open_body, "blue-stripes", size=SIZE)
+    params = _params(open_body, subject)
+    labeler = MeshReprojectionLabeler(resolution=4, regions=True)
+    texture, regions = labeler.texture_and_regions(open_body, params, subject.camera,
+                                                   subject.image, subject.mask)
+    return subject, params, texture, regions
+
+
+def _rows(index: np.ndarray, region: int) -> np.ndarray:
+    return np.nonzero(index == region)[0]
+
+
+def _projected_joint(body, params, camera, name: str) -> tuple[int, int]:
+    with torch.no_grad():
+        joints = body(**params).joints[0, : len(JOINT_INDEX)]
+    uv, _ = camera.project(joints[JOINT_INDEX[name]][None])
+    return int(uv[0, 0]), int(uv[0, 1])
+
+
+def _check_layout(body, params, camera, index: np.ndarray) -> None:
+    """Hair above the face, shoes at the feet below the lower clothes, skin at the wrists."""
+    hair, face = _rows(index, HAIR), _rows(index, FACE_SKIN)
+    assert hair.size > 0 and face.size > 0
+    assert hair.mean() < face.mean()
+    shoes, lower = _rows(index, SHOES), _rows(index, LOWER)
+    assert shoes.size > 0 and shoes.mean() > lower.mean() > face.mean()
+    ankle_rows = [_projected_joint(body, params, camera, f"{s}_ankle")[1] for s in ("left", "right")]
+    assert abs(np.median(shoes) - np.mean(ankle_rows)) < 0.06 * index.shape[0]
+    for side in ("left", "right"):
+        # The hand beyond the wrist: a few pixels along the forearm's direction.
+        wx, wy = _projected_joint(body, params, camera, f"{side}_wrist")
+        ex, ey = _projected_joint(body, params, camera, f"{side}_elbow")
+        hx = round(wx + (wx - ex) * 0.15)
+        hy = round(wy + (wy - ey) * 0.15)
+        window = index[max(hy - 2, 0): hy + 3, max(hx - 2, 0): hx + 3]
+        covered = window[window >= 0]
+        assert covered.size > 0, f"{side} hand not covered"
+        assert np.mean(covered == BODY_SKIN) > 0.5, f"{side} hand: {np.bincount(covered)}"
+
+
+def test_regions_of_a_synthetic_subject_are_where_its_outfit_is(open_body, stripes, tmp_path):
+    subject, params, _, regions = stripes
+    with torch.no_grad():
+        vertices = open_body(**params).vertices[0]
+    index = region_image(regions, vertices, open_body.faces, subject.camera)
+    _check_layout(open_body, params, subject.camera, index)
+    assert regions.has_hair
+    assert np.allclose(regions.skin_rgb, subject.look.skin, atol=0.06)
+    # The shirt's region is on the torso, the trousers' on the legs.
+    assert _rows(index, UPPER).mean() < _rows(index, LOWER).mean()
+    # Every region is used, and the hands are skin all round.
+    hands = regions.parts == PARTS.index("hand")
+    assert float((regions.labels[hands] == BODY_SKIN).float().mean()) == 1.0
+    assert set(regions.fractions()) == set(REGIONS)
+    path = save_region_preview(tmp_path / "regions.png", regions, open_body, params,
+                               subject.camera, subject.image,
+                               views=turnaround_cameras(params, open_body, subject.camera, (180.0,)))
+    from PIL import Image
+
+    assert Image.open(path).size[0] == 3 * SIZE
+
+
+def _back_view(open_body, subject, params, texture):
+    view = turnaround_cameras(params, open_body, subject.camera, (180.0,))[0]
+    with torch.no_grad():
+        vertices = open_body(**params).vertices[0]
+    label, alpha = render_textured(vertices, open_body.faces, texture, view)
+    truth, _ = render_textured(vertices, open_body.faces, subject.texture, view)
+    return view, vertices, label.numpy(), truth.numpy(), alpha.numpy()
+
+
+def test_back_of_the_head_is_hair_and_the_back_of_the_shirt_has_no_front_print(open_body,
+                                                                                  stripes):
+    subject, params, texture, regions = stripes
+    view, vertices, label, truth, alpha = _back_view(open_body, subject, params, texture)
+    index = region_image(regions, vertices, open_body.faces, view)
+    # The back of the head: hair-coloured as the truth is, not skin (the bald head of before).
+    head_top = _rows(index, HAIR).min()
+    hx, _ = _projected_joint(open_body, params, view, "head")
+    hy = _projected_joint(open_body, params, view, "head")[1]
+    patch = (slice(head_top + 2, (head_top + hy) // 2), slice(hx - 4, hx + 5))
+    assert (index[patch] == HAIR).mean() > 0.9
+    hair = np.asarray(subject.look.hair)
+    skin = np.asarray(subject.look.skin)
+    seen_colour = label[patch].reshape(-1, 3).mean(0)
+    assert np.abs(seen_colour - hair).max() < 0.1, seen_colour
+    assert np.linalg.norm(seen_colour - hair) < 0.3 * np.linalg.norm(seen_colour - skin)
+    # The back of the shirt: the shirt's colours, and nowhere the chest badge's.
+    shirt = (index == UPPER) & (alpha > 0.99)
+    assert shirt.sum() > 200
+    colours = label[shirt]
+    badge = np.asarray(subject.look.badge)
+    assert np.mean(np.linalg.norm(colours - badge, axis=1) < 0.2) < 0.002
+    cloth = np.stack([subject.look.shirt, subject.look.stripe])
+    nearest = np.linalg.norm(colours[:, None] - cloth[None], axis=2).min(axis=1)
+    assert np.median(nearest) < 0.15
+    assert abs(colours.mean(0) - truth[shirt].mean(0)).max() < 0.1
+
+
+def test_a_hand_showing_the_background_is_skin_coloured(open_body):
+    """The background seen through a badly masked hand (black, as on a catalogue photo) is
+    dropped; the hand takes the skin's colour."""
+    subject = make_subject(open_body, "red-check", size=SIZE)
+    params = _params(open_body, subject)
+    image = subject.image.copy()
+    with torch.no_grad():
+        vertices = open_body(**params).vertices[0]
+    from oneshot_avatar.render.mesh import rasterize_mesh
+
+    raster = rasterize_mesh(vertices, open_body.faces, subject.camera)
+    face_part = open_body.lbs_weights[open_body.faces].sum(1).argmax(1)
+    hand_joints = [i for i, name in enumerate(__import__(
+        "oneshot_avatar.body.smplx_layout", fromlist=["JOINT_NAMES"]).JOINT_NAMES)
+        if "wrist" in name or any(f in name for f in ("index", "middle", "ring", "pinky", "thumb"))]
+    hit = raster.face_id >= 0
+    on_hand = torch.zeros_like(hit)
+    on_hand[hit] = torch.isin(face_part[raster.face_id[hit]], torch.tensor(hand_joints))
+    grown = torch.nn.functional.max_pool2d(on_hand[None, None].float(), 5, 1, 2)[0, 0] > 0
+    image[grown.numpy()] = 0.0  # black where the hands are; the mask still says "person"
+    mask = np.maximum(subject.mask, grown.numpy().astype(np.float32))
+    texture, regions = MeshReprojectionLabeler(resolution=3, regions=True).texture_and_regions(
+        open_body, params, subject.camera, image, mask)
+    hands = regions.parts == PARTS.index("hand")
+    colour = texture.colors[hands].mean(0).numpy()
+    skin = np.asarray(subject.look.skin)
+    assert np.abs(colour - skin).max() < 0.12, colour
+    # Without regions, the same photo gives dark hands (the failure this fixes).
+    before = MeshReprojectionLabeler(resolution=3, regions=False).texture_from_photo(
+        open_body, params, subject.camera, image, mask)
+    assert np.abs(before.colors[hands].mean(0).numpy() - skin).max() > 0.12
+
+
+SHARED_PHOTOS = [name for name in ("pifu_ryota.png", "mimicmotion_demo1.jpg")
+                 if (SHARED_DATA / "images" / name).is_file()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SHARED_PHOTOS or ["(no shared photos)"])
+def test_regions_on_the_shared_photos(name, open_body, tmp_path):
+    """Detected landmarks, the detector's mask and the fit: hair above the face, shoes at the
+    feet, skin at the wrists."""
+    pytest.importorskip("mediapipe")
+    if not SHARED_PHOTOS:
+        pytest.skip(f"shared test photos absent ({SHARED_DATA / 'images'})")
+    from oneshot_avatar.fit import FitConfig
+    from oneshot_avatar.reconstruct.pipeline import ReconstructOptions, fit_stage, prepare_subject
+    from oneshot_avatar.reconstruct.presets import preset
+
+    chosen = preset("fast")
+    chosen.fit = FitConfig(orient_headings=(0.0,), orient_iterations=15, body_iterations=30,
+                           pose_prior_weights=(30.0, 5.0), silhouette_iterations=3,
+                           silhouette_resolution=96, silhouette_gaussians=1024)
+    options = ReconstructOptions(photo=SHARED_DATA / "images" / name, out=tmp_path / "x.avatar",
+                                 device="cpu", quiet=True, body=open_body)
+    prepared = prepare_subject(options, chosen, torch.device("cpu"), lambda _: None)
+    fit = fit_stage(open_body, prepared, chosen, torch.device("cpu"), tmp_path, False,
+                    lambda _: None)
+    subject = prepared.subject
+    texture, regions = MeshReprojectionLabeler(resolution=3, regions=True).texture_and_regions(
+        open_body, fit.params, fit.camera, subject.image, subject.mask)
+    with torch.no_grad():
+        vertices = open_body(**fit.params).vertices[0]
+    index = region_image(regions, vertices, open_body.faces, fit.camera)
+    _check_layout(open_body, fit.params, fit.camera, index)
+    assert regions.has_hair
+    save_region_preview(tmp_path / "regions.png", regions, open_body, fit.params, fit.camera,
+                        subject.image)
+    # The hands are skin-coloured in the texture (a hand in shade is darker than the face).
+    from oneshot_avatar.priors.regions import skin_distance_lab, to_lab
+
+    hands = regions.parts == PARTS.index("hand")
+    colour = texture.colors[hands].mean(0).numpy()
+    skin = np.asarray(regions.skin_rgb, dtype=np.float32)
+    assert skin_distance_lab(to_lab(colour[None]), to_lab(skin[None]))[0] < 28.0, colour
