@@ -156,6 +156,10 @@ def test_full_flow_reconstruct_poll_download_render(server, subject_files, open_
     assert meta["body_model"]["sha256"] == open_body.info.sha256
     status, _, report = server.request("GET", f"/v1/jobs/{done['id']}/artifacts/report.json")
     assert status == 200 and json.loads(report)["training"]["steps"] == 12
+    # The person's regions preview is an artifact like the others (a PNG).
+    assert "regions.png" in done["artifacts"]
+    status, headers, regions = server.request("GET", f"/v1/jobs/{done['id']}/artifacts/regions.png")
+    assert status == 200 and regions.startswith(b"\x89PNG")
 
     request = {"avatar": done["avatar_id"], "motion": {"name": "talk", "frames": [0, 3]},
                "cameras": [_front((48, 64))], "format": "zip"}

@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import hmac
 import logging
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from oneshot_avatar import __version__
 from oneshot_avatar.errors import UserError
 from oneshot_avatar.service import schemas
-from oneshot_avatar.service.core import Service
+from oneshot_avatar.service.core import ARTIFACTS, TRACK_ARTIFACTS, Service
 from oneshot_avatar.service.openapi import finish_schema
 from oneshot_avatar.service.schemas import AVATAR_ID_PATTERN, JOB_ID_PATTERN
 from oneshot_avatar.service.store import JOB_KINDS, JOB_STATES, new_avatar_id
@@ -45,6 +46,9 @@ ERRORS = {status: {"model": schemas.ErrorBody} for status in (401, 404, 409, 413
 JobId = Annotated[str, PathParam(pattern=JOB_ID_PATTERN, description="a job id, j_ + 16 hex digits")]
 AvatarId = Annotated[str, PathParam(pattern=AVATAR_ID_PATTERN,
                                     description="an avatar id, a_ + 16 hex digits")]
+
+# The artifact names a job can have (reconstruction and tracking), for the route's path check.
+ARTIFACT_NAME_PATTERN = "^(" + "|".join(re.escape(n) for n in {**ARTIFACTS, **TRACK_ARTIFACTS}) + ")$"
 
 
 def error_response(status: int, message: str, field: str | None = None,
@@ -373,10 +377,7 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
     @app.get("/v1/jobs/{job_id}/artifacts/{name}", responses=ERRORS, tags=["jobs"],
              response_class=FileResponse)
     def get_artifact(job_id: JobId,
-                     name: Annotated[str, PathParam(pattern=r"^(report\.json|preview\.png|"
-                                                           r"turnaround\.png|labels\.png|"
-                                                           r"track\.json|camera\.json|"
-                                                           r"preview\.mp4)$")]):
+                     name: Annotated[str, PathParam(pattern=ARTIFACT_NAME_PATTERN)]):
         job = job_or_404(job_id)
         path = service.artifact_path(job, name)
         if path is None or not path.is_file():

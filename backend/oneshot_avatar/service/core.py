@@ -33,6 +33,8 @@ ARTIFACTS = {  # API name -> file name in the job's out/ folder
     "preview.png": "avatar.preview.png",
     "turnaround.png": "avatar.turnaround.png",
     "labels.png": "avatar.labels.png",
+    "landmarks.png": "avatar.landmarks.png",
+    "regions.png": "avatar.regions.png",
 }
 TRACK_ARTIFACTS = {  # a tracking job's: API name -> file name in its out/ folder
     "track.json": "motion.track.json",
