@@ -161,7 +161,7 @@ def surface_regions(
     along_weight: float = 0.05,
 ) -> SurfaceRegions:
     """The regions of every texture sample (module docstring)."""
-    from oneshot_avatar.priors.reprojection import _limb_space, bone_directions, mirror_fill
+    from oneshot_avatar.priors.surface import _limb_space, bone_directions, mirror_fill
 
     grid = barycentric_grid(resolution, dtype=torch.float64)
     rest = rest_vertices.detach().cpu().to(torch.float64)
@@ -336,7 +336,7 @@ def save_region_preview(path: str | Path, regions: SurfaceRegions, body, params,
     from PIL import Image, ImageDraw
 
     from oneshot_avatar.atomic import atomic_output
-    from oneshot_avatar.priors.reprojection import _posed_vertices
+    from oneshot_avatar.priors.surface import _posed_vertices
 
     path = Path(path)
     photo = np.asarray(image, dtype=np.float32)

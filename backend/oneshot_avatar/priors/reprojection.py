@@ -44,7 +44,6 @@ import torch.nn.functional as F
 from scipy.spatial import cKDTree
 from torch import Tensor
 
-from oneshot_avatar.body.smplx_layout import JOINT_INDEX, JOINT_NAMES, PARENTS
 from oneshot_avatar.cameras import Camera
 from oneshot_avatar.errors import UserError
 from oneshot_avatar.priors.labels import (
@@ -59,6 +58,13 @@ from oneshot_avatar.priors.labels import (
     repeat_params,
     turnaround_cameras,
 )
+from oneshot_avatar.priors.surface import (
+    _limb_space,
+    _posed_vertices,
+    bone_directions,
+    limb_axes,
+    mirror_fill,
+)
 from oneshot_avatar.render.mesh import (
     SurfaceTexture,
     barycentric_grid,
@@ -72,8 +78,6 @@ _MEAN_PULL = 1e-4  # screening of the Laplace fill: parts without seeds go to th
 # Seeds whose normal is at least this opposite (cosine) to a sample's never colour it.
 _OPPOSITE = -0.3
 # Where a joint's bone continues when the chain forks there (other joints: their only child).
-_CHAIN_CHILD = {"pelvis": "spine1", "spine3": "neck", "left_wrist": "left_middle1",
-                "right_wrist": "right_middle1"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -94,13 +98,6 @@ def _as_image(value: Any, field: str, device: torch.device, channels: int | None
     if not bool(torch.isfinite(tensor).all()):
         raise UserError("contains NaN or infinity", field=field)
     return tensor
-
-
-def _posed_vertices(body, params: Mapping[str, Tensor]) -> Tensor:  # -> [B, V, 3]
-    params = {k: v.to(device=body.device, dtype=body.dtype)
-              for k, v in canonical_params(params).items()}
-    with torch.no_grad():
-        return body(**params).vertices
 
 
 def _bilinear(image: Tensor, uv: Tensor) -> Tensor:
@@ -170,93 +167,6 @@ def observe_photo(
         confidence = torch.where(deep, confidence, 0.25 * confidence)
     return (colors.reshape(num_faces, per_face, 3), seen.reshape(num_faces, per_face),
             confidence.reshape(num_faces, per_face).to(torch.float32))
-
-
-def mirror_fill(
-    rest_vertices: Tensor,  # [V, 3] shaped rest mesh (symmetric about x = 0)
-    faces: Tensor,  # [F, 3]
-    colors: Tensor,  # [F, S, 3]
-    seeded: Tensor,  # [F, S] bool
-    resolution: int,
-    *,
-    tolerance: float = 0.02,
-    min_normal_dot: float = 0.5,
-    candidates: int = 4,
-    groups: Tensor | None = None,  # [F, S] int: copy only within the same group (region)
-) -> tuple[Tensor, Tensor]:
-    """Copy seeded colours onto unseeded samples whose mirror image ``(-x, y, z)`` lies within
-    ``tolerance`` metres of a seeded sample with a matching (mirrored) normal (and, with
-    ``groups``, the same group). Returns the new colours and the mask of samples filled this
-    way."""
-    grid = barycentric_grid(resolution, dtype=torch.float64)
-    rest = rest_vertices.detach().cpu().to(torch.float64)
-    faces_cpu = faces.detach().cpu().long()
-    points = torch.einsum("sk,fkc->fsc", grid, rest[faces_cpu]).reshape(-1, 3).numpy()
-    normals = F.normalize(torch.einsum("sk,fkc->fsc", grid,
-                                       vertex_normals(rest, faces_cpu)[faces_cpu]),
-                          dim=-1).reshape(-1, 3).numpy()
-    seeded_flat = seeded.detach().cpu().reshape(-1).numpy()
-    filled = np.zeros_like(seeded_flat)
-    source_ids = np.flatnonzero(seeded_flat)
-    target_ids = np.flatnonzero(~seeded_flat)
-    flat_colors = colors.reshape(-1, 3).clone()
-    if source_ids.size == 0 or target_ids.size == 0:
-        return flat_colors.reshape(colors.shape), torch.from_numpy(filled).reshape(seeded.shape)
-    flip = np.array([-1.0, 1.0, 1.0])
-    tree = cKDTree(points[source_ids])
-    k = min(candidates, source_ids.size)
-    distance, nearest = tree.query(points[target_ids] * flip, k=k,
-                                   distance_upper_bound=tolerance, workers=-1)
-    distance = distance.reshape(target_ids.size, k)
-    nearest = nearest.reshape(target_ids.size, k)
-    found = np.isfinite(distance)
-    safe = np.where(found, nearest, 0)
-    dots = (normals[source_ids[safe]] * (normals[target_ids] * flip)[:, None]).sum(-1)
-    usable = found & (dots >= min_normal_dot)
-    if groups is not None:
-        group = groups.detach().cpu().reshape(-1).numpy()
-        usable &= group[source_ids[safe]] == group[target_ids][:, None]
-    first = usable.argmax(axis=1)
-    ok = usable[np.arange(target_ids.size), first]
-    targets = target_ids[ok]
-    sources = source_ids[safe[np.arange(target_ids.size), first][ok]]
-    device = colors.device
-    flat_colors[torch.from_numpy(targets).to(device)] = \
-        flat_colors[torch.from_numpy(sources).to(device)]
-    filled[targets] = True
-    return flat_colors.reshape(colors.shape), torch.from_numpy(filled).reshape(seeded.shape)
-
-
-def bone_directions(rest_joints: Tensor) -> Tensor:
-    """Unit direction ``[55, 3]`` of the bone each joint moves: from the joint to the next one
-    down the chain (the arriving bone for joints that end or fork a chain, e.g. the head and
-    the fingertips). ``rest_joints [55, 3]``."""
-    joints = rest_joints.detach().cpu().to(torch.float64)
-    directions = torch.zeros_like(joints)
-    for joint, parent in enumerate(PARENTS):
-        children = [c for c, p in enumerate(PARENTS) if p == joint]
-        child = _CHAIN_CHILD.get(JOINT_NAMES[joint])
-        if child is not None:
-            directions[joint] = joints[JOINT_INDEX[child]] - joints[joint]
-        elif len(children) == 1:
-            directions[joint] = joints[children[0]] - joints[joint]
-        elif parent >= 0:
-            directions[joint] = joints[joint] - joints[parent]
-    return F.normalize(directions, dim=-1, eps=1e-12)
-
-
-def limb_axes(lbs_weights: Tensor, rest_joints: Tensor) -> Tensor:
-    """Per-vertex unit bone direction ``[V, 3]`` of its strongest skinning joint."""
-    dominant = lbs_weights.detach().cpu().argmax(dim=1)
-    return bone_directions(rest_joints)[dominant]
-
-
-def _limb_space(points: np.ndarray, normals: np.ndarray, axis: np.ndarray, stretch: float,
-                normal_scale: float) -> np.ndarray:  # [N, 3] x 2 -> [N, 6]
-    """Positions with their component along ``axis`` scaled by ``1 + stretch``, then the
-    normals times ``normal_scale``."""
-    along = (points @ axis)[:, None] * axis[None]
-    return np.concatenate([points + stretch * along, normal_scale * normals], axis=1)
 
 
 def around_fill(
