@@ -50,30 +50,45 @@ GRAD_FIXED = 6
 _TILE_MATH = {"contract", "reassoc", "arcp", "afn", "nsz"}
 
 
+@njit(inline="always")
+def _share(worker, workers, total):
+    """This worker's contiguous range ``[start, stop)`` of ``total`` items."""
+    per = (total + workers - 1) // workers
+    start = min(worker * per, total)
+    return start, min(start + per, total)
+
+
 @njit(nogil=True, cache=True)
-def bin_gaussians(
+def tile_rects(
+    worker,
+    workers,
     means2d,  # [I, N, 2] float64 pixel coordinates
     radii,  # [I, N, 2] int64 box half-sizes, 0 where culled
     visible,  # [I, N] bool
+    depths,  # [I, N] float64
     tile_size,
     tiles_x,
     tiles_y,
-    depth_order,  # [I * N] int64: the flattened indices sorted stably by depth
-):  # -> offsets [I * tiles + 1] int64, flat_ids [M] int64 into the flattened [I * N]
-    """Every (image, tile, Gaussian) whose box overlaps the tile, grouped by tile and in
-    ``depth_order`` within a tile: with a stable sort of the depths that is gsplat's order
-    (depth, ties by index; its stable radix sort of tile|depth keys), and no per-tile sort.
+    rect,  # [I * N, 4] int32 out: tile x0, y0, x1, y1 (exclusive); x0 == x1 when none
+    keys,  # [I * N] uint64 out: the depth as an order-preserving integer; all ones when none
+):
+    """The tiles each Gaussian's box overlaps and its sort key; this worker's share of the
+    flattened Gaussians.
 
     Tile bounds as gsplat's ``isect_tiles``: ``[floor((m - r)/s), ceil((m + r)/s))`` per axis,
-    clamped to the grid.
-    """
+    clamped to the grid. The key is the bit pattern of the depth, which orders as the depth
+    does for the positive depths of visible Gaussians (all are past the near plane)."""
     I, N = visible.shape
-    tiles = tiles_x * tiles_y
-    rect = np.zeros((I * N, 4), np.int64)  # tile x0, y0, x1, y1 (exclusive); empty if culled
-    counts = np.zeros(I * tiles, np.int64)
-    for f in range(I * N):
+    start, stop = _share(worker, workers, I * N)
+    bits = depths.reshape(I * N).view(np.uint64)
+    for f in range(start, stop):
         i = f // N
         n = f - i * N
+        keys[f] = np.uint64(0xFFFFFFFFFFFFFFFF)
+        rect[f, 0] = 0
+        rect[f, 1] = 0
+        rect[f, 2] = 0
+        rect[f, 3] = 0
         if not visible[i, n]:
             continue
         mx = means2d[i, n, 0] / tile_size
@@ -84,29 +99,125 @@ def bin_gaussians(
         y0 = min(max(int(math.floor(my - ry)), 0), tiles_y)
         x1 = min(max(int(math.ceil(mx + rx)), 0), tiles_x)
         y1 = min(max(int(math.ceil(my + ry)), 0), tiles_y)
+        if x1 <= x0 or y1 <= y0:
+            continue
         rect[f, 0] = x0
         rect[f, 1] = y0
         rect[f, 2] = x1
         rect[f, 3] = y1
-        base = i * tiles
-        for ty in range(y0, y1):
-            for tx in range(x0, x1):
-                counts[base + ty * tiles_x + tx] += 1
-    offsets = np.zeros(I * tiles + 1, np.int64)
-    for t in range(I * tiles):
-        offsets[t + 1] = offsets[t] + counts[t]
-    flat_ids = np.empty(offsets[I * tiles], np.int64)
-    cursor = offsets[:-1].copy()
-    for f in depth_order:  # front to back, so each tile's list comes out sorted
-        if rect[f, 2] == rect[f, 0]:
-            continue
+        keys[f] = bits[f]
+
+
+RADIX_BITS = 11
+
+
+@njit(nogil=True, cache=True)
+def depth_order(keys):  # [F] uint64 -> the indices of the keys below all ones, sorted stably
+    """A stable LSD radix sort (11-bit digits) of the Gaussians that overlap a tile: their
+    indices ordered by depth, ties by index (gsplat's stable radix sort of the depth bits).
+    Keys travel with their indices (reads in order, no gathers); digits that every key shares
+    are skipped."""
+    F = keys.shape[0]
+    none = np.uint64(0xFFFFFFFFFFFFFFFF)
+    count = 0
+    for f in range(F):
+        if keys[f] != none:
+            count += 1
+    order = np.empty(count, np.int64)
+    key = np.empty(count, np.uint64)
+    j = 0
+    for f in range(F):
+        if keys[f] != none:
+            order[j] = f
+            key[j] = keys[f]
+            j += 1
+    order_next = np.empty(count, np.int64)
+    key_next = np.empty(count, np.uint64)
+    bins = 1 << RADIX_BITS
+    mask = np.uint64(bins - 1)
+    passes = (64 + RADIX_BITS - 1) // RADIX_BITS
+    hist = np.zeros((passes, bins), np.int64)
+    for j in range(count):  # every pass's histogram in one read
+        k = key[j]
+        for q in range(passes):
+            hist[q, (k >> np.uint64(q * RADIX_BITS)) & mask] += 1
+    for q in range(passes):
+        s = np.uint64(q * RADIX_BITS)
+        if count == 0 or hist[q, (key[0] >> s) & mask] == count:
+            continue  # one digit for all: this pass would not move anything
+        total = 0
+        for d in range(bins):
+            c = hist[q, d]
+            hist[q, d] = total
+            total += c
+        for j in range(count):
+            k = key[j]
+            d = (k >> s) & mask
+            at = hist[q, d]
+            order_next[at] = order[j]
+            key_next[at] = k
+            hist[q, d] = at + 1
+        order, order_next = order_next, order
+        key, key_next = key_next, key
+    return order
+
+
+@njit(nogil=True, cache=True)
+def take_rows(rows, index):  # [F, K], [V] -> [V, K]: rows[index], faster than numpy's
+    out = np.empty((index.shape[0], rows.shape[1]), rows.dtype)
+    for j in range(index.shape[0]):
+        for q in range(rows.shape[1]):
+            out[j, q] = rows[index[j], q]
+    return out
+
+
+@njit(nogil=True, cache=True)
+def count_tile_hits(
+    worker,
+    workers,
+    order,  # [V] int64 from ``depth_order``
+    rect,  # [V, 4] ``tile_rects``'s rows in the order of ``order``
+    N,
+    tiles_x,
+    tiles_y,
+    counts,  # [workers, I * tiles] int64 zeros: per chunk of ``order``, Gaussians per tile
+):
+    """How many Gaussians of this worker's contiguous chunk of ``order`` each tile gets."""
+    tiles = tiles_x * tiles_y
+    start, stop = _share(worker, workers, order.shape[0])
+    for j in range(start, stop):
+        f = order[j]
         base = (f // N) * tiles
-        for ty in range(rect[f, 1], rect[f, 3]):
-            for tx in range(rect[f, 0], rect[f, 2]):
+        for ty in range(rect[j, 1], rect[j, 3]):
+            for tx in range(rect[j, 0], rect[j, 2]):
+                counts[worker, base + ty * tiles_x + tx] += 1
+
+
+@njit(nogil=True, cache=True)
+def scatter_tile_hits(
+    worker,
+    workers,
+    order,  # [V] int64
+    rect,  # [V, 4] in the order of ``order``
+    N,
+    tiles_x,
+    tiles_y,
+    cursor,  # [workers, I * tiles] int64: where this chunk's first Gaussian of each tile goes
+    flat_ids,  # [M] int64 out
+):
+    """Writes this worker's chunk of ``order`` into every tile it overlaps; chunks are in
+    depth order and each writes after the chunks before it, so every tile's list comes out
+    front to back, the same for any number of workers."""
+    tiles = tiles_x * tiles_y
+    start, stop = _share(worker, workers, order.shape[0])
+    for j in range(start, stop):
+        f = order[j]
+        base = (f // N) * tiles
+        for ty in range(rect[j, 1], rect[j, 3]):
+            for tx in range(rect[j, 0], rect[j, 2]):
                 t = base + ty * tiles_x + tx
-                flat_ids[cursor[t]] = f
-                cursor[t] += 1
-    return offsets, flat_ids
+                flat_ids[cursor[worker, t]] = f
+                cursor[worker, t] += 1
 
 
 @njit(inline="always")
@@ -487,12 +598,6 @@ def project_forward(
     start, stop = _share(worker, workers, total)
     _project_chunk(start, stop, means, quats, scales, opacities, viewmats, Ks, width, height,
                    near, far, means2d, conics, depths, radii, visible)
-
-
-@njit(inline="always")
-def _share(worker, workers, total):
-    per = (total + workers - 1) // workers
-    return min(worker * per, total), min((worker + 1) * per, total)
 
 
 @njit(cache=True)

@@ -89,6 +89,39 @@ class _Blend:
     height: int
 
 
+def _bin(
+    means2d: np.ndarray,  # [I, N, 2]
+    radii: np.ndarray,  # [I, N, 2] int64
+    visible: np.ndarray,  # [I, N] bool
+    depths: np.ndarray,  # [I, N] float64
+    tiles_x: int,
+    tiles_y: int,
+) -> tuple[np.ndarray, np.ndarray]:  # offsets [I * tiles + 1], flat_ids [M] into [I * N]
+    """Every (image, tile, Gaussian) whose box overlaps the tile, grouped by tile and front to
+    back within a tile (depth, ties by index: gsplat's order): the Gaussians sorted once by
+    depth, then a counting sort into tiles, both chunks of the sorted list in parallel."""
+    k = _kernels()
+    I, N = visible.shape
+    tiles = I * tiles_x * tiles_y
+    rect = np.empty((I * N, 4), np.int32)
+    keys = np.empty(I * N, np.uint64)
+    _run(k.tile_rects, means2d, radii, visible, np.ascontiguousarray(depths), TILE_SIZE,
+         tiles_x, tiles_y, rect, keys)
+    order = k.depth_order(keys)
+    rect = k.take_rows(rect, order)  # read in sorted order below: sequential instead of scattered
+    workers = _workers()
+    counts = np.zeros((workers, tiles), np.int64)
+    _run(k.count_tile_hits, order, rect, N, tiles_x, tiles_y, counts)
+    per_tile = counts.sum(axis=0)
+    offsets = np.zeros(tiles + 1, np.int64)
+    np.cumsum(per_tile, out=offsets[1:])
+    # chunk w of the sorted list writes each tile's entries after those of chunks 0..w-1
+    cursor = offsets[:-1] + np.cumsum(counts, axis=0) - counts
+    flat_ids = np.empty(offsets[-1], np.int64)
+    _run(k.scatter_tile_hits, order, rect, N, tiles_x, tiles_y, cursor, flat_ids)
+    return offsets, flat_ids
+
+
 def _blend_forward(
     means2d: np.ndarray,  # [I, N, 2]
     conics: np.ndarray,  # [I, N, 3]
@@ -106,11 +139,7 @@ def _blend_forward(
     tiles_x, tiles_y = math.ceil(width / TILE_SIZE), math.ceil(height / TILE_SIZE)
     arrays = (means2d.reshape(I * N, 2), conics.reshape(I * N, 3), opacities.reshape(I * N),
               features.reshape(I * N, D))
-    # front to back, ties by index (a stable sort): binning in this order leaves every tile's
-    # list sorted, so there is no per-tile sort
-    depth_order = np.argsort(depths.reshape(I * N), kind="stable")
-    offsets, flat_ids = k.bin_gaussians(means2d, radii, visible, TILE_SIZE, tiles_x, tiles_y,
-                                        depth_order)
+    offsets, flat_ids = _bin(means2d, radii, visible, depths, tiles_x, tiles_y)
     counts = np.diff(offsets)
     order = np.argsort(-counts, kind="stable")  # most crowded tiles first
     tile_order = np.ascontiguousarray(order[: int(np.count_nonzero(counts))])
