@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
-from oneshot_avatar.avatar import MeshGaussians, pose_gaussians
+from oneshot_avatar.avatar import FixedPose, MeshGaussians, pose_gaussians, pose_gaussians_fixed
 from oneshot_avatar.avatar.binding import (
     matrix_to_quat,
     quat_multiply,
@@ -110,6 +112,37 @@ def test_gradients_reach_every_parameter(open_body, rest, gaussians):
     loss.backward()
     for name, param in gaussians.named_parameters():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_a_pose_fixed_in_advance_poses_like_the_body_model_with_the_same_gradients(open_body, rest):
+    """Training poses each view once (``FixedPose``) and moves only the mesh offsets: the
+    Gaussians and the offsets' gradients equal those of the full body model, for shape,
+    translation and a pose at once (float64, so that the comparison sees the maths, not the
+    float32 rounding the thin triangles' frames amplify)."""
+    body = copy.deepcopy(open_body).double()
+    gaussians = MeshGaussians.on_mesh(rest, body.faces, 40000, sh_degree=1, seed=3).double()
+    g = torch.Generator().manual_seed(11)
+    params = {"body_pose": torch.randn(2, 21, 3, generator=g, dtype=torch.float64) * 0.4,
+              "betas": torch.randn(2, 16, generator=g, dtype=torch.float64),
+              "transl": torch.randn(2, 3, generator=g, dtype=torch.float64)}
+    with torch.no_grad():
+        gaussians.vertex_offsets.copy_(0.01 * torch.randn(gaussians.vertex_offsets.shape,
+                                                          generator=g, dtype=torch.float64))
+    weights = torch.randn(2, gaussians.num_gaussians, 3, generator=g, dtype=torch.float64)
+
+    def means_and_gradient(posed):
+        gaussians.vertex_offsets.grad = None
+        (posed.means * weights).sum().backward()
+        return posed.means.detach(), gaussians.vertex_offsets.grad.clone()
+
+    expected = means_and_gradient(pose_gaussians(body, gaussians, **params))
+    fixed = FixedPose.cat([FixedPose.of(body, **{k: v[i:i + 1] for k, v in params.items()})
+                           for i in range(2)])
+    got = means_and_gradient(pose_gaussians_fixed(fixed, gaussians, body.faces))
+    torch.testing.assert_close(got[0], expected[0], atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(got[1], expected[1], atol=1e-10, rtol=1e-10)
+    assert expected[1].abs().max() > 1  # the offsets' gradients are not all zero
+    assert not fixed.base.requires_grad and not fixed.rotations.requires_grad
 
 
 def test_init_on_mesh_covers_every_triangle(open_body, rest):

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from oneshot_avatar.avatar import MeshGaussians, pose_gaussians
+from oneshot_avatar.avatar import FixedPose, MeshGaussians, pose_gaussians_fixed
 from oneshot_avatar.cameras import Camera
 from oneshot_avatar.errors import UserError
 from oneshot_avatar.render.rasterize import RasterBackend, rasterize_gaussians
@@ -78,6 +78,7 @@ class _View:
     height: int
     is_photo: bool
     box: tuple[int, int, int, int]  # (top, bottom, left, right) around the person
+    pose: FixedPose  # the body in the view's pose, batch 1 (offsets are the only free input)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,7 +108,8 @@ def _check_view(view: TrainView, field_name: str) -> None:
             raise UserError(f"{name} values must be finite and in [0, 1]", field=f"{field_name}.{name}")
 
 
-def _prepare_view(view: TrainView, resolution: int, device: torch.device, is_photo: bool) -> _View:
+def _prepare_view(body, view: TrainView, resolution: int, device: torch.device,
+                  is_photo: bool) -> _View:
     height, width = view.image.shape[:2]
     scale = resolution / max(width, height)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
@@ -123,17 +125,7 @@ def _prepare_view(view: TrainView, resolution: int, device: torch.device, is_pho
     camera = camera.to(device=device, dtype=torch.float32)
     params = {k: v.detach().to(device=device, dtype=torch.float32) for k, v in view.params.items()}
     return _View(image, mask, params, camera.world_to_cam, camera.K, new_w, new_h, is_photo,
-                 _person_box(mask))
-
-
-def _stack_params(views: Sequence[_View]) -> dict[str, Tensor]:
-    """Concatenate the views' batch-1 parameters; a parameter some views lack is zero there."""
-    keys = sorted({k for v in views for k in v.params})
-    stacked = {}
-    for key in keys:
-        like = next(v.params[key] for v in views if key in v.params)
-        stacked[key] = torch.cat([v.params.get(key, torch.zeros_like(like)) for v in views])
-    return stacked
+                 _person_box(mask), FixedPose.of(body, **params))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,7 +154,7 @@ def _render(body, gaussians: MeshGaussians, views: Sequence[_View], backgrounds:
             backend: RasterBackend) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Rendered rgb [B, 3, H, W] and alpha [B, 1, H, W] of same-size views, the posed means
     [B, N, 3], viewmats [B, 1, 4, 4] and Ks [B, 1, 3, 3]."""
-    posed = pose_gaussians(body, gaussians, **_stack_params(views))
+    posed = pose_gaussians_fixed(FixedPose.cat([v.pose for v in views]), gaussians, body.faces)
     means = posed.means
     viewmats = torch.stack([v.viewmat for v in views])[:, None]
     Ks = torch.stack([v.K for v in views])[:, None]
@@ -333,8 +325,8 @@ def _train(body, gaussians: MeshGaussians, photo: TrainView, labels: Sequence[Tr
         _check_view(label, f"labels[{i}]")
     gaussians.to(device)
     perceptual = perceptual if perceptual is not None else make_perceptual(device)
-    photo_view = _prepare_view(photo, config.resolution, device, True)
-    label_views = [_prepare_view(v, config.resolution, device, False) for v in labels]
+    photo_view = _prepare_view(body, photo, config.resolution, device, True)
+    label_views = [_prepare_view(body, v, config.resolution, device, False) for v in labels]
     faces = body.faces
     topology = MeshTopology.from_faces(faces, gaussians.num_vertices).to(device)
     with torch.no_grad():
