@@ -295,3 +295,27 @@ def test_real_motion_gives_smplx_bone_directions(open_body, shared_data, clip_fi
     for a, b in bones:
         error = angle_degrees(bone_direction(ours, J[a], J[b]), bone_direction(reference, J[a], J[b]))
         assert error.max() < 4.0, (clip_file, a, b, error.max())
+
+
+def test_loading_a_body_twice_gives_independent_copies_and_sees_a_changed_file(
+        open_body_file, tmp_path):
+    """``load_body_model`` reads a file once per process (a run asks for its body several
+    times), but every caller gets its own copy, and a file changed on disk is read again."""
+    from oneshot_avatar.body import load_body_model
+
+    path = tmp_path / "body.npz"
+    shutil.copyfile(open_body_file, path)
+    first = load_body_model(path, cache_dir=tmp_path)
+    second = load_body_model(path, cache_dir=tmp_path)
+    assert first is not second
+    with torch.no_grad():
+        first.smplx.v_template.add_(1.0)
+    assert not torch.equal(first.smplx.v_template, second.smplx.v_template)
+    assert torch.equal(load_body_model(path, cache_dir=tmp_path).smplx.v_template,
+                       second.smplx.v_template)
+    with np.load(path) as data:
+        arrays = dict(data)
+    arrays["v_template"] = arrays["v_template"] + np.float32(0.5)
+    np.savez(path, **arrays)
+    changed = load_body_model(path, cache_dir=tmp_path)
+    torch.testing.assert_close(changed.smplx.v_template, second.smplx.v_template + 0.5)

@@ -12,6 +12,7 @@ from oneshot_avatar.avatar.binding import (
     matrix_to_quat,
     quat_multiply,
     quat_to_matrix,
+    local_to_world,
     triangle_frames,
 )
 from oneshot_avatar.avatar.densify import duplicate, prune, split
@@ -143,6 +144,28 @@ def test_a_pose_fixed_in_advance_poses_like_the_body_model_with_the_same_gradien
     torch.testing.assert_close(got[1], expected[1], atol=1e-10, rtol=1e-10)
     assert expected[1].abs().max() > 1  # the offsets' gradients are not all zero
     assert not fixed.base.requires_grad and not fixed.rotations.requires_grad
+
+
+def test_the_compiled_placement_matches_the_pytorch_one(open_body, gaussians):
+    """Rendering places Gaussians with a compiled kernel (no gradients, CPU); training with the
+    PyTorch formulas. Same Gaussians on posed meshes, batch of 2."""
+    pytest.importorskip("numba")
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        vertices = open_body(body_pose=torch.randn(2, 21, 3, generator=g) * 0.4).vertices
+        fast = gaussians.place(vertices, open_body.faces)
+    frames = triangle_frames(vertices, open_body.faces)  # the PyTorch path, as training runs it
+    unit = gaussians.local_quats / gaussians.local_quats.norm(dim=-1, keepdim=True)
+    means, quats, scales = local_to_world(frames, gaussians.binding, gaussians.local_means,
+                                          unit, torch.exp(gaussians.log_scales))
+    torch.testing.assert_close(fast.means, means.detach(), atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(fast.scales, scales.detach(), atol=1e-6, rtol=1e-4)
+    # float32 frames of the smallest triangles limit the agreement of rotations to ~1e-3
+    torch.testing.assert_close(quat_to_matrix(fast.quats), quat_to_matrix(quats.detach()),
+                               atol=2e-3, rtol=0)
+    close = (quat_to_matrix(fast.quats) - quat_to_matrix(quats.detach())).abs().amax((-1, -2))
+    assert (close < 1e-5).float().mean() > 0.999
+    assert fast.means.dtype == torch.float32 and fast.means.shape == means.shape
 
 
 def test_init_on_mesh_covers_every_triangle(open_body, rest):

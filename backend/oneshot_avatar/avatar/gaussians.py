@@ -25,6 +25,13 @@ SH_C0 = 0.28209479177387814  # Y_0^0: colour = SH_C0 * f_dc + 0.5
 PER_GAUSSIAN = ("local_means", "local_quats", "log_scales", "opacity_logits", "sh0", "sh_rest")
 
 
+def _compiled_place() -> bool:
+    """Whether numba (the CPU kernels' compiler) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("numba") is not None
+
+
 def rgb_to_sh0(rgb: Tensor) -> Tensor:
     return (rgb - 0.5) / SH_C0
 
@@ -127,13 +134,22 @@ class MeshGaussians(nn.Module):
         return torch.cat([self.sh0, self.sh_rest], dim=1)
 
     def place(self, vertices: Tensor, faces: Tensor) -> PosedGaussians:
-        """World Gaussians on a batch of meshes ``vertices [B, V, 3]`` (already posed)."""
-        frames = triangle_frames(vertices, faces)
-        means, quats, world_scales = local_to_world(
-            frames, self.binding, self.local_means,
-            self.local_quats / self.local_quats.norm(dim=-1, keepdim=True).clamp_min(1e-12),
-            torch.exp(self.log_scales),
-        )
+        """World Gaussians on a batch of meshes ``vertices [B, V, 3]`` (already posed). On the
+        CPU without gradients (rendering) a compiled kernel does it when numba is installed;
+        the PyTorch formulas otherwise (and for training, which needs their backward)."""
+        unit_quats = self.local_quats / self.local_quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        needs_grad = torch.is_grad_enabled() and (
+            vertices.requires_grad or any(p.requires_grad for p in self.parameters()))
+        if not needs_grad and vertices.device.type == "cpu" and _compiled_place():
+            from oneshot_avatar.avatar.cpu_place import place_cpu
+
+            means, quats, world_scales = place_cpu(vertices, faces, self.binding,
+                                                   self.local_means, unit_quats,
+                                                   torch.exp(self.log_scales))
+        else:
+            frames = triangle_frames(vertices, faces)
+            means, quats, world_scales = local_to_world(
+                frames, self.binding, self.local_means, unit_quats, torch.exp(self.log_scales))
         batch = vertices.shape[0]
         return PosedGaussians(
             means=means,

@@ -9,8 +9,10 @@ default body built from ``anny`` (see :mod:`oneshot_avatar.body.open_body`).
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -483,6 +485,25 @@ def load_body_model(
     kind, path = resolve_body_model(spec)
     if kind == "open":
         path = ensure_open_body(cache_dir, progress=progress)
-    body = BodyModel.from_file(path, kind=kind, num_betas=num_betas, device=device, dtype=dtype)
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, kind, num_betas, dtype)
+    with _LOADED_LOCK:
+        loaded = _LOADED.get(key)
+    if loaded is None:
+        loaded = BodyModel.from_file(path, kind=kind, num_betas=num_betas, device="cpu", dtype=dtype)
+        with _LOADED_LOCK:
+            _LOADED[key] = loaded
+            while len(_LOADED) > _LOADED_MAX:
+                _LOADED.pop(next(iter(_LOADED)))
+    # a copy per caller: callers may move or change theirs
+    body = copy.deepcopy(loaded).to(device)
     logger.info("body model: %s (%s)", body.info.model_id, body.info.path)
     return body
+
+
+# Bodies read in this process, by file (path, size, modification time) and options: reading and
+# checking a file (hashing, validation, building the layer) takes 1-2 s, and one run (the demo:
+# subject, reconstruction, rendering, evaluation) asks for the same body several times.
+_LOADED: dict[tuple, BodyModel] = {}
+_LOADED_MAX = 2
+_LOADED_LOCK = threading.Lock()

@@ -25,6 +25,8 @@ VIDEO_SUFFIXES = (".mp4", ".gif")
 
 
 def _composite(rgba: np.ndarray, background: tuple[float, float, float]) -> np.ndarray:
+    if rgba[..., 3].min() == 255:  # opaque (already over a background): nothing to blend
+        return np.ascontiguousarray(rgba[..., :3])
     alpha = rgba[..., 3:4].astype(np.float32) / 255.0
     bg = np.asarray(background, np.float32) * 255.0
     return (rgba[..., :3] * alpha + bg * (1 - alpha) + 0.5).astype(np.uint8)
