@@ -32,7 +32,7 @@ import torch
 from oneshot_avatar.body import load_body_model
 from oneshot_avatar.fit import FitConfig, fit_body
 from oneshot_avatar.fit.lean import fit_lean
-from oneshot_avatar.fit.mediapipe_landmarks import detect_landmarks
+from oneshot_avatar.detect import HolisticDetector
 from oneshot_avatar.subject import load_photo
 from oneshot_avatar.subject.crop import person_box
 
@@ -85,7 +85,8 @@ def main() -> None:
         photo = load_photo(args.photos / name)
         height, width = photo.rgb.shape[:2]
         start = time.perf_counter()
-        landmarks = detect_landmarks(photo.rgb)
+        with HolisticDetector() as detector:
+            landmarks = detector.detect(photo.rgb)
         detect_s = time.perf_counter() - start
         keypoints = landmarks.keypoints
         box = person_box((width, height), SIZE, points=keypoints.xy, conf=keypoints.conf)

@@ -123,7 +123,7 @@ def _lit_texture(body, rest_vertices: Tensor, rest_joints: Tensor):
 def compute_face_correspondence(body) -> FaceCorrespondence:
     """Render the rest head from :data:`VIEWS`, detect, back-project and average (see the
     module's docstring). Raises RuntimeError when no view gives a face."""
-    from oneshot_avatar.fit.mediapipe_landmarks import detect_face_mesh
+    from oneshot_avatar.detect.face_mesh import detect_face_mesh
     from oneshot_avatar.render.mesh import face_normals, rasterize_mesh, render_textured
 
     with torch.no_grad():
