@@ -25,7 +25,7 @@ ROTATE_X_90 = np.array([[1.0, 0.0, 0.0, 0.0],
                         [0.0, 0.0, -1.0, 0.0],
                         [0.0, 1.0, 0.0, 0.0],
                         [0.0, 0.0, 0.0, 1.0]])  # +90 deg about X: y -> z, z -> -y
-# world (SMPL-X) = BLENDER_TO_WORLD @ blender, as in the backend's cameras.py.
+# world (SMPL-X) = BLENDER_TO_WORLD @ blender, as in the backend's oneshot_avatar/cameras/blender.py.
 BLENDER_TO_WORLD = ROTATE_X_90[:3, :3].T
 _FLIP_YZ = np.diag([1.0, -1.0, -1.0])
 

@@ -1,6 +1,6 @@
 """The square window of the photo that becomes the working image.
 
-Pixel coordinates follow ``cameras.py``: continuous ``(x, y)`` with pixel ``(row i, column j)``
+Pixel coordinates follow ``oneshot_avatar.cameras``: continuous ``(x, y)`` with pixel ``(row i, column j)``
 covering ``[j, j+1) x [i, i+1)``, so its centre is ``(j + 0.5, i + 0.5)``. A :class:`CropBox`
 maps photo pixels to working-image pixels by ``(xy - (x0, y0)) * out_size / size``, and
 :meth:`CropBox.crop` resamples with exactly that map. The box may reach past the photo's edges;
