@@ -311,3 +311,14 @@ def test_without_the_detector_installed_a_photo_alone_says_how_to_install_it(tmp
         reconstruct(_options(photo, out), log=_quiet)
     assert detect.INSTALL_COMMAND in str(error.value) and error.value.field == "keypoints"
     assert not output_paths(out)["work"].exists()
+
+
+def test_the_service_and_the_cli_name_the_same_ways_to_find_the_body():
+    """One message, said in the words of whoever asked: CLI options or request fields."""
+    from oneshot_avatar.reconstruct.inputs import no_way_to_find_the_body
+
+    cli = str(no_way_to_find_the_body("the detector is off"))
+    service = str(no_way_to_find_the_body("no detector", asked_by="service"))
+    for cli_name, field in (("--keypoints", "'keypoints'"), ("--init", "'init'")):
+        assert cli_name in cli and field in service and cli_name not in service
+    assert no_way_to_find_the_body("x").field == "keypoints"

@@ -99,7 +99,7 @@ def mediapipe_problem() -> str | None:
     except metadata.PackageNotFoundError:
         return (f"the embedded landmark detector needs {MEDIAPIPE_DISTRIBUTION} "
                 f"{MEDIAPIPE_VERSION}, which is not installed: run `{INSTALL_COMMAND}` (Python "
-                "3.10-3.12), or give --keypoints FILE, --keypoint-model FILE.onnx or --init FILE")
+                "3.10-3.12)")
     if version != MEDIAPIPE_VERSION:
         return (f"the embedded landmark detector needs {MEDIAPIPE_DISTRIBUTION} "
                 f"{MEDIAPIPE_VERSION} (its wheel carries the models), found {version}: run "

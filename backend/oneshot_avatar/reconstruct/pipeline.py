@@ -164,7 +164,7 @@ def _detector_name() -> str:
 class Prepared:
     subject: object  # oneshot_avatar.subject.Subject
     keypoints: object | None  # oneshot_avatar.fit.Keypoints in working-image pixels
-    init: dict | None
+    init_file: Path | None  # --init (parsed against the body model by ``reconstruct``, once)
     plugins: dict
     # oneshot_avatar.fit.Landmarks in working-image pixels, when the detector gave the keypoints
     landmarks: object | None = None
@@ -187,18 +187,13 @@ def detect_landmarks(options: ReconstructOptions, photo, need_keypoints: bool, l
 
     When the keypoints depend on it, a missing detector or an empty photo is a
     :class:`UserError`; when only the mask does, the pipeline falls back to GrabCut."""
-    from oneshot_avatar.detect import (
-        DetectorUnavailable,
-        HolisticDetector,
-        NoPersonError,
-        mediapipe_problem,
-    )
+    from oneshot_avatar.detect import HolisticDetector, NoPersonError, mediapipe_problem
+    from oneshot_avatar.reconstruct.inputs import no_way_to_find_the_body
 
     problem = mediapipe_problem()
     if problem is not None:
         if need_keypoints:
-            raise DetectorUnavailable(
-                "no way to find the body in the photo: " + problem, field="keypoints")
+            raise no_way_to_find_the_body(problem)
         log(f"subject: no embedded detector ({problem.split(':')[0]}); the mask comes from "
             "GrabCut after the fit")
         return None, {"source": None, "notes": [problem]}
@@ -265,7 +260,7 @@ def prepare_subject(options: ReconstructOptions, chosen: Preset, device: torch.d
                                               "mask comes from GrabCut after the fit")
     plugins["mask"] = mask_source if mask_full is not None else "grabcut (after the body fit)"
 
-    keypoints, init = None, None
+    keypoints, init_file = None, None
     if options.keypoints is not None:
         keypoints = load_keypoints(options.keypoints, (width, height))
         plugins["keypoints"] = keypoints.source
@@ -278,20 +273,16 @@ def prepare_subject(options: ReconstructOptions, chosen: Preset, device: torch.d
         keypoints = detector(photo.rgb, box)
         plugins["keypoints"] = detector.name
     if options.init is not None:
-        init = options.init  # loaded with the body model in the fit stage
+        init_file = Path(options.init)
         plugins.setdefault("keypoints", "none (initial pose from --init)")
         plugins["init"] = str(options.init)
-    if keypoints is None and init is None and landmarks is not None:
+    if keypoints is None and init_file is None and landmarks is not None:
         keypoints = landmarks.keypoints
         plugins["keypoints"] = landmarks.source
-    if keypoints is None and init is None:
-        raise UserError(
-            "no way to find the body in the photo: the embedded detector is switched off; give "
-            "one of --keypoints FILE (OpenPose or COCO-WholeBody JSON), --keypoint-model "
-            "FILE.onnx (a whole-body keypoint detector) or --init FILE (SMPL-X parameters, as "
-            "the Blender add-on sends)",
-            field="keypoints",
-        )
+    if keypoints is None and init_file is None:
+        from oneshot_avatar.reconstruct.inputs import no_way_to_find_the_body
+
+        raise no_way_to_find_the_body("the embedded detector is switched off")
     box = person_box((width, height), chosen.resolution, mask=mask_full,
                      points=None if keypoints is None else keypoints.xy,
                      conf=None if keypoints is None else keypoints.conf)
@@ -310,7 +301,7 @@ def prepare_subject(options: ReconstructOptions, chosen: Preset, device: torch.d
         plugins["detector"] = landmarks.source
     log(f"subject: {options.photo} {width}x{height} -> {chosen.resolution}x{chosen.resolution} "
         f"working image; mask: {plugins['mask']}; keypoints: {plugins.get('keypoints', 'none')}")
-    return Prepared(subject=subject, keypoints=keypoints, init=init, plugins=plugins,
+    return Prepared(subject=subject, keypoints=keypoints, init_file=init_file, plugins=plugins,
                     landmarks=fit_landmarks, photo_landmarks=landmarks, detection=detection)
 
 
@@ -342,8 +333,10 @@ def _load_fit(path: Path, device: torch.device):
 
 def fit_stage(body, prepared: Prepared, chosen: Preset, device: torch.device, work: Path,
               resume: bool, log: Log, fit_override: Callable | None = None,
-              progress: Progress | None = None):
-    from oneshot_avatar.fit import fit_body, load_init, render_silhouette
+              progress: Progress | None = None, *, init: dict | None = None):
+    """The body fit of the prepared subject (resumed from ``work`` when saved there);
+    ``init``: the initial SMPL-X parameters parsed from ``prepared.init_file``."""
+    from oneshot_avatar.fit import fit_body, render_silhouette
     from oneshot_avatar.subject import grabcut_mask
 
     saved = work / "fit.npz"
@@ -362,7 +355,9 @@ def fit_stage(body, prepared: Prepared, chosen: Preset, device: torch.device, wo
         fit.report.setdefault("seconds_total", time.perf_counter() - started)
         log("fit: given (oracle)")
         return fit
-    init = load_init(prepared.init, body) if prepared.init is not None else None
+    if (init is None) != (prepared.init_file is None):
+        raise ValueError("fit_stage needs init= (load_init of prepared.init_file) exactly when "
+                         "the subject was prepared with --init")
     size = chosen.resolution
     photo_scale = 1.0 / subject.box.scale
     # The focal length is assumed from the whole photo's field of view (a crop narrows it).
@@ -553,10 +548,11 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
     prepared = prepare_subject(options, chosen, device, log)
     timings["subject"] = time.perf_counter() - t
     body = options.body if options.body is not None else load_body_model(options.body_model, device=device)
-    if prepared.init is not None:  # validate --init against the body before long work
+    init = None
+    if prepared.init_file is not None:  # parsed against the body once, before long work
         from oneshot_avatar.fit import load_init
 
-        load_init(prepared.init, body)
+        init = load_init(prepared.init_file, body)
 
     work = paths["work"]
     fingerprint = json.loads(json.dumps(_inputs_fingerprint(options, chosen)))  # tuples -> lists
@@ -576,7 +572,7 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
     t = time.perf_counter()
     stage("fit")
     fit = fit_stage(body, prepared, chosen, device, work, options.resume, log, options.fit_override,
-                    options.progress)
+                    options.progress, init=init)
     timings["fit"] = time.perf_counter() - t
     subject = prepared.subject
     stage("labels")

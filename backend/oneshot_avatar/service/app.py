@@ -259,6 +259,7 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
         name: Annotated[str, Form(max_length=100)] = "",
     ):
         from oneshot_avatar.fit import load_init, load_keypoints
+        from oneshot_avatar.reconstruct.inputs import no_way_to_find_the_body
         from oneshot_avatar.subject import load_mask, load_photo
 
         job = service.new_job("reconstruct", name or Path(photo.filename or "avatar").stem[:100], {})
@@ -289,10 +290,9 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
                 _as_field(lambda: load_init(inputs / files["init"], service.body), "init")
             if ("keypoints" not in files and "init" not in files
                     and not service.config.keypoint_model and not service.detector):
-                raise UserError("this server has no keypoint detector "
-                                f"({service.detector_problem}): send 'keypoints' (OpenPose or "
-                                "COCO-WholeBody JSON) or 'init' (SMPL-X parameters, e.g. the "
-                                "Blender add-on's aligned pose)", field="keypoints")
+                raise no_way_to_find_the_body(
+                    f"this server has no landmark detector ({service.detector_problem})",
+                    asked_by="service")
         except BaseException:
             shutil.rmtree(inputs.parent, ignore_errors=True)
             raise

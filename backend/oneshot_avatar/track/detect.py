@@ -39,9 +39,7 @@ class VideoHolistic(HolisticDetector):
         if self._holistic is None:
             problem = mediapipe_problem()
             if problem is not None:
-                raise DetectorUnavailable(problem.replace(
-                    ", or give --keypoints FILE, --keypoint-model FILE.onnx or --init FILE", ""),
-                    field="video")
+                raise DetectorUnavailable(problem, field="video")
             from mediapipe.python.solutions import holistic
 
             self._holistic = holistic.Holistic(
