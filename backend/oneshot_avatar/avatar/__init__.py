@@ -1,15 +1,10 @@
-"""The avatar representation: 3D Gaussians bound to the SMPL-X mesh, and how they are posed."""
+"""The avatar representation: 3D Gaussians bound to the SMPL-X mesh, how they are posed, what
+the package's rig carries (:mod:`oneshot_avatar.avatar.rig`), and a loaded avatar (Gaussians,
+body shape and package metadata; read and written by :mod:`oneshot_avatar.package`)."""
 
 from __future__ import annotations
 
-from oneshot_avatar.avatar.gaussians import MeshGaussians, PosedGaussians
+from oneshot_avatar.avatar.gaussians import MeshGaussians, PosedGaussians, pose_gaussians
+from oneshot_avatar.avatar.model import Avatar, check_body_matches
 
-
-def pose_gaussians(body, gaussians: MeshGaussians, **params) -> PosedGaussians:
-    """Pose the body (SMPL-X parameters as for ``BodyModel``, batched over frames) with the
-    avatar's mesh offsets, and place the Gaussians on the posed triangles."""
-    out = body(**params, vertex_offsets=gaussians.vertex_offsets)
-    return gaussians.place(out.vertices, body.faces)
-
-
-__all__ = ["MeshGaussians", "PosedGaussians", "pose_gaussians"]
+__all__ = ["Avatar", "MeshGaussians", "PosedGaussians", "check_body_matches", "pose_gaussians"]

@@ -235,6 +235,13 @@ class MeshGaussians(nn.Module):
         )
 
 
+def pose_gaussians(body, gaussians: MeshGaussians, **params) -> PosedGaussians:
+    """Pose the body (SMPL-X parameters as for ``BodyModel``, batched over frames) with the
+    avatar's mesh offsets, and place the Gaussians on the posed triangles."""
+    out = body(**params, vertex_offsets=gaussians.vertex_offsets)
+    return gaussians.place(out.vertices, body.faces)
+
+
 def _triangle_areas(vertices: Tensor, faces: Tensor) -> Tensor:
     v0, v1, v2 = (vertices[faces[:, i]] for i in range(3))
     return 0.5 * torch.cross(v1 - v0, v2 - v0, dim=-1).norm(dim=-1)
