@@ -338,12 +338,16 @@ class BodyModel(nn.Module):
         return self.smplx.J_regressor
 
     @property
+    def expression_directions(self) -> Tensor:  # [V, 3, E], E = len(expression_names)
+        """The vertex displacement of each expression (face unit or PCA component) at 1."""
+        return self.smplx.expr_dirs[..., :len(self.expression_names)]
+
+    @property
     def blend_directions(self) -> Tensor:  # [V, 3, C]: the betas' columns, then the expressions'
         """Shape then expression directions, matching :meth:`blend_coefficients`."""
-        num_expr = len(self.expression_names)
-        if not num_expr:
+        if not self.expression_names:
             return self.smplx.shapedirs
-        return torch.cat([self.smplx.shapedirs, self.smplx.expr_dirs[..., :num_expr]], dim=-1)
+        return torch.cat([self.smplx.shapedirs, self.expression_directions], dim=-1)
 
     @property
     def pose_directions(self) -> Tensor | None:  # [54 * 9, V * 3], or None when all zero
