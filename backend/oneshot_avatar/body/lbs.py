@@ -14,7 +14,8 @@ The body is posed in five steps, one function each, so the full mesh
 5. :func:`skin_points` -- each point moved by its weighted blend of the skinning transforms.
 
 The rotation and the kinematic chain are ``smplx``'s own (``batch_rodrigues``,
-``batch_rigid_transform``), so a posed body is the number ``smplx`` gives, to the bit.
+``batch_rigid_transform``, wrapped here with shapes and checks), so their numbers are
+``smplx``'s to the bit.
 
 Shapes: ``B`` batch, ``V`` vertices (or any selected points), ``J`` joints (55 for SMPL-X),
 ``C`` blend-shape coefficients. Everything is differentiable and follows the inputs' device and
