@@ -16,11 +16,10 @@ import time
 
 import torch
 
-from oneshot_avatar.avatar import MeshGaussians
+from oneshot_avatar.avatar import Avatar, MeshGaussians
 from oneshot_avatar.body import load_body_model
 from oneshot_avatar.cameras import stack_cameras
 from oneshot_avatar.motion import builtin_clip
-from oneshot_avatar.package.avatar_file import Avatar
 from oneshot_avatar.render.rasterize import rasterize_gaussians
 from oneshot_avatar.render.shots import ShotSettings, front_shot_cameras
 

@@ -38,7 +38,7 @@ class _GatherRows(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
         (index,) = ctx.saved_tensors
-        *lead, rows, cols = ctx.shape
+        *_, rows, cols = ctx.shape
         flat = grad.reshape(-1, index.shape[0], cols).transpose(0, 1).reshape(index.shape[0], -1)
         summed = grad.new_zeros(rows, flat.shape[1]).index_add_(0, index, flat)
         return summed.reshape(rows, -1, cols).transpose(0, 1).reshape(ctx.shape), None

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from smplx.lbs import batch_rigid_transform, batch_rodrigues, blend_shapes, vertices2joints
 from torch import Tensor, nn
 
+from oneshot_avatar.body import lbs
 from oneshot_avatar.body.npz_io import (
     content_sha256,
     object_array_names,
@@ -335,9 +335,45 @@ class BodyModel(nn.Module):
     def expression_space(self) -> str | None:
         return self.info.expression_space
 
-    # -- posing ------------------------------------------------------------------------------
+    @property
+    def joint_regressor(self) -> Tensor:  # [55, V]
+        return self.smplx.J_regressor
 
-    def _batch(self, params: dict[str, Tensor]) -> int:
+    @property
+    def expression_directions(self) -> Tensor:  # [V, 3, E], E = len(expression_names)
+        """The vertex displacement of each expression (face unit or PCA component) at 1."""
+        return self.smplx.expr_dirs[..., :len(self.expression_names)]
+
+    @property
+    def blend_directions(self) -> Tensor:  # [V, 3, C]: the betas' columns, then the expressions'
+        """Shape then expression directions, matching :meth:`blend_coefficients`."""
+        if not self.expression_names:
+            return self.smplx.shapedirs
+        return torch.cat([self.smplx.shapedirs, self.expression_directions], dim=-1)
+
+    @property
+    def pose_directions(self) -> Tensor | None:  # [54 * 9, V * 3], or None when all zero
+        """The pose-corrective blend shapes (``posedirs``), or None for a model without them
+        (the open default body), which then skips that step."""
+        return self.smplx.posedirs if self._has_posedirs else None
+
+    # -- parameters --------------------------------------------------------------------------
+
+    def parameter_width(self, name: str) -> int:
+        """Values per frame of the SMPL-X parameter ``name``."""
+        if name == "betas":
+            return self.num_betas
+        if name == "expression":
+            return len(self.expression_names)
+        if name == "transl":
+            return 3
+        if name in POSE_PARAM_JOINTS:
+            return POSE_PARAM_JOINTS[name][1] * 3
+        raise UserError(f"unknown SMPL-X parameter: {name}", field=name)
+
+    def batch_size(self, params: dict[str, Tensor | None]) -> int:
+        """The batch size ``B`` of SMPL-X parameters (one-row parameters broadcast; betas alone
+        do not set it)."""
         sizes = {int(v.shape[0]) for k, v in params.items() if v is not None and k != "betas"}
         if len(sizes) > 1:
             raise UserError(f"parameters disagree on the batch size: {sorted(sizes)}", field="pose")
@@ -346,7 +382,10 @@ class BodyModel(nn.Module):
         betas = params.get("betas")
         return int(betas.shape[0]) if betas is not None and betas.ndim == 2 else 1
 
-    def _param(self, params: dict, name: str, batch: int, width: int) -> Tensor:
+    def parameter(self, params: dict[str, Tensor | None], name: str, batch: int) -> Tensor:
+        """The parameter ``name`` as ``[B, width]`` on the model's device and dtype: zeros when
+        missing, one row broadcast to ``batch``; a wrong width is a :class:`UserError`."""
+        width = self.parameter_width(name)
         value = params.get(name)
         if value is None:
             return torch.zeros(batch, width, device=self.device, dtype=self.dtype)
@@ -360,28 +399,33 @@ class BodyModel(nn.Module):
             value = value.expand(batch, -1)
         return value
 
+    def blend_coefficients(self, params: dict[str, Tensor | None], batch: int) -> Tensor:
+        """Betas then expression ``[B, C]``, the weights of :attr:`blend_directions`."""
+        parts = [self.parameter(params, "betas", batch)]
+        if self.expression_names:
+            parts.append(self.parameter(params, "expression", batch))
+        return torch.cat(parts, dim=1)
+
     def full_pose(self, params: dict[str, Tensor], batch: int) -> Tensor:
         """Axis-angle of the 55 joints ``[B, 55, 3]`` from SMPL-X parameter groups."""
         parts = [
-            self._param(params, name, batch, count * 3).reshape(batch, count, 3)
+            self.parameter(params, name, batch).reshape(batch, count, 3)
             for name, (_, count) in POSE_PARAM_JOINTS.items()
         ]
         return torch.cat(parts, dim=1)
 
+    def joint_rotations(self, params: dict[str, Tensor], batch: int) -> Tensor:
+        """Rotation matrices of the 55 joints ``[B, 55, 3, 3]`` (relative to their parents)."""
+        return lbs.axis_angle_to_matrix(self.full_pose(params, batch))
+
+    # -- posing ------------------------------------------------------------------------------
+
     def shape_rest(self, betas: Tensor | None = None, expression: Tensor | None = None,
                    batch: int = 1) -> tuple[Tensor, Tensor]:
         """Shaped rest-pose vertices ``[B, V, 3]`` and joints ``[B, 55, 3]``."""
-        betas_t = self._param({"betas": betas}, "betas", batch, self.num_betas)
-        num_expr = len(self.expression_names)
-        coefficients = [betas_t]
-        directions = [self.smplx.shapedirs]
-        if num_expr:
-            coefficients.append(self._param({"expression": expression}, "expression", batch, num_expr))
-            directions.append(self.smplx.expr_dirs[..., :num_expr])
-        rest = self.v_template[None] + blend_shapes(
-            torch.cat(coefficients, dim=1), torch.cat(directions, dim=-1)
-        )
-        return rest, vertices2joints(self.smplx.J_regressor, rest)
+        coefficients = self.blend_coefficients({"betas": betas, "expression": expression}, batch)
+        rest = self.v_template[None] + lbs.blend_shapes(coefficients, self.blend_directions)
+        return rest, lbs.regress_joints(self.joint_regressor, rest)
 
     def forward(self, **params: Tensor | None) -> BodyOutput:
         """Pose a batch of bodies. See the class docstring for parameter names and shapes."""
@@ -391,29 +435,23 @@ class BodyModel(nn.Module):
         if unknown:
             raise UserError(f"unknown SMPL-X parameter(s): {', '.join(sorted(unknown))}",
                             field=sorted(unknown)[0])
-        batch = self._batch(params)
+        batch = self.batch_size(params)
         rest_vertices, rest_joints = self.shape_rest(
             params.get("betas"), params.get("expression"), batch
         )
         if vertex_offsets is not None:
             # Learned per-vertex offsets [V, 3] or [B, V, 3] move the skin, not the joints.
             rest_vertices = rest_vertices + vertex_offsets.to(rest_vertices)
-        pose = self.full_pose(params, batch)
-        rotations = batch_rodrigues(pose.reshape(-1, 3)).reshape(batch, NUM_JOINTS, 3, 3)
+        rotations = self.joint_rotations(params, batch)
         posed_input = rest_vertices
-        if self._has_posedirs:
-            eye = torch.eye(3, device=self.device, dtype=self.dtype)
-            pose_feature = (rotations[:, 1:] - eye).reshape(batch, -1)
-            posed_input = rest_vertices + torch.matmul(pose_feature, self.smplx.posedirs).reshape(
-                batch, -1, 3
-            )
-        joints, skin = batch_rigid_transform(rotations, rest_joints, self.parents, dtype=self.dtype)
-        transl = self._param(params, "transl", batch, 3)
+        if self.pose_directions is not None:
+            posed_input = rest_vertices + lbs.pose_correctives(rotations, self.pose_directions)
+        joints, skin = lbs.rigid_transforms(rotations, rest_joints, PARENTS)
+        transl = self.parameter(params, "transl", batch)
         skin = skin.clone()
         skin[:, :, :3, 3] = skin[:, :, :3, 3] + transl[:, None]
         joints = joints + transl[:, None]
-        blended = torch.einsum("vj,bjxy->bvxy", self.lbs_weights, skin[:, :, :3, :])
-        vertices = torch.einsum("bvxy,bvy->bvx", blended[..., :3], posed_input) + blended[..., 3]
+        vertices = lbs.skin_points(self.lbs_weights, skin, posed_input)
         joint_transforms = torch.cat(
             [
                 torch.cat([skin[:, :, :3, :3], joints[..., None]], dim=-1),

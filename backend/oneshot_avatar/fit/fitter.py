@@ -154,6 +154,11 @@ class FitResult:
     camera: Camera
     report: dict = field(default_factory=dict)
 
+    def to(self, device: torch.device | str) -> FitResult:
+        """A copy on ``device`` (detached parameters; the report is shared)."""
+        return FitResult(params={k: v.detach().to(device) for k, v in self.params.items()},
+                         camera=self.camera.to(device), report=self.report)
+
 
 # ---------------------------------------------------------------------------------------------
 # Observations

@@ -1,18 +1,18 @@
 """The body posed only where keypoints look: the 55 joints and a few landmark vertices.
 
-Same maths as :class:`oneshot_avatar.body.BodyModel` (shape and expression blend shapes,
-pose-corrective blend shapes when the model has them, ``smplx``'s ``batch_rigid_transform``,
-linear blend skinning), restricted to ``M`` vertices, so a keypoint fit step costs well under a
-millisecond of arithmetic instead of posing the whole mesh.
+The same functions of :mod:`oneshot_avatar.body.lbs` as :class:`oneshot_avatar.body.BodyModel`
+(shape and expression blend shapes, pose-corrective blend shapes when the model has them, the
+rigid transform chain, linear blend skinning), applied to ``M`` vertices, so a keypoint fit step
+costs well under a millisecond of arithmetic instead of posing the whole mesh.
 """
 
 from __future__ import annotations
 
 import torch
-from smplx.lbs import batch_rigid_transform, batch_rodrigues
 from torch import Tensor, nn
 
-from oneshot_avatar.body.smplx_layout import NUM_JOINTS
+from oneshot_avatar.body import lbs
+from oneshot_avatar.body.smplx_layout import PARENTS
 
 
 class SparseBody(nn.Module):
@@ -45,15 +45,11 @@ class SparseBody(nn.Module):
             mix = mix.to_sparse()
         else:
             mix = None
-        smplx_model = body.smplx
-        num_expr = len(body.expression_names)
-        dirs = [smplx_model.shapedirs]
-        if num_expr:
-            dirs.append(smplx_model.expr_dirs[..., :num_expr])
-        all_dirs = torch.cat(dirs, dim=-1)  # [V, 3, C]
-        regressor = smplx_model.J_regressor  # [55, V]
-        self.register_buffer("joint_template", regressor @ body.v_template, persistent=False)
-        self.register_buffer("joint_dirs", torch.einsum("jv,vdc->jdc", regressor, all_dirs),
+        all_dirs = body.blend_directions  # [V, 3, C]
+        regressor = body.joint_regressor  # [55, V]
+        self.register_buffer("joint_template", lbs.regress_joints(regressor, body.v_template),
+                             persistent=False)
+        self.register_buffer("joint_dirs", lbs.regress_directions(regressor, all_dirs),
                              persistent=False)
         if mix is None:
             def pick(values: Tensor) -> Tensor:  # [V, ...] -> [M, ...]
@@ -65,9 +61,10 @@ class SparseBody(nn.Module):
         self.register_buffer("vertex_template", pick(body.v_template), persistent=False)
         self.register_buffer("vertex_dirs", pick(all_dirs), persistent=False)
         self.register_buffer("weights", pick(body.lbs_weights), persistent=False)
-        self.has_posedirs = bool(body._has_posedirs)
+        posedirs = body.pose_directions  # [D, V * 3] or None
+        self.has_posedirs = posedirs is not None
         if self.has_posedirs:
-            posedirs = smplx_model.posedirs.reshape(-1, body.v_template.shape[0], 3)
+            posedirs = posedirs.reshape(-1, body.v_template.shape[0], 3)
             picked = pick(posedirs.permute(1, 0, 2))  # [M + P, D, 3]
             self.register_buffer("posedirs", picked.permute(1, 0, 2).reshape(
                 posedirs.shape[0], -1), persistent=False)
@@ -77,26 +74,14 @@ class SparseBody(nn.Module):
         """Joints ``[B, 55, 3]`` and selected vertices ``[B, M, 3]`` for SMPL-X parameters named
         as for ``BodyModel`` (missing ones are zero)."""
         body = self.body
-        batch = body._batch(params)
-        coefficients = [body._param(params, "betas", batch, body.num_betas)]
-        if len(body.expression_names):
-            coefficients.append(body._param(params, "expression", batch,
-                                             len(body.expression_names)))
-        coefficient = torch.cat(coefficients, dim=1)  # [B, C]
-        rest_joints = self.joint_template + torch.einsum("jdc,bc->bjd", self.joint_dirs,
-                                                         coefficient)
-        rest_vertices = self.vertex_template + torch.einsum("mdc,bc->bmd", self.vertex_dirs,
-                                                            coefficient)
-        pose = body.full_pose(params, batch)
-        rotations = batch_rodrigues(pose.reshape(-1, 3)).reshape(batch, NUM_JOINTS, 3, 3)
+        batch = body.batch_size(params)
+        coefficient = body.blend_coefficients(params, batch)  # [B, C]
+        rest_joints = self.joint_template + lbs.blend_shapes(coefficient, self.joint_dirs)
+        rest_vertices = self.vertex_template + lbs.blend_shapes(coefficient, self.vertex_dirs)
+        rotations = body.joint_rotations(params, batch)
         if self.has_posedirs:
-            eye = torch.eye(3, device=pose.device, dtype=pose.dtype)
-            feature = (rotations[:, 1:] - eye).reshape(batch, -1)
-            rest_vertices = rest_vertices + (feature @ self.posedirs).reshape(batch, -1, 3)
-        joints, skin = batch_rigid_transform(rotations, rest_joints, body.parents,
-                                             dtype=pose.dtype)
-        transl = body._param(params, "transl", batch, 3)
-        blended = torch.einsum("mj,bjxy->bmxy", self.weights, skin[:, :, :3, :])
-        vertices = torch.einsum("bmxy,bmy->bmx", blended[..., :3], rest_vertices)
-        vertices = vertices + blended[..., 3]
+            rest_vertices = rest_vertices + lbs.pose_correctives(rotations, self.posedirs)
+        joints, skin = lbs.rigid_transforms(rotations, rest_joints, PARENTS)
+        vertices = lbs.skin_points(self.weights, skin, rest_vertices)
+        transl = body.parameter(params, "transl", batch)
         return joints + transl[:, None], vertices + transl[:, None]

@@ -249,7 +249,7 @@ def _eye_corners(body, v: np.ndarray, main: np.ndarray, joints: np.ndarray) -> d
     names = body.info.expression_names
     if "eyeBlinkLeft" not in names or "eyeBlinkRight" not in names:
         return {}
-    dirs = body.smplx.expr_dirs.detach().cpu().double().numpy()
+    dirs = body.expression_directions.detach().cpu().double().numpy()
     out = {}
     # 68-point layout: 36 right outer, 39 right inner, 42 left inner, 45 left outer.
     for unit, eye, sign, inner, outer in (

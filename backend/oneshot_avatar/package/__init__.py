@@ -1,14 +1,12 @@
-"""The ``.avatar`` package format (see :mod:`oneshot_avatar.package.avatar_file`)."""
+"""The ``.avatar`` package format, read and written (see :mod:`oneshot_avatar.package.avatar_file`;
+the loaded :class:`oneshot_avatar.avatar.Avatar` lives in :mod:`oneshot_avatar.avatar`)."""
 
 from oneshot_avatar.package.avatar_file import (
     SCHEMA,
-    Avatar,
     avatar_bytes,
-    check_body_matches,
     load_avatar,
     save_avatar,
     standard_ply_bytes,
 )
 
-__all__ = ["SCHEMA", "Avatar", "avatar_bytes", "check_body_matches", "load_avatar", "save_avatar",
-           "standard_ply_bytes"]
+__all__ = ["SCHEMA", "avatar_bytes", "load_avatar", "save_avatar", "standard_ply_bytes"]

@@ -1,4 +1,5 @@
-"""The ``.avatar`` package: the contract between the backend and the Blender add-on.
+"""The ``.avatar`` package: the contract between the backend and the Blender add-on. This module
+only reads and writes it; what a loaded avatar is and does lives in :mod:`oneshot_avatar.avatar`.
 
 A zip holding:
 
@@ -11,7 +12,7 @@ A zip holding:
   in its triangle's frame (``local_u local_w local_d local_rot_0..3 local_scale_0..2``).
 - ``rig.npz``: what Blender needs without torch (``expression_gaussians (M,)`` and
   ``expression_offsets (E, M, 3)`` float16: the Gaussians the face units move and how, see
-  :func:`expression_offsets`): ``joint_names``, ``parents``, ``rest_joints``
+  :func:`oneshot_avatar.avatar.rig.expression_offsets`): ``joint_names``, ``parents``, ``rest_joints``
   (55, 3) for these betas, ``gaussian_joint_indices``/``gaussian_joint_weights`` (N, 4) top-4
   skinning, ``vertex_offsets`` (V, 3), ``rest_vertices`` (V, 3), ``faces`` (F, 3), ``betas``.
 
@@ -27,7 +28,6 @@ import json
 import math
 import zipfile
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,8 @@ import torch
 from oneshot_avatar import __version__
 from oneshot_avatar.atomic import write_bytes_atomic
 from oneshot_avatar.avatar.gaussians import MeshGaussians, PosedGaussians, num_sh_coefficients
+from oneshot_avatar.avatar.model import Avatar, check_body_matches
+from oneshot_avatar.avatar.rig import TOP_K_JOINTS, expression_offsets, gaussian_skinning
 from oneshot_avatar.body.npz_io import npz_bytes
 from oneshot_avatar.body.smplx_layout import JOINT_NAMES, NUM_JOINTS, PARENTS
 from oneshot_avatar.errors import BadFileError, UserError
@@ -45,34 +47,6 @@ from oneshot_avatar.package.ply import PlyError, decode_ply, encode_ply
 SCHEMA = "oneshot-avatar/1"
 MEMBERS = ("avatar.json", "gaussians.ply", "rig.npz")
 MAX_MEMBER_BYTES = 4 << 30  # refuse zip members that would inflate beyond 4 GiB
-TOP_K_JOINTS = 4
-
-
-@dataclass
-class Avatar:
-    """A loaded avatar: Gaussians on the mesh, the body shape, and the package's metadata."""
-
-    gaussians: MeshGaussians
-    betas: torch.Tensor  # [num_betas]
-    meta: dict[str, Any]
-    rig: dict[str, np.ndarray] = field(default_factory=dict)
-
-    @property
-    def expression_names(self) -> list[str]:
-        return list(self.meta["body_model"]["expression_names"])
-
-    def pose(self, body, **params) -> PosedGaussians:
-        """Posed Gaussians for SMPL-X parameters batched over frames (betas are the avatar's)."""
-        check_body_matches(self.meta, body, "avatar")
-        params = dict(params)
-        params.pop("betas", None)
-        out = body(betas=self.betas[None].to(body.device), vertex_offsets=self.gaussians.vertex_offsets, **params)
-        return self.gaussians.place(out.vertices, body.faces)
-
-    def to(self, device) -> Avatar:
-        self.gaussians.to(device)
-        self.betas = self.betas.to(device)
-        return self
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,20 +55,6 @@ class Avatar:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def gaussian_skinning(gaussians: MeshGaussians, faces: torch.Tensor, vertex_weights: torch.Tensor,
-                      k: int = TOP_K_JOINTS) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` joint indices (N, k) and weights (N, k) per Gaussian: its triangle's vertex
-    weights interpolated at its barycentric spot."""
-    u, w = gaussians.local_means[:, 0].detach(), gaussians.local_means[:, 1].detach()
-    bary = torch.stack([1.0 / 3 - u - w, 1.0 / 3 + u, 1.0 / 3 + w], dim=-1).clamp_min(0)
-    bary = bary / bary.sum(-1, keepdim=True).clamp_min(1e-12)
-    corner_weights = vertex_weights[faces[gaussians.binding]]  # [N, 3, J]
-    weights = torch.einsum("nk,nkj->nj", bary.to(corner_weights), corner_weights)
-    top = weights.topk(k, dim=-1)
-    values = top.values / top.values.sum(-1, keepdim=True).clamp_min(1e-12)
-    return top.indices.cpu().numpy().astype(np.int32), values.cpu().numpy().astype(np.float32)
 
 
 def _np32(t: torch.Tensor) -> np.ndarray:
@@ -166,8 +126,8 @@ def avatar_bytes(
         "joint_names": np.array(JOINT_NAMES),
         "parents": np.array(PARENTS, dtype=np.int32),
         "rest_joints": out.joints[0].cpu().numpy().astype(np.float32),
-        "gaussian_joint_indices": joint_indices,
-        "gaussian_joint_weights": joint_weights,
+        "gaussian_joint_indices": joint_indices.cpu().numpy().astype(np.int32),
+        "gaussian_joint_weights": joint_weights.cpu().numpy().astype(np.float32),
         "vertex_offsets": gaussians.vertex_offsets.detach().cpu().numpy().astype(np.float32),
         "rest_vertices": out.vertices[0].cpu().numpy().astype(np.float32),
         "faces": body.faces.cpu().numpy().astype(np.int32),
@@ -200,31 +160,6 @@ def avatar_bytes(
     return out_zip.getvalue()
 
 
-EXPRESSION_MIN_OFFSET_M = 5e-4  # a Gaussian that no face unit moves further stays out
-
-
-def expression_offsets(gaussians: MeshGaussians, body, betas: torch.Tensor, rest_means: torch.Tensor,
-                       chunk: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Which Gaussians the face units move, and how: ``(indices (M,) int32, offsets (E, M, 3)
-    float16 metres)``, offset ``[k]`` = the rest-pose means with face unit ``k`` at 1 minus the
-    neutral ones (so a viewer can show expressions as linear shape keys before skinning; exact
-    for the mesh vertices, linearised for the Gaussians' placement in their triangles). Only
-    Gaussians moved more than :data:`EXPRESSION_MIN_OFFSET_M` by some unit are kept (the face)."""
-    names = list(body.expression_names)
-    if not names:
-        return np.zeros(0, np.int32), np.zeros((0, 0, 3), np.float16)
-    units = torch.eye(len(names), dtype=body.dtype, device=body.device)
-    offsets = []
-    for start in range(0, len(names), chunk):
-        expression = units[start:start + chunk]
-        out = body(betas=betas[None].expand(len(expression), -1), expression=expression,
-                   vertex_offsets=gaussians.vertex_offsets.to(body.device))
-        offsets.append((gaussians.place(out.vertices, body.faces).means - rest_means).cpu())
-    stacked = torch.cat(offsets).numpy()  # (E, N, 3)
-    moved = np.nonzero(np.abs(stacked).max(axis=(0, 2)) > EXPRESSION_MIN_OFFSET_M)[0]
-    return moved.astype(np.int32), stacked[:, moved].astype(np.float16)
-
-
 def save_avatar(path: str | Path, gaussians: MeshGaussians, body, betas, **kwargs) -> Path:
     """Write a ``.avatar`` package atomically (never half-written; an existing file is only
     replaced once the new one is complete)."""
@@ -241,19 +176,6 @@ def save_avatar(path: str | Path, gaussians: MeshGaussians, body, betas, **kwarg
 
 # ---------------------------------------------------------------------------------------------
 # Reading
-
-
-def check_body_matches(meta: dict, body, what: str = "avatar") -> None:
-    """Fail clearly when the avatar was made with another body model than ``body``."""
-    expected = meta["body_model"]
-    if expected["sha256"] != body.info.sha256:
-        raise UserError(
-            f"this {what} was made with body model {expected['id']} (sha256 "
-            f"{expected['sha256'][:12]}…), but the loaded body model is {body.info.model_id} "
-            f"(sha256 {body.info.sha256[:12]}…); pass --body-model with the model it was made "
-            "with (or unset SMPLX_MODEL_PATH for the open default body)",
-            field="body_model.sha256",
-        )
 
 
 def _require(meta: dict, key: str, kind, path, where: str = ""):

@@ -36,7 +36,6 @@ import numpy as np
 import torch
 
 from oneshot_avatar.atomic import atomic_output, write_bytes_atomic
-from oneshot_avatar.body.npz_io import write_npz_deterministic
 from oneshot_avatar.devices import resolve_device
 from oneshot_avatar.errors import UserError
 from oneshot_avatar.reconstruct.presets import Preset
@@ -309,40 +308,18 @@ def prepare_subject(options: ReconstructOptions, chosen: Preset, device: torch.d
 # Stage 2: fit (+ GrabCut mask when none was given)
 
 
-def _save_fit(path: Path, fit, mask: np.ndarray | None) -> None:
-    arrays = {f"param_{k}": v.detach().cpu().numpy() for k, v in fit.params.items()}
-    if mask is not None:
-        arrays["mask"] = mask.astype(np.float32)
-    arrays["camera_json"] = np.frombuffer(json.dumps(fit.camera.to_dict()).encode(), dtype=np.uint8)
-    arrays["report_json"] = np.frombuffer(json.dumps(fit.report, default=float).encode(), dtype=np.uint8)
-    write_npz_deterministic(path, arrays)
-
-
-def _load_fit(path: Path, device: torch.device):
-    from oneshot_avatar.cameras import Camera
-    from oneshot_avatar.fit import FitResult
-
-    with np.load(path, allow_pickle=False) as data:
-        params = {k[len("param_"):]: torch.as_tensor(data[k], device=device) for k in data.files
-                  if k.startswith("param_")}
-        camera = Camera.from_dict(json.loads(bytes(data["camera_json"]).decode()), device=device)
-        report = json.loads(bytes(data["report_json"]).decode())
-        mask = data["mask"] if "mask" in data.files else None
-    return FitResult(params=params, camera=camera, report=report), mask
-
-
 def fit_stage(body, prepared: Prepared, chosen: Preset, device: torch.device, work: Path,
               resume: bool, log: Log, fit_override: Callable | None = None,
               progress: Progress | None = None, *, init: dict | None = None):
     """The body fit of the prepared subject (resumed from ``work`` when saved there);
     ``init``: the initial SMPL-X parameters parsed from ``prepared.init_file``."""
-    from oneshot_avatar.fit import fit_body, render_silhouette
+    from oneshot_avatar.fit import fit_body, load_fit, render_silhouette, save_fit
     from oneshot_avatar.subject import grabcut_mask
 
     saved = work / "fit.npz"
     subject = prepared.subject
     if resume and saved.exists():
-        fit, mask = _load_fit(saved, device)
+        fit, mask = load_fit(saved, device)
         if mask is not None:
             subject.mask = mask
             if subject.mask_source == "none":
@@ -386,7 +363,7 @@ def fit_stage(body, prepared: Prepared, chosen: Preset, device: torch.device, wo
         fit_with_mask.report["first_pass"] = fit.report
         fit = fit_with_mask
     fit.report["seconds_total"] = time.perf_counter() - started
-    _save_fit(saved, fit, subject.mask if subject.mask_source == "grabcut" else None)
+    save_fit(saved, fit, subject.mask if subject.mask_source == "grabcut" else None)
     iou, error = fit.report.get("mask_iou"), fit.report.get("keypoint_error_px")
     log(f"fit: keypoint error {'n/a' if error is None else f'{error:.2f} px'}, "
         f"mask IoU {'n/a' if iou is None else f'{iou:.3f}'}, {fit.report['seconds_total']:.1f} s")
@@ -422,29 +399,13 @@ def labels_stage(body, fit, subject, chosen: Preset, device: torch.device, log: 
 # Stage 4: training
 
 
-def initial_gaussians(body, fit, texture, chosen: Preset, device: torch.device, seed: int):
-    """Gaussians on the fitted body's rest mesh, coloured from the photo's surface texture."""
-    from oneshot_avatar.avatar import MeshGaussians
-    from oneshot_avatar.avatar.binding import barycentric_from_local
-    from oneshot_avatar.avatar.gaussians import rgb_to_sh0
-
-    with torch.no_grad():
-        rest = body(betas=fit.params["betas"]).rest_vertices[0]
-        count = max(chosen.train.num_gaussians, body.info.num_faces)
-        gaussians = MeshGaussians.on_mesh(rest, body.faces, count, sh_degree=chosen.train.sh_degree,
-                                          seed=seed)
-        bary = barycentric_from_local(gaussians.local_means)
-        colors = texture.sample(gaussians.binding.to(texture.colors.device),
-                                bary.to(texture.colors.device)).to(rest)
-        gaussians.sh0.copy_(rgb_to_sh0(colors.clamp(0.0, 1.0))[:, None, :].reshape_as(gaussians.sh0))
-    return gaussians.to(device)
-
-
 def train_stage(body, fit, subject, labels, texture, chosen: Preset, options: ReconstructOptions,
                 device: torch.device, work: Path, log: Log):
-    from oneshot_avatar.train import TrainView, make_perceptual, train_avatar
+    from oneshot_avatar.train import TrainView, initial_gaussians, make_perceptual, train_avatar
 
-    gaussians = initial_gaussians(body, fit, texture, chosen, device, options.seed)
+    gaussians = initial_gaussians(body, fit.params["betas"], texture,
+                                  num_gaussians=chosen.train.num_gaussians,
+                                  sh_degree=chosen.train.sh_degree, seed=options.seed, device=device)
     photo_view = TrainView(
         image=torch.as_tensor(subject.image, device=device),
         mask=torch.as_tensor(subject.mask, device=device),
@@ -615,18 +576,18 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
                 source_photo_sha256=subject.photo.sha256)
     outputs = {"avatar": str(options.out), "report": str(paths["report"])}
     if options.previews:
-        for path in write_previews(paths, gaussians_cpu, body_cpu, _cpu_fit(fit), subject, labels):
+        for path in write_previews(paths, gaussians_cpu, body_cpu, fit.to("cpu"), subject, labels):
             outputs[path.stem.split(".")[-1]] = str(path)
         from oneshot_avatar.reconstruct.landmarks_preview import write_landmarks_preview
 
-        write_landmarks_preview(paths["landmarks"], body_cpu, _cpu_fit(fit), subject,
+        write_landmarks_preview(paths["landmarks"], body_cpu, fit.to("cpu"), subject,
                                 prepared.photo_landmarks, prepared.keypoints)
         outputs["landmarks"] = str(paths["landmarks"])
         if getattr(labeler, "regions_found", None) is not None:
             from oneshot_avatar.priors.labels import turnaround_cameras
             from oneshot_avatar.priors.regions import save_region_preview
 
-            cpu_fit = _cpu_fit(fit)
+            cpu_fit = fit.to("cpu")
             save_region_preview(paths["regions"], labeler.regions_found, body_cpu, cpu_fit.params,
                                 cpu_fit.camera, subject.image,
                                 views=turnaround_cameras(cpu_fit.params, body_cpu, cpu_fit.camera,
@@ -653,13 +614,6 @@ def _regions_report(labeler) -> dict:
                         "hair_seen": regions.has_hair,
                         "skin_rgb": None if regions.skin_rgb is None else
                         [round(c, 4) for c in regions.skin_rgb]}}
-
-
-def _cpu_fit(fit):
-    from oneshot_avatar.fit import FitResult
-
-    return FitResult(params={k: v.detach().cpu() for k, v in fit.params.items()},
-                     camera=fit.camera.to("cpu"), report=fit.report)
 
 
 def _json_default(value):

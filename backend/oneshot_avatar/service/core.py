@@ -129,7 +129,7 @@ class Service:
     def register_avatar(self, path: Path, *, name: str, job_id: str | None,
                         avatar_id: str) -> AvatarRecord:
         """Check a package at ``path`` (anywhere) and move it into the store under ``avatar_id``."""
-        from oneshot_avatar.package import check_body_matches
+        from oneshot_avatar.avatar import check_body_matches
         from oneshot_avatar.package.avatar_file import read_avatar_members
 
         meta, _, _ = read_avatar_members(path)

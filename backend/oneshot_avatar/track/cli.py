@@ -49,7 +49,8 @@ def _say(quiet: bool):
 
 
 def avatar_betas(path: str, body):
-    from oneshot_avatar.package.avatar_file import check_body_matches, read_avatar_members
+    from oneshot_avatar.avatar import check_body_matches
+    from oneshot_avatar.package.avatar_file import read_avatar_members
 
     meta, _, _ = read_avatar_members(path)
     check_body_matches(meta, body)

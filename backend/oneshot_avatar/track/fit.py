@@ -41,7 +41,7 @@ import torch
 from scipy.spatial.transform import Rotation
 from torch import Tensor
 
-from oneshot_avatar.body.smplx_layout import JOINT_INDEX
+from oneshot_avatar.body.smplx_layout import JOINT_INDEX, PARENTS
 from oneshot_avatar.cameras import Camera, from_fit
 from oneshot_avatar.fit.face_correspondence import face_correspondence
 from oneshot_avatar.fit.landmarks import MEDIAPIPE_POSE_NAMES, Landmarks
@@ -466,11 +466,10 @@ def _ik_from_world(body, shape: Tensor, values: dict[str, Tensor], world: Tensor
     (``world [T, bones, 3]`` camera axes): each joint turned by the smallest rotation taking
     its rest bone onto the observed direction, parents first. Frames or bones without a
     confident direction keep their values."""
-    from smplx.lbs import batch_rigid_transform, batch_rodrigues
+    from oneshot_avatar.body import lbs
 
     frames = world.shape[0]
     rest_joints = body.shape_rest(shape[None])[1][0]  # [55, 3]
-    parents = body.parents
     rot = torch.as_tensor(_rotation(), dtype=world.dtype)
     target_world = world @ rot  # camera -> world (R is its own inverse)
     for bone in (0, 2, 4, 6, 1, 3, 5, 7):  # upper limbs first, then their children
@@ -481,10 +480,10 @@ def _ik_from_world(body, shape: Tensor, values: dict[str, Tensor], world: Tensor
         params = {k: values[k] for k in ("global_orient", "body_pose")}
         pose = torch.cat([params["global_orient"][:, None], params["body_pose"],
                           torch.zeros(frames, 55 - 22, 3, dtype=world.dtype)], dim=1)
-        rotations = batch_rodrigues(pose.reshape(-1, 3)).reshape(frames, 55, 3, 3)
-        _, transforms = batch_rigid_transform(rotations, rest_joints[None].expand(frames, -1, -1),
-                                              parents, dtype=world.dtype)
-        parent_rot = transforms[:, int(parents[a]), :3, :3]  # [T, 3, 3]
+        rotations = lbs.axis_angle_to_matrix(pose)  # [T, 55, 3, 3]
+        _, transforms = lbs.rigid_transforms(rotations, rest_joints[None].expand(frames, -1, -1),
+                                             PARENTS)
+        parent_rot = transforms[:, PARENTS[a], :3, :3]  # [T, 3, 3]
         rest_dir = rest_joints[b] - rest_joints[a]
         rest_dir = rest_dir / rest_dir.norm()
         local = torch.einsum("tji,tj->ti", parent_rot, target_world[:, bone])
