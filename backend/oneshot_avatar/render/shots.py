@@ -12,10 +12,12 @@ import numpy as np
 import torch
 
 from oneshot_avatar.body.smplx_layout import expression_space
-from oneshot_avatar.cameras import Camera, look_at, orbit_cameras, stack_cameras
+from oneshot_avatar.cameras import Camera, look_at, orbit_cameras
 from oneshot_avatar.errors import UserError
 from oneshot_avatar.motion import MotionClip
-from oneshot_avatar.render.rasterize import RasterBackend, rasterize_gaussians
+from oneshot_avatar.package import check_body_matches
+from oneshot_avatar.render.posed import camera_tensors, render_posed
+from oneshot_avatar.render.rasterize import RasterBackend
 
 logger = logging.getLogger(__name__)
 
@@ -112,25 +114,25 @@ def render_shot(
     device = body.device
     params = clip.to_torch(device)
     params.pop("expression")
+    params.pop("betas", None)
+    betas = avatar.betas[None].to(device)  # the avatar's own shape, whatever the clip says
+    check_body_matches(avatar.meta, body, "avatar")
     expression = expression_for_body(clip, body.expression_names)
     for start in range(0, len(frames), settings.batch_frames):
         chunk = list(frames[start : start + settings.batch_frames])
         index = torch.tensor(chunk, device=device)
         frame_params = {k: v[index] for k, v in params.items()}
+        frame_params["betas"] = betas
         if expression is not None:
             frame_params["expression"] = torch.as_tensor(expression[chunk], device=device)
         chosen = [cameras[i] if len(cameras) > 1 else cameras[0] for i in chunk]
-        viewmats, Ks, width, height = stack_cameras([c.to(device, torch.float32) for c in chosen])
+        viewmats, Ks, width, height = camera_tensors(chosen, device)
         background = None
         if settings.background is not None:
             background = torch.tensor(settings.background, device=device).expand(len(chunk), 1, 3)
         with torch.no_grad():
-            posed = avatar.pose(body, **frame_params)
-            out = rasterize_gaussians(
-                posed.means, posed.quats, posed.scales, posed.opacities, posed.sh,
-                viewmats[:, None], Ks[:, None], width, height, sh_degree=posed.sh_degree,
-                backgrounds=background, backend=settings.backend,
-            )
+            out = render_posed(body, avatar.gaussians, frame_params, viewmats[:, None], Ks[:, None],
+                               width, height, backgrounds=background, backend=settings.backend).raster
         rgb = out.rgb[:, 0].clamp(0, 1)
         alpha = out.alpha[:, 0].clamp(0, 1)
         if settings.background is not None:
