@@ -80,6 +80,25 @@ def orbit_shot_cameras(rest_vertices: torch.Tensor, frames: int, settings: ShotS
                          fov_y_degrees=settings.fov_y_degrees)
 
 
+PRESETS = ("front", "orbit")
+
+
+def preset_cameras(preset: str, avatar, body, clip: MotionClip, frames: range,
+                   settings: ShotSettings) -> list[Camera]:
+    """The ``front`` (one camera) or ``orbit`` (one per clip frame, a full turn over the clip)
+    cameras of a shot, framing the avatar as posed and placed in the shot's first frame; the
+    CLI and the service both frame their presets with this."""
+    if preset not in PRESETS:
+        raise UserError(f"camera preset must be one of {PRESETS}, got {preset!r}", field="camera")
+    with torch.no_grad():
+        first = {name: value[frames[0]:frames[0] + 1]
+                 for name, value in clip.to_torch(body.device).items() if name != "expression"}
+        first_pose = avatar.pose(body, **first).vertices[0].cpu()
+    if preset == "front":
+        return front_shot_cameras(first_pose, settings)
+    return orbit_shot_cameras(first_pose, clip.num_frames, settings)
+
+
 def parse_frame_range(text: str | None, num_frames: int) -> range:
     """``a:b`` (Python-style, end exclusive, either side optional) -> a range of frames."""
     if text is None:
@@ -147,17 +166,25 @@ def render_shot(
 
 
 def render_to_sink(avatar, body, clip: MotionClip, cameras: Sequence[Camera], frames: range,
-                   settings: ShotSettings, sink, *, quiet: bool = False) -> list:
-    """Render ``frames`` into ``sink`` (see ``render.output.open_sink``) with a progress bar;
-    returns what the sink wrote. On any failure the sink is aborted, so nothing half-written
-    is left behind."""
+                   settings: ShotSettings, sink, *, quiet: bool = False,
+                   after_batch: Callable[[int], None] | None = None) -> list:
+    """Render ``frames`` into ``sink`` (see ``render.output``) with a progress bar (none when
+    ``quiet``); returns what the sink wrote. ``after_batch(done)`` is called with the number of
+    frames rendered so far after each batch (an exception raised there stops the render). On
+    any failure the sink is aborted, so nothing half-written is left behind."""
     import sys
 
     from tqdm import tqdm
 
     bar = tqdm(total=len(frames), unit="frame", desc="render", file=sys.stderr, disable=quiet)
+
+    def progress(count: int) -> None:
+        bar.update(count)
+        if after_batch is not None:
+            after_batch(bar.n)
+
     try:
-        for frame, rgba in render_shot(avatar, body, clip, cameras, frames, settings, progress=bar.update):
+        for frame, rgba in render_shot(avatar, body, clip, cameras, frames, settings, progress=progress):
             sink.write(frame, rgba)
         return sink.close()
     except BaseException:
