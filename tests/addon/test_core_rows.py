@@ -9,10 +9,10 @@ import json
 
 import numpy as np
 import pytest
-
 from blender_addon.core import rows as addon_rows
 from blender_addon.core.errors import FieldError
 from blender_addon.core.motion import motion_from_json
+
 from oneshot_avatar.errors import UserError
 from oneshot_avatar.motion import builtin_clip
 from oneshot_avatar.motion import rows as backend_rows

@@ -10,12 +10,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-
 from oneshot_avatar.cameras import Camera, from_blender
 from oneshot_avatar.errors import UserError
 from oneshot_avatar.motion import MotionClip, builtin_clip, builtin_names
 from oneshot_avatar.motion.rows import clip_from_rows
 from oneshot_avatar.service import schemas
+
 
 @dataclass(frozen=True)
 class PresetShot:
