@@ -12,7 +12,8 @@ import bpy
 import numpy as np
 
 from .core.client import ServiceError
-from .core.pose import params_from_full_pose, quaternion_to_axis_angle
+from .core.pose import quaternion_to_axis_angle
+from .core.rows import rows_from_pose
 from .core.smplx_rig import JOINT_NAMES, PARENTS, RIG_EXPRESSIONS_PROPERTY, ROOT_BONE
 
 T = TypeVar("T")
@@ -72,10 +73,5 @@ def full_pose(poses: list[dict[str, Any]]) -> np.ndarray:
 
 def motion_params(poses: list[dict[str, Any]], expression_names: list[str]) -> dict[str, Any]:
     """The API's per-frame SMPL-X rows for the poses from :func:`read_rig_pose`."""
-    params = params_from_full_pose(full_pose(poses))
-    rows = {name: np.asarray(value, dtype=np.float64).reshape(len(poses), -1).tolist()
-            for name, value in params.items()}
-    rows["transl"] = [list(pose["transl"]) for pose in poses]
-    if expression_names:
-        rows["expression"] = [list(pose["expression"]) for pose in poses]
-    return rows
+    expression = [pose["expression"] for pose in poses] if expression_names else None
+    return rows_from_pose(full_pose(poses), [pose["transl"] for pose in poses], expression)

@@ -153,3 +153,43 @@ def test_disk_full_while_writing_a_video_keeps_the_previous_one(tiny_disk):
     assert "no space left" in str(caught.value)
     assert target.read_bytes() == b"GIF89a previous"
     assert [p.name for p in tiny_disk.iterdir()] == ["talk.gif"]
+
+
+# ---- the sinks share one PNG encoder
+
+
+def test_zip_sink_stores_every_frame_in_order_and_appears_only_when_complete(tmp_path):
+    """The service's zip of frames: ``frame_NNNNN.png`` in frame order, each the frame itself
+    (straight alpha), byte-for-byte what the PNG-folder sink writes; nothing under the zip's
+    name until it is closed; an aborted zip leaves nothing behind."""
+    import zipfile
+
+    from oneshot_avatar.render.output import PngBytesSink, PngFolderSink, ZipSink, encode_png
+
+    rng = np.random.default_rng(2)
+    frames = {k: rng.integers(0, 256, (24, 16, 4), dtype=np.uint8) for k in (3, 4, 7)}
+    target = tmp_path / "frames.zip"
+    sink = ZipSink(target, window=1)
+    folder = PngFolderSink(tmp_path / "folder", threads=2)
+    memory = PngBytesSink()
+    for k, rgba in frames.items():
+        sink.write(k, rgba)
+        folder.write(k, rgba)
+        memory.write(k, rgba)
+    assert not target.exists()
+    assert sink.close() == [target]
+    folder.close()
+    with zipfile.ZipFile(target) as archive:
+        assert archive.namelist() == ["frame_00003.png", "frame_00004.png", "frame_00007.png"]
+        for name, (k, rgba) in zip(archive.namelist(), frames.items(), strict=True):
+            data = archive.read(name)
+            assert data == (tmp_path / "folder" / name).read_bytes() == encode_png(rgba)
+            with Image.open(archive.open(name)) as image:
+                np.testing.assert_array_equal(np.asarray(image), rgba)
+    assert memory.close() == [encode_png(rgba) for rgba in frames.values()]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "frames.zip"]
+
+    aborted = ZipSink(tmp_path / "other.zip")
+    aborted.write(0, frames[3])
+    aborted.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "frames.zip"]

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from . import pose as posemath
+from . import rows
 from .errors import FieldError
 from .smplx_rig import NOMINAL_PELVIS_REST, NUM_JOINTS, POSE_PARAM_JOINTS, expression_space
 from .up_axis import TO_Y_UP, UpAxis, decide_up_axis, given_up_axis
@@ -420,25 +421,10 @@ def motion_from_json(data: Mapping[str, Any]) -> Motion:
     [[63]..], ..., "transl": [[3]..], "expression": [[E]..]}}``."""
     if not isinstance(data, Mapping) or not isinstance(data.get("params"), Mapping):
         raise MotionError("expected a JSON object with 'params'", field="params")
-    params = data["params"]
-    if "global_orient" not in params:
-        raise MotionError("is missing", field="params.global_orient")
     try:
-        arrays = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
-    except (TypeError, ValueError) as error:
-        raise MotionError(f"must hold numbers: {error}", field="params") from error
-    t = arrays["global_orient"].shape[0] if arrays["global_orient"].ndim == 2 else 0
-    if t < 1:
-        raise MotionError(f"expected (T, 3), got {arrays['global_orient'].shape}",
-                          field="params.global_orient")
-    try:
-        full = posemath.full_pose_from_params(arrays, t)
-    except ValueError as error:
-        raise MotionError(str(error), field="params") from error
-    transl = arrays.get("transl", np.zeros((t, 3)))
-    expression = arrays.get("expression", np.zeros((t, 0)))
-    if expression.ndim == 1 and expression.size == 0:
-        expression = np.zeros((t, 0))
+        full, transl, expression = rows.pose_from_rows(data["params"])
+    except FieldError as error:
+        raise MotionError(error.message, field=error.field) from error
     space = data.get("expression_space") or None
     try:
         fps = float(data.get("fps", 0))

@@ -91,18 +91,14 @@ def render_views(gaussians, body, params: dict, cameras, background=(1.0, 1.0, 1
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Mesh-bound Gaussians posed by ``params`` (betas included), seen by ``cameras`` over
     ``background``: rgb ``[C, H, W, 3]`` and alpha ``[C, H, W]``."""
-    from oneshot_avatar.avatar import pose_gaussians
-    from oneshot_avatar.cameras import stack_cameras
-    from oneshot_avatar.render.rasterize import rasterize_gaussians
+    from oneshot_avatar.render.posed import camera_tensors, render_posed
 
     device = gaussians.sh0.device
     with torch.no_grad():
-        posed = pose_gaussians(body, gaussians, **{k: v.to(device) for k, v in params.items()})
-        viewmats, Ks, width, height = stack_cameras([c.to(device, torch.float32) for c in cameras])
+        viewmats, Ks, width, height = camera_tensors(cameras, device)
         bg = torch.tensor(background, device=device, dtype=torch.float32).expand(1, len(cameras), 3)
-        out = rasterize_gaussians(posed.means, posed.quats, posed.scales, posed.opacities, posed.sh,
-                                  viewmats[None], Ks[None], width, height, sh_degree=posed.sh_degree,
-                                  backgrounds=bg)
+        out = render_posed(body, gaussians, {k: v.to(device) for k, v in params.items()},
+                           viewmats[None], Ks[None], width, height, backgrounds=bg).raster
     return out.rgb[0].clamp(0, 1).cpu().numpy(), out.alpha[0, ..., 0].clamp(0, 1).cpu().numpy()
 
 

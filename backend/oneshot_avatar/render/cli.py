@@ -85,9 +85,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
     from oneshot_avatar.render.output import VIDEO_SUFFIXES, open_sink
     from oneshot_avatar.render.shots import (
         ShotSettings,
-        front_shot_cameras,
-        orbit_shot_cameras,
         parse_frame_range,
+        preset_cameras,
         render_to_sink,
     )
 
@@ -122,18 +121,10 @@ def _cmd_render(args: argparse.Namespace) -> int:
     avatar.to(device)
     settings = ShotSettings(width=width, height=height, background=background,
                             batch_frames=args.batch, backend=args.backend)
-    import torch
-
-    with torch.no_grad():  # frame the body as posed (and placed) in the shot's first frame
-        first = {name: value[frames[0]:frames[0] + 1]
-                 for name, value in clip.to_torch(device).items() if name != "expression"}
-        first_pose = avatar.pose(body, **first).vertices[0].cpu()
     if camera_file is not None:
         cameras = camera_file
-    elif args.camera == "front":
-        cameras = front_shot_cameras(first_pose, settings)
-    else:
-        cameras = orbit_shot_cameras(first_pose, clip.num_frames, settings)
+    else:  # framed on the body as posed (and placed) in the shot's first frame
+        cameras = preset_cameras(args.camera, avatar, body, clip, frames, settings)
     written = render_to_sink(avatar, body, clip, cameras, frames, settings, sink, quiet=args.quiet)
     where = out if out.suffix.lower() in VIDEO_SUFFIXES else f"{out}/ ({len(written)} PNG frames)"
     print(f"rendered {len(frames)} frames of '{clip.name}' at {width}x{height}: {where}")

@@ -1,12 +1,19 @@
 """Where rendered frames go: a folder of PNGs with alpha (encoded in parallel threads), an MP4
-(H.264 through imageio-ffmpeg's bundled ffmpeg) or a GIF (Pillow). Every file appears only once
-complete: PNGs and videos are written to temporary names and renamed."""
+(H.264 through imageio-ffmpeg's bundled ffmpeg), a GIF (Pillow), a zip of PNGs (the service's
+multi-frame answer) or PNG bytes in memory (its single-frame answer). Every PNG is made by
+``encode_png``. Every file appears only once complete: PNGs, zips and videos are written to
+temporary names and renamed.
+
+A sink has ``write(frame, rgba)``, ``close() -> list`` (what it wrote) and, where a failure
+could leave something behind, ``abort()``; ``render.shots.render_to_sink`` drives one."""
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
-from concurrent.futures import Future, ThreadPoolExecutor
+import zipfile
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -63,11 +70,84 @@ class PngFolderSink:
         return self.written
 
 
-def _save_png(path: Path, rgba: np.ndarray) -> None:
+def encode_png(rgba: np.ndarray) -> bytes:
+    """One frame ``uint8 [H, W, 4]`` (straight alpha) as PNG bytes: the one PNG encoder of
+    every sink and of the service (fast zlib level: frames are many and large)."""
     from PIL import Image
 
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, mode="RGBA").save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def _save_png(path: Path, rgba: np.ndarray) -> None:
+    data = encode_png(rgba)
     with atomic_output(path, sync=False) as tmp:
-        Image.fromarray(rgba, mode="RGBA").save(tmp, format="PNG", compress_level=1)
+        tmp.write_bytes(data)
+
+
+class PngBytesSink:
+    """Frames kept in memory as PNG bytes (the service's ``format: png`` answer); ``close()``
+    returns them in the order written."""
+
+    def __init__(self):
+        self.encoded: list[bytes] = []
+
+    def write(self, frame: int, rgba: np.ndarray) -> None:
+        self.encoded.append(encode_png(rgba))
+
+    def close(self) -> list[bytes]:
+        return self.encoded
+
+
+class ZipSink:
+    """``frame_00000.png`` ... stored in order in one zip file (PNG is already compressed, so
+    the zip stores). Frames are encoded on ``pool`` (a shared one, or the sink's own); at most
+    ``window`` wait for encoding, so memory stays bounded. The zip is written under a temporary
+    name and renamed once complete; ``abort()`` removes it. A full disk is raised as the
+    ``OSError`` it is (the caller words it)."""
+
+    def __init__(self, path: Path, pool: Executor | None = None, window: int = 32):
+        self.path = Path(path)
+        self.own_pool = pool is None
+        self.pool = pool or ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+        self.window = window
+        self.pending: list[tuple[int, Future]] = []
+        self.tmp = new_temporary(self.path)
+        self.zip = zipfile.ZipFile(self.tmp, "w", compression=zipfile.ZIP_STORED)
+        self.count = 0
+
+    def write(self, frame: int, rgba: np.ndarray) -> None:
+        self.pending.append((frame, self.pool.submit(encode_png, rgba)))
+        while len(self.pending) > self.window:
+            self._write_oldest()
+
+    def _write_oldest(self) -> None:
+        frame, future = self.pending.pop(0)
+        self.zip.writestr(f"frame_{frame:05d}.png", future.result())
+        self.count += 1
+
+    def close(self) -> list[Path]:
+        while self.pending:
+            self._write_oldest()
+        self.zip.close()
+        if self.own_pool:
+            self.pool.shutdown()
+        commit(self.tmp, self.path)
+        return [self.path]
+
+    def abort(self) -> None:
+        for _, future in self.pending:
+            future.cancel()
+        self.pending.clear()
+        try:
+            self.zip.close()  # may fail again (a full disk): the file goes anyway
+        except OSError:
+            pass
+        finally:
+            discard(self.tmp)
+            if self.own_pool:
+                self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 class VideoSink:

@@ -12,10 +12,12 @@ import numpy as np
 import torch
 
 from oneshot_avatar.body.smplx_layout import expression_space
-from oneshot_avatar.cameras import Camera, look_at, orbit_cameras, stack_cameras
+from oneshot_avatar.cameras import Camera, look_at, orbit_cameras
 from oneshot_avatar.errors import UserError
 from oneshot_avatar.motion import MotionClip
-from oneshot_avatar.render.rasterize import RasterBackend, rasterize_gaussians
+from oneshot_avatar.avatar import check_body_matches
+from oneshot_avatar.render.posed import camera_tensors, render_posed
+from oneshot_avatar.render.rasterize import RasterBackend
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +80,25 @@ def orbit_shot_cameras(rest_vertices: torch.Tensor, frames: int, settings: ShotS
                          fov_y_degrees=settings.fov_y_degrees)
 
 
+PRESETS = ("front", "orbit")
+
+
+def preset_cameras(preset: str, avatar, body, clip: MotionClip, frames: range,
+                   settings: ShotSettings) -> list[Camera]:
+    """The ``front`` (one camera) or ``orbit`` (one per clip frame, a full turn over the clip)
+    cameras of a shot, framing the avatar as posed and placed in the shot's first frame; the
+    CLI and the service both frame their presets with this."""
+    if preset not in PRESETS:
+        raise UserError(f"camera preset must be one of {PRESETS}, got {preset!r}", field="camera")
+    with torch.no_grad():
+        first = {name: value[frames[0]:frames[0] + 1]
+                 for name, value in clip.to_torch(body.device).items() if name != "expression"}
+        first_pose = avatar.pose(body, **first).vertices[0].cpu()
+    if preset == "front":
+        return front_shot_cameras(first_pose, settings)
+    return orbit_shot_cameras(first_pose, clip.num_frames, settings)
+
+
 def parse_frame_range(text: str | None, num_frames: int) -> range:
     """``a:b`` (Python-style, end exclusive, either side optional) -> a range of frames."""
     if text is None:
@@ -112,25 +133,25 @@ def render_shot(
     device = body.device
     params = clip.to_torch(device)
     params.pop("expression")
+    params.pop("betas", None)
+    betas = avatar.betas[None].to(device)  # the avatar's own shape, whatever the clip says
+    check_body_matches(avatar.meta, body, "avatar")
     expression = expression_for_body(clip, body.expression_names)
     for start in range(0, len(frames), settings.batch_frames):
         chunk = list(frames[start : start + settings.batch_frames])
         index = torch.tensor(chunk, device=device)
         frame_params = {k: v[index] for k, v in params.items()}
+        frame_params["betas"] = betas
         if expression is not None:
             frame_params["expression"] = torch.as_tensor(expression[chunk], device=device)
         chosen = [cameras[i] if len(cameras) > 1 else cameras[0] for i in chunk]
-        viewmats, Ks, width, height = stack_cameras([c.to(device, torch.float32) for c in chosen])
+        viewmats, Ks, width, height = camera_tensors(chosen, device)
         background = None
         if settings.background is not None:
             background = torch.tensor(settings.background, device=device).expand(len(chunk), 1, 3)
         with torch.no_grad():
-            posed = avatar.pose(body, **frame_params)
-            out = rasterize_gaussians(
-                posed.means, posed.quats, posed.scales, posed.opacities, posed.sh,
-                viewmats[:, None], Ks[:, None], width, height, sh_degree=posed.sh_degree,
-                backgrounds=background, backend=settings.backend,
-            )
+            out = render_posed(body, avatar.gaussians, frame_params, viewmats[:, None], Ks[:, None],
+                               width, height, backgrounds=background, backend=settings.backend).raster
         rgb = out.rgb[:, 0].clamp(0, 1)
         alpha = out.alpha[:, 0].clamp(0, 1)
         if settings.background is not None:
@@ -145,17 +166,25 @@ def render_shot(
 
 
 def render_to_sink(avatar, body, clip: MotionClip, cameras: Sequence[Camera], frames: range,
-                   settings: ShotSettings, sink, *, quiet: bool = False) -> list:
-    """Render ``frames`` into ``sink`` (see ``render.output.open_sink``) with a progress bar;
-    returns what the sink wrote. On any failure the sink is aborted, so nothing half-written
-    is left behind."""
+                   settings: ShotSettings, sink, *, quiet: bool = False,
+                   after_batch: Callable[[int], None] | None = None) -> list:
+    """Render ``frames`` into ``sink`` (see ``render.output``) with a progress bar (none when
+    ``quiet``); returns what the sink wrote. ``after_batch(done)`` is called with the number of
+    frames rendered so far after each batch (an exception raised there stops the render). On
+    any failure the sink is aborted, so nothing half-written is left behind."""
     import sys
 
     from tqdm import tqdm
 
     bar = tqdm(total=len(frames), unit="frame", desc="render", file=sys.stderr, disable=quiet)
+
+    def progress(count: int) -> None:
+        bar.update(count)
+        if after_batch is not None:
+            after_batch(bar.n)
+
     try:
-        for frame, rgba in render_shot(avatar, body, clip, cameras, frames, settings, progress=bar.update):
+        for frame, rgba in render_shot(avatar, body, clip, cameras, frames, settings, progress=progress):
             sink.write(frame, rgba)
         return sink.close()
     except BaseException:

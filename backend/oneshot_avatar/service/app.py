@@ -470,13 +470,9 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
 
         if name not in builtin_names():
             raise FieldError(404, f"no built-in clip {name!r}; choose one of {builtin_names()}", "name")
-        clip = builtin_clip(name, fps=fps)
-        frames = clip.num_frames
-        params = {key: getattr(clip, key).reshape(frames, -1).tolist()
-                  for key in ("global_orient", "body_pose", "jaw_pose", "leye_pose", "reye_pose",
-                              "left_hand_pose", "right_hand_pose", "transl", "expression")}
-        return {"params": params, "fps": clip.fps, "expression_space": clip.expression_space,
-                "name": clip.name}
+        from oneshot_avatar.motion.rows import clip_to_json
+
+        return clip_to_json(builtin_clip(name, fps=fps))
 
     # ---- speech
 
@@ -499,6 +495,7 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
         JSON as ``GET /v1/motions/{name}`` plus ``expression_names`` and ``report`` (the
         recognizer that ran and why, words, beats, nods, blinks), or our motion ``.npz``."""
         from oneshot_avatar.motion.io import save_motion
+        from oneshot_avatar.motion.rows import clip_to_json
         from oneshot_avatar.speech import SpeechSettings, load_audio, speech_to_motion
 
         data = audio.file.read(MAX_SPEECH_UPLOAD + 1)
@@ -523,14 +520,10 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
                 return Response((Path(folder) / "speech.npz").read_bytes(),
                                 media_type="application/octet-stream",
                                 headers={"Content-Disposition": 'attachment; filename="speech.npz"'})
-        frames = clip.num_frames
-        params = {key: getattr(clip, key).reshape(frames, -1).tolist()
-                  for key in ("global_orient", "body_pose", "jaw_pose", "leye_pose", "reye_pose",
-                              "left_hand_pose", "right_hand_pose", "transl", "expression")}
         report = dict(result.report)
         names = report.pop("expression_names")
-        return {"params": params, "fps": clip.fps, "expression_space": clip.expression_space,
-                "name": clip.name[:64], "expression_names": names, "report": report}
+        return {**clip_to_json(clip), "name": clip.name[:64], "expression_names": names,
+                "report": report}
 
     # ---- rendering
 

@@ -328,46 +328,37 @@ class Service:
 
         if self.store.get_avatar(request.avatar) is None:
             raise KeyError(request.avatar)
-        return plan_render(request, rest_vertices=self.rest_vertices,
-                           max_frames=self.config.max_render_frames,
+        return plan_render(request, max_frames=self.config.max_render_frames,
                            max_pixels=self.config.max_render_pixels,
                            num_expressions=len(self.body.expression_names))
 
     def render_now(self, plan):
         """Interactive: render on the worker (ahead of jobs); returns (media type, path or bytes)."""
-        from oneshot_avatar.service.rendering import ZipOfFrames, png_bytes, render_plan_frames
+        from oneshot_avatar.render.output import PngBytesSink, ZipSink
+        from oneshot_avatar.service.rendering import render_plan
 
         def work():
             avatar = self.loaded_avatar(plan.avatar_id)
             if plan.format == "png":
-                frames = []
-                render_plan_frames(plan, avatar, self.body, batch_frames=1,
-                                   backend=self.config.backend,
-                                   on_frame=lambda i, rgba: frames.append(rgba))
-                return "image/png", png_bytes(frames[0])
+                encoded = render_plan(plan, avatar, self.body, PngBytesSink(), batch_frames=1,
+                                      backend=self.config.backend)
+                return "image/png", encoded[0]
             path = self.tmp_dir / f"render-{new_job_id()}.zip"
-            sink = ZipOfFrames(path, self.encode_pool)
-            try:
-                render_plan_frames(plan, avatar, self.body, batch_frames=self.config.render_batch,
-                                   backend=self.config.backend, on_frame=sink.add)
-                sink.close()
-            except BaseException:
-                sink.abort()
-                raise
+            render_plan(plan, avatar, self.body, ZipSink(path, self.encode_pool),
+                        batch_frames=self.config.render_batch, backend=self.config.backend)
             return "application/zip", path
 
         return self.worker.submit_interactive(work)
 
     def _run_render_job(self, job: Job, cancel: threading.Event) -> None:
-        from oneshot_avatar.service.rendering import ZipOfFrames, render_plan_frames
+        from oneshot_avatar.render.output import ZipSink
+        from oneshot_avatar.service.rendering import render_plan
         from oneshot_avatar.service.schemas import RenderRequest
 
         request = RenderRequest.model_validate(job.request["render"])
         plan = self.plan(request)
         folder = self.store.job_dir(job.id) / "render"
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / "frames.zip.tmp"
-        sink = ZipOfFrames(tmp, self.encode_pool)
         avatar = self.loaded_avatar(plan.avatar_id)
         self.store.update_job(job.id, stage="render", log_line=f"rendering {plan.num_frames} frames "
                               f"at {plan.width}x{plan.height}")
@@ -380,14 +371,10 @@ class Service:
                 self.store.update_job(job.id, progress=done / plan.num_frames,
                                       stage_progress=done / plan.num_frames)
 
-        try:
-            render_plan_frames(plan, avatar, self.body, batch_frames=self.config.render_batch,
-                               backend=self.config.backend, on_frame=sink.add, between_batches=between)
-            sink.close()
-        except BaseException:
-            sink.abort()
-            raise
-        commit(tmp, folder / "frames.zip")
+        # the zip appears under its name only once complete (a failure leaves nothing)
+        render_plan(plan, avatar, self.body, ZipSink(folder / "frames.zip", self.encode_pool),
+                    batch_frames=self.config.render_batch, backend=self.config.backend,
+                    after_batch=between)
         self.store.update_job(job.id, state="succeeded", progress=1.0, stage_progress=1.0,
                               result="render/frames.zip", log_line=f"{plan.num_frames} frames ready")
 

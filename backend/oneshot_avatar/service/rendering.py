@@ -1,36 +1,39 @@
 """Render requests: checked and turned into a motion clip plus cameras (in the request thread,
-cheap), then rendered on the GPU worker while PNGs are encoded on other threads."""
+cheap), then rendered on the GPU worker through ``render.shots.render_to_sink`` into a sink of
+``render.output`` (a zip of PNGs encoded on other threads, or one PNG). The ``front`` / ``orbit``
+presets are framed on the worker, once the avatar is loaded, by the CLI's own
+``render.shots.preset_cameras``, so both frame the same body."""
 
 from __future__ import annotations
 
-import io
 import math
-import zipfile
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass
-from pathlib import Path
-
-import numpy as np
-import torch
 
 from oneshot_avatar.cameras import Camera, from_blender
 from oneshot_avatar.errors import UserError
 from oneshot_avatar.motion import MotionClip, builtin_clip, builtin_names
+from oneshot_avatar.motion.rows import clip_from_rows
 from oneshot_avatar.service import schemas
 
-PARAM_WIDTHS = {
-    "global_orient": 3, "body_pose": 63, "jaw_pose": 3, "leye_pose": 3, "reye_pose": 3,
-    "left_hand_pose": 45, "right_hand_pose": 45, "transl": 3,
-}
-_SHAPES = {"body_pose": (21, 3), "left_hand_pose": (15, 3), "right_hand_pose": (15, 3)}
+
+@dataclass(frozen=True)
+class PresetShot:
+    """A ``front`` / ``orbit`` camera, framed on the posed avatar when the plan is rendered."""
+
+    name: str
+    width: int
+    height: int
+
+    def resized(self, width: int, height: int) -> PresetShot:
+        return PresetShot(self.name, width, height)
 
 
 @dataclass
 class RenderPlan:
     avatar_id: str
     clip: MotionClip  # exactly the frames to render
-    cameras: list[Camera]  # 1 or one per frame
+    cameras: list[Camera | PresetShot]  # 1 or one per frame (an orbit preset: one per frame)
     width: int
     height: int
     background: tuple[float, float, float] | None
@@ -41,49 +44,10 @@ class RenderPlan:
         return self.clip.num_frames
 
 
-def _clip_from_params(motion: schemas.MotionParams, max_frames: int,
-                      num_expressions: int) -> MotionClip:
-    params = motion.params.model_dump(exclude_none=True)
-    unknown = sorted(set(params) - set(PARAM_WIDTHS) - {"expression"})
-    if unknown:
-        raise UserError(f"unknown SMPL-X parameter(s) {unknown}; known: "
-                        f"{sorted(PARAM_WIDTHS) + ['expression']}", field=f"motion.params.{unknown[0]}")
-    if not params:
-        raise UserError("give at least one parameter (e.g. 'body_pose'), one row per frame",
-                        field="motion.params")
-    counts = {name: len(rows) for name, rows in params.items()}
-    frames = max(counts.values())
-    if frames < 1 or frames > max_frames:
-        raise UserError(f"{frames} frames; a request renders 1..{max_frames}", field="motion.params")
-    arrays: dict[str, np.ndarray] = {}
-    for name, width in PARAM_WIDTHS.items():
-        rows = params.get(name)
-        if rows is None:
-            value = np.zeros((frames, width), np.float32)
-        else:
-            if len(rows) != frames:
-                raise UserError(f"'{name}' has {len(rows)} rows but other parameters have {frames}; "
-                                "give one row per frame for every parameter",
-                                field=f"motion.params.{name}")
-            if any(len(row) != width for row in rows):
-                raise UserError(f"each row of '{name}' must have {width} numbers",
-                                field=f"motion.params.{name}")
-            value = np.asarray(rows, np.float32)
-        arrays[name] = value.reshape((frames, *_SHAPES[name])) if name in _SHAPES else value
-    expression = params.get("expression")
-    space = motion.expression_space
-    if expression is not None:
-        if len(expression) != frames or len({len(row) for row in expression}) > 1:
-            raise UserError(f"'expression' needs {frames} rows of equal length",
-                            field="motion.params.expression")
-        width = len(expression[0])
-        if width and space is None:
-            space = "arkit52" if width == 52 else "smplx-pca"
-        expression = np.asarray(expression, np.float32).reshape(frames, width)
-        if width == 0:
-            expression, space = None, None
-    return MotionClip(fps=motion.fps, expression=expression, expression_space=space,
-                      name=motion.name, source="request", **arrays)
+def _clip_from_params(motion: schemas.MotionParams, max_frames: int) -> MotionClip:
+    return clip_from_rows(motion.params.model_dump(exclude_none=True), fps=motion.fps,
+                          expression_space=motion.expression_space, name=motion.name,
+                          source="request", max_frames=max_frames, field="motion.params")
 
 
 def _clip_from_builtin(motion: schemas.BuiltinMotion, max_frames: int) -> MotionClip:
@@ -101,22 +65,17 @@ def _clip_from_builtin(motion: schemas.BuiltinMotion, max_frames: int) -> Motion
     return clip.slice(start, stop)
 
 
-def _camera(spec, index: int, rest_vertices: torch.Tensor, frames: int) -> list[Camera]:
-    from oneshot_avatar.render.shots import ShotSettings, front_shot_cameras, orbit_shot_cameras
-
+def _camera(spec, index: int) -> Camera | PresetShot:
     where = f"cameras[{index}]"
     try:
         if isinstance(spec, schemas.OpenCVCamera):
             from oneshot_avatar.cameras import CONVENTION, SCHEMA
 
             data = {"schema": SCHEMA, "convention": CONVENTION, **spec.model_dump(exclude_none=True)}
-            return [Camera.from_dict(data)]
+            return Camera.from_dict(data)
         if isinstance(spec, schemas.BlenderCamera):
-            return [from_blender(**spec.blender.model_dump())]
-        settings = ShotSettings(width=spec.width, height=spec.height)
-        if spec.preset == "front":
-            return front_shot_cameras(rest_vertices, settings)
-        return orbit_shot_cameras(rest_vertices, frames, settings)
+            return from_blender(**spec.blender.model_dump())
+        return PresetShot(spec.preset, spec.width, spec.height)
     except UserError as error:
         inner = f".{error.field}" if error.field else ""
         if isinstance(spec, schemas.BlenderCamera) and error.field:
@@ -124,20 +83,18 @@ def _camera(spec, index: int, rest_vertices: torch.Tensor, frames: int) -> list[
         raise UserError(error.message, field=where + inner) from None
 
 
-def plan_render(request: schemas.RenderRequest, *, rest_vertices: torch.Tensor, max_frames: int,
-                max_pixels: int, num_expressions: int) -> RenderPlan:
+def plan_render(request: schemas.RenderRequest, *, max_frames: int, max_pixels: int,
+                num_expressions: int) -> RenderPlan:
     """Check a render request and resolve its motion and cameras (no rendering)."""
     if isinstance(request.motion, schemas.BuiltinMotion):
         clip = _clip_from_builtin(request.motion, max_frames)
     else:
-        clip = _clip_from_params(request.motion, max_frames, num_expressions)
+        clip = _clip_from_params(request.motion, max_frames)
     frames = clip.num_frames
     if len(request.cameras) not in (1, frames):
         raise UserError(f"give 1 camera or one per frame ({frames}); got {len(request.cameras)}",
                         field="cameras")
-    cameras: list[Camera] = []
-    for i, spec in enumerate(request.cameras):
-        cameras += _camera(spec, i, rest_vertices, frames)
+    cameras = [_camera(spec, i) for i, spec in enumerate(request.cameras)]
     if len({(c.width, c.height) for c in cameras}) > 1:
         raise UserError("all cameras must render the same image size", field="cameras")
     if request.size is not None:
@@ -159,69 +116,29 @@ def plan_render(request: schemas.RenderRequest, *, rest_vertices: torch.Tensor, 
                       height=height, background=background, format=request.format)
 
 
-def png_bytes(rgba: np.ndarray) -> bytes:
-    from PIL import Image
+def plan_cameras(plan: RenderPlan, avatar, body) -> list[Camera]:
+    """The plan's cameras, its presets framed on ``avatar`` as the CLI frames them."""
+    from oneshot_avatar.render.shots import ShotSettings, preset_cameras
 
-    buffer = io.BytesIO()
-    Image.fromarray(rgba, mode="RGBA").save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
+    cameras: list[Camera] = []
+    for camera in plan.cameras:
+        if isinstance(camera, PresetShot):
+            settings = ShotSettings(width=camera.width, height=camera.height)
+            cameras += preset_cameras(camera.name, avatar, body, plan.clip, range(plan.num_frames),
+                                      settings)
+        else:
+            cameras.append(camera)
+    return cameras
 
 
-def render_plan_frames(plan: RenderPlan, avatar, body, *, batch_frames: int, backend: str,
-                       on_frame: Callable[[int, np.ndarray], None],
-                       between_batches: Callable[[int], None] | None = None) -> None:
-    """Render every frame of ``plan`` (on the worker thread), calling ``on_frame(i, rgba)``."""
-    from oneshot_avatar.render.shots import ShotSettings, render_shot
+def render_plan(plan: RenderPlan, avatar, body, sink, *, batch_frames: int, backend: str,
+                after_batch: Callable[[int], None] | None = None) -> list:
+    """Render every frame of ``plan`` into ``sink`` (on the worker thread); returns what the
+    sink wrote. ``after_batch(done)`` runs between batches (progress, cancel)."""
+    from oneshot_avatar.render.shots import ShotSettings, render_to_sink
 
     settings = ShotSettings(width=plan.width, height=plan.height, background=plan.background,
                             batch_frames=batch_frames, backend=backend)
-    done = 0
-
-    def progress(count: int) -> None:
-        nonlocal done
-        done += count
-        if between_batches is not None:
-            between_batches(done)
-
-    for frame, rgba in render_shot(avatar, body, plan.clip, plan.cameras, range(plan.num_frames),
-                                   settings, progress=progress):
-        on_frame(frame, rgba)
-
-
-class ZipOfFrames:
-    """Frames encoded to PNG on ``pool`` and stored in order into a zip file (PNG is already
-    compressed). At most ``window`` frames wait for encoding, so memory stays bounded."""
-
-    def __init__(self, path: Path, pool: Executor, window: int = 32):
-        self.path = path
-        self.pool = pool
-        self.window = window
-        self.pending: list[tuple[int, Future]] = []
-        self.zip = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED)
-        self.count = 0
-
-    def add(self, frame: int, rgba: np.ndarray) -> None:
-        self.pending.append((frame, self.pool.submit(png_bytes, rgba)))
-        while len(self.pending) > self.window:
-            self._write_oldest()
-
-    def _write_oldest(self) -> None:
-        frame, future = self.pending.pop(0)
-        self.zip.writestr(f"frame_{frame:05d}.png", future.result())
-        self.count += 1
-
-    def close(self) -> None:
-        while self.pending:
-            self._write_oldest()
-        self.zip.close()
-
-    def abort(self) -> None:
-        for _, future in self.pending:
-            future.cancel()
-        self.pending.clear()
-        try:
-            self.zip.close()  # may fail again (a full disk): the file goes anyway
-        except OSError:
-            pass
-        finally:
-            self.path.unlink(missing_ok=True)
+    return render_to_sink(avatar, body, plan.clip, plan_cameras(plan, avatar, body),
+                          range(plan.num_frames), settings, sink, quiet=True,
+                          after_batch=after_batch)

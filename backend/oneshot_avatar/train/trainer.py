@@ -20,10 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from oneshot_avatar.avatar import FixedPose, MeshGaussians, pose_gaussians_fixed
+from oneshot_avatar.avatar import FixedPose, MeshGaussians
 from oneshot_avatar.cameras import Camera
 from oneshot_avatar.errors import UserError
-from oneshot_avatar.render.rasterize import RasterBackend, rasterize_gaussians
+from oneshot_avatar.render.posed import render_posed
+from oneshot_avatar.render.rasterize import RasterBackend
 from oneshot_avatar.train import checkpoint as ckpt
 from oneshot_avatar.train.config import BACKGROUND_COLORS, TrainConfig
 from oneshot_avatar.train.densification import (
@@ -154,15 +155,12 @@ def _render(body, gaussians: MeshGaussians, views: Sequence[_View], backgrounds:
             backend: RasterBackend) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Rendered rgb [B, 3, H, W] and alpha [B, 1, H, W] of same-size views, the posed means
     [B, N, 3], viewmats [B, 1, 4, 4] and Ks [B, 1, 3, 3]."""
-    posed = pose_gaussians_fixed(FixedPose.cat([v.pose for v in views]), gaussians, body.faces)
-    means = posed.means
     viewmats = torch.stack([v.viewmat for v in views])[:, None]
     Ks = torch.stack([v.K for v in views])[:, None]
-    out = rasterize_gaussians(
-        means, posed.quats, posed.scales, posed.opacities, posed.sh, viewmats, Ks,
-        views[0].width, views[0].height, sh_degree=posed.sh_degree,
-        backgrounds=backgrounds.to(means)[:, None], backend=backend,
-    )
+    rendered = render_posed(body, gaussians, FixedPose.cat([v.pose for v in views]), viewmats, Ks,
+                            views[0].width, views[0].height,
+                            backgrounds=backgrounds.to(views[0].image)[:, None], backend=backend)
+    out, means = rendered.raster, rendered.posed.means
     rgb = out.rgb[:, 0].permute(0, 3, 1, 2)
     alpha = out.alpha[:, 0].permute(0, 3, 1, 2)
     return rgb, alpha, means, viewmats, Ks
