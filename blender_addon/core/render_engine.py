@@ -136,3 +136,66 @@ def transparent_frame(width: int, height: int) -> Frame:
     """What a scene with no avatar renders (no request needed)."""
     return Frame(np.zeros((height, width, 4), np.float32),
                  np.full((height, width), BLENDER_NO_DEPTH, np.float32))
+
+
+class LatestOnly:
+    """The viewport's request loop: at most one request in flight, the newest wanted one next.
+
+    ``want(key, work)`` says what should be on screen (``work()`` runs on a worker thread and
+    returns what to draw); wants that are overtaken before they start are dropped. ``result()``
+    is the last finished answer (kept while the next is on its way) and the last error (cleared
+    by the next success). Thread-safe; no bpy."""
+
+    def __init__(self, start_thread=None):
+        import threading
+
+        self._lock = threading.Lock()
+        self._start = start_thread or (lambda run: threading.Thread(target=run,
+                                                                    daemon=True).start())
+        self._in_flight: Any = None
+        self._next: tuple[Any, Any] | None = None
+        self._done_key: Any = None
+        self._value: Any = None
+        self._error: str | None = None
+        self.finished = 0  # answers received (successes and failures)
+
+    @property
+    def busy(self) -> bool:
+        with self._lock:
+            return self._in_flight is not None or self._next is not None
+
+    def want(self, key: Any, work) -> None:
+        with self._lock:
+            if key == self._in_flight or (self._next is None and self._in_flight is None
+                                          and key == self._done_key):
+                self._next = None if key == self._in_flight else self._next
+                return
+            self._next = (key, work)
+            if self._in_flight is not None:
+                return
+            key, work = self._next
+            self._next, self._in_flight = None, key
+        self._start(lambda: self._run(key, work))
+
+    def _run(self, key, work) -> None:
+        while True:
+            try:
+                value, error = work(), None
+            except Exception as failure:  # noqa: BLE001  (shown in the region; the loop goes on)
+                value, error = None, str(failure) or type(failure).__name__
+            with self._lock:
+                self.finished += 1
+                self._done_key = key
+                if error is None:
+                    self._value, self._error = value, None
+                else:
+                    self._error = error
+                if self._next is None:
+                    self._in_flight = None
+                    return
+                key, work = self._next
+                self._next, self._in_flight = None, key
+
+    def result(self) -> tuple[Any, str | None]:
+        with self._lock:
+            return self._value, self._error

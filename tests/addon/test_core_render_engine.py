@@ -131,3 +131,42 @@ def test_transparent_frame():
     frame = render_engine.transparent_frame(5, 3)
     assert frame.combined.shape == (3, 5, 4) and not frame.combined.any()
     assert (frame.depth == 1e10).all()
+
+
+def test_latest_only_keeps_one_request_in_flight_and_drops_overtaken_ones():
+    import threading
+
+    gate = threading.Event()
+    started: list[str] = []
+
+    def work(name, fail=False):
+        def run():
+            started.append(name)
+            gate.wait(5)
+            if fail:
+                raise ConnectionError("backend unreachable at http://127.0.0.1:1")
+            return name
+        return run
+
+    loop = render_engine.LatestOnly()
+    loop.want("f1", work("f1"))
+    for name in ("f2", "f3", "f4"):  # scrubbing while f1 renders
+        loop.want(name, work(name))
+    assert loop.busy and loop.result() == (None, None)
+    gate.set()
+    deadline = __import__("time").monotonic() + 5
+    while loop.busy and __import__("time").monotonic() < deadline:
+        __import__("time").sleep(0.01)
+    assert started == ["f1", "f4"]  # f2 and f3 were overtaken before they started
+    assert loop.result() == ("f4", None)
+    loop.want("f4", work("again"))  # already on screen: nothing is sent
+    assert not loop.busy and started == ["f1", "f4"]
+    loop.want("f5", work("f5", fail=True))
+    while loop.busy:
+        __import__("time").sleep(0.01)
+    value, error = loop.result()
+    assert value == "f4" and "unreachable" in error  # the last image stays, with the message
+    loop.want("f6", work("f6"))
+    while loop.busy:
+        __import__("time").sleep(0.01)
+    assert loop.result() == ("f6", None)
