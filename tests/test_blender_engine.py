@@ -74,3 +74,16 @@ def test_render_engine_in_blender(blender, tmp_path, packages, body_cache):
     solid = (_pass(near, "Combined.A") > 0.99) & a_far
     np.testing.assert_allclose(z_both[solid], z_near[solid], atol=0.02)
     assert np.all(z_far[_pass(far, "Combined.A") == 0] >= 1e9)  # Blender's "nothing here"
+
+    # Set Up Avatar Compositing: avatar over the Cycles set, hidden where the box is nearer.
+    composite, set_only, avatars = (np.asarray(Image.open(out / f"{name}.png").convert("RGBA"))
+                                    .astype(int) for name in ("composite", "set", "avatars"))
+    avatar = avatars[..., 3] > 250
+    box = (set_only[..., 0] > 100) & (set_only[..., 1] < 60)  # red box in the set render
+    assert box.sum() > 20 and (avatar & ~box).sum() > 100 and (avatar & box).sum() > 10
+    shown = avatar & ~box
+    assert np.abs(composite[shown][:, :3] - avatars[shown][:, :3]).mean() < 6
+    hidden = avatar & box
+    assert np.abs(composite[hidden][:, :3] - set_only[hidden][:, :3]).mean() < 6
+    empty = (avatars[..., 3] == 0) & ~box
+    assert np.abs(composite[empty][:, :3] - set_only[empty][:, :3]).mean() < 3

@@ -177,3 +177,51 @@ def test_backend_down_fails_clearly_in_bounded_time(posed, tmp_path, capfd):
     assert not folder.exists() or not os.listdir(folder)  # nothing written, render stopped
     assert "frame 2" not in message  # the animation stopped at the first failed frame
     print(f"backend down: reported after {elapsed:.2f} s: {message.strip()[:300]}")
+
+
+def test_set_up_avatar_compositing_puts_the_avatar_into_a_cycles_set(addon, empty_scene,
+                                                                     tmp_path):
+    """The operator's composite in one F12 of the set scene (Cycles): the avatar is drawn over
+    the set's background, a box nearer the camera hides the avatar behind it, the background
+    elsewhere is the set's."""
+    _use_server()
+    scene = empty_scene
+    rig = _import(env_path("ONESHOT_AVATAR_TEST_PACKAGE"))
+    _camera(scene, rig.location.z)
+    _engine_scene(scene, tmp_path)
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 1
+    scene.cycles.device = "CPU"
+    scene.render.film_transparent = False
+    scene.world = bpy.data.worlds.new("set")
+    scene.world.color = (0.0, 0.5, 0.0)
+    bpy.ops.mesh.primitive_cube_add(size=0.3, location=(0.2, -3.0, rig.location.z - 0.3))
+    box = bpy.context.active_object
+    material = bpy.data.materials.new("box")  # glowing red, whatever the lighting
+    material.use_nodes = True
+    principled = material.node_tree.nodes["Principled BSDF"]
+    principled.inputs["Emission Color"].default_value = (1.0, 0.0, 0.0, 1.0)
+    principled.inputs["Emission Strength"].default_value = 5.0
+    box.data.materials.append(material)
+    bpy.context.view_layer.objects.active = rig
+    assert bpy.ops.oneshot_avatar.setup_compositing() == {"FINISHED"}
+    avatars = bpy.data.scenes[scene.name + " Avatars"]
+    assert avatars.render.engine == "ONESHOT_AVATAR" and avatars.camera == scene.camera
+    assert scene.compositing_node_group is not None and scene.render.use_compositing
+    # Running it again updates the same scene and node group (no duplicates).
+    assert bpy.ops.oneshot_avatar.setup_compositing() == {"FINISHED"}
+    assert sum(s.name.startswith(scene.name + " Avatars") for s in bpy.data.scenes) == 1
+    scene.render.filepath = os.path.join(_out(), "composite.png")
+    bpy.ops.render.render(write_still=True)
+    # The set alone, and the avatars alone, for the driver to compare with.
+    scene.render.use_compositing = False
+    scene.render.filepath = os.path.join(_out(), "set.png")
+    bpy.ops.render.render(write_still=True)
+    avatars.render.filepath = os.path.join(_out(), "avatars.png")
+    avatars.view_settings.view_transform = "Standard"
+    avatars.render.image_settings.file_format = "PNG"
+    avatars.render.image_settings.color_mode = "RGBA"
+    bpy.ops.render.render(write_still=True, scene=avatars.name)
+    scene.render.engine = "ONESHOT_AVATAR"  # run in the avatars' own kind of scene: refused
+    with pytest.raises(RuntimeError, match="scene that renders the set"):
+        bpy.ops.oneshot_avatar.setup_compositing()
