@@ -83,7 +83,7 @@ class OBJECT_OT_oneshot_avatar_setup_compositing(bpy.types.Operator):
 
     bl_idname = "oneshot_avatar.setup_compositing"
     bl_label = "Set Up Avatar Compositing"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012  (Blender reads a set)
 
     def execute(self, context):
         scene = context.scene
