@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from .camera import CameraExportError, _matrix4
-from .colors import srgb_to_linear
 
 BLENDER_NO_DEPTH = 1e10  # Blender's Z for pixels where nothing is drawn
 
@@ -124,12 +123,20 @@ def decode_scene(data: bytes, width: int | None = None, height: int | None = Non
     frames = []
     for index in range(alpha.shape[0]):
         a = np.clip(alpha[index], 0.0, 1.0)[::-1]
-        linear = srgb_to_linear(color[index][::-1]).astype(np.float32) * a[..., None]
+        linear = _srgb_to_linear32(color[index][::-1]) * a[..., None]
         combined = np.concatenate([linear, a[..., None]], axis=-1)
         z = depth[index][::-1]
         z = np.where(np.isfinite(z) & (a > 0), z, BLENDER_NO_DEPTH).astype(np.float32)
         frames.append(Frame(np.ascontiguousarray(combined), np.ascontiguousarray(z)))
     return frames
+
+
+def _srgb_to_linear32(values: np.ndarray) -> np.ndarray:
+    """``colors.srgb_to_linear`` in float32 (a viewport frame has millions of values)."""
+    c = np.clip(values, 0.0, 1.0, dtype=np.float32)
+    low = c / np.float32(12.92)
+    high = np.power((c + np.float32(0.055)) / np.float32(1.055), np.float32(2.4))
+    return np.where(c <= 0.04045, low, high).astype(np.float32, copy=False)
 
 
 def transparent_frame(width: int, height: int) -> Frame:

@@ -170,3 +170,11 @@ def test_latest_only_keeps_one_request_in_flight_and_drops_overtaken_ones():
     while loop.busy:
         __import__("time").sleep(0.01)
     assert loop.result() == ("f6", None)
+
+
+def test_fast_srgb_decode_matches_the_reference_transfer_function():
+    from blender_addon.core.colors import srgb_to_linear
+
+    values = np.linspace(0, 1, 10001, dtype=np.float32)
+    np.testing.assert_allclose(render_engine._srgb_to_linear32(values), srgb_to_linear(values),
+                               atol=2e-6)
