@@ -105,6 +105,31 @@ class _Uploads:
 
 
 UPLOADS = _Uploads()
+AHEAD_FRAMES = 8  # Render Animation: frames asked for in one request
+AHEAD_PIXELS = 16_000_000  # ... at most this many pixels together (memory)
+
+
+class _Ahead:
+    """Frames rendered ahead during Render Animation, until Blender asks for them."""
+
+    def __init__(self):
+        self.key = None
+        self.frames: dict[int, plain.Frame] = {}
+
+    def take(self, scene_name: str, frame: int, size) -> plain.Frame | None:
+        if self.key != (scene_name, size):
+            self.clear()
+            return None
+        return self.frames.pop(frame, None)
+
+    def keep(self, scene_name: str, size, frames: dict) -> None:
+        self.key, self.frames = (scene_name, size), dict(frames)
+
+    def clear(self) -> None:
+        self.key, self.frames = None, {}
+
+
+AHEAD = _Ahead()
 
 
 def fetch_frames(config, entries: list[dict[str, Any]], cameras: list[dict[str, Any]],
@@ -149,29 +174,64 @@ class OneshotAvatarRenderEngine(bpy.types.RenderEngine):
     def render(self, depsgraph):
         scene = depsgraph.scene
         render = scene.render
+        frame_now = scene.frame_current
         try:
             width, height = camera_export.render_size(render.resolution_x, render.resolution_y,
                                                       render.resolution_percentage)
-            camera = scene_camera_payload(scene, self.camera_override or scene.camera)
-            entries = read_scene_avatars(depsgraph)
-            config = preferences.connection_config(bpy.context)
-            frames = fetch_frames(config, entries, [camera], width, height, upload_cache())
+            frame = AHEAD.take(scene.name, frame_now, (width, height))
+            if frame is None:
+                frames = self._read_ahead(depsgraph, frame_now, width, height)
+                config = preferences.connection_config(bpy.context)
+                entries, cameras = plain.merge_frames(frames)
+                decoded = fetch_frames(config, entries, cameras, width, height, upload_cache())
+                numbers = [number for number, _, _ in frames]
+                if not entries:  # no avatar: every frame is transparent
+                    decoded = decoded * len(numbers)
+                AHEAD.keep(scene.name, (width, height), dict(zip(numbers, decoded)))
+                frame = AHEAD.take(scene.name, frame_now, (width, height))
         except (ServiceError, camera_export.CameraExportError, plain.SceneAnswerError,
                 OSError) as error:
-            self.report({"ERROR"}, f"One-Shot Avatar: frame {scene.frame_current}: "
-                                   f"{_short(error)}")
+            AHEAD.clear()
+            self.report({"ERROR"}, f"One-Shot Avatar: frame {frame_now}: {_short(error)}")
             return
-        frame = frames[0]
         result = self.begin_result(0, 0, width, height)
         layer = result.layers[0]
         layer.passes["Combined"].rect = frame.combined.reshape(-1, 4)
-        depth = layer.passes.find_by_name("Depth", "") if hasattr(layer.passes, "find_by_name") \
-            else None
-        if depth is None:
-            depth = next((p for p in layer.passes if p.name in ("Depth", "Z")), None)
+        depth = next((p for p in layer.passes if p.name in ("Depth", "Z")), None)
         if depth is not None:
             depth.rect = frame.depth.reshape(-1, 1)
         self.end_result(result)
+
+    def _read_ahead(self, depsgraph, frame_now: int, width: int, height: int) -> list:
+        """``[(frame, avatars, camera)]``: this frame, and during Render Animation the next
+        frames of the range too (one request renders them together; the backend batches
+        them). The batch ends where a rig appears, vanishes or its object moves."""
+        scene = depsgraph.scene
+        count = 1
+        if self.is_animation:
+            count = max(1, min(AHEAD_FRAMES, AHEAD_PIXELS // (width * height),
+                               (scene.frame_end - frame_now) // max(1, scene.frame_step) + 1))
+
+        def read() -> tuple[list, dict]:
+            camera = self.camera_override or scene.camera
+            camera = camera.evaluated_get(depsgraph) if camera is not None else None
+            return read_scene_avatars(depsgraph), scene_camera_payload(scene, camera)
+
+        entries, camera = read()
+        frames = [(frame_now, entries, camera)]
+        if count == 1:
+            return frames
+        try:
+            for index in range(1, count):
+                number = frame_now + index * scene.frame_step
+                self.frame_set(number, 0.0)
+                entries, camera = read()
+                if not plain.same_rigs(frames[0][1], entries):
+                    break
+                frames.append((number, entries, camera))
+        finally:
+            self.frame_set(frame_now, 0.0)
+        return frames
 
     # ---- viewport (Rendered shading)
 

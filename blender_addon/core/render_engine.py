@@ -81,6 +81,34 @@ def viewport_camera(view_matrix: Any, projection_matrix: Any, width: int, height
     return camera
 
 
+def same_rigs(first: Sequence[dict[str, Any]], other: Sequence[dict[str, Any]]) -> bool:
+    """Whether two frames' avatars (``{"name", "package", "matrix_world", ...}``) can share one
+    request: the same rigs with the same packages, standing where they stood."""
+    return len(first) == len(other) and all(
+        a["name"] == b["name"] and a["package"] == b["package"]
+        and a["avatar_id"] == b["avatar_id"] and a["expression_space"] == b["expression_space"]
+        and np.allclose(a["matrix_world"], b["matrix_world"], atol=1e-7)
+        for a, b in zip(first, other))
+
+
+def merge_frames(frames: Sequence[tuple[int, list[dict[str, Any]], dict[str, Any]]]
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``[(frame, avatars, camera)]`` of frames with :func:`same_rigs` -> one request's
+    avatars (rows of every frame, in order) and cameras (one, or one per frame)."""
+    first = frames[0][1]
+    entries = []
+    for index, entry in enumerate(first):
+        params: dict[str, list] = {}
+        for _, avatars, _ in frames:
+            for name, rows in avatars[index]["params"].items():
+                params.setdefault(name, []).extend(rows)
+        entries.append({**entry, "params": params})
+    cameras = [camera for _, _, camera in frames]
+    if all(camera == cameras[0] for camera in cameras):
+        cameras = cameras[:1]
+    return entries, cameras
+
+
 @dataclass
 class Frame:
     """One decoded frame in Blender's layout: ``combined`` [H, W, 4] premultiplied

@@ -178,3 +178,26 @@ def test_fast_srgb_decode_matches_the_reference_transfer_function():
     values = np.linspace(0, 1, 10001, dtype=np.float32)
     np.testing.assert_allclose(render_engine._srgb_to_linear32(values), srgb_to_linear(values),
                                atol=2e-6)
+
+
+def _entry(name, transl, matrix=None):
+    return {"name": name, "package": f"/p/{name}.avatar", "avatar_id": "", "expression_space":
+            None, "params": {"transl": [transl]}, "matrix_world": matrix or np.eye(4).tolist()}
+
+
+def test_frames_ahead_merge_into_one_request_only_while_the_rigs_stay_put():
+    camera = {"blender": {"lens_mm": 50}}
+    frames = [(1, [_entry("a", [0, 0, 0]), _entry("b", [1, 0, 0])], camera),
+              (2, [_entry("a", [0, 0, 1]), _entry("b", [1, 0, 1])], camera)]
+    entries, cameras = render_engine.merge_frames(frames)
+    assert cameras == [camera]
+    assert entries[0]["params"]["transl"] == [[0, 0, 0], [0, 0, 1]]
+    assert entries[1]["params"]["transl"] == [[1, 0, 0], [1, 0, 1]]
+    moved = {"blender": {"lens_mm": 35}}
+    assert len(render_engine.merge_frames([*frames, (3, frames[0][1], moved)])[1]) == 3
+    assert render_engine.same_rigs(frames[0][1], frames[1][1])
+    shifted = np.eye(4)
+    shifted[0, 3] = 0.5
+    assert not render_engine.same_rigs(frames[0][1], [_entry("a", [0, 0, 0], shifted.tolist()),
+                                                      _entry("b", [0, 0, 0])])
+    assert not render_engine.same_rigs(frames[0][1], frames[0][1][:1])
