@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import threading
-import weakref
 from typing import Any
 
 import bpy
@@ -146,6 +145,18 @@ def fetch_frames(config, entries: list[dict[str, Any]], cameras: list[dict[str, 
     return plain.decode_scene(data, width, height)
 
 
+def viewport_work(config, depsgraph, view_matrix, window_matrix, width: int, height: int):
+    """``(key, work)`` for the viewport's request loop: ``key`` says what is on screen (camera,
+    poses, backend), ``work()`` (worker thread) returns the decoded frame to draw."""
+    camera = plain.viewport_camera([list(r) for r in view_matrix],
+                                   [list(r) for r in window_matrix], width, height)
+    entries = read_scene_avatars(depsgraph)
+    cache = upload_cache()
+    key = repr((camera, entries, config.url))
+    return key, lambda: fetch_frames(config, entries, [camera], width, height, cache,
+                                     dtype="float16")[0]
+
+
 def _short(error: BaseException) -> str:
     text = str(error) or type(error).__name__
     return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS - 3] + "..."
@@ -240,20 +251,15 @@ class OneshotAvatarRenderEngine(bpy.types.RenderEngine):
 
     def _request_view(self, context, depsgraph) -> None:
         region, view = context.region, context.region_data
-        width, height = int(region.width), int(region.height)
         try:
-            camera = plain.viewport_camera([list(r) for r in view.view_matrix],
-                                           [list(r) for r in view.window_matrix], width, height)
-            entries = read_scene_avatars(depsgraph)
             config = preferences.connection_config(context)
+            key, work = viewport_work(config, depsgraph, view.view_matrix, view.window_matrix,
+                                      int(region.width), int(region.height))
         except (ServiceError, camera_export.CameraExportError) as error:
             self.viewport_error = _short(error)
             return
         self.viewport_error = None
-        key = repr((camera, entries, config.url))
-        cache = upload_cache()
-        self.viewport.want(key, lambda: fetch_frames(config, entries, [camera], width, height,
-                                                     cache, dtype="float16")[0])
+        self.viewport.want(key, work)
         _watch(self)
 
     def view_draw(self, context, depsgraph):
@@ -289,24 +295,24 @@ class OneshotAvatarRenderEngine(bpy.types.RenderEngine):
 
 
 def _watch(engine) -> None:
-    """Redraw the view when the request in flight answers (a timer on the main thread)."""
-    ref = weakref.ref(engine)
+    """Redraw the view when the request in flight answers (one timer on the main thread)."""
+    if getattr(engine, "_watching", False) or not engine.viewport.busy:
+        return
+    engine._watching = True
     seen = engine.viewport.finished
+    target = engine  # bpy structs take no weak references; a freed one raises ReferenceError
 
     def poll():
-        target = ref()
-        if target is None:
-            return None
         try:
             if target.viewport.finished != seen:
+                target._watching = False
                 target.tag_redraw()
                 return None
         except ReferenceError:  # the engine was freed (shading changed)
             return None
         return 0.03
 
-    if engine.viewport.busy:
-        bpy.app.timers.register(poll, first_interval=0.03)
+    bpy.app.timers.register(poll, first_interval=0.03)
 
 
 # Panels of other engines that make sense here (output, format, dimensions, passes).

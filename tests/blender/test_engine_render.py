@@ -237,3 +237,37 @@ def test_set_up_avatar_compositing_puts_the_avatar_into_a_cycles_set(addon, empt
     scene.render.engine = "ONESHOT_AVATAR"  # run in the avatars' own kind of scene: refused
     with pytest.raises(RuntimeError, match="scene that renders the set"):
         bpy.ops.oneshot_avatar.setup_compositing()
+
+
+def test_viewport_request_from_a_camera_view_matches_f12(posed, tmp_path):
+    """The Rendered viewport's request path (drawing needs a GPU window, which background
+    Blender lacks): looking through the scene camera, the view and projection matrices Blender
+    gives the 3D view produce the frame F12 renders."""
+    from oneshot_avatar.core.colors import linear_to_srgb
+    from oneshot_avatar.preferences import connection_config
+    from oneshot_avatar.render_engine import viewport_work
+
+    scene, rig = posed
+    scene.render.filepath = str(tmp_path / "f12.png")
+    bpy.ops.render.render(write_still=True)
+    image = bpy.data.images.load(str(tmp_path / "f12.png"))
+    f12 = np.empty(WIDTH * HEIGHT * 4, np.float32)
+    image.pixels.foreach_get(f12)
+    f12 = f12.reshape(HEIGHT, WIDTH, 4)  # rows bottom to top, like the render result
+
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    camera = scene.camera.evaluated_get(depsgraph)
+    view = camera.matrix_world.inverted()
+    window = camera.calc_matrix_camera(depsgraph, x=WIDTH, y=HEIGHT)
+    key, work = viewport_work(connection_config(), depsgraph, view, window, WIDTH, HEIGHT)
+    frame = work()
+    alpha = frame.combined[..., 3]
+    assert np.abs(alpha - f12[..., 3]).max() < 3 / 255
+    solid = alpha > 0.5
+    colour = linear_to_srgb(frame.combined[..., :3][solid] / alpha[solid][:, None])
+    assert solid.sum() > 50 and np.abs(colour - f12[..., :3][solid]).mean() < 2 / 255
+    # The same view and pose is the same request; a new pose is a new one.
+    assert viewport_work(connection_config(), depsgraph, view, window, WIDTH, HEIGHT)[0] == key
+    rig.pose.bones["left_elbow"].rotation_quaternion = (0.8, 0.0, 0.6, 0.0)
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    assert viewport_work(connection_config(), depsgraph, view, window, WIDTH, HEIGHT)[0] != key
