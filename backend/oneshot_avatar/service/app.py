@@ -558,7 +558,7 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
     async def render_scene(request: schemas.SceneRenderRequest):
         """Several avatars in one render, occluding each other, with alpha and a depth pass
         (the Blender render engine's request; answer format in ``service/scene.py``)."""
-        from oneshot_avatar.service.scene import npz_bytes, plan_scene
+        from oneshot_avatar.service.scene import UnknownAvatar, npz_bytes, plan_scene
         from oneshot_avatar.service.scene import render_scene as render_scene_arrays
 
         def plan():
@@ -568,9 +568,8 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
                                   max_frames=service.config.max_render_frames,
                                   max_pixels=service.config.max_render_pixels,
                                   num_expressions=len(service.body.expression_names))
-            except KeyError as error:
-                avatar, field = error.args
-                raise FieldError(404, f"no avatar {avatar}", field) from None
+            except UnknownAvatar as error:
+                raise FieldError(404, str(error), error.field) from None
 
         scene_plan = await run_in_threadpool(plan)
 

@@ -29,6 +29,14 @@ from oneshot_avatar.service import schemas
 SCALE_TOLERANCE = 1e-3  # relative spread of the axis lengths still called "uniform"
 
 
+class UnknownAvatar(LookupError):
+    """A scene names an avatar the server does not have (a 404 naming ``field``)."""
+
+    def __init__(self, avatar_id: str, field: str):
+        super().__init__(f"no avatar {avatar_id}")
+        self.field = field
+
+
 @dataclass
 class SceneItem:
     avatar_id: str
@@ -96,7 +104,7 @@ def plan_scene(request: schemas.SceneRenderRequest, *, known_avatar, max_frames:
     for i, entry in enumerate(request.avatars):
         where = f"avatars[{i}]"
         if not known_avatar(entry.avatar):
-            raise KeyError(entry.avatar, f"{where}.avatar")
+            raise UnknownAvatar(entry.avatar, f"{where}.avatar")
         motion = schemas.MotionParams(params=entry.params, expression_space=entry.expression_space)
         try:
             clip = _clip_from_params(motion, max_frames, num_expressions)
