@@ -124,11 +124,11 @@ def test_two_avatars_occlude_each_other_by_depth(server, avatars):
                   ).mean() < 0.02
 
 
-def test_an_empty_scene_is_transparent_with_one_frame_per_camera(server):
-    cameras = [blender_camera(camera_matrix(0, -3, 0)), blender_camera(camera_matrix(1, -3, 0))]
-    out = scene(server, {"avatars": [], "cameras": cameras})
-    assert out["alpha"].shape == (2, 128, 96)
-    assert not out["alpha"].any() and np.isinf(out["depth"]).all()
+def test_a_scene_needs_an_avatar(server):
+    """No avatar, no request: the engine draws an empty scene transparent by itself."""
+    status, data = post(server, {"avatars": [],
+                                 "cameras": [blender_camera(camera_matrix(0, -3, 0))]})
+    assert status == 422 and json.loads(data)["error"]["field"] == "avatars"
 
 
 def test_frames_batch_and_half_precision(server, avatars):

@@ -37,7 +37,8 @@ def scene_request(avatars: Sequence[SceneAvatar], cameras: Sequence[dict[str, An
                   dtype: str = "float32") -> dict[str, Any]:
     """The ``/v1/render-scene`` body: every avatar with its rows and rig matrix; ``cameras``
     one for all frames or one per frame (a ``blender_camera_payload`` without a rig, or
-    :func:`viewport_camera`). No avatar is allowed: the frames come back transparent."""
+    :func:`viewport_camera`). The backend wants at least one avatar: a scene without any is
+    drawn transparent without a request (:func:`transparent_frame`)."""
     if not cameras:
         raise CameraExportError("no camera to render from; set the scene camera", "camera")
     entries = []

@@ -44,7 +44,8 @@ def test_viewport_camera_projects_like_opengl_through_the_backend(shift):
     projection = gl_perspective(40.0, width / height, 0.1, 50.0, shift)
     spec = render_engine.viewport_camera(view.tolist(), projection.tolist(), width, height)
     camera = _scene_camera(schemas.SceneRenderRequest.model_validate(
-        {"avatars": [], "cameras": [spec]}).cameras[0], 0)
+        {"avatars": [{"avatar": "a_0123456789abcdef", "params": {}, "matrix_world": np.eye(4)
+                      .tolist()}], "cameras": [spec]}).cameras[0], 0)
     rng = np.random.default_rng(0)
     points = rng.uniform([-1, -1, 0], [1, 1, 2], size=(20, 3))  # Blender world, in front
     clip = (projection @ view @ np.c_[points, np.ones(20)].T).T
@@ -118,8 +119,6 @@ def test_scene_request_carries_every_avatar_and_validates_against_the_api():
     parsed = schemas.SceneRenderRequest.model_validate(body)
     assert [a.avatar for a in parsed.avatars] == ["a_0123456789abcdef", "a_fedcba9876543210"]
     assert parsed.avatars[1].expression_space == "arkit52"
-    empty = schemas.SceneRenderRequest.model_validate(render_engine.scene_request([], [camera]))
-    assert empty.avatars == []
     with pytest.raises(CameraExportError):
         render_engine.scene_request(avatars, [])
     with pytest.raises(CameraExportError, match="4x4"):

@@ -282,13 +282,14 @@ class SceneRenderRequest(RequestModel):
     ``matrix_world`` is the camera object's matrix as Blender has it; an OpenCV camera's
     ``world_to_cam`` maps Blender world points to the OpenCV camera."""
 
-    avatars: list[SceneAvatar] = Field(max_length=MAX_SCENE_AVATARS,
-                                       description="none renders transparent frames")
+    avatars: list[SceneAvatar] = Field(
+        min_length=1, max_length=MAX_SCENE_AVATARS,
+        description="at least one (a scene without avatars is transparent: no request needed)")
     cameras: list[Annotated[Annotated[OpenCVCamera, Tag("OpenCVCamera")]
                             | Annotated[BlenderCamera, Tag("BlenderCamera")],
                             Discriminator(_camera_kind)]] = Field(
         min_length=1, max_length=MAX_CAMERAS,
-        description="one camera for all frames, or one per frame (with no avatar: one per frame)")
+        description="one camera for all frames, or one per frame")
     size: tuple[Side, Side] | None = Field(None, description="[width, height]: resize the cameras")
     dtype: Literal["float32", "float16"] = Field(
         "float32", description="precision of the returned arrays")
