@@ -271,3 +271,34 @@ def test_viewport_request_from_a_camera_view_matches_f12(posed, tmp_path):
     rig.pose.bones["left_elbow"].rotation_quaternion = (0.8, 0.0, 0.6, 0.0)
     depsgraph = bpy.context.evaluated_depsgraph_get()
     assert viewport_work(connection_config(), depsgraph, view, window, WIDTH, HEIGHT)[0] != key
+
+
+def _png_pixels(path) -> np.ndarray:
+    image = bpy.data.images.load(str(path), check_existing=False)
+    pixels = np.empty(image.size[0] * image.size[1] * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    bpy.data.images.remove(image)
+    return pixels
+
+
+def test_a_package_rewritten_on_disk_is_rendered_anew(addon, empty_scene, tmp_path):
+    import shutil
+
+    _use_server()
+    scene = empty_scene
+    package = tmp_path / "person.avatar"
+    shutil.copy(env_path("ONESHOT_AVATAR_TEST_PACKAGE"), package)
+    rig = _import(package)
+    _camera(scene, rig.location.z)
+    _engine_scene(scene, tmp_path)
+    scene.render.filepath = str(tmp_path / "before.png")
+    bpy.ops.render.render(write_still=True)
+    again = tmp_path / "again.png"
+    scene.render.filepath = str(again)
+    bpy.ops.render.render(write_still=True)
+    assert np.abs(_png_pixels(again) - _png_pixels(tmp_path / "before.png")).max() == 0
+    shutil.copy(env_path("ONESHOT_AVATAR_TEST_PACKAGE_2"), package)  # another avatar, same path
+    scene.render.filepath = str(tmp_path / "after.png")
+    bpy.ops.render.render(write_still=True)
+    assert np.abs(_png_pixels(tmp_path / "after.png")
+                  - _png_pixels(tmp_path / "before.png")).max() > 0.2
