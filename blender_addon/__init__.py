@@ -25,7 +25,7 @@ bl_info = {
 MODULE_NAMES: tuple[str, ...] = (
     "preferences", "properties", "splats", "importer", "controls", "motion_ops", "speech_ops",
     "video_ops",
-    "background", "service_ops", "render_ops", "ui",
+    "background", "service_ops", "render_ops", "render_engine", "compositing", "ui",
 )
 
 _registered_modules: list = []

@@ -200,6 +200,7 @@ class ONESHOT_AVATAR_PT_render(Panel):
         row = layout.row(align=True)
         row.operator("oneshot_avatar.preview_frame", icon="IMAGE_DATA")
         row.operator("oneshot_avatar.render_avatar", icon="RENDER_ANIMATION")
+        layout.operator("oneshot_avatar.setup_compositing", icon="NODE_COMPOSITING")
         if settings.preview_image is not None:
             layout.template_ID_preview(settings, "preview_image", hide_buttons=True)
 

@@ -481,6 +481,22 @@ class ServiceClient:
                                hint="check the backend URL points at `oneshot-avatar serve`")
         return data
 
+    def render_scene(self, request: Mapping[str, Any], *,
+                     timeout: float = RENDER_TIMEOUT_S) -> bytes:
+        """``POST /v1/render-scene``: several avatars with alpha and depth, as ``.npz`` bytes
+        (decode with ``core.render_engine.decode_scene``); a frozen backend is given up as in
+        :meth:`render`."""
+        data, kind = self._while_alive(
+            lambda: self._bytes("POST", "/v1/render-scene", payload=dict(request),
+                                timeout=timeout),
+            "POST /v1/render-scene")
+        if not kind.startswith("application/x-npz"):
+            raise ServiceError(f"expected application/x-npz from /v1/render-scene, got "
+                               f"{kind or 'no type'!r}",
+                               hint="update the backend (`oneshot-avatar serve`) to this "
+                                    "add-on's version")
+        return data
+
     def _while_alive(self, call, what: str):
         """``call()`` run in a helper thread, given up with :class:`BackendTimeoutError` as soon
         as the backend stops answering ``/v1/health`` within :attr:`timeout` seconds (so after

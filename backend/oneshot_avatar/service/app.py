@@ -546,6 +546,36 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
         job = service.new_job("render", f"{plan.num_frames} frames", {"render": request.model_dump(mode="json")})
         return service.submit(job).to_api()
 
+    @app.post("/v1/render-scene", responses={**ERRORS, 200: {"content": {"application/x-npz": {}}}},
+              response_class=Response, tags=["render"])
+    async def render_scene(request: schemas.SceneRenderRequest):
+        """Several avatars in one render, occluding each other, with alpha and a depth pass
+        (the Blender render engine's request; answer format in ``service/scene.py``)."""
+        from oneshot_avatar.service.scene import UnknownAvatar, npz_bytes, plan_scene
+        from oneshot_avatar.service.scene import render_scene as render_scene_arrays
+
+        def plan():
+            try:
+                return plan_scene(request,
+                                  known_avatar=lambda a: service.store.get_avatar(a) is not None,
+                                  max_frames=service.config.max_render_frames,
+                                  max_pixels=service.config.max_render_pixels,
+                                  num_expressions=len(service.body.expression_names))
+            except UnknownAvatar as error:
+                raise FieldError(404, str(error), error.field) from None
+
+        scene_plan = await run_in_threadpool(plan)
+
+        def work():
+            arrays = render_scene_arrays(scene_plan, service.loaded_avatar, service.body,
+                                         backend=service.config.backend,
+                                         batch_frames=service.config.render_batch)
+            return npz_bytes(arrays, scene_plan.dtype)
+
+        data = await asyncio.wrap_future(service.worker.submit_interactive(work))
+        return Response(data, media_type="application/x-npz",
+                        headers={"X-Frames": str(scene_plan.num_frames)})
+
     def _plan(request: schemas.RenderRequest):
         try:
             return service.plan(request)

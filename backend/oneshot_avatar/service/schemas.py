@@ -260,3 +260,36 @@ class RenderRequest(RequestModel):
         "png", description="png: one frame, RGBA; zip: frame_00000.png, ... (0-based, in order)")
     background: tuple[Unit, Unit, Unit] | None = Field(
         None, description="RGB 0..1 behind the avatar; null keeps alpha (transparent)")
+
+
+MAX_SCENE_AVATARS = 32
+
+
+class SceneAvatar(RequestModel):
+    """One avatar of a scene render: its pose per frame and where its rig stands."""
+
+    avatar: str = Field(pattern=AVATAR_ID_PATTERN)
+    params: PoseParams = Field(description="SMPL-X parameters, one row per rendered frame")
+    expression_space: Literal["arkit52", "smplx-pca"] | None = None
+    matrix_world: Annotated[list[_vector(4)], Field(min_length=4, max_length=4)] = Field(
+        description="4x4 matrix of the rig's armature object in the scene's Blender world "
+        "(armature space is the SMPL-X frame, Y up); rotation, translation and uniform scale")
+
+
+class SceneRenderRequest(RequestModel):
+    """Several avatars rendered together (they occlude each other), for Blender's render
+    engine: the cameras are in the scene's Blender world (Z up) — a ``blender`` camera's
+    ``matrix_world`` is the camera object's matrix as Blender has it; an OpenCV camera's
+    ``world_to_cam`` maps Blender world points to the OpenCV camera."""
+
+    avatars: list[SceneAvatar] = Field(
+        min_length=1, max_length=MAX_SCENE_AVATARS,
+        description="at least one (a scene without avatars is transparent: no request needed)")
+    cameras: list[Annotated[Annotated[OpenCVCamera, Tag("OpenCVCamera")]
+                            | Annotated[BlenderCamera, Tag("BlenderCamera")],
+                            Discriminator(_camera_kind)]] = Field(
+        min_length=1, max_length=MAX_CAMERAS,
+        description="one camera for all frames, or one per frame")
+    size: tuple[Side, Side] | None = Field(None, description="[width, height]: resize the cameras")
+    dtype: Literal["float32", "float16"] = Field(
+        "float32", description="precision of the returned arrays")

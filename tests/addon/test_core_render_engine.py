@@ -1,0 +1,202 @@
+"""The render engine's plain parts (blender_addon/core/render_engine.py): a 3D view's matrices
+become a camera the backend projects exactly as OpenGL does; the backend's scene answer becomes
+Blender's buffers (bottom-up rows, premultiplied scene-linear RGBA, Z 1e10 where empty)."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+from blender_addon.core import render_engine
+from blender_addon.core.camera import CameraExportError
+
+from oneshot_avatar.cameras import BLENDER_TO_WORLD
+from oneshot_avatar.service import schemas
+from oneshot_avatar.service.scene import _scene_camera
+
+
+def gl_perspective(fov_y_deg, aspect, near, far, shift=(0.0, 0.0)):
+    f = 1.0 / math.tan(math.radians(fov_y_deg) / 2)
+    return np.array([[f / aspect, 0, shift[0], 0], [0, f, shift[1], 0],
+                     [0, 0, (far + near) / (near - far), 2 * far * near / (near - far)],
+                     [0, 0, -1, 0]])
+
+
+def look_from(position, yaw_deg, pitch_deg):
+    """A view matrix (world -> OpenGL eye) for an eye at ``position`` turned about Z and X."""
+    yaw, pitch = math.radians(yaw_deg), math.radians(pitch_deg)
+    rz = np.array([[math.cos(yaw), -math.sin(yaw), 0], [math.sin(yaw), math.cos(yaw), 0],
+                   [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, math.cos(pitch), -math.sin(pitch)],
+                   [0, math.sin(pitch), math.cos(pitch)]])
+    camera_to_world = np.eye(4)
+    camera_to_world[:3, :3] = rz @ rx
+    camera_to_world[:3, 3] = position
+    return np.linalg.inv(camera_to_world)
+
+
+@pytest.mark.parametrize("shift", [(0.0, 0.0), (0.1, -0.2)])
+def test_viewport_camera_projects_like_opengl_through_the_backend(shift):
+    width, height = 320, 180
+    view = look_from([0.5, -4.0, 1.2], 10.0, 80.0)
+    projection = gl_perspective(40.0, width / height, 0.1, 50.0, shift)
+    spec = render_engine.viewport_camera(view.tolist(), projection.tolist(), width, height)
+    camera = _scene_camera(schemas.SceneRenderRequest.model_validate(
+        {"avatars": [{"avatar": "a_0123456789abcdef", "params": {}, "matrix_world": np.eye(4)
+                      .tolist()}], "cameras": [spec]}).cameras[0], 0)
+    rng = np.random.default_rng(0)
+    points = rng.uniform([-1, -1, 0], [1, 1, 2], size=(20, 3))  # Blender world, in front
+    clip = (projection @ view @ np.c_[points, np.ones(20)].T).T
+    ndc = clip[:, :3] / clip[:, 3:]
+    expected = np.stack([(ndc[:, 0] + 1) / 2 * width, (1 - ndc[:, 1]) / 2 * height], axis=1)
+    world = points @ np.asarray(BLENDER_TO_WORLD).T  # the backend's world
+    w2c = camera.world_to_cam.double().numpy()
+    in_camera = world @ w2c[:3, :3].T + w2c[:3, 3]
+    K = camera.K.double().numpy()
+    got = np.stack([K[0, 0] * in_camera[:, 0] / in_camera[:, 2] + K[0, 2],
+                    K[1, 1] * in_camera[:, 1] / in_camera[:, 2] + K[1, 2]], axis=1)
+    np.testing.assert_allclose(got, expected, atol=1e-3)  # the backend keeps float32
+    eye_depth = -(view @ np.c_[points, np.ones(20)].T).T[:, 2]
+    np.testing.assert_allclose(in_camera[:, 2], eye_depth, atol=1e-5)  # Z = Blender's Z pass
+    assert camera.near == pytest.approx(0.1) and camera.far == pytest.approx(50.0)
+
+
+def test_orthographic_views_and_bad_sizes_are_refused_by_name():
+    ortho = np.diag([0.2, 0.3, -0.02, 1.0])
+    with pytest.raises(CameraExportError, match="orthographic") as error:
+        render_engine.viewport_camera(np.eye(4), ortho, 64, 64)
+    assert error.value.field == "projection_matrix"
+    with pytest.raises(CameraExportError) as error:
+        render_engine.viewport_camera(np.eye(4), gl_perspective(40, 1, 0.1, 10), 0, 64)
+    assert error.value.field == "region"
+
+
+def npz(color, alpha, depth, dtype="float32"):
+    buffer = io.BytesIO()
+    np.savez(buffer, color=color.astype(dtype), alpha=alpha.astype(dtype),
+             depth=depth.astype(dtype))
+    return buffer.getvalue()
+
+
+def test_decode_gives_blender_buffers():
+    color = np.zeros((2, 3, 4, 3))
+    alpha = np.zeros((2, 3, 4))
+    depth = np.full((2, 3, 4), np.inf)
+    color[1, 0, 1] = (1.0, 0.5, 0.0)  # top row in the backend's image
+    alpha[1, 0, 1] = 0.5
+    depth[1, 0, 1] = 2.5
+    frames = render_engine.decode_scene(npz(color, alpha, depth), 4, 3)
+    assert len(frames) == 2 and (frames[0].width, frames[0].height) == (4, 3)
+    assert not frames[0].combined.any() and (frames[0].depth == 1e10).all()
+    frame = frames[1]
+    top_row = frame.combined[2]  # Blender's rows go bottom to top
+    np.testing.assert_allclose(top_row[1], [0.5, 0.5 * 0.21404114, 0.0, 0.5], rtol=1e-5)
+    assert frame.depth[2, 1] == pytest.approx(2.5)
+    assert (np.delete(frame.depth.ravel(), 2 * 4 + 1) == 1e10).all()
+    assert frame.combined.dtype == np.float32 and frame.combined.flags.c_contiguous
+
+
+def test_decode_reads_half_precision_and_refuses_other_answers():
+    frames = render_engine.decode_scene(npz(np.ones((1, 2, 2, 3)), np.ones((1, 2, 2)),
+                                            np.ones((1, 2, 2)), "float16"))
+    assert frames[0].combined.dtype == np.float32 and (frames[0].combined == 1).all()
+    with pytest.raises(render_engine.SceneAnswerError, match="could not be read"):
+        render_engine.decode_scene(b"<html>not a render</html>")
+    with pytest.raises(render_engine.SceneAnswerError, match="8x8"):
+        render_engine.decode_scene(npz(np.ones((1, 2, 2, 3)), np.ones((1, 2, 2)),
+                                       np.ones((1, 2, 2))), 8, 8)
+
+
+def test_scene_request_carries_every_avatar_and_validates_against_the_api():
+    avatars = [render_engine.SceneAvatar("a_0123456789abcdef", {"transl": [[0, 0, 0]]}, None,
+                                         np.eye(4)),
+               render_engine.SceneAvatar("a_fedcba9876543210", {"transl": [[1, 0, 0]]},
+                                         "arkit52", np.eye(4).tolist())]
+    camera = render_engine.viewport_camera(np.eye(4), gl_perspective(40, 1, 0.1, 10), 64, 64)
+    body = render_engine.scene_request(avatars, [camera])
+    parsed = schemas.SceneRenderRequest.model_validate(body)
+    assert [a.avatar for a in parsed.avatars] == ["a_0123456789abcdef", "a_fedcba9876543210"]
+    assert parsed.avatars[1].expression_space == "arkit52"
+    with pytest.raises(CameraExportError):
+        render_engine.scene_request(avatars, [])
+    with pytest.raises(CameraExportError, match="4x4"):
+        render_engine.scene_request([render_engine.SceneAvatar("a_0123456789abcdef", {}, None,
+                                                               np.eye(3))], [camera])
+
+
+def test_transparent_frame():
+    frame = render_engine.transparent_frame(5, 3)
+    assert frame.combined.shape == (3, 5, 4) and not frame.combined.any()
+    assert (frame.depth == 1e10).all()
+
+
+def test_latest_only_keeps_one_request_in_flight_and_drops_overtaken_ones():
+    import threading
+
+    gate = threading.Event()
+    started: list[str] = []
+
+    def work(name, fail=False):
+        def run():
+            started.append(name)
+            gate.wait(5)
+            if fail:
+                raise ConnectionError("backend unreachable at http://127.0.0.1:1")
+            return name
+        return run
+
+    loop = render_engine.LatestOnly()
+    loop.want("f1", work("f1"))
+    for name in ("f2", "f3", "f4"):  # scrubbing while f1 renders
+        loop.want(name, work(name))
+    assert loop.busy and loop.result() == (None, None)
+    gate.set()
+    deadline = __import__("time").monotonic() + 5
+    while loop.busy and __import__("time").monotonic() < deadline:
+        __import__("time").sleep(0.01)
+    assert started == ["f1", "f4"]  # f2 and f3 were overtaken before they started
+    assert loop.result() == ("f4", None)
+    loop.want("f4", work("again"))  # already on screen: nothing is sent
+    assert not loop.busy and started == ["f1", "f4"]
+    loop.want("f5", work("f5", fail=True))
+    while loop.busy:
+        __import__("time").sleep(0.01)
+    value, error = loop.result()
+    assert value == "f4" and "unreachable" in error  # the last image stays, with the message
+    loop.want("f6", work("f6"))
+    while loop.busy:
+        __import__("time").sleep(0.01)
+    assert loop.result() == ("f6", None)
+
+
+def test_fast_srgb_decode_matches_the_reference_transfer_function():
+    from blender_addon.core.colors import srgb_to_linear
+
+    values = np.linspace(0, 1, 10001, dtype=np.float32)
+    np.testing.assert_allclose(render_engine._srgb_to_linear32(values), srgb_to_linear(values),
+                               atol=2e-6)
+
+
+def _entry(name, transl, matrix=None):
+    return {"name": name, "package": f"/p/{name}.avatar", "avatar_id": "", "expression_space":
+            None, "params": {"transl": [transl]}, "matrix_world": matrix or np.eye(4).tolist()}
+
+
+def test_frames_ahead_merge_into_one_request_only_while_the_rigs_stay_put():
+    camera = {"blender": {"lens_mm": 50}}
+    frames = [(1, [_entry("a", [0, 0, 0]), _entry("b", [1, 0, 0])], camera),
+              (2, [_entry("a", [0, 0, 1]), _entry("b", [1, 0, 1])], camera)]
+    entries, cameras = render_engine.merge_frames(frames)
+    assert cameras == [camera]
+    assert entries[0]["params"]["transl"] == [[0, 0, 0], [0, 0, 1]]
+    assert entries[1]["params"]["transl"] == [[1, 0, 0], [1, 0, 1]]
+    moved = {"blender": {"lens_mm": 35}}
+    assert len(render_engine.merge_frames([*frames, (3, frames[0][1], moved)])[1]) == 3
+    assert render_engine.same_rigs(frames[0][1], frames[1][1])
+    shifted = np.eye(4)
+    shifted[0, 3] = 0.5
+    assert not render_engine.same_rigs(frames[0][1], [_entry("a", [0, 0, 0], shifted.tolist()),
+                                                      _entry("b", [0, 0, 0])])
+    assert not render_engine.same_rigs(frames[0][1], frames[0][1][:1])
