@@ -35,7 +35,10 @@ def server_env(body_cache, open_body_file):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, server_env):
-    server = start_server(tmp_path_factory.mktemp("service"), env=server_env)
+    # Reconstructions with the tests' tiny preset (tests/tiny_serve.py): these tests prove the
+    # service (jobs, progress, artifacts, priorities); the real fast preset's fit and labels are
+    # tested in-process by tests/test_reconstruct.py.
+    server = start_server(tmp_path_factory.mktemp("service"), env=server_env, command=TINY)
     yield server
     server.stop()
 
