@@ -17,7 +17,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def in_ci() -> bool:
+    """``$CI`` says this is a CI run (read at each call, so a test can set it)."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def blender_python_candidates() -> list[Path]:
@@ -46,7 +50,7 @@ def blender_python(path: Path | None = None) -> Path:
     if not path.exists():
         message = (f"no Blender Python at {path} (make it with `bash .ci/run`, or name the ones "
                    "to test in $ONESHOT_AVATAR_BLENDER_PYTHONS)")
-        if IN_CI:
+        if in_ci():
             pytest.fail(message + "; CI must test every Blender it claims to support")
         pytest.skip(message)
     return path
@@ -55,7 +59,7 @@ def blender_python(path: Path | None = None) -> Path:
 def any_blender_python() -> Path:
     """A Blender Python that exists (to skip drivers before building data), or skip/fail."""
     for path in blender_python_candidates():
-        if path.exists() and not IN_CI:
+        if path.exists() and not in_ci():
             return path
     for path in blender_python_candidates():
         blender_python(path)

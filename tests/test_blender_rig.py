@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import service_answers
 from addon_packages import build_test_package, expected_face_arrays, expected_posing_arrays
 from blender_runner import blender_params, blender_python, run_blender_tests
 from shared_files import SHARED_DATA
@@ -102,6 +103,7 @@ def test_rig_in_blender_matches_the_backend(blender, tmp_path, open_body):
            "ONESHOT_AVATAR_RIG_EXPECTED": str(expected),
            "ONESHOT_AVATAR_RIG_MOTIONS": str(motions), "ONESHOT_AVATAR_RIG_OUT": str(out)}
     env["ONESHOT_AVATAR_RIG_UPRIGHT"] = str(_upright_files(tmp_path / "upright"))
+    env[service_answers.ENV] = str(service_answers.write_answers(tmp_path / "answers.json"))
     bvh = SHARED_DATA / "bvh" / "cmu_02_01_walk.bvh"
     if bvh.exists():
         env["ONESHOT_AVATAR_RIG_BVH"] = str(bvh)

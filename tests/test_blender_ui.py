@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+import service_answers
 from addon_packages import build_test_package
 from blender_runner import (
     any_blender_python,
@@ -99,8 +100,10 @@ def test_camera_export_matches_the_backend(blender, tmp_path, packages):
 
 @pytest.mark.parametrize("blender", blender_params())
 def test_jobs_against_a_fake_backend(blender, tmp_path, packages):
+    answers = service_answers.write_answers(tmp_path / "answers.json")  # from the schemas
     run_blender_tests(["tests/blender/test_ui_jobs.py"], tmp_path,
-                      {"ONESHOT_AVATAR_TEST_PACKAGE": str(packages["own"])}, python=blender)
+                      {"ONESHOT_AVATAR_TEST_PACKAGE": str(packages["own"]),
+                       service_answers.ENV: str(answers)}, python=blender)
 
 
 @pytest.mark.slow

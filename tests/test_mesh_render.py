@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import cv2
 import numpy as np
 import pytest
@@ -158,19 +156,6 @@ def test_body_silhouette_matches_the_projected_triangles(open_body):
     assert iou > 0.95, iou
     depths = raster.depth[raster.mask]
     assert depths.min() >= vertex_depth.min() - 1e-5 and depths.max() <= vertex_depth.max() + 1e-5
-
-
-def test_speed_on_the_open_body(open_body):
-    with torch.no_grad():
-        vertices = open_body().vertices[0]
-    camera = front_camera([0.0, -0.4, 0.0], 2.2, 512, 512, 45.0)
-    rasterize_mesh(vertices, open_body.faces, camera)
-    start = time.perf_counter()
-    raster = rasterize_mesh(vertices, open_body.faces, camera)
-    seconds = time.perf_counter() - start
-    print(f"\nrasterize_mesh: {open_body.faces.shape[0]} faces at 512x512 in {seconds:.3f} s "
-          f"({int(raster.mask.sum())} pixels covered, {torch.get_num_threads()} threads)")
-    assert raster.mask.float().mean() > 0.1
 
 
 def test_bad_inputs_are_rejected():

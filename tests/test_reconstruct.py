@@ -23,6 +23,7 @@ from oneshot_avatar.reconstruct.pipeline import (
 )
 from oneshot_avatar.reconstruct.synthetic import make_subject
 from shared_files import SHARED_DATA
+from tiny_serve import tiny_preset
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -246,20 +247,6 @@ SHARED_PHOTOS = sorted(p.name for p in (SHARED_DATA / "images").glob("*")
                        and "_mask" not in p.stem) if (SHARED_DATA / "images").is_dir() else []
 
 
-def _tiny_preset(name, *, steps=None, resolution=None):
-    """The fast preset cut down to seconds: few fit iterations, 2 pseudo-label frames."""
-    from oneshot_avatar.fit import FitConfig
-    from oneshot_avatar.reconstruct.presets import LabelConfig, preset
-
-    chosen = preset(name, steps=steps, resolution=resolution)
-    chosen.fit = FitConfig(orient_headings=(0.0, 180.0), orient_iterations=10, body_iterations=15,
-                           pose_prior_weights=(30.0, 5.0), silhouette_iterations=2,
-                           silhouette_resolution=64, silhouette_gaussians=512)
-    chosen.labels = LabelConfig(clips=("talk",), frames_per_clip=1, azimuths=(180.0,),
-                                texture_resolution=2)
-    return chosen
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SHARED_PHOTOS or ["(no shared photos)"])
 def test_every_shared_photo_reconstructs_from_the_photo_alone(name, tmp_path, open_body,
@@ -270,7 +257,7 @@ def test_every_shared_photo_reconstructs_from_the_photo_alone(name, tmp_path, op
 
     if not SHARED_PHOTOS:
         pytest.skip(f"shared test photos absent ({SHARED_DATA / 'images'})")
-    monkeypatch.setattr(pipeline, "make_preset", _tiny_preset)
+    monkeypatch.setattr(pipeline, "make_preset", tiny_preset)  # tests/tiny_serve.py
     out = tmp_path / "me.avatar"
     report = reconstruct(_options(SHARED_DATA / "images" / name, out, resolution=64, steps=1,
                                   body=open_body), log=_quiet)

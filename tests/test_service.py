@@ -23,6 +23,7 @@ from oneshot_avatar.avatar.gaussians import rgb_to_sh0
 from oneshot_avatar.package import save_avatar
 from oneshot_avatar.package.avatar_file import read_avatar_members
 from service_server import multipart, start_server, wait_for_job
+from tiny_serve import TINY
 
 TOKEN = "test-token-0123456789abcdef"
 
@@ -34,7 +35,10 @@ def server_env(body_cache, open_body_file):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, server_env):
-    server = start_server(tmp_path_factory.mktemp("service"), env=server_env)
+    # Reconstructions with the tests' tiny preset (tests/tiny_serve.py): these tests prove the
+    # service (jobs, progress, artifacts, priorities); the real fast preset's fit and labels are
+    # tested in-process by tests/test_reconstruct.py.
+    server = start_server(tmp_path_factory.mktemp("service"), env=server_env, command=TINY)
     yield server
     server.stop()
 
@@ -230,17 +234,20 @@ def test_a_render_goes_ahead_of_training(server, subject_files, avatar_id):
 
 
 def test_kill_9_during_training_then_restart_resumes(tmp_path, server_env, subject_files):
-    server = start_server(tmp_path / "data", env=server_env)
+    # The tiny preset (tests/tiny_serve.py: a short fit, one label frame) at 64 px, checkpointing
+    # every 10 steps: what is proven is the job's survival, not the picture.
+    env = {**server_env, "ONESHOT_AVATAR_TEST_CHECKPOINT_EVERY": "10"}
+    server = start_server(tmp_path / "data", env=env, command=TINY)
     try:
-        job = _submit(server, subject_files, steps=80)
-        # The fast preset checkpoints every 50 steps: kill after the first checkpoint.
-        wait_for_job(server, job["id"], until=lambda j: j["stage"] == "train" and j["stage_progress"] > 0.65,
+        job = _submit(server, subject_files, steps=40, resolution=64)
+        # kill after the first periodic checkpoint (step 10), well before the end
+        wait_for_job(server, job["id"], until=lambda j: j["stage"] == "train" and j["stage_progress"] > 0.3,
                      timeout=900)
     finally:
         server.kill()
     assert (tmp_path / "data" / "jobs" / job["id"] / "out" / "avatar.avatar.work" / "train.ckpt").is_file()
     assert not list((tmp_path / "data" / "avatars").glob("*.avatar"))  # nothing half-written
-    server = start_server(tmp_path / "data", env=server_env)
+    server = start_server(tmp_path / "data", env=env, command=TINY)
     try:
         done = wait_for_job(server, job["id"], timeout=900)
         assert done["state"] == "succeeded", done
@@ -252,11 +259,11 @@ def test_kill_9_during_training_then_restart_resumes(tmp_path, server_env, subje
         path.write_bytes(package)
         meta, _, _ = read_avatar_members(path)
         resumed_from = meta["training"]["training"].get("resumed_from")
-        assert resumed_from is not None and resumed_from >= 50, meta["training"]["training"]
+        assert resumed_from is not None and resumed_from >= 10, meta["training"]["training"]
     finally:
         server.stop()
     # A third start: the finished avatar is still listed and downloadable.
-    server = start_server(tmp_path / "data", env=server_env)
+    server = start_server(tmp_path / "data", env=env, command=TINY)
     try:
         _, avatars = server.json("GET", "/v1/avatars")
         assert [a["id"] for a in avatars["avatars"]] == [done["avatar_id"]]
@@ -502,17 +509,18 @@ def test_package_path_is_inside_the_store(tmp_path):
 def test_sigterm_during_training_then_restart_resumes(tmp_path, server_env, subject_files):
     """A graceful stop (SIGTERM, as systemd or Ctrl-C sends) between two training steps saves a
     checkpoint there; the next start resumes from it, not from the last periodic checkpoint."""
-    server = start_server(tmp_path / "data", env=server_env)
+    server = start_server(tmp_path / "data", env=server_env, command=TINY)  # the tiny preset
     try:
-        job = _submit(server, subject_files, steps=80)
-        # Before the first periodic checkpoint (every 50 steps): only the stop can have saved one.
+        # 20 steps, fewer than the first periodic checkpoint (every 50 steps): only the stop can
+        # have saved one; 64 px, the smallest the API takes.
+        job = _submit(server, subject_files, steps=20, resolution=64)
         running = wait_for_job(server, job["id"], timeout=900,
-                               until=lambda j: j["stage"] == "train" and j["stage_progress"] >= 0.05)
+                               until=lambda j: j["stage"] == "train" and j["stage_progress"] > 0)
     finally:
         assert server.stop() == 0, server.log_text()[-3000:]  # a graceful stop
     assert "stopping" in server.log_text()
     assert (tmp_path / "data" / "jobs" / job["id"] / "out" / "avatar.avatar.work" / "train.ckpt").is_file()
-    server = start_server(tmp_path / "data", env=server_env)
+    server = start_server(tmp_path / "data", env=server_env, command=TINY)
     try:
         _, stopped = server.json("GET", f"/v1/jobs/{job['id']}")
         assert "server stopping; the job resumes when it starts again" in stopped["log"]
@@ -524,7 +532,7 @@ def test_sigterm_during_training_then_restart_resumes(tmp_path, server_env, subj
         path.write_bytes(package)
         meta, _, _ = read_avatar_members(path)
         resumed_from = meta["training"]["training"].get("resumed_from")
-        assert resumed_from is not None and round(running["stage_progress"] * 80) <= resumed_from < 50
+        assert resumed_from is not None and round(running["stage_progress"] * 20) <= resumed_from < 20
     finally:
         server.stop()
 
@@ -545,8 +553,11 @@ def test_a_second_server_on_the_same_data_folder_refuses_to_start(tmp_path, serv
     second = start_server(tmp_path / "data", env=server_env)
     assert second.json("GET", "/v1/health")[0] == 200
     assert second.stop() == 0
-    third = start_server(tmp_path / "data", env=server_env)  # and after a clean stop
-    third.stop()
+    # and after a clean stop: the lock a third server takes first is free (no third start, which
+    # would only repeat the second's)
+    from oneshot_avatar.service.store import DataDirLock
+
+    DataDirLock(tmp_path / "data").release()
 
 
 def test_disk_full_during_a_render_job_fails_it_clearly_and_keeps_the_avatar(
@@ -589,3 +600,24 @@ def test_disk_full_during_a_render_job_fails_it_clearly_and_keeps_the_avatar(
         if server is not None:
             server.stop()
         subprocess.run(["umount", str(data)], check=False)
+
+
+def test_the_fakes_answers_have_the_real_servers_fields(server, avatar_id):
+    """tests/service_answers.py (the answers of the add-on tests' fakes, built by the schemas)
+    carries exactly the fields a real server answers with."""
+    import service_answers
+
+    _, health = server.json("GET", "/v1/health")
+    assert set(service_answers.health()) == set(health)
+    assert set(service_answers.health()["body_model"]) == set(health["body_model"])
+    status, job = server.json("POST", "/v1/render-jobs", {
+        "avatar": avatar_id, "motion": {"name": "wave", "fps": 10, "frames": [0, 1]},
+        "cameras": [_front()], "format": "zip"})
+    assert status == 202, job
+    assert set(service_answers.job()) == set(job)
+    status, error = server.json("GET", "/v1/jobs/j_0000000000000000")
+    assert status == 404 and set(service_answers.error(404, "x")["error"]) == set(error["error"])
+    _, motion = server.json("GET", "/v1/motions/wave")
+    assert set(service_answers.motion()) == set(motion)
+    with pytest.raises(TypeError, match="no field"):
+        service_answers.job(stage_percent=50)  # a fake's invented field

@@ -37,6 +37,18 @@ def _cli(body_cache, *args, timeout=600):
                           text=True, env=env, timeout=timeout)
 
 
+def _cli_here(body_cache, monkeypatch, capsys, *args) -> tuple[int, str]:
+    """(exit code, stderr) of ``oneshot-avatar ARGS`` run in this process: the same ``main`` as
+    the console script without a new interpreter's torch import (seconds per call on 2 cores).
+    One error test still runs the real process."""
+    from oneshot_avatar.cli import main
+
+    monkeypatch.setenv("ONESHOT_AVATAR_CACHE", str(body_cache))
+    capsys.readouterr()
+    code = main(list(args))
+    return code, capsys.readouterr().err
+
+
 def _ffmpeg() -> str:
     import imageio_ffmpeg
 
@@ -180,29 +192,35 @@ def test_shared_videos_track_end_to_end(shared_data, body_cache, tmp_path, name,
 # Bad input
 
 
-def test_not_a_video_and_a_still_image_are_one_line_errors(body_cache, tmp_path):
+def test_not_a_video_and_a_still_image_are_one_line_errors(body_cache, tmp_path, monkeypatch,
+                                                           capsys):
     text = tmp_path / "notes.mp4"
     text.write_text("not a video")
-    run = _cli(body_cache, "track", str(text), "--out", str(tmp_path / "m.npz"))
+    run = _cli(body_cache, "track", str(text), "--out", str(tmp_path / "m.npz"))  # a real process
     assert run.returncode == 2 and "is not a video" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
     from PIL import Image
 
     Image.new("RGB", (200, 200), (90, 120, 200)).save(tmp_path / "photo.png")
-    run = _cli(body_cache, "track", str(tmp_path / "photo.png"), "--out", str(tmp_path / "m.npz"))
-    assert run.returncode == 2 and "still image" in run.stderr
-    run = _cli(body_cache, "track", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "m.npz"))
-    assert run.returncode == 2 and "no such video" in run.stderr
-    run = _cli(body_cache, "track", str(text), "--out", str(tmp_path / "m.bvh"))
-    assert run.returncode == 2 and ".npz" in run.stderr
+    code, stderr = _cli_here(body_cache, monkeypatch, capsys, "track", str(tmp_path / "photo.png"),
+                             "--out", str(tmp_path / "m.npz"))
+    assert code == 2 and "still image" in stderr
+    assert len(stderr.strip().splitlines()) == 1
+    code, stderr = _cli_here(body_cache, monkeypatch, capsys, "track",
+                             str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "m.npz"))
+    assert code == 2 and "no such video" in stderr
+    code, stderr = _cli_here(body_cache, monkeypatch, capsys, "track", str(text), "--out",
+                             str(tmp_path / "m.bvh"))
+    assert code == 2 and ".npz" in stderr
     assert not list(tmp_path.glob("m.*"))
 
 
-def test_no_person_is_a_clear_error_and_writes_nothing(body_cache, tmp_path):
+def test_no_person_is_a_clear_error_and_writes_nothing(body_cache, tmp_path, monkeypatch, capsys):
     video = _make_video(tmp_path / "empty.mp4", "-f", "lavfi", "-i",
                         "testsrc=size=160x120:rate=10:duration=1", "-pix_fmt", "yuv420p")
-    run = _cli(body_cache, "track", str(video), "--out", str(tmp_path / "m.npz"))
-    assert run.returncode == 2 and "no person found" in run.stderr
+    code, stderr = _cli_here(body_cache, monkeypatch, capsys, "track", str(video), "--out",
+                             str(tmp_path / "m.npz"))
+    assert code == 2 and "no person found" in stderr
     assert not list(tmp_path.glob("m*")) and not list(tmp_path.glob(".m*"))
 
 

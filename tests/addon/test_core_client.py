@@ -26,14 +26,13 @@ from blender_addon.core.client import (
     encode_multipart,
 )
 
+import service_answers
+
 TOKEN = "s3cret-token"
-HEALTH = {"status": "ok", "service": "oneshot-avatar", "version": "0.1.0", "api_version": 1,
-          "device": "cpu", "rasterizer": "torch",
-          "body_model": {"id": "open-1", "kind": "open", "sha256": "ab" * 32,
-                         "expression_names": ["jawOpen"]}}
-JOB = {"id": "j_0123456789abcdef", "kind": "reconstruct", "state": "queued", "stage": None,
-       "progress": 0.0, "stage_progress": 0.0, "name": "me", "log": [], "error": None,
-       "avatar_id": None, "result_url": None, "artifacts": []}
+# The fake's answers are built (and validated) by the service's own schemas: tests/service_answers.py
+HEALTH = service_answers.health(body_model={"id": "open-1", "kind": "open", "sha256": "ab" * 32,
+                                            "expression_names": ["jawOpen"]})
+JOB = service_answers.job(name="me")
 
 
 class FakeBackend(BaseHTTPRequestHandler):
@@ -53,7 +52,7 @@ class FakeBackend(BaseHTTPRequestHandler):
         self._send(status, json.dumps(data).encode())
 
     def _error(self, status: int, message: str, field: str | None = None) -> None:
-        self._json(status, {"error": {"status": status, "field": field, "message": message}})
+        self._json(status, service_answers.error(status, message, field))
 
     def _authorised(self) -> bool:
         if self.headers.get("Authorization") != f"Bearer {TOKEN}":
@@ -75,7 +74,7 @@ class FakeBackend(BaseHTTPRequestHandler):
             self._error(404, f"no job {self.path.rsplit('/', 1)[-1]!r}", "job_id")
         elif self.path.startswith("/v1/motions/wave"):
             self.server.last_path = self.path
-            self._json(200, {"name": "wave", "fps": 30, "params": {}})
+            self._json(200, service_answers.motion(name="wave", fps=30))
         else:
             self._error(404, "not found")
 

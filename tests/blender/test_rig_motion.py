@@ -8,6 +8,7 @@ there as <motion file stem>.npz), optional $ONESHOT_AVATAR_RIG_BVH (the CMU walk
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -178,12 +179,19 @@ def test_builtin_motion_from_the_service(addon, rig, monkeypatch):
     body = np.zeros((t, 63))
     body[:, 3 * 17 + 2] = np.linspace(0, 1, t)  # right elbow (joint 19 = body row 18)
     names = list(rig["oneshot_avatar_expression_names"])
-    payload = {"name": "wave", "fps": SCENE_FPS, "expression_space": "arkit52", "params": {
+    # The answer of GET /v1/motions/{name} as the service's schema builds it (the driver writes
+    # tests/service_answers.py's answers): only its fields, only pose keys it knows.
+    answers = json.loads(env_path("ONESHOT_AVATAR_TEST_SERVICE_ANSWERS").read_text())
+    payload = dict(answers["motion"])
+    fields = {"name": "wave", "fps": SCENE_FPS, "expression_space": "arkit52", "params": {
         "global_orient": np.zeros((t, 3)).tolist(), "body_pose": body.tolist(),
         "jaw_pose": np.zeros((t, 3)).tolist(), "leye_pose": np.zeros((t, 3)).tolist(),
         "reye_pose": np.zeros((t, 3)).tolist(), "left_hand_pose": np.zeros((t, 45)).tolist(),
         "right_hand_pose": np.zeros((t, 45)).tolist(), "transl": np.zeros((t, 3)).tolist(),
         "expression": np.full((t, len(names)), 0.25).tolist()}}
+    assert set(fields) <= set(answers["fields"]["motion"]), sorted(fields)
+    assert set(fields["params"]) <= set(answers["fields"]["pose"]), sorted(fields["params"])
+    payload.update(fields)
     requests = []
 
     class FakeClient:

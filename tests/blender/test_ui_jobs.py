@@ -21,10 +21,19 @@ bpy = pytest.importorskip("bpy")
 from conftest import addon_preferences, env_path
 
 TOKEN = "fake-token-0123456789"
-HEALTH = {"status": "ok", "service": "oneshot-avatar", "version": "0.1.0", "api_version": 1,
-          "device": "cpu", "rasterizer": "torch", "motions": ["idle", "talk"],
-          "body_model": {"id": "open-test", "kind": "open", "sha256": "0" * 64,
-                         "expression_names": []}}
+
+
+def _answers() -> dict:
+    """The service's answers built by its own schemas (tests/service_answers.py, written by the
+    driver): the fake below only changes fields those answers have."""
+    return json.loads(env_path("ONESHOT_AVATAR_TEST_SERVICE_ANSWERS").read_text())
+
+
+def _error(status: int, message: str, field: str | None = None) -> dict:
+    answer = json.loads(json.dumps(FakeBackend.answers["error"]))
+    assert set(answer["error"]) == {"status", "field", "message"}, answer
+    answer["error"].update(status=status, field=field, message=message)
+    return answer
 
 
 class FakeBackend(BaseHTTPRequestHandler):
@@ -33,6 +42,7 @@ class FakeBackend(BaseHTTPRequestHandler):
     (runs until cancelled)."""
 
     jobs: ClassVar[dict[str, dict]] = {}
+    answers: ClassVar[dict] = {}
     package_bytes = b""
     health_delay_s = 0.0
 
@@ -52,30 +62,34 @@ class FakeBackend(BaseHTTPRequestHandler):
     def _authorised(self) -> bool:
         if self.headers.get("Authorization") == f"Bearer {TOKEN}":
             return True
-        self._json(401, {"error": {"status": 401, "field": None,
-                                   "message": "missing or wrong bearer token"}})
+        self._json(401, _error(401, "missing or wrong bearer token"))
         return False
 
     @staticmethod
     def _job_json(job_id: str) -> dict:
         job = FakeBackend.jobs[job_id]
-        return {"id": job_id, "kind": "reconstruct", "state": job["state"],
-                "stage": job.get("stage"), "progress": job.get("progress", 0.0),
-                "stage_progress": job.get("stage_progress", 0.0), "name": job["name"],
-                "log": [], "error": job.get("error"), "avatar_id": job.get("avatar_id"),
-                "result_url": None, "artifacts": [], "created": "", "updated": ""}
+        answer = dict(FakeBackend.answers["job"])
+        fields = {"id": job_id, "kind": "reconstruct", "state": job["state"],
+                  "name": job["name"], **{key: job[key] for key in
+                                          ("stage", "progress", "stage_progress", "error",
+                                           "avatar_id") if key in job}}
+        assert set(fields) <= set(answer), sorted(set(fields) - set(answer))  # no drift
+        if fields.get("error") is not None:
+            assert set(fields["error"]) <= set(FakeBackend.answers["fields"]["job_error"])
+        answer.update(fields)
+        return answer
 
     def do_GET(self):
         if not self._authorised():
             return
         if self.path == "/v1/health":
             time.sleep(self.health_delay_s)
-            self._json(200, HEALTH)
+            self._json(200, FakeBackend.answers["health"])
             return
         parts = self.path.strip("/").split("/")
         job = FakeBackend.jobs.get(parts[2]) if len(parts) >= 3 else None
         if job is None:
-            self._json(404, {"error": {"status": 404, "field": None, "message": "no such job"}})
+            self._json(404, _error(404, "no such job"))
         elif len(parts) == 4 and parts[3] == "result":
             self._send(200, job["result"], "application/octet-stream")
         else:
@@ -109,7 +123,7 @@ class FakeBackend(BaseHTTPRequestHandler):
             FakeBackend.jobs[job_id]["state"] = "cancelled"
             self._json(200, self._job_json(job_id))
         else:
-            self._json(404, {"error": {"status": 404, "field": None, "message": "no route"}})
+            self._json(404, _error(404, "no route"))
 
 
 def _zip_without_avatar() -> bytes:
@@ -124,6 +138,7 @@ def _zip_without_avatar() -> bytes:
 @pytest.fixture(scope="module")
 def fake_backend(addon):
     FakeBackend.package_bytes = env_path("ONESHOT_AVATAR_TEST_PACKAGE").read_bytes()
+    FakeBackend.answers = _answers()
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeBackend)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"

@@ -70,10 +70,13 @@ def _lower(headers) -> dict[str, str]:
 
 
 def start_server(data_dir: Path, *, token: str | None = None, env: dict | None = None,
-                 extra_args: tuple[str, ...] = (), timeout: float = 180.0) -> ServerProcess:
+                 extra_args: tuple[str, ...] = (), timeout: float = 180.0,
+                 command: tuple[str, ...] | None = None) -> ServerProcess:
     """Start ``oneshot-avatar serve --port 0`` and wait until it listens. ``env`` adds to the
-    environment (e.g. ``ONESHOT_AVATAR_CACHE`` pointing at the tests' built body)."""
-    args = [sys.executable, "-m", "oneshot_avatar", "serve", "--host", "127.0.0.1", "--port", "0",
+    environment (e.g. ``ONESHOT_AVATAR_CACHE`` pointing at the tests' built body); ``command``
+    replaces ``python -m oneshot_avatar`` (e.g. a test script that shrinks the presets)."""
+    command = command or (sys.executable, "-m", "oneshot_avatar")
+    args = [*command, "serve", "--host", "127.0.0.1", "--port", "0",
             "--data-dir", str(data_dir), "--device", "cpu", *extra_args]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     if token:
