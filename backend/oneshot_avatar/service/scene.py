@@ -107,7 +107,7 @@ def plan_scene(request: schemas.SceneRenderRequest, *, known_avatar, max_frames:
             raise UnknownAvatar(entry.avatar, f"{where}.avatar")
         motion = schemas.MotionParams(params=entry.params, expression_space=entry.expression_space)
         try:
-            clip = _clip_from_params(motion, max_frames, num_expressions)
+            clip = _clip_from_params(motion, max_frames)
         except UserError as error:
             field = (error.field or "").replace("motion.params", f"{where}.params")
             raise UserError(error.message, field=field or where) from None
