@@ -29,7 +29,7 @@ from .core import render_engine as plain
 from .core.client import ServiceError
 from .core.smplx_rig import RIG_TAG_PROPERTY, expression_space
 from .core.uploads import ensure_uploaded
-from .render_ops import avatar_on_rig, upload_cache
+from .render_ops import avatar_on_rig, camera_payload, upload_cache
 from .rig_pose import motion_params, read_rig_pose, rig_expression_names
 
 ENGINE_ID = "ONESHOT_AVATAR"
@@ -62,18 +62,10 @@ def scene_camera_payload(scene, camera_object) -> dict[str, Any]:
     if camera_object is None:
         raise camera_export.CameraExportError("the scene has no camera; add one and make it "
                                               "the scene camera", "camera")
-    data, render = camera_object.data, scene.render
     if camera_object.type != "CAMERA":
         raise camera_export.CameraExportError(f"the scene camera {camera_object.name!r} is not "
                                               "a camera object", "camera")
-    return camera_export.blender_camera_payload(
-        camera_type=data.type, lens_mm=data.lens, sensor_width_mm=data.sensor_width,
-        sensor_height_mm=data.sensor_height, sensor_fit=data.sensor_fit, shift_x=data.shift_x,
-        shift_y=data.shift_y, clip_start=data.clip_start, clip_end=data.clip_end,
-        resolution_x=render.resolution_x, resolution_y=render.resolution_y,
-        resolution_percentage=render.resolution_percentage,
-        pixel_aspect_x=render.pixel_aspect_x, pixel_aspect_y=render.pixel_aspect_y,
-        camera_matrix_world=[list(row) for row in camera_object.matrix_world])
+    return camera_payload(scene, camera_object)
 
 
 class _Uploads:

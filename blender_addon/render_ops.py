@@ -47,12 +47,11 @@ def find_render_rig(context) -> bpy.types.Object:
                               "panel (import or reconstruct an avatar first)")
 
 
-def camera_for_frame(scene: bpy.types.Scene, camera: bpy.types.Object, rig: bpy.types.Object,
-                     depsgraph) -> dict[str, Any]:
-    """The API camera for the current frame (scene camera relative to the rig)."""
-    evaluated = camera.evaluated_get(depsgraph)
-    data = evaluated.data
-    render = scene.render
+def camera_payload(scene: bpy.types.Scene, camera: bpy.types.Object,
+                   rig_matrix_world=None) -> dict[str, Any]:
+    """The API camera of a (evaluated) camera object with the scene's render size: the one
+    reader of Blender's camera settings for Render Avatar and the render engine."""
+    data, render = camera.data, scene.render
     return camera_export.blender_camera_payload(
         camera_type=data.type, lens_mm=data.lens, sensor_width_mm=data.sensor_width,
         sensor_height_mm=data.sensor_height, sensor_fit=data.sensor_fit, shift_x=data.shift_x,
@@ -60,8 +59,15 @@ def camera_for_frame(scene: bpy.types.Scene, camera: bpy.types.Object, rig: bpy.
         resolution_x=render.resolution_x, resolution_y=render.resolution_y,
         resolution_percentage=render.resolution_percentage,
         pixel_aspect_x=render.pixel_aspect_x, pixel_aspect_y=render.pixel_aspect_y,
-        camera_matrix_world=[list(row) for row in evaluated.matrix_world],
-        rig_matrix_world=[list(row) for row in rig.evaluated_get(depsgraph).matrix_world])
+        camera_matrix_world=[list(row) for row in camera.matrix_world],
+        rig_matrix_world=rig_matrix_world)
+
+
+def camera_for_frame(scene: bpy.types.Scene, camera: bpy.types.Object, rig: bpy.types.Object,
+                     depsgraph) -> dict[str, Any]:
+    """The API camera for the current frame (scene camera relative to the rig)."""
+    return camera_payload(scene, camera.evaluated_get(depsgraph),
+                          [list(row) for row in rig.evaluated_get(depsgraph).matrix_world])
 
 
 def build_render_request(context, rig: bpy.types.Object, frames: list[int]) -> dict[str, Any]:
