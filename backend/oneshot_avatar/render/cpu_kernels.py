@@ -172,7 +172,7 @@ def take_rows(rows, index):  # [F, K], [V] -> [V, K]: rows[index], faster than n
 
 
 @njit(nogil=True, cache=True)
-def count_tile_hits(
+def tile_hits(
     worker,
     workers,
     order,  # [V] int64 from ``depth_order``
@@ -180,34 +180,15 @@ def count_tile_hits(
     N,
     tiles_x,
     tiles_y,
-    counts,  # [workers, I * tiles] int64 zeros: per chunk of ``order``, Gaussians per tile
+    cursor,  # [workers, I * tiles] int64
+    flat_ids,  # [M] int64 out (written when ``write``)
+    write,
 ):
-    """How many Gaussians of this worker's contiguous chunk of ``order`` each tile gets."""
-    tiles = tiles_x * tiles_y
-    start, stop = _share(worker, workers, order.shape[0])
-    for j in range(start, stop):
-        f = order[j]
-        base = (f // N) * tiles
-        for ty in range(rect[j, 1], rect[j, 3]):
-            for tx in range(rect[j, 0], rect[j, 2]):
-                counts[worker, base + ty * tiles_x + tx] += 1
-
-
-@njit(nogil=True, cache=True)
-def scatter_tile_hits(
-    worker,
-    workers,
-    order,  # [V] int64
-    rect,  # [V, 4] in the order of ``order``
-    N,
-    tiles_x,
-    tiles_y,
-    cursor,  # [workers, I * tiles] int64: where this chunk's first Gaussian of each tile goes
-    flat_ids,  # [M] int64 out
-):
-    """Writes this worker's chunk of ``order`` into every tile it overlaps; chunks are in
-    depth order and each writes after the chunks before it, so every tile's list comes out
-    front to back, the same for any number of workers."""
+    """The two passes of the counting sort into tiles, over this worker's contiguous chunk of
+    ``order``: without ``write``, ``cursor`` (zeros) counts the chunk's Gaussians per tile;
+    with it, ``cursor`` holds where the chunk's first Gaussian of each tile goes and the chunk
+    is written there. Chunks are in depth order and each writes after the chunks before it, so
+    every tile's list comes out front to back, the same for any number of workers."""
     tiles = tiles_x * tiles_y
     start, stop = _share(worker, workers, order.shape[0])
     for j in range(start, stop):
@@ -216,7 +197,8 @@ def scatter_tile_hits(
         for ty in range(rect[j, 1], rect[j, 3]):
             for tx in range(rect[j, 0], rect[j, 2]):
                 t = base + ty * tiles_x + tx
-                flat_ids[cursor[worker, t]] = f
+                if write:
+                    flat_ids[cursor[worker, t]] = f
                 cursor[worker, t] += 1
 
 

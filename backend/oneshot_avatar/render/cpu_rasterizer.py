@@ -111,14 +111,15 @@ def _bin(
     rect = k.take_rows(rect, order)  # read in sorted order below: sequential instead of scattered
     workers = _workers()
     counts = np.zeros((workers, tiles), np.int64)
-    _run(k.count_tile_hits, order, rect, N, tiles_x, tiles_y, counts)
+    nothing = np.empty(0, np.int64)
+    _run(k.tile_hits, order, rect, N, tiles_x, tiles_y, counts, nothing, False)
     per_tile = counts.sum(axis=0)
     offsets = np.zeros(tiles + 1, np.int64)
     np.cumsum(per_tile, out=offsets[1:])
     # chunk w of the sorted list writes each tile's entries after those of chunks 0..w-1
     cursor = offsets[:-1] + np.cumsum(counts, axis=0) - counts
     flat_ids = np.empty(offsets[-1], np.int64)
-    _run(k.scatter_tile_hits, order, rect, N, tiles_x, tiles_y, cursor, flat_ids)
+    _run(k.tile_hits, order, rect, N, tiles_x, tiles_y, cursor, flat_ids, True)
     return offsets, flat_ids
 
 
