@@ -65,6 +65,18 @@ def _clip_from_builtin(motion: schemas.BuiltinMotion, max_frames: int) -> Motion
     return clip.slice(start, stop)
 
 
+def request_cameras(specs, frames: int, convert) -> list:
+    """A request's cameras (``convert(spec, index)`` each): one for every frame or one for all,
+    all of one image size."""
+    if len(specs) not in (1, frames):
+        raise UserError(f"give 1 camera or one per frame ({frames}); got {len(specs)}",
+                        field="cameras")
+    cameras = [convert(spec, i) for i, spec in enumerate(specs)]
+    if len({(c.width, c.height) for c in cameras}) > 1:
+        raise UserError("all cameras must render the same image size", field="cameras")
+    return cameras
+
+
 def _camera(spec, index: int) -> Camera | PresetShot:
     where = f"cameras[{index}]"
     try:
@@ -91,12 +103,7 @@ def plan_render(request: schemas.RenderRequest, *, max_frames: int, max_pixels: 
     else:
         clip = _clip_from_params(request.motion, max_frames)
     frames = clip.num_frames
-    if len(request.cameras) not in (1, frames):
-        raise UserError(f"give 1 camera or one per frame ({frames}); got {len(request.cameras)}",
-                        field="cameras")
-    cameras = [_camera(spec, i) for i, spec in enumerate(request.cameras)]
-    if len({(c.width, c.height) for c in cameras}) > 1:
-        raise UserError("all cameras must render the same image size", field="cameras")
+    cameras = request_cameras(request.cameras, frames, _camera)
     if request.size is not None:
         width, height = request.size
         if not (8 <= width <= 8192 and 8 <= height <= 8192):

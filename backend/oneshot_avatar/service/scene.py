@@ -98,7 +98,7 @@ def _scene_camera(spec, index: int) -> Camera:
 def plan_scene(request: schemas.SceneRenderRequest, *, known_avatar, max_frames: int,
                max_pixels: int, num_expressions: int) -> ScenePlan:
     """Check a scene request (no rendering); ``known_avatar(id)`` says whether it exists."""
-    from oneshot_avatar.service.rendering import _clip_from_params
+    from oneshot_avatar.service.rendering import _clip_from_params, request_cameras
 
     items: list[SceneItem] = []
     for i, entry in enumerate(request.avatars):
@@ -120,12 +120,7 @@ def plan_scene(request: schemas.SceneRenderRequest, *, known_avatar, max_frames:
     frames = counts.pop() if counts else len(request.cameras)
     if frames > max_frames:
         raise UserError(f"{frames} frames; a request renders 1..{max_frames}", field="cameras")
-    if len(request.cameras) not in (1, frames):
-        raise UserError(f"give 1 camera or one per frame ({frames}); got {len(request.cameras)}",
-                        field="cameras")
-    cameras = [_scene_camera(spec, i) for i, spec in enumerate(request.cameras)]
-    if len({(c.width, c.height) for c in cameras}) > 1:
-        raise UserError("all cameras must render the same image size", field="cameras")
+    cameras = request_cameras(request.cameras, frames, _scene_camera)
     if request.size is not None:
         cameras = [c.resized(*request.size) for c in cameras]
     width, height = cameras[0].width, cameras[0].height
