@@ -16,7 +16,10 @@ Per tile, the Gaussians are visited front to back (backward: back to front), eac
 the pixels where ``σ <= ln(255 o)`` could hold: for each pixel row the interval of ``dx`` solving
 ``½ a dx² + b dx dy + ½ c dy² <= ln(255 o)`` (the exact per-pixel test still decides, this only
 skips pixels where ``α < 1/255`` anyway). Per-pixel state (transmittance, accumulated features,
-the number of the last Gaussian composited) lives in small arrays for the tile's 256 pixels.
+the number of the last Gaussian composited) lives in small arrays for the tile's 256 pixels; the
+forward keeps a bit per pixel still open (not ended by the early stop) for each row, and visits
+only the open pixels of a Gaussian's range (on crowded scenes about half of the candidates
+are pixels that already ended).
 
 Determinism: each tile is computed by one worker in a fixed order; the backward writes every
 (tile, Gaussian) pair's gradient into its own row of a scratch array and sums the rows per
@@ -29,6 +32,7 @@ import math
 
 import numpy as np
 from numba import njit
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 # gsplat's constants; tests check that they equal the PyTorch reference's.
 ALPHA_THRESHOLD = 1.0 / 255.0
@@ -278,9 +282,12 @@ def _forward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, wi
     trans = np.ones(pixels)
     accum = np.zeros((pixels, D))
     last = np.zeros(pixels, np.int32)
-    done = np.zeros(pixels, np.bool_)
-    remaining = (x_hi - x_lo) * (y_hi - y_lo)
-    row_open = np.full(tile_size, x_hi - x_lo, np.int64)  # per row: pixels not yet done
+    # per row of the tile, a bit per column whose pixel is still open (not ended by the early
+    # stop): the pixel loop below visits only those, with no test per finished pixel
+    full = (np.int64(1) << (x_hi - x_lo)) - 1
+    open_bits = np.zeros(tile_size, np.int64)
+    open_bits[: y_hi - y_lo] = full
+    open_rows = y_hi - y_lo
     for k in range(count):
         g = flat_ids[start + k]
         mx = means2d[g, 0]
@@ -292,15 +299,20 @@ def _forward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, wi
         cut = max(math.log(o / ALPHA_THRESHOLD), 0.0) + SIGMA_SLACK
         r0, r1 = _row_range(my, a, b, c, cut, y_lo, y_hi)
         for py in range(r0, r1):
-            if row_open[py - y_lo] == 0:  # a finished row: nothing left to composite
+            row = py - y_lo
+            bits = open_bits[row]
+            if bits == 0:  # a finished row: nothing left to composite
                 continue
             dy = my - (py + 0.5)
             c0, c1 = _col_range(mx, dy, a, b, c, cut, x_lo, x_hi)
-            for px in range(c0, c1):
-                p = (py - y_lo) * tile_size + (px - x_lo)
-                if done[p]:
-                    continue
-                dx = mx - (px + 0.5)
+            if c1 <= c0:
+                continue
+            bits &= ((np.int64(1) << (c1 - x_lo)) - 1) ^ ((np.int64(1) << (c0 - x_lo)) - 1)
+            while bits != 0:
+                col = trailing_zeros(bits)
+                bits &= bits - 1
+                p = row * tile_size + col
+                dx = mx - (x_lo + col + 0.5)
                 sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
                 if sigma < 0.0:
                     continue
@@ -309,16 +321,16 @@ def _forward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, wi
                     continue
                 t_next = trans[p] * (1.0 - alpha)
                 if t_next <= TRANSMITTANCE_MIN:
-                    done[p] = True
-                    remaining -= 1
-                    row_open[py - y_lo] -= 1
+                    open_bits[row] &= ~(np.int64(1) << col)
+                    if open_bits[row] == 0:
+                        open_rows -= 1
                     continue
                 weight = alpha * trans[p]
                 for d in range(D):
                     accum[p, d] += weight * features[g, d]
                 trans[p] = t_next
                 last[p] = k + 1
-        if remaining == 0:
+        if open_rows == 0:
             break
     for py in range(y_lo, y_hi):
         for px in range(x_lo, x_hi):
