@@ -173,6 +173,23 @@ def test_random_scenes_match_the_reference_on_values_and_gradients(sh_degree):
     compare(cpu, ref)
 
 
+@pytest.mark.parametrize("sh_degree", [0, 1, 2, 3, 4])
+def test_renders_without_gradients_evaluate_sh_like_the_reference(sh_degree):
+    # Renders that need no gradient (previews, `render`, the service) evaluate the SH colours
+    # with a compiled kernel instead of the reference's PyTorch function: in float64 the two
+    # are the same formulas, for every degree, several scenes and cameras.
+    scene = {k: v.double() for k, v in random_scene(300, 2, seed=11, sh_degree=sh_degree).items()}
+    scene["colors"] = torch.cat([scene["colors"], scene["colors"][:, :, :2]], dim=2)  # K > used
+    viewmats, Ks, backgrounds = cameras(2, 40, 30)
+    cpu, _ = render("cpu", scene, viewmats.double(), Ks.double(), 40, 30, sh_degree,
+                    backgrounds.double(), grad=False)
+    ref, _ = render("torch", scene, viewmats.double(), Ks.double(), 40, 30, sh_degree,
+                    backgrounds.double(), grad=False)
+    assert (ref.alpha > 0.5).any()
+    assert (cpu.rgb - ref.rgb).abs().max() < 1e-10
+    assert (cpu.alpha - ref.alpha).abs().max() < 1e-10
+
+
 def test_gradients_reach_the_cameras_like_the_reference():
     # The body fit moves the camera through the silhouette: the CPU path then projects with
     # the reference's autograd functions and blends with its own kernels.
@@ -232,6 +249,7 @@ def _single(mean, scale, opacity, *, quat=(1.0, 0.0, 0.0, 0.0)):
         ("huge", _single((0.1, 0.0, 3.0), (3.0, 2.0, 1.0), 0.8, quat=(0.9, 0.1, 0.3, 0.2)), True),
         ("tiny", _single((0.01, 0.02, 3.0), (1e-7, 1e-7, 1e-7), 0.9), True),
         ("closer than near", _single((0.0, 0.0, 0.01), (0.1, 0.1, 0.1), 0.9), False),
+        ("at the camera's centre", _single((0.0, 0.0, 0.0), (0.1, 0.1, 0.1), 0.9), False),
     ],
 )
 def test_degenerate_gaussians_match_the_reference(case, scene, shows):

@@ -7,6 +7,9 @@ Imported only when the ``"cpu"`` backend runs. Compiled once per machine into nu
 loaded from there afterwards. Every kernel works in float64 on arrays the caller converts, so
 there is one compiled signature each; the results go back to the caller's dtype.
 
+Arithmetic is IEEE's (``error_model="numpy"``): a division by zero gives an infinity, as in the
+reference, not an exception (a Gaussian at a camera's centre has z = 0 and is culled).
+
 Threads: the kernels are plain ``nogil`` functions that take ``(worker, workers, ...)`` and do
 their share (interleaved tiles, contiguous Gaussian ranges); ``cpu_rasterizer`` runs one per
 thread of a small pool. No numba threading layer is involved, so several Python threads may
@@ -54,7 +57,7 @@ GRAD_FIXED = 6
 _TILE_MATH = {"contract", "reassoc", "arcp", "afn", "nsz"}
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def _share(worker, workers, total):
     """This worker's contiguous range ``[start, stop)`` of ``total`` items."""
     per = (total + workers - 1) // workers
@@ -62,7 +65,7 @@ def _share(worker, workers, total):
     return start, min(start + per, total)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def tile_rects(
     worker,
     workers,
@@ -115,7 +118,7 @@ def tile_rects(
 RADIX_BITS = 11
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def depth_order(keys):  # [F] uint64 -> the indices of the keys below all ones, sorted stably
     """A stable LSD radix sort (11-bit digits) of the Gaussians that overlap a tile: their
     indices ordered by depth, ties by index (gsplat's stable radix sort of the depth bits).
@@ -166,7 +169,7 @@ def depth_order(keys):  # [F] uint64 -> the indices of the keys below all ones, 
     return order
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def take_rows(rows, index):  # [F, K], [V] -> [V, K]: rows[index], faster than numpy's
     out = np.empty((index.shape[0], rows.shape[1]), rows.dtype)
     for j in range(index.shape[0]):
@@ -175,7 +178,7 @@ def take_rows(rows, index):  # [F, K], [V] -> [V, K]: rows[index], faster than n
     return out
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def tile_hits(
     worker,
     workers,
@@ -206,7 +209,7 @@ def tile_hits(
                 cursor[worker, t] += 1
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def _row_range(my, a, b, c, cut, y_lo, y_hi):
     """Pixel rows ``[r0, r1)`` within ``[y_lo, y_hi)`` whose centre can have ``σ <= cut``."""
     det = a * c - b * b
@@ -218,7 +221,7 @@ def _row_range(my, a, b, c, cut, y_lo, y_hi):
     return r0, r1
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def _col_range(mx, dy, a, b, c, cut, x_lo, x_hi):
     """Pixel columns ``[c0, c1)`` within ``[x_lo, x_hi)`` of a row at ``dy = my - y`` whose
     centre can have ``σ <= cut``: the roots of ``½ a dx² + b dy dx + ½ c dy² - cut`` (a > 0)."""
@@ -234,7 +237,7 @@ def _col_range(mx, dy, a, b, c, cut, x_lo, x_hi):
     return c0, c1
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def rasterize_forward(
     worker,
     workers,
@@ -264,7 +267,7 @@ def rasterize_forward(
                       width, height, tile_size, tiles_x, tiles_y, out, trans_out, last_out)
 
 
-@njit(cache=True, fastmath=_TILE_MATH)
+@njit(cache=True, fastmath=_TILE_MATH, error_model="numpy")
 def _forward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, width, height,
                   tile_size, tiles_x, tiles_y, out, trans_out, last_out):
     """One tile of ``rasterize_forward``."""
@@ -341,7 +344,7 @@ def _forward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, wi
                 out[image, py, px, d] = accum[p, d]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def rasterize_backward(
     worker,
     workers,
@@ -379,7 +382,7 @@ def rasterize_backward(
                        tiles_y, scratch)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def reduce_gradients(
     worker,
     workers,
@@ -398,7 +401,7 @@ def reduce_gradients(
             grads[g, q] += scratch[e, q]
 
 
-@njit(cache=True, fastmath=_TILE_MATH)
+@njit(cache=True, fastmath=_TILE_MATH, error_model="numpy")
 def _backward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, trans_final, last,
                    v_accum, v_trans, width, height, tile_size, tiles_x, tiles_y, scratch):
     """One tile of ``rasterize_backward``: writes the rows of ``scratch`` of its Gaussians."""
@@ -490,7 +493,7 @@ def _backward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, t
 # ---- projection (gsplat's ``projection_ewa_3dgs_fused`` forward and backward) ------------------
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def _rotation(w, x, y, z):
     """Rotation matrix of the unit quaternion (w, x, y, z), as 9 numbers (row-major)."""
     return (
@@ -500,7 +503,7 @@ def _rotation(w, x, y, z):
     )
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def _project_one(means, quats, scales, viewmats, Ks, b, n, cam, width, height):
     """Camera-space mean, the factor ``T = J R_v R(q) diag(s)`` of the 2D covariance (2 x 3,
     row-major; the covariance is ``T Tᵀ + eps2d I``) and the intermediate values the backward
@@ -538,7 +541,7 @@ def _project_one(means, quats, scales, viewmats, Ks, b, n, cam, width, height):
     return x, y, z, rot, mc, t, ucx, ucy, ucx == ux, ucy == uy, inv, qn, view
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def _view(viewmats, b, cam):
     """World -> camera rotation (row-major, 9 numbers) and translation (3) of one camera."""
     return (
@@ -549,7 +552,7 @@ def _view(viewmats, b, cam):
     )
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def _view_rot_scale(view, rot, s0, s1, s2):
     """``R_v R diag(s)`` as 9 numbers (row-major); ``rot`` row-major 9 numbers."""
     return (
@@ -565,7 +568,7 @@ def _view_rot_scale(view, rot, s0, s1, s2):
     )
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def project_forward(
     worker,
     workers,
@@ -594,7 +597,7 @@ def project_forward(
                    near, far, means2d, conics, depths, radii, visible)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _project_chunk(start, stop, means, quats, scales, opacities, viewmats, Ks, width, height,
                    near, far, means2d, conics, depths, radii, visible):
     """Gaussians ``start:stop`` (flattened over images) of ``project_forward``."""
@@ -639,7 +642,7 @@ def _project_chunk(start, stop, means, quats, scales, opacities, viewmats, Ks, w
         visible[i, n] = True
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def project_backward(
     worker,
     workers,
@@ -667,7 +670,7 @@ def project_backward(
                             visible, v_means2d, v_conics, v_depths, v_means, v_quats, v_scales)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _project_gradient_chunk(start, stop, means, quats, scales, viewmats, Ks, width, height,
                             visible, v_means2d, v_conics, v_depths, v_means, v_quats, v_scales):
     """Gaussians ``start:stop`` (flattened over images) of ``project_backward``."""
@@ -684,7 +687,7 @@ def _project_gradient_chunk(start, stop, means, quats, scales, viewmats, Ks, wid
                           v_means2d, v_conics, v_depths, v_means, v_quats, v_scales)
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def _project_gradient(means, quats, scales, viewmats, Ks, b, n, cam, i, width, height,
                       v_means2d, v_conics, v_depths, v_means, v_quats, v_scales):
     """Gradients of Gaussian n of scene b seen by camera cam (image i) into row [i, n] of
@@ -778,7 +781,7 @@ def _project_gradient(means, quats, scales, viewmats, Ks, b, n, cam, i, width, h
     v_quats[i, n, 3] = (v_qz - qz * dot) * inv
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def _view_transpose_times(view, m):
     """``R_vᵀ M`` for a row-major 9-tuple ``M``."""
     return (
@@ -792,3 +795,96 @@ def _view_transpose_times(view, m):
         view[2] * m[1] + view[5] * m[4] + view[8] * m[7],
         view[2] * m[2] + view[5] * m[5] + view[8] * m[8],
     )
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def sh_colors(
+    worker,
+    workers,
+    means,  # [B, N, 3] float64 world
+    coeffs,  # [B, N, K, 3] float64 SH coefficients, K >= (degree + 1)²
+    centres,  # [B, C, 3] float64 camera positions in the world
+    degree,  # 0..4
+    out,  # [B * C, N, 3] float64 out: RGB
+):
+    """``torch_rasterizer.sh_to_rgb`` towards each camera (gsplat's basis order and constants,
+    ``max(Σ Y_k(d̂) c_k + 0.5, 0)``, a zero-length direction counts as length 1), for renders
+    that need no gradient; this worker's contiguous share of the (image, Gaussian) pairs."""
+    B, N = means.shape[:2]
+    C = centres.shape[1]
+    start, stop = _share(worker, workers, B * C * N)
+    y = np.empty(25)
+    for f in range(start, stop):
+        i = f // N
+        n = f - i * N
+        b = i // C
+        cam = i - b * C
+        dx = means[b, n, 0] - centres[b, cam, 0]
+        dy = means[b, n, 1] - centres[b, cam, 1]
+        dz = means[b, n, 2] - centres[b, cam, 2]
+        sq = dx * dx + dy * dy + dz * dz
+        inv = 1.0 / math.sqrt(sq) if sq > 0.0 else 1.0
+        x, yy, z = dx * inv, dy * inv, dz * inv
+        used = _sh_bases(degree, x, yy, z, y)
+        for ch in range(3):
+            total = 0.0
+            for k in range(used):
+                total += y[k] * coeffs[b, n, k, ch]
+            out[i, n, ch] = max(total + 0.5, 0.0)
+
+
+@njit(inline="always", error_model="numpy")
+def _sh_bases(degree, x, y, z, out):
+    """The real SH basis values of degrees 0..``degree`` at the unit vector (x, y, z) into
+    ``out``, as ``torch_rasterizer.eval_sh_bases``; returns how many."""
+    out[0] = 0.2820947917738781
+    if degree < 1:
+        return 1
+    c1 = 0.48860251190292
+    out[1] = -c1 * y
+    out[2] = c1 * z
+    out[3] = -c1 * x
+    if degree < 2:
+        return 4
+    z2 = z * z
+    tmp_b = -1.092548430592079 * z
+    cc1 = x * x - y * y
+    ss1 = 2.0 * x * y
+    sh6 = 0.9461746957575601 * z2 - 0.3153915652525201
+    out[4] = 0.5462742152960395 * ss1
+    out[5] = tmp_b * y
+    out[6] = sh6
+    out[7] = tmp_b * x
+    out[8] = 0.5462742152960395 * cc1
+    if degree < 3:
+        return 9
+    tmp_c = -2.285228997322329 * z2 + 0.4570457994644658
+    tmp_b = 1.445305721320277 * z
+    cc2 = x * cc1 - y * ss1
+    ss2 = x * ss1 + y * cc1
+    sh12 = z * (1.865881662950577 * z2 - 1.119528997770346)
+    out[9] = -0.5900435899266435 * ss2
+    out[10] = tmp_b * ss1
+    out[11] = tmp_c * y
+    out[12] = sh12
+    out[13] = tmp_c * x
+    out[14] = tmp_b * cc1
+    out[15] = -0.5900435899266435 * cc2
+    if degree < 4:
+        return 16
+    tmp_d = z * (-4.683325804901025 * z2 + 2.007139630671868)
+    tmp_c = 3.31161143515146 * z2 - 0.47308734787878
+    tmp_b = -1.770130769779931 * z
+    cc3 = x * cc2 - y * ss2
+    ss3 = x * ss2 + y * cc2
+    sh20 = 1.984313483298443 * z * sh12 - 1.006230589874905 * sh6
+    out[16] = 0.6258357354491763 * ss3
+    out[17] = tmp_b * ss2
+    out[18] = tmp_c * ss1
+    out[19] = tmp_d * y
+    out[20] = sh20
+    out[21] = tmp_d * x
+    out[22] = tmp_c * cc1
+    out[23] = tmp_b * cc2
+    out[24] = 0.6258357354491763 * cc3
+    return 25
