@@ -116,73 +116,75 @@ def tile_rects(
 
 
 RADIX_BITS = 11
+NO_KEY = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def depth_order(keys):  # [F] uint64 -> the indices of the keys below all ones, sorted stably
-    """A stable LSD radix sort (11-bit digits) of the Gaussians that overlap a tile: their
-    indices ordered by depth, ties by index (gsplat's stable radix sort of the depth bits).
-    Keys travel with their indices (reads in order, no gathers); digits that every key shares
-    are skipped."""
-    F = keys.shape[0]
-    none = np.uint64(0xFFFFFFFFFFFFFFFF)
-    count = 0
-    for f in range(F):
-        if keys[f] != none:
-            count += 1
-    order = np.empty(count, np.int64)
-    key = np.empty(count, np.uint64)
-    j = 0
-    for f in range(F):
-        if keys[f] != none:
-            order[j] = f
-            key[j] = keys[f]
-            j += 1
-    order_next = np.empty(count, np.int64)
-    key_next = np.empty(count, np.uint64)
-    bins = 1 << RADIX_BITS
-    mask = np.uint64(bins - 1)
-    passes = (64 + RADIX_BITS - 1) // RADIX_BITS
-    hist = np.zeros((passes, bins), np.int64)
-    for j in range(count):  # every pass's histogram in one read
-        k = key[j]
-        for q in range(passes):
-            hist[q, (k >> np.uint64(q * RADIX_BITS)) & mask] += 1
-    for q in range(passes):
-        s = np.uint64(q * RADIX_BITS)
-        if count == 0 or hist[q, (key[0] >> s) & mask] == count:
-            continue  # one digit for all: this pass would not move anything
-        total = 0
-        for d in range(bins):
-            c = hist[q, d]
-            hist[q, d] = total
-            total += c
-        for j in range(count):
-            k = key[j]
-            d = (k >> s) & mask
-            at = hist[q, d]
-            order_next[at] = order[j]
-            key_next[at] = k
-            hist[q, d] = at + 1
-        order, order_next = order_next, order
-        key, key_next = key_next, key
-    return order
+def count_keys(worker, workers, keys, counts):  # [F] uint64, [workers] int64 out
+    """How many of this worker's contiguous share of ``keys`` are not ``NO_KEY``."""
+    start, stop = _share(worker, workers, keys.shape[0])
+    n = 0
+    for f in range(start, stop):
+        if keys[f] != NO_KEY:
+            n += 1
+    counts[worker] = n
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def take_rows(rows, index):  # [F, K], [V] -> [V, K]: rows[index], faster than numpy's
-    out = np.empty((index.shape[0], rows.shape[1]), rows.dtype)
-    for j in range(index.shape[0]):
+def compact_keys(worker, workers, keys, first, key_out, order_out):
+    """This worker's keys that are not ``NO_KEY`` and their indices, in order, from position
+    ``first[worker]`` of ``key_out``/``order_out``."""
+    start, stop = _share(worker, workers, keys.shape[0])
+    at = first[worker]
+    for f in range(start, stop):
+        if keys[f] != NO_KEY:
+            key_out[at] = keys[f]
+            order_out[at] = f
+            at += 1
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def radix_count(worker, workers, keys, shift, counts):  # counts [workers, bins] zeros
+    """One pass of the LSD radix sort, first half: the histogram of the digit at ``shift`` over
+    this worker's contiguous share of ``keys``."""
+    start, stop = _share(worker, workers, keys.shape[0])
+    mask = np.uint64((1 << RADIX_BITS) - 1)
+    s = np.uint64(shift)
+    for j in range(start, stop):
+        counts[worker, (keys[j] >> s) & mask] += 1
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def radix_scatter(worker, workers, keys, order, shift, cursor, key_out, order_out):
+    """Second half: this worker's share moved, with its indices, to where ``cursor`` (per
+    worker and digit: after every smaller digit and, within a digit, after the shares of the
+    workers before) says. Stable: equal digits keep their order."""
+    start, stop = _share(worker, workers, keys.shape[0])
+    mask = np.uint64((1 << RADIX_BITS) - 1)
+    s = np.uint64(shift)
+    for j in range(start, stop):
+        k = keys[j]
+        d = (k >> s) & mask
+        at = cursor[worker, d]
+        key_out[at] = k
+        order_out[at] = order[j]
+        cursor[worker, d] = at + 1
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def take_rows(worker, workers, rows, index, out):  # [F, K], [V], [V, K] out: rows[index]
+    """This worker's share of the gather ``out = rows[index]`` (faster than numpy's)."""
+    start, stop = _share(worker, workers, index.shape[0])
+    for j in range(start, stop):
         for q in range(rows.shape[1]):
             out[j, q] = rows[index[j], q]
-    return out
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def tile_hits(
     worker,
     workers,
-    order,  # [V] int64 from ``depth_order``
+    order,  # [V] int64: ``cpu_rasterizer._depth_order``
     rect,  # [V, 4] ``tile_rects``'s rows in the order of ``order``
     N,
     tiles_x,

@@ -92,6 +92,34 @@ class _Blend:
     height: int
 
 
+def _depth_order(keys: np.ndarray) -> np.ndarray:  # [F] uint64 -> [V] int64
+    """The indices of the keys that are not ``NO_KEY``, ordered by key, ties by index
+    (gsplat's stable radix sort of the depth bits): a parallel LSD radix sort, 11-bit digits,
+    each pass a histogram per worker's chunk then a stable scatter; digits that every key
+    shares are skipped. The same order for any number of workers."""
+    k = _kernels()
+    workers = _workers()
+    visible = np.zeros(workers, np.int64)
+    _run(k.count_keys, keys, visible)
+    first = np.cumsum(visible) - visible
+    count = int(visible.sum())
+    key, order = np.empty(count, np.uint64), np.empty(count, np.int64)
+    _run(k.compact_keys, keys, first, key, order)
+    key_next, order_next = np.empty_like(key), np.empty_like(order)
+    bins = 1 << k.RADIX_BITS
+    for shift in range(0, 64, k.RADIX_BITS):
+        counts = np.zeros((workers, bins), np.int64)
+        _run(k.radix_count, key, shift, counts)
+        per_digit = counts.sum(axis=0)
+        if count == 0 or per_digit.max() == count:
+            continue  # one digit for all: this pass would not move anything
+        cursor = (np.cumsum(per_digit) - per_digit)[None, :] + np.cumsum(counts, axis=0) - counts
+        _run(k.radix_scatter, key, order, shift, cursor, key_next, order_next)
+        key, key_next = key_next, key
+        order, order_next = order_next, order
+    return order
+
+
 def _bin(
     means2d: np.ndarray,  # [I, N, 2]
     radii: np.ndarray,  # [I, N, 2] int64
@@ -110,8 +138,10 @@ def _bin(
     keys = np.empty(I * N, np.uint64)
     _run(k.tile_rects, means2d, radii, visible, np.ascontiguousarray(depths), TILE_SIZE,
          tiles_x, tiles_y, rect, keys)
-    order = k.depth_order(keys)
-    rect = k.take_rows(rect, order)  # read in sorted order below: sequential instead of scattered
+    order = _depth_order(keys)
+    sorted_rect = np.empty((len(order), 4), np.int32)
+    _run(k.take_rows, rect, order, sorted_rect)  # read in sorted order below: not scattered
+    rect = sorted_rect
     workers = _workers()
     counts = np.zeros((workers, tiles), np.int64)
     nothing = np.empty(0, np.int64)
