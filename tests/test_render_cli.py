@@ -180,3 +180,28 @@ def test_front_and_orbit_frame_the_same_body_in_the_cli_and_the_service(
         # differ in the last bit); a camera framed on another body moves edges by whole pixels
         # (255 apart).
         assert np.abs(ours.astype(int) - theirs).max() <= 2
+
+
+def test_a_shot_honours_each_cameras_clip_distances(avatar_path, open_body):
+    # A camera's near/far (Blender's clip start/end) clip the avatar: a near plane beyond the
+    # body or a far plane before it shows nothing, per frame, within one batch.
+    from oneshot_avatar.cameras import look_at
+    from oneshot_avatar.motion.builtin import builtin_clip
+    from oneshot_avatar.package import load_avatar
+    from oneshot_avatar.render.shots import ShotSettings, render_shot
+
+    avatar = load_avatar(avatar_path, body=open_body)
+    clip = builtin_clip("wave", seconds=0.2)
+
+    def camera(**clip_distances):
+        return look_at((0.0, 0.0, 3.0), (0.0, -0.3, 0.0), width=40, height=50,
+                       fov_y_degrees=50, **clip_distances)
+
+    cameras = [camera(), camera(near=4.0), camera(far=2.0), camera(near=0.5, far=6.0)]
+    cameras += [camera()] * (clip.num_frames - len(cameras))
+    settings = ShotSettings(width=40, height=50, batch_frames=4)
+    drawn = {frame: int((rgba[..., 3] > 0).sum())
+             for frame, rgba in render_shot(avatar, open_body, clip, cameras, range(4), settings)}
+    assert sorted(drawn) == [0, 1, 2, 3]
+    assert drawn[0] > 200 and drawn[3] > 200
+    assert drawn[1] == 0 and drawn[2] == 0

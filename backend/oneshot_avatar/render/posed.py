@@ -43,6 +43,8 @@ def render_posed(
     *,
     backgrounds: Tensor | None = None,  # [B, C, 3]; None renders over black
     backend: RasterBackend = "auto",
+    near: float = 0.01,  # clip distances along the optical axis, metres
+    far: float = 1e10,
 ) -> PosedRender:
     """Pose ``gaussians`` (bound to ``body``'s triangles, with their mesh offsets) by
     ``params`` and rasterize pose ``b`` for the cameras ``viewmats[b], Ks[b]``.
@@ -56,6 +58,7 @@ def render_posed(
     raster = rasterize_gaussians(
         posed.means, posed.quats, posed.scales, posed.opacities, posed.sh, viewmats, Ks,
         width, height, sh_degree=posed.sh_degree, backgrounds=backgrounds, backend=backend,
+        near=near, far=far,
     )
     return PosedRender(posed=posed, raster=raster)
 

@@ -115,6 +115,23 @@ def parse_frame_range(text: str | None, num_frames: int) -> range:
     return frames
 
 
+def _batches(frames: list[int], cameras: Sequence[Camera], size: int) -> Iterator[list[int]]:
+    """``frames`` in batches of at most ``size`` consecutive frames whose cameras share their
+    clip distances (the rasterizer takes one near/far per call)."""
+    def clip(frame: int) -> tuple[float, float]:
+        camera = cameras[frame] if len(cameras) > 1 else cameras[0]
+        return camera.near, camera.far
+
+    batch: list[int] = []
+    for frame in frames:
+        if batch and (len(batch) == size or clip(frame) != clip(batch[0])):
+            yield batch
+            batch = []
+        batch.append(frame)
+    if batch:
+        yield batch
+
+
 def render_shot(
     avatar,
     body,
@@ -137,8 +154,7 @@ def render_shot(
     betas = avatar.betas[None].to(device)  # the avatar's own shape, whatever the clip says
     check_body_matches(avatar.meta, body, "avatar")
     expression = expression_for_body(clip, body.expression_names)
-    for start in range(0, len(frames), settings.batch_frames):
-        chunk = list(frames[start : start + settings.batch_frames])
+    for chunk in _batches(list(frames), cameras, settings.batch_frames):
         index = torch.tensor(chunk, device=device)
         frame_params = {k: v[index] for k, v in params.items()}
         frame_params["betas"] = betas
@@ -151,7 +167,8 @@ def render_shot(
             background = torch.tensor(settings.background, device=device).expand(len(chunk), 1, 3)
         with torch.no_grad():
             out = render_posed(body, avatar.gaussians, frame_params, viewmats[:, None], Ks[:, None],
-                               width, height, backgrounds=background, backend=settings.backend).raster
+                               width, height, backgrounds=background, backend=settings.backend,
+                               near=chosen[0].near, far=chosen[0].far).raster
         rgb = out.rgb[:, 0].clamp(0, 1)
         alpha = out.alpha[:, 0].clamp(0, 1)
         if settings.background is not None:
