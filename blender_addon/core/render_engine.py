@@ -151,12 +151,16 @@ def decode_scene(data: bytes, width: int | None = None, height: int | None = Non
                                f"{width}x{height} was asked")
     frames = []
     for index in range(alpha.shape[0]):
-        a = np.clip(alpha[index], 0.0, 1.0)[::-1]
-        linear = _srgb_to_linear32(color[index][::-1]) * a[..., None]
-        combined = np.concatenate([linear, a[..., None]], axis=-1)
-        z = depth[index][::-1]
-        z = np.where(np.isfinite(z) & (a > 0), z, BLENDER_NO_DEPTH).astype(np.float32)
-        frames.append(Frame(np.ascontiguousarray(combined), np.ascontiguousarray(z)))
+        a = np.clip(alpha[index][::-1], 0.0, 1.0)
+        covered = a > 0  # only the avatars' pixels need colour work (most of a frame is empty)
+        combined = np.zeros(a.shape + (4,), np.float32)
+        combined[..., 3] = a
+        weight = a[covered][:, None]
+        combined[covered, :3] = _srgb_to_linear32(color[index][::-1][covered]) * weight
+        z = np.full(a.shape, BLENDER_NO_DEPTH, np.float32)
+        seen = depth[index][::-1][covered]
+        z[covered] = np.where(np.isfinite(seen), seen, BLENDER_NO_DEPTH)
+        frames.append(Frame(combined, z))
     return frames
 
 
@@ -166,6 +170,11 @@ def _srgb_to_linear32(values: np.ndarray) -> np.ndarray:
     low = c / np.float32(12.92)
     high = np.power((c + np.float32(0.055)) / np.float32(1.055), np.float32(2.4))
     return np.where(c <= 0.04045, low, high).astype(np.float32, copy=False)
+
+
+def flat32(array: np.ndarray) -> np.ndarray:
+    """``array`` as one contiguous float32 row (what ``foreach_set`` copies in one go)."""
+    return np.ascontiguousarray(array, dtype=np.float32).reshape(-1)
 
 
 def transparent_frame(width: int, height: int) -> Frame:
