@@ -87,3 +87,22 @@ def test_render_engine_in_blender(blender, tmp_path, packages, body_cache):
     assert np.abs(composite[hidden][:, :3] - set_only[hidden][:, :3]).mean() < 6
     empty = (avatars[..., 3] == 0) & ~box
     assert np.abs(composite[empty][:, :3] - set_only[empty][:, :3]).mean() < 3
+
+
+@pytest.mark.parametrize("blender", blender_params())
+def test_render_engine_faults_in_blender(blender, tmp_path, packages, body_cache):
+    """tests/blender/test_engine_faults.py with a backend of its own (it is killed there)."""
+    python = blender_python(blender)
+    env = {"ONESHOT_AVATAR_CACHE": str(body_cache)}
+    server = start_server(tmp_path / "server-data", env=env)
+    try:
+        output = run_blender_tests(["tests/blender/test_engine_faults.py"], tmp_path, {
+            **env, "ONESHOT_AVATAR_TEST_SERVER_URL": server.url,
+            "ONESHOT_AVATAR_TEST_SERVER_PID": str(server.proc.pid),
+            "ONESHOT_AVATAR_TEST_PACKAGE": str(packages[0]),
+            "ONESHOT_AVATAR_TEST_PACKAGE_2": str(packages[1])}, extra_args=("-s",),
+            python=python)
+    finally:
+        server.stop()
+    print(output[-3000:], file=sys.stderr)
+    assert server.proc.poll() is not None  # the Blender side killed it mid-animation
