@@ -28,6 +28,7 @@ from . import preferences
 from .core import camera as camera_export
 from .core import render_engine as plain
 from .core.client import ServiceError
+from .core.render_engine import flat32
 from .core.smplx_rig import RIG_TAG_PROPERTY, expression_space
 from .core.uploads import ensure_uploaded
 from .render_ops import avatar_on_rig, camera_payload, upload_cache
@@ -221,13 +222,55 @@ def batch_work(config, frames: list, width: int, height: int, cache):
 def viewport_work(config, depsgraph, view_matrix, window_matrix, width: int, height: int):
     """``(key, work)`` for the viewport's request loop: ``key`` says what is on screen (camera,
     poses, backend), ``work()`` (worker thread) returns the decoded frame to draw."""
-    camera = plain.viewport_camera([list(r) for r in view_matrix],
-                                   [list(r) for r in window_matrix], width, height)
     entries = read_scene_avatars(depsgraph)
+    key, camera = plain.viewport_request(entries, [list(r) for r in view_matrix],
+                                         [list(r) for r in window_matrix], width, height,
+                                         config.url)
     cache = upload_cache()
-    key = repr((camera, entries, config.url))
     return key, lambda: fetch_frames(config, entries, [camera], width, height, cache,
                                      dtype="float16")[0]
+
+
+class DrawCache:
+    """The GPU texture of the frame on screen (made again only when the frame changes)."""
+
+    def __init__(self):
+        self.texture = None
+        self.frame = None
+
+
+def draw_picture(picture: plain.ViewportPicture, width: int, height: int, cache: DrawCache,
+                 bind=None, unbind=None) -> None:
+    """Draw ``picture`` into the bound framebuffer, pixel coordinates ``(0, 0)``-``(width,
+    height)``: the frame as a premultiplied texture stretched over the region (between
+    ``bind()`` and ``unbind()``: the engine's display-space shader), and the message at the top
+    left. Needs a GPU context (a 3D view's draw, or an offscreen)."""
+    import gpu
+
+    frame = picture.frame
+    if frame is not None:
+        if cache.frame is not frame:
+            pixels = gpu.types.Buffer("FLOAT", frame.width * frame.height * 4,
+                                      flat32(frame.combined))
+            cache.texture = gpu.types.GPUTexture((frame.width, frame.height),
+                                                 format="RGBA16F", data=pixels)
+            cache.frame = frame
+        from gpu_extras.presets import draw_texture_2d
+
+        gpu.state.blend_set("ALPHA_PREMULT")
+        if bind is not None:
+            bind()
+        draw_texture_2d(cache.texture, (0, 0), width, height)
+        if unbind is not None:
+            unbind()
+        gpu.state.blend_set("NONE")
+    if picture.message:
+        import blf
+
+        blf.size(0, 14)
+        blf.color(0, 1.0, 0.8, 0.3, 1.0)
+        blf.position(0, 12, height - 60, 0)
+        blf.draw(0, picture.message)
 
 
 def _short(error: BaseException) -> str:
@@ -244,9 +287,8 @@ class OneshotAvatarRenderEngine(bpy.types.RenderEngine):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.viewport = plain.LatestOnly()
-        self.texture = None
-        self.texture_frame = None
+        self.viewport = plain.Viewport()
+        self.drawn = DrawCache()
 
     # ---- final render (F12, Render Animation)
 
@@ -366,42 +408,17 @@ class OneshotAvatarRenderEngine(bpy.types.RenderEngine):
             key, work = viewport_work(config, depsgraph, view.view_matrix, view.window_matrix,
                                       int(region.width), int(region.height))
         except (ServiceError, camera_export.CameraExportError) as error:
-            self.viewport_error = _short(error)
+            self.viewport.failed(_short(error))
             return
-        self.viewport_error = None
         self.viewport.want(key, work)
         _watch(self)
 
     def view_draw(self, context, depsgraph):
-        import gpu
-
         self._request_view(context, depsgraph)
-        frame, error = self.viewport.result()
-        error = getattr(self, "viewport_error", None) or error
         scene = depsgraph.scene
-        if frame is not None:
-            if self.texture_frame is not frame:
-                pixels = gpu.types.Buffer("FLOAT", frame.width * frame.height * 4,
-                                          frame.combined.ravel())
-                self.texture = gpu.types.GPUTexture((frame.width, frame.height),
-                                                    format="RGBA16F", data=pixels)
-                self.texture_frame = frame
-            from gpu_extras.presets import draw_texture_2d
-
-            gpu.state.blend_set("ALPHA_PREMULT")
-            self.bind_display_space_shader(scene)
-            draw_texture_2d(self.texture, (0, 0), context.region.width, context.region.height)
-            self.unbind_display_space_shader()
-            gpu.state.blend_set("NONE")
-        text = (f"One-Shot Avatar: {error}" if error else
-                "One-Shot Avatar: rendering..." if frame is None else "")
-        if text:
-            import blf
-
-            blf.size(0, 14)
-            blf.color(0, 1.0, 0.8, 0.3, 1.0)
-            blf.position(0, 12, context.region.height - 60, 0)
-            blf.draw(0, text)
+        draw_picture(self.viewport.picture(), context.region.width, context.region.height,
+                     self.drawn, lambda: self.bind_display_space_shader(scene),
+                     self.unbind_display_space_shader)
 
 
 def _watch(engine) -> None:
@@ -409,12 +426,12 @@ def _watch(engine) -> None:
     if getattr(engine, "_watching", False) or not engine.viewport.busy:
         return
     engine._watching = True
-    seen = engine.viewport.finished
+    seen = engine.viewport.requests.finished
     target = engine  # bpy structs take no weak references; a freed one raises ReferenceError
 
     def poll():
         try:
-            if target.viewport.finished != seen:
+            if target.viewport.requests.finished != seen:
                 target._watching = False
                 target.tag_redraw()
                 return None

@@ -244,3 +244,55 @@ class LatestOnly:
     def result(self) -> tuple[Any, str | None]:
         with self._lock:
             return self._value, self._error
+
+
+VIEWPORT_PREFIX = "One-Shot Avatar: "
+
+
+@dataclass
+class ViewportPicture:
+    """What a 3D view in Rendered shading shows now: ``frame`` (the newest finished, kept on
+    screen while the next is on its way; ``None`` before the first) and ``message`` (written
+    in the region; ``""`` for none)."""
+
+    frame: Frame | None
+    message: str
+
+
+class Viewport:
+    """Rendered shading's state for one 3D view, without bpy: each redraw says what should be
+    on screen (``want(key, work)``, or ``failed(reason)`` when no request could be made, e.g.
+    an orthographic view); requests are coalesced by :class:`LatestOnly` (only the newest
+    frame in flight); :meth:`picture` is what to draw."""
+
+    def __init__(self, start_thread=None):
+        self.requests = LatestOnly(start_thread)
+        self._setup_error: str | None = None
+
+    def want(self, key: Any, work) -> None:
+        self._setup_error = None
+        self.requests.want(key, work)
+
+    def failed(self, reason: str) -> None:
+        self._setup_error = reason
+
+    @property
+    def busy(self) -> bool:
+        return self.requests.busy
+
+    def picture(self) -> ViewportPicture:
+        frame, error = self.requests.result()
+        error = self._setup_error or error
+        if error:
+            return ViewportPicture(frame, VIEWPORT_PREFIX + error)
+        return ViewportPicture(frame, VIEWPORT_PREFIX + "rendering..." if frame is None else "")
+
+
+def viewport_request(avatars: Sequence[dict[str, Any]], view_matrix: Any,
+                     projection_matrix: Any, width: int, height: int, backend_url: str
+                     ) -> tuple[str, dict[str, Any]]:
+    """``(key, camera)`` for a 3D view: the camera (:func:`viewport_camera`) and a key that is
+    equal exactly when the same request would be sent (view, region size, every avatar's pose
+    and place, backend), so an unchanged view sends nothing."""
+    camera = viewport_camera(view_matrix, projection_matrix, width, height)
+    return repr((camera, list(avatars), backend_url)), camera
