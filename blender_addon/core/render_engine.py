@@ -150,16 +150,23 @@ def decode_scene(data: bytes, width: int | None = None, height: int | None = Non
         raise SceneAnswerError(f"the backend rendered {alpha.shape[2]}x{alpha.shape[1]}, "
                                f"{width}x{height} was asked")
     frames = []
+    height_, width_ = alpha.shape[1:]
     for index in range(alpha.shape[0]):
-        a = np.clip(alpha[index][::-1], 0.0, 1.0)
-        covered = a > 0  # only the avatars' pixels need colour work (most of a frame is empty)
-        combined = np.zeros(a.shape + (4,), np.float32)
-        combined[..., 3] = a
-        weight = a[covered][:, None]
-        combined[covered, :3] = _srgb_to_linear32(color[index][::-1][covered]) * weight
-        z = np.full(a.shape, BLENDER_NO_DEPTH, np.float32)
-        seen = depth[index][::-1][covered]
-        z[covered] = np.where(np.isfinite(seen), seen, BLENDER_NO_DEPTH)
+        combined = np.zeros((height_, width_, 4), np.float32)
+        z = np.full((height_, width_), BLENDER_NO_DEPTH, np.float32)
+        # Colour work only inside the box around the avatars (most of a frame is empty).
+        rows = np.flatnonzero((alpha[index] > 0).any(axis=1))
+        if rows.size:
+            cols = np.flatnonzero((alpha[index, rows[0]:rows[-1] + 1] > 0).any(axis=0))
+            r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+            a = np.clip(alpha[index, r0:r1, c0:c1], 0.0, 1.0)
+            box = combined[height_ - r1:height_ - r0, c0:c1]  # Blender: rows bottom to top
+            box[..., :3] = (_srgb_to_linear32(color[index, r0:r1, c0:c1])
+                            * a[..., None])[::-1]
+            box[..., 3] = a[::-1]
+            seen = depth[index, r0:r1, c0:c1]
+            z[height_ - r1:height_ - r0, c0:c1] = np.where(
+                np.isfinite(seen) & (a > 0), seen, BLENDER_NO_DEPTH)[::-1]
         frames.append(Frame(combined, z))
     return frames
 

@@ -284,3 +284,24 @@ def test_viewport_requests_follow_camera_and_free_views():
     assert camera_view["K"][0][2] == pytest.approx(160 * (1 - 0.12))
     assert camera_view["K"][1][2] == pytest.approx(90 * (1 - 0.05))
     assert camera["width"] == 320 and camera["height"] == 180
+
+
+def test_decode_of_a_partly_covered_frame_equals_the_whole_frame_formula():
+    """The decode works only inside the box around covered pixels; the result is the plain
+    formula over the whole frame (flip, sRGB -> linear, premultiply, Z 1e10 where empty)."""
+    from blender_addon.core.colors import srgb_to_linear
+
+    rng = np.random.default_rng(3)
+    color = rng.random((2, 30, 40, 3))
+    alpha = np.where(rng.random((2, 30, 40)) < 0.3, rng.random((2, 30, 40)), 0.0)
+    alpha[0, :5] = alpha[0, 20:] = alpha[0, :, :7] = 0.0  # frame 0: a box in the middle
+    alpha[1] = 0.0  # frame 1: empty
+    depth = np.where(alpha > 0, rng.uniform(1, 9, alpha.shape), np.inf)
+    frames = render_engine.decode_scene(npz(color, alpha, depth), 40, 30)
+    for index, frame in enumerate(frames):
+        a = alpha[index][::-1]
+        expected = np.concatenate([srgb_to_linear(color[index][::-1]) * a[..., None],
+                                   a[..., None]], axis=-1)
+        np.testing.assert_allclose(frame.combined, expected, atol=2e-6)
+        np.testing.assert_allclose(frame.depth, np.where(a > 0, depth[index][::-1], 1e10),
+                                   rtol=1e-6)
