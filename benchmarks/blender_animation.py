@@ -13,6 +13,9 @@ Blender does not evaluate its Geometry Nodes each frame; "shown"). Prints one JS
 - ``engine_s``: ``bpy.ops.render.render(animation=True)`` with the One-Shot Avatar engine
   writing PNGs (RGBA), wall seconds per frame, ``engine_cpu`` the server's CPU and
   ``engine_blender_cpu`` Blender's (all its threads);
+- ``floor_s`` / ``floor_blender_cpu``: the same Render Animation with an engine that writes
+  the engine's first frame again and again: Blender's own share of any Render Animation (frame change, render
+  result, PNG files);
 - where the engine's time goes per frame on Blender's thread: ``read_ahead`` (depsgraph reads
   of the frames asked ahead), ``wait`` (for the backend's answer), ``copy`` (the rest of
   ``render``: the render result) and ``blender`` (the rest: Blender's own frame change and the
@@ -56,6 +59,46 @@ def enable_addon():
     preferences.backend_url = os.environ["BENCH_URL"]
     preferences.token = ""
     preferences.timeout_s = 30.0
+
+
+class _Blank(bpy.types.RenderEngine):
+    """Writes a fixed frame: what Render Animation costs in Blender with no avatar work (frame
+    change, the render result, colour management, the PNG files)."""
+
+    bl_idname = "BENCH_BLANK"
+    bl_label = "Blank (benchmark)"
+
+    pixels = None  # the engine's first frame (so the PNG files cost what the engine's do)
+
+    def render(self, depsgraph):
+        render = depsgraph.scene.render
+        width = render.resolution_x * render.resolution_percentage // 100
+        height = render.resolution_y * render.resolution_percentage // 100
+        result = self.begin_result(0, 0, width, height)
+        result.layers[0].passes["Combined"].rect.foreach_set(_Blank.pixels)
+        self.end_result(result)
+
+
+def blender_floor(scene, folder: Path, frames: int, first: Path) -> tuple[float, float]:
+    """Render Animation of the same frames and format with :class:`_Blank` writing the image
+    ``first`` each frame: wall and Blender CPU seconds per frame."""
+    import numpy as np
+
+    image = bpy.data.images.load(str(first))
+    _Blank.pixels = np.empty(image.size[0] * image.size[1] * 4, np.float32)
+    image.pixels.foreach_get(_Blank.pixels)
+    bpy.data.images.remove(image)
+    bpy.utils.register_class(_Blank)
+    engine, path = scene.render.engine, scene.render.filepath
+    try:
+        scene.render.engine = _Blank.bl_idname
+        scene.render.filepath = str(folder) + os.sep
+        t0, own0 = time.perf_counter(), time.process_time()
+        bpy.ops.render.render(animation=True)
+        return (time.perf_counter() - t0) / frames, (time.process_time() - own0) / frames
+    finally:
+        scene.render.engine, scene.render.filepath = engine, path
+        bpy.utils.unregister_class(_Blank)
 
 
 def main() -> None:
@@ -155,6 +198,8 @@ def main() -> None:
         cls.render, cls._read_ahead, cls._frame, plain.decode_scene = saved
     written = sorted(os.listdir(out / "frames"))
     assert len(written) == frames, written
+    floor_s, floor_cpu = blender_floor(scene, out / "floor", frames,
+                                       out / "frames" / written[0])
     engine_s = total / frames
     parts = {k: v / frames for k, v in spent.items()}
     # waiting for pixels on Blender's thread (requests run on a worker while Blender writes)
@@ -165,6 +210,7 @@ def main() -> None:
     print("BENCH " + json.dumps({"own_s": own_s, "own_cpu": own_cpu, "engine_s": engine_s,
                                  "engine_cpu": engine_cpu, "parts": parts,
                                  "own_blender_cpu": own_blender_cpu,
+                                 "floor_s": floor_s, "floor_blender_cpu": floor_cpu,
                                  "engine_blender_cpu": engine_blender_cpu,
                                  "blender_version": bpy.app.version_string}), flush=True)
 
