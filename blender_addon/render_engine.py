@@ -109,6 +109,7 @@ class _Uploads:
 
 UPLOADS = _Uploads()
 AHEAD_FRAMES = 8  # Render Animation: frames asked for in one request
+FIRST_FRAMES = 2  # ... but the first one, which Blender waits for idle, is short
 AHEAD_PIXELS = 16_000_000  # ... at most this many pixels together (memory)
 
 
@@ -337,9 +338,9 @@ class OneshotAvatarRenderEngine(bpy.types.RenderEngine):
         frame = JOB.take(key, frame_now)
         if frame is None:
             config = preferences.connection_config(bpy.context)
-            numbers, work = batch_work(config, self._read_ahead(depsgraph, frame_now, width,
-                                                                height), width, height,
-                                       upload_cache())
+            frames = self._read_ahead(depsgraph, frame_now, width, height,
+                                      most=FIRST_FRAMES)
+            numbers, work = batch_work(config, frames, width, height, upload_cache())
             JOB.keep(dict(zip(numbers, work())))
             frame = JOB.take(key, frame_now)
         if self.is_animation and JOB.pending is None:
@@ -359,17 +360,19 @@ class OneshotAvatarRenderEngine(bpy.types.RenderEngine):
         JOB.pending = _Pending(numbers, work)
 
     def _read_ahead(self, depsgraph, first: int, width: int, height: int, *,
-                    back_to: int | None = None) -> list:
+                    back_to: int | None = None, most: int | None = None) -> list:
         """``[(frame, avatars, camera)]``: frame ``first``, and during Render Animation the
         next frames of the range too (one request renders them together; the backend batches
-        them). The batch ends where a rig appears, vanishes or its object moves. The scene is
-        left at ``back_to`` (default ``first``)."""
+        them), at most ``most`` (default :data:`AHEAD_FRAMES`). The batch ends where a rig
+        appears, vanishes or its object moves. The scene is left at ``back_to`` (default
+        ``first``)."""
         scene = depsgraph.scene
         back_to = first if back_to is None else back_to
         step = max(1, scene.frame_step)
         count = 1
         if self.is_animation:
-            count = max(1, min(AHEAD_FRAMES, AHEAD_PIXELS // (width * height),
+            count = max(1, min(AHEAD_FRAMES if most is None else most,
+                               AHEAD_PIXELS // (width * height),
                                (scene.frame_end - first) // step + 1))
 
         def read() -> tuple[list, dict]:
