@@ -6,6 +6,7 @@ depth pass of two avatars (the nearer one is in front where they overlap)."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import numpy as np
@@ -13,7 +14,13 @@ import pytest
 from PIL import Image
 
 from addon_packages import build_test_package
-from blender_runner import any_blender_python, blender_params, blender_python, run_blender_tests
+from blender_runner import (
+    any_blender_python,
+    blender_environment,
+    blender_params,
+    blender_python,
+    run_blender_tests,
+)
 from exr_reader import read_exr
 from service_server import start_server
 
@@ -87,3 +94,46 @@ def test_render_engine_in_blender(blender, tmp_path, packages, body_cache):
     assert np.abs(composite[hidden][:, :3] - set_only[hidden][:, :3]).mean() < 6
     empty = (avatars[..., 3] == 0) & ~box
     assert np.abs(composite[empty][:, :3] - set_only[empty][:, :3]).mean() < 3
+
+
+@pytest.mark.parametrize("blender", blender_params())
+def test_render_engine_faults_in_blender(blender, tmp_path, packages, body_cache):
+    """tests/blender/test_engine_faults.py with a backend of its own (it is killed there)."""
+    python = blender_python(blender)
+    env = {"ONESHOT_AVATAR_CACHE": str(body_cache)}
+    server = start_server(tmp_path / "server-data", env=env)
+    try:
+        output = run_blender_tests(["tests/blender/test_engine_faults.py"], tmp_path, {
+            **env, "ONESHOT_AVATAR_TEST_SERVER_URL": server.url,
+            "ONESHOT_AVATAR_TEST_SERVER_PID": str(server.proc.pid),
+            "ONESHOT_AVATAR_TEST_PACKAGE": str(packages[0]),
+            "ONESHOT_AVATAR_TEST_PACKAGE_2": str(packages[1])}, extra_args=("-s",),
+            python=python)
+    finally:
+        server.stop()
+    print(output[-3000:], file=sys.stderr)
+    assert server.proc.poll() is not None  # the Blender side killed it mid-animation
+
+
+@pytest.mark.parametrize("blender", blender_params())
+def test_viewport_drawing_in_blender(blender, tmp_path, packages, body_cache):
+    """tests/blender/test_engine_draw.py: the viewport's drawing code on an offscreen (Blender
+    5.1+ starts its GPU module in background mode with gpu.init(); 5.0 cannot draw there)."""
+    python = blender_python(blender)
+    probe = subprocess.run([str(python), "-c", "import bpy, gpu; print(hasattr(gpu, 'init'))"],
+                           capture_output=True, text=True, check=False, timeout=120,
+                           env=blender_environment())
+    if probe.stdout.strip().splitlines()[-1:] != ["True"]:
+        pytest.skip(f"{blender}: this Blender has no gpu.init(), so nothing can be drawn in "
+                    "background mode (Blender 5.1+ can)")
+    env = {"ONESHOT_AVATAR_CACHE": str(body_cache)}
+    server = start_server(tmp_path / "server-data", env=env)
+    try:
+        output = run_blender_tests(["tests/blender/test_engine_draw.py"], tmp_path, {
+            **env, "ONESHOT_AVATAR_TEST_SERVER_URL": server.url,
+            "ONESHOT_AVATAR_TEST_PACKAGE": str(packages[0])}, extra_args=("-s",),
+            python=python)
+    finally:
+        server.stop()
+    print(output[-2000:], file=sys.stderr)
+    assert "drawn offscreen with" in output

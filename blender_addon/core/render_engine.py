@@ -150,13 +150,24 @@ def decode_scene(data: bytes, width: int | None = None, height: int | None = Non
         raise SceneAnswerError(f"the backend rendered {alpha.shape[2]}x{alpha.shape[1]}, "
                                f"{width}x{height} was asked")
     frames = []
+    height_, width_ = alpha.shape[1:]
     for index in range(alpha.shape[0]):
-        a = np.clip(alpha[index], 0.0, 1.0)[::-1]
-        linear = _srgb_to_linear32(color[index][::-1]) * a[..., None]
-        combined = np.concatenate([linear, a[..., None]], axis=-1)
-        z = depth[index][::-1]
-        z = np.where(np.isfinite(z) & (a > 0), z, BLENDER_NO_DEPTH).astype(np.float32)
-        frames.append(Frame(np.ascontiguousarray(combined), np.ascontiguousarray(z)))
+        combined = np.zeros((height_, width_, 4), np.float32)
+        z = np.full((height_, width_), BLENDER_NO_DEPTH, np.float32)
+        # Colour work only inside the box around the avatars (most of a frame is empty).
+        rows = np.flatnonzero((alpha[index] > 0).any(axis=1))
+        if rows.size:
+            cols = np.flatnonzero((alpha[index, rows[0]:rows[-1] + 1] > 0).any(axis=0))
+            r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+            a = np.clip(alpha[index, r0:r1, c0:c1], 0.0, 1.0)
+            box = combined[height_ - r1:height_ - r0, c0:c1]  # Blender: rows bottom to top
+            box[..., :3] = (_srgb_to_linear32(color[index, r0:r1, c0:c1])
+                            * a[..., None])[::-1]
+            box[..., 3] = a[::-1]
+            seen = depth[index, r0:r1, c0:c1]
+            z[height_ - r1:height_ - r0, c0:c1] = np.where(
+                np.isfinite(seen) & (a > 0), seen, BLENDER_NO_DEPTH)[::-1]
+        frames.append(Frame(combined, z))
     return frames
 
 
@@ -166,6 +177,11 @@ def _srgb_to_linear32(values: np.ndarray) -> np.ndarray:
     low = c / np.float32(12.92)
     high = np.power((c + np.float32(0.055)) / np.float32(1.055), np.float32(2.4))
     return np.where(c <= 0.04045, low, high).astype(np.float32, copy=False)
+
+
+def flat32(array: np.ndarray) -> np.ndarray:
+    """``array`` as one contiguous float32 row (what ``foreach_set`` copies in one go)."""
+    return np.ascontiguousarray(array, dtype=np.float32).reshape(-1)
 
 
 def transparent_frame(width: int, height: int) -> Frame:
@@ -235,3 +251,55 @@ class LatestOnly:
     def result(self) -> tuple[Any, str | None]:
         with self._lock:
             return self._value, self._error
+
+
+VIEWPORT_PREFIX = "One-Shot Avatar: "
+
+
+@dataclass
+class ViewportPicture:
+    """What a 3D view in Rendered shading shows now: ``frame`` (the newest finished, kept on
+    screen while the next is on its way; ``None`` before the first) and ``message`` (written
+    in the region; ``""`` for none)."""
+
+    frame: Frame | None
+    message: str
+
+
+class Viewport:
+    """Rendered shading's state for one 3D view, without bpy: each redraw says what should be
+    on screen (``want(key, work)``, or ``failed(reason)`` when no request could be made, e.g.
+    an orthographic view); requests are coalesced by :class:`LatestOnly` (only the newest
+    frame in flight); :meth:`picture` is what to draw."""
+
+    def __init__(self, start_thread=None):
+        self.requests = LatestOnly(start_thread)
+        self._setup_error: str | None = None
+
+    def want(self, key: Any, work) -> None:
+        self._setup_error = None
+        self.requests.want(key, work)
+
+    def failed(self, reason: str) -> None:
+        self._setup_error = reason
+
+    @property
+    def busy(self) -> bool:
+        return self.requests.busy
+
+    def picture(self) -> ViewportPicture:
+        frame, error = self.requests.result()
+        error = self._setup_error or error
+        if error:
+            return ViewportPicture(frame, VIEWPORT_PREFIX + error)
+        return ViewportPicture(frame, VIEWPORT_PREFIX + "rendering..." if frame is None else "")
+
+
+def viewport_request(avatars: Sequence[dict[str, Any]], view_matrix: Any,
+                     projection_matrix: Any, width: int, height: int, backend_url: str
+                     ) -> tuple[str, dict[str, Any]]:
+    """``(key, camera)`` for a 3D view: the camera (:func:`viewport_camera`) and a key that is
+    equal exactly when the same request would be sent (view, region size, every avatar's pose
+    and place, backend), so an unchanged view sends nothing."""
+    camera = viewport_camera(view_matrix, projection_matrix, width, height)
+    return repr((camera, list(avatars), backend_url)), camera

@@ -200,3 +200,108 @@ def test_frames_ahead_merge_into_one_request_only_while_the_rigs_stay_put():
     assert not render_engine.same_rigs(frames[0][1], [_entry("a", [0, 0, 0], shifted.tolist()),
                                                       _entry("b", [0, 0, 0])])
     assert not render_engine.same_rigs(frames[0][1], frames[0][1][:1])
+
+
+def _wait_idle(viewport, seconds=5.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while viewport.busy and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert not viewport.busy
+
+
+def test_viewport_keeps_the_last_frame_on_screen_and_says_what_is_wrong():
+    """Rendered shading's state: "rendering..." before the first frame; a frame on its way
+    leaves the previous one on screen; a backend that goes down leaves the last frame with the
+    error written over it; a view the engine cannot draw (orthographic) says so; recovery
+    clears the message."""
+    import threading
+
+    gate = threading.Event()
+    viewport = render_engine.Viewport()
+    first = render_engine.transparent_frame(4, 3)
+    second = render_engine.transparent_frame(4, 3)
+
+    def answer(frame):
+        def work():
+            gate.wait(5)
+            return frame
+        return work
+
+    viewport.want("view 1", answer(first))
+    picture = viewport.picture()
+    assert picture.frame is None and picture.message == "One-Shot Avatar: rendering..."
+    gate.set()
+    _wait_idle(viewport)
+    assert viewport.picture() == render_engine.ViewportPicture(first, "")
+    gate.clear()
+    viewport.want("view 2", answer(second))  # in flight: the first frame stays on screen
+    assert viewport.picture() == render_engine.ViewportPicture(first, "")
+    gate.set()
+    _wait_idle(viewport)
+    assert viewport.picture().frame is second
+
+    def down():
+        raise ConnectionRefusedError("backend not reachable at http://127.0.0.1:9 "
+                                     "(Connection refused)")
+
+    viewport.want("view 3", down)
+    _wait_idle(viewport)
+    picture = viewport.picture()
+    assert picture.frame is second
+    assert picture.message.startswith("One-Shot Avatar: backend not reachable")
+    viewport.failed("the view is orthographic; avatars render in perspective views")
+    assert "orthographic" in viewport.picture().message
+    viewport.want("view 4", answer(first))
+    _wait_idle(viewport)
+    assert viewport.picture() == render_engine.ViewportPicture(first, "")
+
+
+def test_viewport_requests_follow_camera_and_free_views():
+    """The request key changes exactly when the picture would: a free view orbiting, the
+    region resized, a rig posed; looking through a camera and an unchanged view send
+    nothing new. Each key's camera is the view's own projection (see the OpenGL test)."""
+    avatars = [_entry("a", [0, 0, 0])]
+    url = "http://127.0.0.1:8000"
+    free = look_from([3.0, -3.0, 1.5], 45.0, 80.0)  # a free view, off to the side
+    projection = gl_perspective(50.0, 320 / 180, 0.01, 1000.0, (0.0, 0.0))
+    key, camera = render_engine.viewport_request(avatars, free, projection, 320, 180, url)
+    assert render_engine.viewport_request(avatars, free.copy(), projection, 320, 180,
+                                          url)[0] == key
+    orbit = look_from([3.1, -2.9, 1.5], 47.0, 80.0)
+    assert render_engine.viewport_request(avatars, orbit, projection, 320, 180, url)[0] != key
+    assert render_engine.viewport_request(avatars, free, projection, 321, 180, url)[0] != key
+    posed = [_entry("a", [0, 0, 0.01])]
+    assert render_engine.viewport_request(posed, free, projection, 320, 180, url)[0] != key
+    assert render_engine.viewport_request(avatars, free, projection, 320, 180,
+                                          "http://other:8000")[0] != key
+    # Camera view: Blender gives the camera's view matrix and a shifted projection (the
+    # camera frame offset in the region); the principal point moves with it.
+    through = look_from([0.0, -4.0, 1.0], 0.0, 90.0)
+    shifted = gl_perspective(40.0, 320 / 180, 0.1, 100.0, (0.12, -0.05))
+    _, camera_view = render_engine.viewport_request(avatars, through, shifted, 320, 180, url)
+    assert camera_view["K"][0][2] == pytest.approx(160 * (1 - 0.12))
+    assert camera_view["K"][1][2] == pytest.approx(90 * (1 - 0.05))
+    assert camera["width"] == 320 and camera["height"] == 180
+
+
+def test_decode_of_a_partly_covered_frame_equals_the_whole_frame_formula():
+    """The decode works only inside the box around covered pixels; the result is the plain
+    formula over the whole frame (flip, sRGB -> linear, premultiply, Z 1e10 where empty)."""
+    from blender_addon.core.colors import srgb_to_linear
+
+    rng = np.random.default_rng(3)
+    color = rng.random((2, 30, 40, 3))
+    alpha = np.where(rng.random((2, 30, 40)) < 0.3, rng.random((2, 30, 40)), 0.0)
+    alpha[0, :5] = alpha[0, 20:] = alpha[0, :, :7] = 0.0  # frame 0: a box in the middle
+    alpha[1] = 0.0  # frame 1: empty
+    depth = np.where(alpha > 0, rng.uniform(1, 9, alpha.shape), np.inf)
+    frames = render_engine.decode_scene(npz(color, alpha, depth), 40, 30)
+    for index, frame in enumerate(frames):
+        a = alpha[index][::-1]
+        expected = np.concatenate([srgb_to_linear(color[index][::-1]) * a[..., None],
+                                   a[..., None]], axis=-1)
+        np.testing.assert_allclose(frame.combined, expected, atol=2e-6)
+        np.testing.assert_allclose(frame.depth, np.where(a > 0, depth[index][::-1], 1e10),
+                                   rtol=1e-6)
