@@ -196,14 +196,3 @@ class ONESHOT_AVATAR_OT_add_controls(bpy.types.Operator):
 
 
 CLASSES = (ONESHOT_AVATAR_OT_add_controls,)
-
-
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
-

@@ -177,8 +177,6 @@ CLASSES = (OneshotAvatarPreferences,)
 
 
 def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
     atexit.register(stop_local_backend)
 
 
@@ -187,5 +185,3 @@ def unregister() -> None:
     stop_local_backend()
     ConnectionState.last_health = None
     ConnectionState.last_error = ""
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)

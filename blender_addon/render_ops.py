@@ -355,8 +355,6 @@ CLASSES = (
 
 
 def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
     background.job_monitor.fetchers["render"] = _fetch_render_record
     background.job_monitor.deliverers["render"] = _deliver_render_record
 
@@ -364,5 +362,3 @@ def register() -> None:
 def unregister() -> None:
     background.job_monitor.fetchers.pop("render", None)
     background.job_monitor.deliverers.pop("render", None)
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)

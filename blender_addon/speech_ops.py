@@ -110,13 +110,3 @@ class ONESHOT_AVATAR_OT_add_speech(bpy.types.Operator, ImportHelper):
 
 
 CLASSES = (ONESHOT_AVATAR_OT_add_speech,)
-
-
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)

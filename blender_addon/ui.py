@@ -227,15 +227,11 @@ CLASSES = (
 
 def register() -> None:
     PhotoThumbnails.collection = bpy.utils.previews.new()
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
     bpy.types.STATUSBAR_HT_header.append(draw_status_bar)
 
 
 def unregister() -> None:
     bpy.types.STATUSBAR_HT_header.remove(draw_status_bar)
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
     if PhotoThumbnails.collection is not None:
         bpy.utils.previews.remove(PhotoThumbnails.collection)
         PhotoThumbnails.collection = None
