@@ -23,7 +23,7 @@ import bpy
 from mathutils import Vector
 
 from .core.smplx_rig import ROOT_BONE
-from .rigs import find_rig
+from .rigs import find_rig, rig_or_report
 
 COG_BONE = "COG"
 CONTROLS_PROPERTY = "oneshot_avatar_controls"  # set on the rig once controls exist
@@ -185,9 +185,8 @@ class ONESHOT_AVATAR_OT_add_controls(bpy.types.Operator):
         return rig is not None and not has_controls(rig)
 
     def execute(self, context):
-        rig = find_rig(context)
+        rig = rig_or_report(self, context)
         if rig is None:
-            self.report({"ERROR"}, "Select an imported avatar rig (or its splats) first")
             return {"CANCELLED"}
         controls = add_controls(context, rig)
         self.report({"INFO"}, f"Added {len(controls)} controls to {rig.name} (FK/IK switches "

@@ -39,7 +39,7 @@ from .core.smplx_rig import (
     expression_space,
 )
 from .rig_pose import at_frames, full_pose, read_rig_pose, rig_expression_names
-from .rigs import find_rig
+from .rigs import find_rig, rig_or_report
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -400,13 +400,6 @@ def import_bvh(context, rig, filepath: str | Path, *, bone_map: str = "AUTO",
 
 
 # ---------------------------------------------------------------------------- operators
-def _rig_or_report(operator, context):
-    rig = find_rig(context)
-    if rig is None:
-        operator.report({"ERROR"}, "Select an imported avatar rig (or its splats) first")
-    return rig
-
-
 class _MotionOptions:
     use_current_frame: BoolProperty(  # type: ignore[valid-type]
         name="Start at Current Frame",
@@ -454,7 +447,7 @@ class ONESHOT_AVATAR_OT_import_motion(bpy.types.Operator, ImportHelper, _MotionO
         return find_rig(context) is not None
 
     def execute(self, context):
-        rig = _rig_or_report(self, context)
+        rig = rig_or_report(self, context)
         if rig is None:
             return {"CANCELLED"}
         try:
@@ -484,7 +477,7 @@ class ONESHOT_AVATAR_OT_import_builtin_motion(bpy.types.Operator, _MotionOptions
     def execute(self, context):
         from .core.client import ServiceError
 
-        rig = _rig_or_report(self, context)
+        rig = rig_or_report(self, context)
         if rig is None:
             return {"CANCELLED"}
         try:
@@ -520,7 +513,7 @@ class ONESHOT_AVATAR_OT_import_bvh(bpy.types.Operator, ImportHelper, _MotionOpti
         return find_rig(context) is not None
 
     def execute(self, context):
-        rig = _rig_or_report(self, context)
+        rig = rig_or_report(self, context)
         if rig is None:
             return {"CANCELLED"}
         try:
@@ -549,7 +542,7 @@ class ONESHOT_AVATAR_OT_export_motion(bpy.types.Operator, ExportHelper):
         return find_rig(context) is not None
 
     def execute(self, context):
-        rig = _rig_or_report(self, context)
+        rig = rig_or_report(self, context)
         if rig is None:
             return {"CANCELLED"}
         try:

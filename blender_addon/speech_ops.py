@@ -16,7 +16,7 @@ from bpy_extras.io_utils import ImportHelper
 from .core.motion import MotionError, motion_from_json
 from .core.speech import AUDIO_EXTENSIONS, SpeechInputError, read_transcript, request_speech_motion
 from .motion_ops import apply_motion, scene_fps
-from .rigs import find_rig
+from .rigs import find_rig, rig_or_report
 
 SOUND_CHANNEL = 1
 
@@ -89,9 +89,8 @@ class ONESHOT_AVATAR_OT_add_speech(bpy.types.Operator, ImportHelper):
     def execute(self, context):
         from .core.client import ServiceError
 
-        rig = find_rig(context)
+        rig = rig_or_report(self, context)
         if rig is None:
-            self.report({"ERROR"}, "Select an imported avatar rig (or its splats) first")
             return {"CANCELLED"}
         try:
             transcript = read_transcript(bpy.path.abspath(self.transcript_path)

@@ -25,7 +25,7 @@ from .core.video import (
     wait_for_tracking,
 )
 from .motion_ops import apply_motion, scene_fps
-from .rigs import find_rig
+from .rigs import find_rig, rig_or_report
 
 POLL_SECONDS = 0.5
 REFERENCE_PREFIX = "VideoReference"
@@ -129,9 +129,8 @@ class ONESHOT_AVATAR_OT_import_video_motion(bpy.types.Operator, ImportHelper):
     def execute(self, context):
         from .core.client import ServiceError
 
-        rig = find_rig(context)
+        rig = rig_or_report(self, context)
         if rig is None:
-            self.report({"ERROR"}, "Select an imported avatar rig (or its splats) first")
             return {"CANCELLED"}
         try:
             if self.wait:
