@@ -417,18 +417,31 @@ class ONESHOT_AVATAR_OT_show_report(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class ONESHOT_AVATAR_OT_cancel_job(bpy.types.Operator):
+class _JobOperator:
+    """An operator on one job of the list, named by ``job_id``."""
+
+    job_id: StringProperty(name="Job ID", options={"SKIP_SAVE"})
+
+    def record_or_report(self, *, finished: bool = False):
+        """The job's record (only a succeeded one when ``finished``), or None after an error
+        report."""
+        record = find_job_record(self.job_id)
+        if record is None or (finished and record.state != "succeeded"):
+            self.report({"ERROR"}, f"No {'finished ' if finished else ''}job {self.job_id!r} in "
+                                   "this file")
+            return None
+        return record
+
+
+class ONESHOT_AVATAR_OT_cancel_job(_JobOperator, bpy.types.Operator):
     """Ask the backend to cancel this job"""
 
     bl_idname = "oneshot_avatar.cancel_job"
     bl_label = "Cancel Job"
 
-    job_id: StringProperty(name="Job ID", options={"SKIP_SAVE"})
-
     def execute(self, context):
-        record = find_job_record(self.job_id)
+        record = self.record_or_report()
         if record is None:
-            self.report({"ERROR"}, f"No job {self.job_id!r} in this file")
             return {"CANCELLED"}
         if not needs_polling(record.state):
             self.report({"WARNING"}, f"Job '{record.name}' is already {record.state}")
@@ -439,13 +452,11 @@ class ONESHOT_AVATAR_OT_cancel_job(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class ONESHOT_AVATAR_OT_remove_job(bpy.types.Operator):
+class ONESHOT_AVATAR_OT_remove_job(_JobOperator, bpy.types.Operator):
     """Remove this job from the list (the backend keeps its files)"""
 
     bl_idname = "oneshot_avatar.remove_job"
     bl_label = "Remove Job from List"
-
-    job_id: StringProperty(name="Job ID", options={"SKIP_SAVE"})
 
     def execute(self, context):
         for scene in bpy.data.scenes:
@@ -465,18 +476,15 @@ class ONESHOT_AVATAR_OT_remove_job(bpy.types.Operator):
         return {"CANCELLED"}
 
 
-class ONESHOT_AVATAR_OT_retry_job_result(bpy.types.Operator):
+class ONESHOT_AVATAR_OT_retry_job_result(_JobOperator, bpy.types.Operator):
     """Fetch this job's result again (after a failed download or import)"""
 
     bl_idname = "oneshot_avatar.retry_job_result"
     bl_label = "Fetch Result Again"
 
-    job_id: StringProperty(name="Job ID", options={"SKIP_SAVE"})
-
     def execute(self, context):
-        record = find_job_record(self.job_id)
-        if record is None or record.state != "succeeded":
-            self.report({"ERROR"}, f"No finished job {self.job_id!r} in this file")
+        record = self.record_or_report(finished=True)
+        if record is None:
             return {"CANCELLED"}
         record.message = ""
         record.delivered = False

@@ -78,14 +78,22 @@ def _assign(armature, bone_name: str, collection: str) -> None:
         target.is_visible = False
 
 
-def _drive_influence(constraint, rig, switch: str) -> None:
-    driver = constraint.driver_add("influence").driver
+def drive_by_rig_property(struct, path: str, rig, data_path: str, name: str) -> None:
+    """Drive ``struct.path`` with the rig's property at ``data_path`` (a single-property
+    driver: the value as it is), e.g. a constraint's influence by an FK/IK switch, a face shape
+    key by its expression unit on the root bone."""
+    driver = struct.driver_add(path).driver
     driver.type = "AVERAGE"
     variable = driver.variables.new()
-    variable.name = "switch"
+    variable.name = name
     variable.type = "SINGLE_PROP"
     variable.targets[0].id = rig
-    variable.targets[0].data_path = f'pose.bones["{ROOT_BONE}"]["{switch}"]'
+    variable.targets[0].data_path = data_path
+
+
+def _drive_influence(constraint, rig, switch: str) -> None:
+    drive_by_rig_property(constraint, "influence", rig, f'pose.bones["{ROOT_BONE}"]["{switch}"]',
+                          "switch")
 
 
 def add_controls(context, rig) -> list[str]:
