@@ -34,6 +34,15 @@ def rig_or_report(operator, context) -> bpy.types.Object | None:
     return rig
 
 
+class NeedsRig:
+    """Mixin for operators on the selected avatar rig: they are available only when one is
+    selected (``execute`` gets it with :func:`rig_or_report`)."""
+
+    @classmethod
+    def poll(cls, context):
+        return find_rig(context) is not None
+
+
 def chosen_rig(context, chosen, message: str, field: str, hint: str) -> bpy.types.Object:
     """The rig set in the panel, else the active object when it is an avatar rig; raises
     :class:`ServiceError` naming ``field`` when there is neither."""

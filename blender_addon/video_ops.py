@@ -25,7 +25,7 @@ from .core.video import (
     wait_for_tracking,
 )
 from .motion_ops import apply_motion, scene_fps
-from .rigs import find_rig, rig_or_report
+from .rigs import NeedsRig, rig_or_report
 
 POLL_SECONDS = 0.5
 REFERENCE_PREFIX = "VideoReference"
@@ -96,7 +96,7 @@ def import_video_motion(context, rig, video: str, *, size: int = 0, max_frames: 
     return {"motion": motion, "job": job, "reference": added}
 
 
-class ONESHOT_AVATAR_OT_import_video_motion(bpy.types.Operator, ImportHelper):
+class ONESHOT_AVATAR_OT_import_video_motion(NeedsRig, bpy.types.Operator, ImportHelper):
     """Motion from a video of a person: the backend tracks body, hands, jaw and face; the motion
     is keyed on the avatar rig from the current frame, with the video added as a reference"""
 
@@ -117,10 +117,6 @@ class ONESHOT_AVATAR_OT_import_video_motion(bpy.types.Operator, ImportHelper):
         description="Add the video as a movie clip (camera background) and an image behind "
                     "the rig")
     wait: BoolProperty(default=False, options={"HIDDEN"})  # type: ignore[valid-type]
-
-    @classmethod
-    def poll(cls, context):
-        return find_rig(context) is not None
 
     def _fail(self, error) -> set[str]:
         self.report({"ERROR"}, f"Cannot import video motion: {error}")
