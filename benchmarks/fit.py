@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         detect_s = float(prepared.detection["seconds"])
         started, cpu = time.perf_counter(), time.process_time()
         with tempfile.TemporaryDirectory() as work:
-            fit = fit_stage(body, prepared, chosen, device, Path(work), False, quiet)
+            fit, subject = fit_stage(body, prepared, chosen, device, Path(work), False, quiet)
         fit_s, fit_cpu = time.perf_counter() - started, time.process_time() - cpu
         row = {"photo": name, "detect_s": detect_s, "mask_s": subject_s - detect_s,
                "fit_s": fit_s, "detect_plus_fit_s": subject_s + fit_s,
@@ -82,9 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         truth_mask = TRUTH_MASKS.get(name)
         if truth_mask is not None and truth_mask.exists():
             full = load_mask(truth_mask, landmarks.image_size)
-            box = prepared.subject.box
             row["mask_iou_vs_truth"] = mask_iou(
-                prepared.subject.mask, box.crop(full, pad="constant", fill=0.0))
+                subject.mask, subject.box.crop(full, pad="constant", fill=0.0))
         rows.append(row)
         line = (f"{name:28s} detect {detect_s:5.2f} s  mask {row['mask_s']:5.2f} s  "
                 f"fit {fit_s:6.2f} s  detect+mask+fit {row['detect_plus_fit_s']:6.2f} s  "

@@ -26,6 +26,7 @@ import io
 import json
 import random
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -33,12 +34,16 @@ import zipfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the add-on's launcher (blender_addon/core/launcher.py)
+sys.path.insert(0, str(REPO / "tests"))  # the real server's handle (tests/service_server.py)
+
 import torch
 
 from oneshot_avatar.avatar import MeshGaussians
 from oneshot_avatar.body import load_body_model
 from oneshot_avatar.package import save_avatar
-from oneshot_avatar.service.launcher import multipart, start_server
+from service_server import multipart, start_server
 
 
 def make_package(folder: Path, gaussians: int) -> Path:

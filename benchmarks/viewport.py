@@ -182,7 +182,7 @@ def main() -> None:
 
     from addon_packages import build_test_package
     from oneshot_avatar.body import BodyModel, ensure_open_body
-    from oneshot_avatar.service.launcher import start_server
+    from service_server import start_server
 
     cache = Path(os.environ.get("ONESHOT_AVATAR_CACHE", Path.home() / ".cache/oneshot-avatar"))
     body = BodyModel.from_file(ensure_open_body(cache), kind="open")

@@ -8,6 +8,7 @@ tests import without Blender; the bpy modules are imported by :func:`register`.
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 bl_info = {
@@ -28,21 +29,31 @@ MODULE_NAMES: tuple[str, ...] = (
     "background", "service_ops", "render_ops", "render_engine", "compositing", "ui",
 )
 
-_registered_modules: list = []
+# What register() did, undone last-first by unregister().
+_undo: list = []
 
 
 def register() -> None:
-    """Register every module's classes; on a failure, undo what was registered and re-raise."""
+    """Register each module's ``CLASSES`` (in order), then run its ``register()`` where it has
+    one (menus, handlers, timers: what goes beyond its classes); on a failure, undo what was
+    registered and re-raise."""
+    import bpy
+
     try:
         for name in MODULE_NAMES:
             module = importlib.import_module(f"{__package__}.{name}")
-            module.register()
-            _registered_modules.append(module)
+            for cls in getattr(module, "CLASSES", ()):
+                bpy.utils.register_class(cls)
+                _undo.append(functools.partial(bpy.utils.unregister_class, cls))
+            if hasattr(module, "register"):
+                module.register()
+                _undo.append(module.unregister)
     except Exception:
         unregister()
         raise
 
 
 def unregister() -> None:
-    while _registered_modules:
-        _registered_modules.pop().unregister()
+    """Undo :func:`register`: each module's ``unregister()`` runs before its classes go."""
+    while _undo:
+        _undo.pop()()

@@ -8,7 +8,8 @@ whose results are picked up on Blender's main thread by a modal operator's event
 backend works on a job). Worker threads never touch ``bpy``: they get plain values and return
 plain values. Each job kind registers how its result is fetched and delivered
 (``job_monitor.fetchers`` / ``deliverers``): reconstructions in ``service_ops``, renders in
-``render_ops``.
+``render_ops``. The job list's operators (cancel, remove, fetch the result again) work on any
+kind of job and live here too.
 """
 
 from __future__ import annotations
@@ -416,12 +417,86 @@ class ONESHOT_AVATAR_OT_show_report(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (ONESHOT_AVATAR_OT_show_report,)
+class _JobOperator:
+    """An operator on one job of the list, named by ``job_id``."""
+
+    job_id: StringProperty(name="Job ID", options={"SKIP_SAVE"})
+
+    def record_or_report(self, *, finished: bool = False):
+        """The job's record (only a succeeded one when ``finished``), or None after an error
+        report."""
+        record = find_job_record(self.job_id)
+        if record is None or (finished and record.state != "succeeded"):
+            self.report({"ERROR"}, f"No {'finished ' if finished else ''}job {self.job_id!r} in "
+                                   "this file")
+            return None
+        return record
+
+
+class ONESHOT_AVATAR_OT_cancel_job(_JobOperator, bpy.types.Operator):
+    """Ask the backend to cancel this job"""
+
+    bl_idname = "oneshot_avatar.cancel_job"
+    bl_label = "Cancel Job"
+
+    def execute(self, context):
+        record = self.record_or_report()
+        if record is None:
+            return {"CANCELLED"}
+        if not needs_polling(record.state):
+            self.report({"WARNING"}, f"Job '{record.name}' is already {record.state}")
+            return {"CANCELLED"}
+        record.cancel_requested = True
+        job_monitor.ensure_running()
+        self.report({"INFO"}, f"Cancelling '{record.name}'")
+        return {"FINISHED"}
+
+
+class ONESHOT_AVATAR_OT_remove_job(_JobOperator, bpy.types.Operator):
+    """Remove this job from the list (the backend keeps its files)"""
+
+    bl_idname = "oneshot_avatar.remove_job"
+    bl_label = "Remove Job from List"
+
+    def execute(self, context):
+        for scene in bpy.data.scenes:
+            jobs = scene.oneshot_avatar.jobs
+            for index, record in enumerate(jobs):
+                if record.job_id == self.job_id:
+                    if needs_polling(record.state):
+                        self.report({"WARNING"}, f"Job '{record.name}' is still {record.state}: "
+                                                 "cancel it first")
+                        return {"CANCELLED"}
+                    jobs.remove(index)
+                    settings = scene.oneshot_avatar
+                    settings.active_job_index = min(settings.active_job_index,
+                                                    max(len(jobs) - 1, 0))
+                    return {"FINISHED"}
+        self.report({"ERROR"}, f"No job {self.job_id!r} in this file")
+        return {"CANCELLED"}
+
+
+class ONESHOT_AVATAR_OT_retry_job_result(_JobOperator, bpy.types.Operator):
+    """Fetch this job's result again (after a failed download or import)"""
+
+    bl_idname = "oneshot_avatar.retry_job_result"
+    bl_label = "Fetch Result Again"
+
+    def execute(self, context):
+        record = self.record_or_report(finished=True)
+        if record is None:
+            return {"CANCELLED"}
+        record.message = ""
+        record.delivered = False
+        job_monitor.ensure_running()
+        return {"FINISHED"}
+
+
+CLASSES = (ONESHOT_AVATAR_OT_show_report, ONESHOT_AVATAR_OT_cancel_job,
+           ONESHOT_AVATAR_OT_remove_job, ONESHOT_AVATAR_OT_retry_job_result)
 
 
 def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
     bpy.app.handlers.load_post.append(_resume_jobs_after_load)
     # bpy.data may not be readable while add-ons register at start-up: look a moment later.
     bpy.app.timers.register(_resume_jobs_after_load, first_interval=1.0)
@@ -434,5 +509,3 @@ def unregister() -> None:
     if bpy.app.timers.is_registered(_resume_jobs_after_load):
         bpy.app.timers.unregister(_resume_jobs_after_load)
     Workers.shutdown()
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)

@@ -118,13 +118,3 @@ class OBJECT_OT_oneshot_avatar_setup_compositing(bpy.types.Operator):
 
 
 CLASSES = (OBJECT_OT_oneshot_avatar_setup_compositing,)
-
-
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)

@@ -23,7 +23,7 @@ import bpy
 from mathutils import Vector
 
 from .core.smplx_rig import ROOT_BONE
-from .rigs import find_rig
+from .rigs import find_rig, rig_or_report
 
 COG_BONE = "COG"
 CONTROLS_PROPERTY = "oneshot_avatar_controls"  # set on the rig once controls exist
@@ -78,14 +78,22 @@ def _assign(armature, bone_name: str, collection: str) -> None:
         target.is_visible = False
 
 
-def _drive_influence(constraint, rig, switch: str) -> None:
-    driver = constraint.driver_add("influence").driver
+def drive_by_rig_property(struct, path: str, rig, data_path: str, name: str) -> None:
+    """Drive ``struct.path`` with the rig's property at ``data_path`` (a single-property
+    driver: the value as it is), e.g. a constraint's influence by an FK/IK switch, a face shape
+    key by its expression unit on the root bone."""
+    driver = struct.driver_add(path).driver
     driver.type = "AVERAGE"
     variable = driver.variables.new()
-    variable.name = "switch"
+    variable.name = name
     variable.type = "SINGLE_PROP"
     variable.targets[0].id = rig
-    variable.targets[0].data_path = f'pose.bones["{ROOT_BONE}"]["{switch}"]'
+    variable.targets[0].data_path = data_path
+
+
+def _drive_influence(constraint, rig, switch: str) -> None:
+    drive_by_rig_property(constraint, "influence", rig, f'pose.bones["{ROOT_BONE}"]["{switch}"]',
+                          "switch")
 
 
 def add_controls(context, rig) -> list[str]:
@@ -185,9 +193,8 @@ class ONESHOT_AVATAR_OT_add_controls(bpy.types.Operator):
         return rig is not None and not has_controls(rig)
 
     def execute(self, context):
-        rig = find_rig(context)
+        rig = rig_or_report(self, context)
         if rig is None:
-            self.report({"ERROR"}, "Select an imported avatar rig (or its splats) first")
             return {"CANCELLED"}
         controls = add_controls(context, rig)
         self.report({"INFO"}, f"Added {len(controls)} controls to {rig.name} (FK/IK switches "
@@ -196,14 +203,3 @@ class ONESHOT_AVATAR_OT_add_controls(bpy.types.Operator):
 
 
 CLASSES = (ONESHOT_AVATAR_OT_add_controls,)
-
-
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
-

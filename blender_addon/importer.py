@@ -26,6 +26,7 @@ from bpy.props import BoolProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
 from . import splats
+from .controls import drive_by_rig_property
 from .core import smplx_rig
 from .core.colors import srgb_to_linear
 from .core.package import AvatarPackage, PackageError, avatar_display_name, read_avatar_package
@@ -194,13 +195,7 @@ def _build_face(created: _Created, package: AvatarPackage, name: str, collection
         key.data.foreach_set("co", (rest + package.expression_offsets[k]).ravel())
         pca = smplx_rig.expression_space(names) == "smplx-pca"
         key.slider_min, key.slider_max = (-10.0, 10.0) if pca else (0.0, 1.0)
-        driver = key.driver_add("value").driver
-        driver.type = "AVERAGE"
-        variable = driver.variables.new()
-        variable.name = "unit"
-        variable.type = "SINGLE_PROP"
-        variable.targets[0].id = rig
-        variable.targets[0].data_path = f'{root_path}["{unit}"]'
+        drive_by_rig_property(key, "value", rig, f'{root_path}["{unit}"]', "unit")
     rig[smplx_rig.RIG_FACE_PROPERTY] = obj
     return obj
 
@@ -288,12 +283,8 @@ CLASSES = (ONESHOT_AVATAR_OT_import_avatar,)
 
 
 def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
     bpy.types.TOPBAR_MT_file_import.append(menu_import)
 
 
 def unregister() -> None:
     bpy.types.TOPBAR_MT_file_import.remove(menu_import)
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)

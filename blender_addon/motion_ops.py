@@ -39,7 +39,7 @@ from .core.smplx_rig import (
     expression_space,
 )
 from .rig_pose import at_frames, full_pose, read_rig_pose, rig_expression_names
-from .rigs import find_rig
+from .rigs import NeedsRig, rig_or_report
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -400,13 +400,6 @@ def import_bvh(context, rig, filepath: str | Path, *, bone_map: str = "AUTO",
 
 
 # ---------------------------------------------------------------------------- operators
-def _rig_or_report(operator, context):
-    rig = find_rig(context)
-    if rig is None:
-        operator.report({"ERROR"}, "Select an imported avatar rig (or its splats) first")
-    return rig
-
-
 class _MotionOptions:
     use_current_frame: BoolProperty(  # type: ignore[valid-type]
         name="Start at Current Frame",
@@ -429,7 +422,7 @@ class _MotionOptions:
                 "keep_placement": self.keep_placement}
 
 
-class ONESHOT_AVATAR_OT_import_motion(bpy.types.Operator, ImportHelper, _MotionOptions):
+class ONESHOT_AVATAR_OT_import_motion(NeedsRig, bpy.types.Operator, ImportHelper, _MotionOptions):
     """Key an SMPL-X motion file (AMASS .npz, One-Shot Avatar .npz, Meshcapade .smpl, TalkSHOW
     .npy) on the active avatar rig, upright and resampled to the scene's frame rate"""
 
@@ -449,12 +442,8 @@ class ONESHOT_AVATAR_OT_import_motion(bpy.types.Operator, ImportHelper, _MotionO
                ("CAMERA", "Camera (Y-down)", ("Camera-style frames: y down, z forward "
                                               "(TalkSHOW, video fits)"))))
 
-    @classmethod
-    def poll(cls, context):
-        return find_rig(context) is not None
-
     def execute(self, context):
-        rig = _rig_or_report(self, context)
+        rig = rig_or_report(self, context)
         if rig is None:
             return {"CANCELLED"}
         try:
@@ -468,7 +457,7 @@ class ONESHOT_AVATAR_OT_import_motion(bpy.types.Operator, ImportHelper, _MotionO
         return {"FINISHED"}
 
 
-class ONESHOT_AVATAR_OT_import_builtin_motion(bpy.types.Operator, _MotionOptions):
+class ONESHOT_AVATAR_OT_import_builtin_motion(NeedsRig, bpy.types.Operator, _MotionOptions):
     """Key one of the service's built-in motions on the active avatar rig"""
 
     bl_idname = "oneshot_avatar.import_builtin_motion"
@@ -477,14 +466,10 @@ class ONESHOT_AVATAR_OT_import_builtin_motion(bpy.types.Operator, _MotionOptions
 
     motion_name: StringProperty(name="Motion", default="idle")  # type: ignore[valid-type]
 
-    @classmethod
-    def poll(cls, context):
-        return find_rig(context) is not None
-
     def execute(self, context):
         from .core.client import ServiceError
 
-        rig = _rig_or_report(self, context)
+        rig = rig_or_report(self, context)
         if rig is None:
             return {"CANCELLED"}
         try:
@@ -502,7 +487,7 @@ _BONE_MAP_ITEMS = [("AUTO", "Detect", "Pick the map that matches the most bone n
     for key, label in retarget.BONE_MAP_LABELS.items()]
 
 
-class ONESHOT_AVATAR_OT_import_bvh(bpy.types.Operator, ImportHelper, _MotionOptions):
+class ONESHOT_AVATAR_OT_import_bvh(NeedsRig, bpy.types.Operator, ImportHelper, _MotionOptions):
     """Import a BVH and retarget it onto the active avatar rig by bone names (CMU, Mixamo)"""
 
     bl_idname = "oneshot_avatar.import_bvh"
@@ -515,12 +500,8 @@ class ONESHOT_AVATAR_OT_import_bvh(bpy.types.Operator, ImportHelper, _MotionOpti
     keep_source: BoolProperty(  # type: ignore[valid-type]
         name="Keep BVH Armature", description="Keep the imported BVH armature", default=False)
 
-    @classmethod
-    def poll(cls, context):
-        return find_rig(context) is not None
-
     def execute(self, context):
-        rig = _rig_or_report(self, context)
+        rig = rig_or_report(self, context)
         if rig is None:
             return {"CANCELLED"}
         try:
@@ -534,7 +515,7 @@ class ONESHOT_AVATAR_OT_import_bvh(bpy.types.Operator, ImportHelper, _MotionOpti
         return {"FINISHED"}
 
 
-class ONESHOT_AVATAR_OT_export_motion(bpy.types.Operator, ExportHelper):
+class ONESHOT_AVATAR_OT_export_motion(NeedsRig, bpy.types.Operator, ExportHelper):
     """Export the active avatar rig's animation (scene frame range) as a One-Shot Avatar
     motion .npz (oneshot-motion/1)"""
 
@@ -544,12 +525,8 @@ class ONESHOT_AVATAR_OT_export_motion(bpy.types.Operator, ExportHelper):
     filename_ext = ".npz"
     filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})  # type: ignore[valid-type]
 
-    @classmethod
-    def poll(cls, context):
-        return find_rig(context) is not None
-
     def execute(self, context):
-        rig = _rig_or_report(self, context)
+        rig = rig_or_report(self, context)
         if rig is None:
             return {"CANCELLED"}
         try:
@@ -577,8 +554,6 @@ CLASSES = (ONESHOT_AVATAR_OT_import_motion, ONESHOT_AVATAR_OT_import_builtin_mot
 
 
 def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
     bpy.types.TOPBAR_MT_file_import.append(menu_import)
     bpy.types.TOPBAR_MT_file_export.append(menu_export)
 
@@ -586,5 +561,3 @@ def register() -> None:
 def unregister() -> None:
     bpy.types.TOPBAR_MT_file_export.remove(menu_export)
     bpy.types.TOPBAR_MT_file_import.remove(menu_import)
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)

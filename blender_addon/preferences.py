@@ -14,7 +14,8 @@ import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 from bpy.types import AddonPreferences
 
-from .core.client import DEFAULT_URL, LocalBackend, ServiceClient, ServiceError
+from .core.client import DEFAULT_URL, ServiceClient, ServiceError
+from .core.launcher import LocalBackend
 
 # Blender 4.5+ warns about "//" in path properties unless they say they support it; 4.2-4.4
 # do not know the option.
@@ -176,8 +177,6 @@ CLASSES = (OneshotAvatarPreferences,)
 
 
 def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
     atexit.register(stop_local_backend)
 
 
@@ -186,5 +185,3 @@ def unregister() -> None:
     stop_local_backend()
     ConnectionState.last_health = None
     ConnectionState.last_error = ""
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)

@@ -117,12 +117,8 @@ CLASSES = (OneshotAvatarJob, OneshotAvatarSettings)
 
 
 def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
     bpy.types.Scene.oneshot_avatar = PointerProperty(type=OneshotAvatarSettings)
 
 
 def unregister() -> None:
     del bpy.types.Scene.oneshot_avatar
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from .core import camera as camera_export
 from .core.client import ServiceClient, ServiceError
 from .core.colors import linear_to_srgb
 from .core.jobs import JobSnapshot, count_text
+from .core.render import extract_frames, render_request, split_output_path
 from .core.smplx_rig import (
     RIG_AVATAR_ID_PROPERTY,
     RIG_SOURCE_PROPERTY,
@@ -87,34 +87,21 @@ def build_render_request(context, rig: bpy.types.Object, frames: list[int]) -> d
                                                                depsgraph)
 
     samples = at_frames(context, frames, read)
-    poses = [pose for pose, _camera in samples]
-    cameras = [camera for _pose, camera in samples]
-    if all(camera == cameras[0] for camera in cameras):
-        cameras = cameras[:1]
     settings = scene.oneshot_avatar
-    return {
-        "motion": {"params": motion_params(poses, names),
-                   "fps": scene.render.fps / scene.render.fps_base,
-                   "expression_space": expression_space(names),
-                   "name": rig.name[:64]},
-        "cameras": cameras,
+    return render_request(
+        motion_params([pose for pose, _camera in samples], names),
+        [camera for _pose, camera in samples],
+        fps=scene.render.fps / scene.render.fps_base, expression_space=expression_space(names),
+        name=rig.name,
         # Blender's colour swatch is scene-linear; the backend's background is sRGB.
-        "background": (None if settings.use_transparent
-                       else linear_to_srgb(settings.background).tolist()),
-    }
+        background=None if settings.use_transparent else linear_to_srgb(settings.background))
 
 
 def output_location(scene: bpy.types.Scene, rig: bpy.types.Object) -> tuple[str, str]:
     """``(folder, file prefix)`` from the scene's output path: ``//render/`` -> frames
     ``<rig>_0001.png`` in that folder; ``//render/shot_`` -> ``shot_0001.png``."""
-    path = bpy.path.abspath(scene.render.filepath or "//")
-    if not path or path.endswith(("/", "\\")) or os.path.isdir(path):
-        return path or tempfile.gettempdir(), f"{bpy.path.clean_name(rig.name)}_"
-    return os.path.dirname(path) or ".", os.path.basename(path)
-
-
-def frame_file(folder: str, prefix: str, frame: int) -> str:
-    return os.path.join(folder, f"{prefix}{frame:04d}.png")
+    return split_output_path(bpy.path.abspath(scene.render.filepath or "//"),
+                             tempfile.gettempdir(), f"{bpy.path.clean_name(rig.name)}_")
 
 
 def avatar_on_rig(rig: bpy.types.Object) -> tuple[str, str]:
@@ -139,30 +126,6 @@ def ensure_avatar(client: ServiceClient, avatar_id: str, package: str, name: str
     """The backend's id for this avatar; the package is uploaded once per checksum and backend
     (see ``core/uploads.py``)."""
     return ensure_uploaded(client, cache, avatar_id=avatar_id, package=package, name=name)
-
-
-def extract_frames(archive_path: str | Path, frames: list[int], folder: str,
-                   prefix: str) -> list[str]:
-    """Write the zip's ``frame_00000.png``... as ``<folder>/<prefix><scene frame>.png``;
-    every file appears whole (written aside, then renamed)."""
-    os.makedirs(folder, exist_ok=True)
-    written = []
-    with zipfile.ZipFile(archive_path) as archive:
-        names = set(archive.namelist())
-        for position, frame in enumerate(frames):
-            member = f"frame_{position:05d}.png"
-            if member not in names:
-                raise ServiceError(f"the backend's zip has no {member} (it has {len(names)} "
-                                   f"files for {len(frames)} frames)", field="frames",
-                                   hint="render again; see the backend's log")
-            target = frame_file(folder, prefix, frame)
-            partial = target + ".part"
-            with archive.open(member) as source, open(partial, "wb") as sink:
-                while chunk := source.read(1 << 20):
-                    sink.write(chunk)
-            os.replace(partial, target)
-            written.append(target)
-    return written
 
 
 def _render_now(config, request, avatar_id, package, name, frames, folder, prefix,
@@ -392,8 +355,6 @@ CLASSES = (
 
 
 def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
     background.job_monitor.fetchers["render"] = _fetch_render_record
     background.job_monitor.deliverers["render"] = _deliver_render_record
 
@@ -401,5 +362,3 @@ def register() -> None:
 def unregister() -> None:
     background.job_monitor.fetchers.pop("render", None)
     background.job_monitor.deliverers.pop("render", None)
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)

@@ -26,6 +26,23 @@ def find_rig(context) -> bpy.types.Object | None:
     return None
 
 
+def rig_or_report(operator, context) -> bpy.types.Object | None:
+    """:func:`find_rig`, or None after ``operator`` reported that no rig is selected."""
+    rig = find_rig(context)
+    if rig is None:
+        operator.report({"ERROR"}, "Select an imported avatar rig (or its splats) first")
+    return rig
+
+
+class NeedsRig:
+    """Mixin for operators on the selected avatar rig: they are available only when one is
+    selected (``execute`` gets it with :func:`rig_or_report`)."""
+
+    @classmethod
+    def poll(cls, context):
+        return find_rig(context) is not None
+
+
 def chosen_rig(context, chosen, message: str, field: str, hint: str) -> bpy.types.Object:
     """The rig set in the panel, else the active object when it is an avatar rig; raises
     :class:`ServiceError` naming ``field`` when there is neither."""

@@ -1,7 +1,7 @@
 """Operators that talk to the backend (connection test, local backend, Align Pose and
-Reconstruct, job cancel/remove/retry), and how a reconstruction's result is brought into
-Blender. The background machinery they run on (worker threads, job records, the job monitor)
-is in :mod:`.background`.
+Reconstruct), and how a reconstruction's result is brought into Blender. The background
+machinery they run on (worker threads, job records, the job monitor and the job list's cancel /
+remove / fetch-again operators) is in :mod:`.background`.
 
 Scripts (and background mode, which has no event loop) run the same work synchronously through
 the operators' ``execute``; ``wait=True`` also tracks the job until its result is in Blender.
@@ -15,7 +15,7 @@ import zipfile
 from typing import Any
 
 import bpy
-from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, FloatProperty, IntProperty
 
 from . import preferences
 from .background import (
@@ -337,88 +337,16 @@ class ONESHOT_AVATAR_OT_reconstruct(BackgroundRequest, bpy.types.Operator):
         return {"FINISHED"}
 
 
-class ONESHOT_AVATAR_OT_cancel_job(bpy.types.Operator):
-    """Ask the backend to cancel this job"""
-
-    bl_idname = "oneshot_avatar.cancel_job"
-    bl_label = "Cancel Job"
-
-    job_id: StringProperty(name="Job ID", options={"SKIP_SAVE"})
-
-    def execute(self, context):
-        record = find_job_record(self.job_id)
-        if record is None:
-            self.report({"ERROR"}, f"No job {self.job_id!r} in this file")
-            return {"CANCELLED"}
-        if not needs_polling(record.state):
-            self.report({"WARNING"}, f"Job '{record.name}' is already {record.state}")
-            return {"CANCELLED"}
-        record.cancel_requested = True
-        job_monitor.ensure_running()
-        self.report({"INFO"}, f"Cancelling '{record.name}'")
-        return {"FINISHED"}
-
-
-class ONESHOT_AVATAR_OT_remove_job(bpy.types.Operator):
-    """Remove this job from the list (the backend keeps its files)"""
-
-    bl_idname = "oneshot_avatar.remove_job"
-    bl_label = "Remove Job from List"
-
-    job_id: StringProperty(name="Job ID", options={"SKIP_SAVE"})
-
-    def execute(self, context):
-        for scene in bpy.data.scenes:
-            jobs = scene.oneshot_avatar.jobs
-            for index, record in enumerate(jobs):
-                if record.job_id == self.job_id:
-                    if needs_polling(record.state):
-                        self.report({"WARNING"}, f"Job '{record.name}' is still {record.state}: "
-                                                 "cancel it first")
-                        return {"CANCELLED"}
-                    jobs.remove(index)
-                    settings = scene.oneshot_avatar
-                    settings.active_job_index = min(settings.active_job_index,
-                                                    max(len(jobs) - 1, 0))
-                    return {"FINISHED"}
-        self.report({"ERROR"}, f"No job {self.job_id!r} in this file")
-        return {"CANCELLED"}
-
-
-class ONESHOT_AVATAR_OT_retry_job_result(bpy.types.Operator):
-    """Fetch this job's result again (after a failed download or import)"""
-
-    bl_idname = "oneshot_avatar.retry_job_result"
-    bl_label = "Fetch Result Again"
-
-    job_id: StringProperty(name="Job ID", options={"SKIP_SAVE"})
-
-    def execute(self, context):
-        record = find_job_record(self.job_id)
-        if record is None or record.state != "succeeded":
-            self.report({"ERROR"}, f"No finished job {self.job_id!r} in this file")
-            return {"CANCELLED"}
-        record.message = ""
-        record.delivered = False
-        job_monitor.ensure_running()
-        return {"FINISHED"}
-
-
 CLASSES = (
     ONESHOT_AVATAR_OT_test_connection,
     ONESHOT_AVATAR_OT_start_local_backend,
     ONESHOT_AVATAR_OT_stop_local_backend,
     ONESHOT_AVATAR_OT_align_pose,
     ONESHOT_AVATAR_OT_reconstruct,
-    ONESHOT_AVATAR_OT_cancel_job,
-    ONESHOT_AVATAR_OT_remove_job,
-    ONESHOT_AVATAR_OT_retry_job_result,
 )
 
 
 def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
     job_monitor.fetchers["reconstruct"] = _fetch_avatar
     job_monitor.deliverers["reconstruct"] = _deliver_avatar
 
@@ -428,5 +356,3 @@ def unregister() -> None:
     job_monitor.deliverers.pop("reconstruct", None)
     if bpy.app.timers.is_registered(_watch_local_backend):
         bpy.app.timers.unregister(_watch_local_backend)
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)

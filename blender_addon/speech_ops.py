@@ -16,7 +16,7 @@ from bpy_extras.io_utils import ImportHelper
 from .core.motion import MotionError, motion_from_json
 from .core.speech import AUDIO_EXTENSIONS, SpeechInputError, read_transcript, request_speech_motion
 from .motion_ops import apply_motion, scene_fps
-from .rigs import find_rig
+from .rigs import NeedsRig, rig_or_report
 
 SOUND_CHANNEL = 1
 
@@ -62,7 +62,7 @@ def add_speech(context, rig, audio: str, *, transcript: str | None = None, style
     return {"motion": motion, "strip": strip, "report": data.get("report", {})}
 
 
-class ONESHOT_AVATAR_OT_add_speech(bpy.types.Operator, ImportHelper):
+class ONESHOT_AVATAR_OT_add_speech(NeedsRig, bpy.types.Operator, ImportHelper):
     """Lip-sync, face, head and hand motion from a voice recording, keyed on the avatar rig from
     the current frame, with the sound added as a strip at the same frame"""
 
@@ -82,16 +82,11 @@ class ONESHOT_AVATAR_OT_add_speech(bpy.types.Operator, ImportHelper):
     seed: IntProperty(name="Seed", default=0, min=0,  # type: ignore[valid-type]
                       description="Change for different blinks, gestures and head motion")
 
-    @classmethod
-    def poll(cls, context):
-        return find_rig(context) is not None
-
     def execute(self, context):
         from .core.client import ServiceError
 
-        rig = find_rig(context)
+        rig = rig_or_report(self, context)
         if rig is None:
-            self.report({"ERROR"}, "Select an imported avatar rig (or its splats) first")
             return {"CANCELLED"}
         try:
             transcript = read_transcript(bpy.path.abspath(self.transcript_path)
@@ -110,13 +105,3 @@ class ONESHOT_AVATAR_OT_add_speech(bpy.types.Operator, ImportHelper):
 
 
 CLASSES = (ONESHOT_AVATAR_OT_add_speech,)
-
-
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)

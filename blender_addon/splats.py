@@ -150,10 +150,3 @@ def add_splat_modifier(obj: bpy.types.Object) -> bpy.types.Modifier:
     obj.data.materials.append(ensure_splat_material())
     return modifier
 
-
-def register() -> None:
-    """Nothing to register: the node group and material are data, made on first import."""
-
-
-def unregister() -> None:
-    """Nothing to unregister (imported avatars keep their node group and material)."""

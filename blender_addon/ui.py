@@ -58,6 +58,15 @@ class ONESHOT_AVATAR_UL_jobs(UIList):
         _draw_progress(row, item)
 
 
+class _AvatarSubPanel:
+    """Where the Avatar sidebar's sub-panels live: under the main panel."""
+
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = CATEGORY
+    bl_parent_id = "ONESHOT_AVATAR_PT_main"
+
+
 class ONESHOT_AVATAR_PT_main(Panel):
     bl_idname = "ONESHOT_AVATAR_PT_main"
     bl_label = "One-Shot Avatar"
@@ -90,13 +99,9 @@ class ONESHOT_AVATAR_PT_main(Panel):
         layout.operator("oneshot_avatar.import_avatar", icon="IMPORT")
 
 
-class ONESHOT_AVATAR_PT_reconstruct(Panel):
+class ONESHOT_AVATAR_PT_reconstruct(_AvatarSubPanel, Panel):
     bl_idname = "ONESHOT_AVATAR_PT_reconstruct"
     bl_label = "Reconstruct from Photo"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = CATEGORY
-    bl_parent_id = "ONESHOT_AVATAR_PT_main"
 
     def draw(self, context):
         layout = self.layout
@@ -117,13 +122,9 @@ class ONESHOT_AVATAR_PT_reconstruct(Panel):
         layout.operator("oneshot_avatar.reconstruct", icon="USER")
 
 
-class ONESHOT_AVATAR_PT_jobs(Panel):
+class ONESHOT_AVATAR_PT_jobs(_AvatarSubPanel, Panel):
     bl_idname = "ONESHOT_AVATAR_PT_jobs"
     bl_label = "Jobs"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = CATEGORY
-    bl_parent_id = "ONESHOT_AVATAR_PT_main"
 
     def draw(self, context):
         layout = self.layout
@@ -150,13 +151,9 @@ class ONESHOT_AVATAR_PT_jobs(Panel):
             row.operator("oneshot_avatar.remove_job", icon="X").job_id = record.job_id
 
 
-class ONESHOT_AVATAR_PT_animate(Panel):
+class ONESHOT_AVATAR_PT_animate(_AvatarSubPanel, Panel):
     bl_idname = "ONESHOT_AVATAR_PT_animate"
     bl_label = "Animate"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = CATEGORY
-    bl_parent_id = "ONESHOT_AVATAR_PT_main"
 
     def draw(self, context):
         layout = self.layout
@@ -174,13 +171,9 @@ class ONESHOT_AVATAR_PT_animate(Panel):
         layout.operator("oneshot_avatar.add_controls", icon="CON_KINEMATIC")
 
 
-class ONESHOT_AVATAR_PT_render(Panel):
+class ONESHOT_AVATAR_PT_render(_AvatarSubPanel, Panel):
     bl_idname = "ONESHOT_AVATAR_PT_render"
     bl_label = "Render Avatar"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = CATEGORY
-    bl_parent_id = "ONESHOT_AVATAR_PT_main"
 
     def draw(self, context):
         layout = self.layout
@@ -227,15 +220,11 @@ CLASSES = (
 
 def register() -> None:
     PhotoThumbnails.collection = bpy.utils.previews.new()
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
     bpy.types.STATUSBAR_HT_header.append(draw_status_bar)
 
 
 def unregister() -> None:
     bpy.types.STATUSBAR_HT_header.remove(draw_status_bar)
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
     if PhotoThumbnails.collection is not None:
         bpy.utils.previews.remove(PhotoThumbnails.collection)
         PhotoThumbnails.collection = None

@@ -25,7 +25,7 @@ from .core.video import (
     wait_for_tracking,
 )
 from .motion_ops import apply_motion, scene_fps
-from .rigs import find_rig
+from .rigs import NeedsRig, rig_or_report
 
 POLL_SECONDS = 0.5
 REFERENCE_PREFIX = "VideoReference"
@@ -96,7 +96,7 @@ def import_video_motion(context, rig, video: str, *, size: int = 0, max_frames: 
     return {"motion": motion, "job": job, "reference": added}
 
 
-class ONESHOT_AVATAR_OT_import_video_motion(bpy.types.Operator, ImportHelper):
+class ONESHOT_AVATAR_OT_import_video_motion(NeedsRig, bpy.types.Operator, ImportHelper):
     """Motion from a video of a person: the backend tracks body, hands, jaw and face; the motion
     is keyed on the avatar rig from the current frame, with the video added as a reference"""
 
@@ -118,10 +118,6 @@ class ONESHOT_AVATAR_OT_import_video_motion(bpy.types.Operator, ImportHelper):
                     "the rig")
     wait: BoolProperty(default=False, options={"HIDDEN"})  # type: ignore[valid-type]
 
-    @classmethod
-    def poll(cls, context):
-        return find_rig(context) is not None
-
     def _fail(self, error) -> set[str]:
         self.report({"ERROR"}, f"Cannot import video motion: {error}")
         return {"CANCELLED"}
@@ -129,9 +125,8 @@ class ONESHOT_AVATAR_OT_import_video_motion(bpy.types.Operator, ImportHelper):
     def execute(self, context):
         from .core.client import ServiceError
 
-        rig = find_rig(context)
+        rig = rig_or_report(self, context)
         if rig is None:
-            self.report({"ERROR"}, "Select an imported avatar rig (or its splats) first")
             return {"CANCELLED"}
         try:
             if self.wait:
@@ -193,12 +188,8 @@ CLASSES = (ONESHOT_AVATAR_OT_import_video_motion,)
 
 
 def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
     bpy.types.TOPBAR_MT_file_import.append(menu_import)
 
 
 def unregister() -> None:
     bpy.types.TOPBAR_MT_file_import.remove(menu_import)
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)

@@ -86,7 +86,7 @@ def _upright_files(folder: Path) -> Path:
 def test_rig_in_blender_matches_the_backend(blender, tmp_path, open_body):
     from oneshot_avatar.motion import load_motion
     from oneshot_avatar.motion._rotations import rotvec_to_matrix
-    from oneshot_avatar.motion.resample import resample
+    from oneshot_avatar.motion.resampling import resample
 
     python = blender_python(blender)  # skip early, before building anything
     assert python.exists()

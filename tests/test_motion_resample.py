@@ -9,7 +9,7 @@ from scipy.spatial.transform import Rotation
 from oneshot_avatar.errors import UserError
 from oneshot_avatar.motion import MotionClip, builtin_clip, load_motion, resample
 from oneshot_avatar.motion.clip import FRAME_FIELDS
-from oneshot_avatar.motion.resample import resampled_frame_count
+from oneshot_avatar.motion.resampling import resampled_frame_count
 from shared_files import real_file
 
 

@@ -192,9 +192,8 @@ def test_regions_on_the_shared_photos(name, open_body, tmp_path):
     options = ReconstructOptions(photo=SHARED_DATA / "images" / name, out=tmp_path / "x.avatar",
                                  device="cpu", quiet=True, body=open_body)
     prepared = prepare_subject(options, chosen, torch.device("cpu"), lambda _: None)
-    fit = fit_stage(open_body, prepared, chosen, torch.device("cpu"), tmp_path, False,
-                    lambda _: None)
-    subject = prepared.subject
+    fit, subject = fit_stage(open_body, prepared, chosen, torch.device("cpu"), tmp_path, False,
+                             lambda _: None)
     texture, regions = MeshReprojectionLabeler(resolution=3, regions=True).texture_and_regions(
         open_body, fit.params, fit.camera, subject.image, subject.mask)
     with torch.no_grad():

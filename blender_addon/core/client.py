@@ -11,22 +11,18 @@ Every call has a timeout (seconds, per socket operation), sends ``Authorization:
 - 401/403 become :class:`AuthenticationError`;
 - a server that does not speak the API (wrong URL) is named as such.
 
-:class:`LocalBackend` runs ``oneshot-avatar serve`` as a child process on loopback for users who
-do not run a server themselves.
+A backend started by the add-on (``oneshot-avatar serve`` as a child process on loopback) is
+:class:`blender_addon.core.launcher.LocalBackend`.
 """
 
 from __future__ import annotations
 
-import collections
 import http.client
 import json
 import mimetypes
 import os
 import secrets
-import shlex
-import subprocess
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -43,8 +39,6 @@ UPLOAD_TIMEOUT_S = 60.0  # photo and package uploads
 RENDER_TIMEOUT_S = 600.0  # a synchronous render waits for the frames
 CHUNK_BYTES = 1 << 20
 START_HINT = "start it with `oneshot-avatar serve` or set the URL in the add-on preferences"
-LISTENING_PREFIX = "oneshot-avatar serve: listening on "
-TOKEN_ENV = "ONESHOT_AVATAR_TOKEN"  # read by `oneshot-avatar serve` (kept off the command line)
 
 
 # --------------------------------------------------------------------------------------------
@@ -554,141 +548,3 @@ def ssl_error_types() -> tuple[type[BaseException], ...]:
     except ImportError:  # Python built without ssl
         return ()
     return (ssl.SSLError, ssl.CertificateError)
-
-
-# --------------------------------------------------------------------------------------------
-# A backend started by the add-on
-
-
-def serve_command(command: str, *, port: int, data_dir: str | None = None,
-                  host: str = "127.0.0.1") -> list[str]:
-    """The argument list starting ``oneshot-avatar serve``.
-
-    ``command``: the ``oneshot-avatar`` executable, a Python interpreter that has the backend
-    installed (then ``-m oneshot_avatar`` is used), or a shell-style command line."""
-    text = (command or "").strip()
-    if not text:
-        raise ServiceError("no command given", field="local_command",
-                           hint="set the path of `oneshot-avatar` (or of a Python that has it) "
-                                "in the add-on preferences")
-    argv = [text] if os.path.exists(text) else shlex.split(text)
-    if Path(argv[0]).name.lower().startswith("python") and len(argv) == 1:
-        argv += ["-m", "oneshot_avatar"]
-    argv += ["serve", "--host", host, "--port", str(int(port))]
-    if data_dir:
-        argv += ["--data-dir", str(data_dir)]
-    return argv
-
-
-class LocalBackend:
-    """``oneshot-avatar serve`` run as a child process, bound to loopback.
-
-    :meth:`start` returns at once; a reader thread watches the server's output for its
-    ``listening on URL`` line (then :attr:`url` is set) and keeps the last lines in
-    :attr:`output_tail` for error messages. :meth:`stop` ends the process (terminate, then
-    kill). ``port`` 0 lets the server pick a free port. A random token is generated when none
-    is given, so other local users cannot drive this server; it is passed in the environment
-    (``ONESHOT_AVATAR_TOKEN``), not on the command line where ``ps`` shows it."""
-
-    def __init__(self, command: str, *, port: int = 0, data_dir: str | None = None,
-                 token: str | None = None, env: Mapping[str, str] | None = None):
-        self.token = token if token is not None else secrets.token_urlsafe(24)
-        self.argv = serve_command(command, port=port, data_dir=data_dir)
-        self.env = {**(os.environ if env is None else env), TOKEN_ENV: self.token,
-                    "PYTHONUNBUFFERED": "1"}
-        self.url: str | None = None
-        self.output_tail: collections.deque[str] = collections.deque(maxlen=40)
-        self._process: subprocess.Popen | None = None
-        self._reader: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self.running:
-            return
-        try:
-            self._process = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace",
-                env=self.env, bufsize=1)
-        except OSError as error:
-            raise ServiceError(f"cannot start {self.argv[0]!r}: {error.strerror or error}",
-                               field="local_command",
-                               hint="set the path of `oneshot-avatar` (or of a Python that has "
-                                    "the backend installed) in the add-on preferences") from error
-        self._reader = threading.Thread(target=self._read_output, name="oneshot-avatar serve",
-                                        daemon=True)
-        self._reader.start()
-
-    def _read_output(self) -> None:
-        process = self._process
-        assert process is not None and process.stdout is not None
-        for line in process.stdout:
-            line = line.rstrip("\n")
-            self.output_tail.append(line)
-            if self.url is None and line.startswith(LISTENING_PREFIX):
-                self.url = line[len(LISTENING_PREFIX):].strip()
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
-
-    @property
-    def exit_code(self) -> int | None:
-        return None if self._process is None else self._process.poll()
-
-    @property
-    def state(self) -> str:
-        """``"stopped"`` (never started or stopped), ``"starting"``, ``"listening"`` or
-        ``"exited"`` (ended on its own; see :meth:`failure`)."""
-        if self._process is None:
-            return "stopped"
-        if self._process.poll() is not None:
-            return "exited"
-        return "listening" if self.url else "starting"
-
-    def failure(self) -> ServiceError:
-        """Why the server ended, with its last output lines."""
-        tail = " | ".join(list(self.output_tail)[-5:]) or "no output"
-        return ServiceError(f"the local backend `{' '.join(self.argv[:3])} ...` exited with "
-                            f"code {self.exit_code} ({tail})", field="local_command",
-                            hint="check the command in the add-on preferences and run it in a "
-                                 "terminal to see the whole error")
-
-    def wait_until_listening(self, timeout: float) -> str:
-        """Block until the server listens (returns its URL); for scripts and tests — the UI
-        polls :attr:`state` from a timer instead."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.url:
-                return self.url
-            if self._process is None or self._process.poll() is not None:
-                if self._reader is not None:
-                    self._reader.join(1.0)
-                if self.url:
-                    return self.url
-                raise self.failure()
-            time.sleep(0.05)
-        raise BackendTimeoutError(f"the local backend did not start listening within "
-                                  f"{timeout:g} s", field="local_command",
-                                  hint="see the backend's output in the console")
-
-    def stop(self, timeout: float = 5.0) -> None:
-        process, self._process = self._process, None
-        self.url = None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout)
-        if self._reader is not None:
-            self._reader.join(timeout)
-            self._reader = None
-        if process.stdout is not None:
-            process.stdout.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .client import ServiceClient, UploadFile, encode_multipart
-from .errors import FieldError
+from .errors import FieldError, checked_media_file
 
 AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif",
                     ".aiff", ".wma", ".mp4", ".mov", ".mkv", ".webm")
@@ -31,20 +31,10 @@ class SpeechInputError(FieldError):
 
 def check_audio_path(path: str | os.PathLike) -> Path:
     """The audio file, checked to exist, have an audio/video extension and fit the upload."""
-    if not str(path).strip():
-        raise SpeechInputError("pick an audio file (WAV, MP3, FLAC, OGG, M4A, ...)",
-                               field="audio")
-    audio = Path(path)
-    if not audio.is_file():
-        raise SpeechInputError("no such audio file", path=audio, field="audio")
-    if audio.suffix.lower() not in AUDIO_EXTENSIONS:
-        raise SpeechInputError(f"{audio.suffix or 'no extension'} is not an audio file type; "
-                               f"use one of {', '.join(AUDIO_EXTENSIONS[:6])}, ...", path=audio,
-                               field="audio")
-    if audio.stat().st_size > MAX_AUDIO_BYTES:
-        raise SpeechInputError(f"is larger than {MAX_AUDIO_BYTES >> 20} MiB; at most 10 minutes "
-                               "of speech are read", path=audio, field="audio")
-    return audio
+    return checked_media_file(path, kind="audio", examples="WAV, MP3, FLAC, OGG, M4A",
+                              extensions=AUDIO_EXTENSIONS, shown=6, max_bytes=MAX_AUDIO_BYTES,
+                              too_large=f"is larger than {MAX_AUDIO_BYTES >> 20} MiB; at most 10 "
+                                        "minutes of speech are read", error=SpeechInputError)
 
 
 def read_transcript(path: str | os.PathLike | None) -> str | None:

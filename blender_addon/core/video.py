@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .client import ServiceClient, ServiceError, UploadFile, encode_multipart
-from .errors import FieldError
+from .errors import FieldError, checked_media_file
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv")
 MAX_VIDEO_BYTES = 4 * 1024 * 1024 * 1024  # what the add-on sends at most
@@ -29,19 +29,10 @@ class VideoInputError(FieldError):
 
 def check_video_path(path: str | os.PathLike) -> Path:
     """The video file, checked to exist and have a video extension."""
-    if not str(path).strip():
-        raise VideoInputError("pick a video file (MP4, MOV, MKV, WebM, ...)", field="video")
-    video = Path(path)
-    if not video.is_file():
-        raise VideoInputError("no such video file", path=video, field="video")
-    if video.suffix.lower() not in VIDEO_EXTENSIONS:
-        raise VideoInputError(f"{video.suffix or 'no extension'} is not a video file type; use "
-                              f"one of {', '.join(VIDEO_EXTENSIONS[:5])}, ...", path=video,
-                              field="video")
-    if video.stat().st_size > MAX_VIDEO_BYTES:
-        raise VideoInputError(f"is larger than {MAX_VIDEO_BYTES >> 30} GiB", path=video,
-                              field="video")
-    return video
+    return checked_media_file(path, kind="video", examples="MP4, MOV, MKV, WebM",
+                              extensions=VIDEO_EXTENSIONS, shown=5, max_bytes=MAX_VIDEO_BYTES,
+                              too_large=f"is larger than {MAX_VIDEO_BYTES >> 30} GiB",
+                              error=VideoInputError)
 
 
 def tracking_fields(*, fps: float, size: int = 0, max_frames: int = 0) -> dict:

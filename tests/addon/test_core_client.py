@@ -1,7 +1,7 @@
 """The add-on's HTTP client (blender_addon/core/client.py) against a tiny in-process
 ``http.server`` fake of the API: requests it sends (token, multipart) and every error path
-(401, 422 with a field, 404, refused connection, timeout, wrong server), plus the local backend
-launcher with a fake ``serve`` command."""
+(401, 422 with a field, 404, refused connection, timeout, wrong server). The local backend
+launcher's tests are in test_core_launcher.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import email.parser
 import email.policy
 import json
 import socket
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,7 +19,6 @@ from blender_addon.core.client import (
     AuthenticationError,
     BackendTimeoutError,
     BackendUnreachableError,
-    LocalBackend,
     ServiceClient,
     ServiceError,
     encode_multipart,
@@ -264,68 +262,3 @@ def test_encode_multipart_is_parseable():
     assert kind == "multipart/form-data; boundary=B"
     assert body.startswith(b"--B\r\n") and body.endswith(b"--B--\r\n")
     assert b'filename="we%22ird.png"' in body and b"seed" not in body
-
-
-# ---- the local backend launcher
-
-FAKE_SERVE = """
-import os, sys, time
-args = sys.argv[1:]
-if MODE == "fail":
-    print("error: cannot load torch", flush=True)
-    sys.exit(3)
-port = args[args.index("--port") + 1]
-assert args[0] == "serve" and len(os.environ["ONESHOT_AVATAR_TOKEN"]) >= 20
-print(f"oneshot-avatar serve: listening on http://127.0.0.1:{port}", flush=True)
-time.sleep(60)
-"""
-
-
-def _fake_command(tmp_path, mode: str) -> str:
-    script = tmp_path / f"fake_serve_{mode}.py"
-    script.write_text(f"MODE = {mode!r}\n" + FAKE_SERVE)
-    return f"{sys.executable} {script}"
-
-
-def test_local_backend_starts_and_stops(tmp_path):
-    backend = LocalBackend(_fake_command(tmp_path, "ok"), port=8799)
-    assert backend.state == "stopped" and len(backend.token) >= 20
-    backend.start()
-    try:
-        assert backend.wait_until_listening(10) == "http://127.0.0.1:8799"
-        assert backend.state == "listening"
-    finally:
-        backend.stop()
-    assert backend.state == "stopped" and backend.url is None
-
-
-def test_local_backend_failure_shows_its_output(tmp_path):
-    backend = LocalBackend(_fake_command(tmp_path, "fail"), port=8799)
-    backend.start()
-    with pytest.raises(ServiceError) as caught:
-        backend.wait_until_listening(10)
-    assert "exited with code 3" in str(caught.value)
-    assert "cannot load torch" in str(caught.value)
-    assert caught.value.field == "local_command"
-    backend.stop()
-
-
-def test_local_backend_missing_command(tmp_path):
-    with pytest.raises(ServiceError, match="no command given"):
-        LocalBackend("  ")
-    backend = LocalBackend(str(tmp_path / "no-such-oneshot-avatar"))
-    with pytest.raises(ServiceError, match="cannot start") as caught:
-        backend.start()
-    assert caught.value.field == "local_command"
-
-
-def test_serve_command_forms(tmp_path):
-    python = tmp_path / "python3"
-    python.write_text("")
-    assert addon_client.serve_command(str(python), port=5)[:5] == [
-        str(python), "-m", "oneshot_avatar", "serve", "--host"]
-    argv = addon_client.serve_command("oneshot-avatar", port=0, data_dir="/d")
-    assert argv == ["oneshot-avatar", "serve", "--host", "127.0.0.1", "--port", "0",
-                    "--data-dir", "/d"]
-    assert addon_client.serve_command("/opt/py/bin/python -X utf8", port=1)[:3] == [
-        "/opt/py/bin/python", "-X", "utf8"]

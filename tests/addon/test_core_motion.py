@@ -77,7 +77,7 @@ def test_export_is_read_back_by_the_backend(tmp_path):
 
 def test_resample_matches_the_backend():
     from oneshot_avatar.motion.clip import MotionClip
-    from oneshot_avatar.motion.resample import resample
+    from oneshot_avatar.motion.resampling import resample
 
     rng = np.random.default_rng(5)
     pose = 0.5 * _rng_pose(13, 5)

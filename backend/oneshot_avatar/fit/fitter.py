@@ -390,7 +390,7 @@ class _Objective:
         self.joint_weights = body_joint_prior_weights(obs.xy.device, obs.xy.dtype)
         self.log_default_focal = math.log(default_focal)
         self.cues: DepthCues | None = None
-        self.arkit = "jawOpen" in body.expression_names
+        self.arkit = body.expression_space == "arkit52"
 
     def posed(self, params: _Params) -> Tensor:  # [B, 55 + M, 3] joints, landmark vertices
         joints, vertices = self.sparse(**params.body_params())

@@ -11,11 +11,10 @@ _EXPORTS = {
     "ARKIT_FACE_UNITS": "oneshot_avatar.motion.face_units",
     "load_motion": "oneshot_avatar.motion.io",
     "save_motion": "oneshot_avatar.motion.io",
+    # (its module is not called ``resample``: importing a submodule of an exported name would
+    # turn the package attribute into the module)
+    "resample": "oneshot_avatar.motion.resampling",
 }
 
-# ``resample`` is also the name of its module: import the function now, or importing the module
-# (anywhere) would leave the package attribute naming the module instead of the function.
-from oneshot_avatar.motion.resample import resample  # noqa: E402  (numpy only)
-
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-__all__ = [*_EXPORTS, "resample"]
+__all__ = list(_EXPORTS)

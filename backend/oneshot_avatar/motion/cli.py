@@ -8,22 +8,16 @@ mistakes (the main CLI prints ``error: <message>`` and exits 2).
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from oneshot_avatar.errors import UserError
-from oneshot_avatar.motion import _rotations as rot
-from oneshot_avatar.motion.builtin import (
-    builtin_clip,
-    builtin_default_seconds,
-    builtin_names,
-    builtin_summary,
-)
-from oneshot_avatar.motion.clip import MotionClip
-from oneshot_avatar.motion.io import FORMATS, LAYOUTS, SCHEMA, load_motion_described, save_motion
-from oneshot_avatar.motion.resample import resample
-from oneshot_avatar.motion.up_axis import UpAxis
+from oneshot_avatar.motion.formats import FORMATS, LAYOUTS, SCHEMA
+
+if TYPE_CHECKING:
+    from oneshot_avatar.motion.clip import MotionClip
+    from oneshot_avatar.motion.up_axis import UpAxis
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -45,8 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                description="Print the detected format, frames, frame rate, "
                                            "duration, expression space, betas and root travel.")
     info.add_argument("motion", metavar="FILE_OR_BUILTIN",
-                      help="a motion file, or the name of a built-in clip "
-                           f"({', '.join(builtin_names())})")
+                      help="a motion file, or the name of a built-in clip (see `oneshot-avatar "
+                           "motion list`)")
     info.add_argument("--layout", choices=LAYOUTS, default=None,
                       help="force a file layout instead of detecting it (e.g. 'talkshow' for a "
                            "TalkSHOW .npy, 'amass-yup' for AMASS keys already Y-up)")
@@ -72,6 +66,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------------------- handlers
 def _cmd_list(args: argparse.Namespace) -> int:
+    from oneshot_avatar.motion.builtin import (
+        builtin_default_seconds,
+        builtin_names,
+        builtin_summary,
+    )
+
     fps = _positive_fps(args.fps)
     print(f"{'name':<12} {'seconds':>7} {'frames':>6}  description")
     for name in builtin_names():
@@ -89,6 +89,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    from oneshot_avatar.motion.io import save_motion
+    from oneshot_avatar.motion.resampling import resample
+
     target_fps = None if args.fps is None else _positive_fps(args.fps)
     clip, fmt, up = _open(args.input, layout=args.layout, fps=target_fps, seconds=args.seconds)
     if target_fps is not None and target_fps != clip.fps:
@@ -103,7 +106,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- helpers
 def _positive_fps(value: float) -> float:
-    if not np.isfinite(value) or value <= 0:
+    if not math.isfinite(value) or value <= 0:
         raise UserError(f"--fps must be a positive number of frames per second, got {value}",
                         field="--fps")
     return float(value)
@@ -112,6 +115,9 @@ def _positive_fps(value: float) -> float:
 def _open(name: str, *, layout: str | None, fps: float | None = None,
           seconds: float | None = None) -> tuple[MotionClip, str, UpAxis | None]:
     """A file if ``name`` exists on disk, else a built-in clip of that name."""
+    from oneshot_avatar.motion.builtin import builtin_clip, builtin_names
+    from oneshot_avatar.motion.io import load_motion_described
+
     path = Path(name)
     if path.exists() or name not in builtin_names():
         if seconds is not None:
@@ -129,6 +135,10 @@ def _open(name: str, *, layout: str | None, fps: float | None = None,
 def describe(clip: MotionClip, fmt: str, up: UpAxis | None = None) -> list[tuple[str, str]]:
     """Label/value lines describing a clip (used by ``motion info``); ``up`` is the reader's
     up-axis decision (None: the clip was already in our world)."""
+    import numpy as np
+
+    from oneshot_avatar.motion import _rotations as rot
+
     steps = np.linalg.norm(np.diff(clip.transl.astype(np.float64), axis=0), axis=1)
     net = float(np.linalg.norm(clip.transl[-1].astype(np.float64) - clip.transl[0]))
     mean_up = rot.rotvec_to_matrix(clip.global_orient)[:, :, 1].mean(axis=0)

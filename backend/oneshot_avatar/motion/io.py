@@ -72,23 +72,12 @@ from oneshot_avatar.errors import BadFileError, UserError
 from oneshot_avatar.motion import _rotations as rot
 from oneshot_avatar.motion.clip import FRAME_FIELDS, MotionClip
 from oneshot_avatar.motion.face_units import ARKIT_FACE_UNITS
+from oneshot_avatar.motion.formats import FORMATS, LAYOUTS, SCHEMA
 from oneshot_avatar.motion.up_axis import UpAxis, decide_up_axis, given_up_axis
 
-SCHEMA = "oneshot-motion/1"
 TALKSHOW_FPS = 30.0
 TALKSHOW_COLUMNS = 265
 
-FORMATS: dict[str, str] = {
-    "oneshot": "One-Shot Avatar motion .npz (oneshot-motion/1)",
-    "amass-smplx": "AMASS SMPL-X .npz",
-    "amass-smplh": "AMASS SMPL+H .npz",
-    "amass-smplx-yup": "AMASS-style SMPL-X .npz, already Y-up",
-    "amass-smplh-yup": "AMASS-style SMPL+H .npz, already Y-up",
-    "smpl": "Meshcapade .smpl (smplcodec)",
-    "talkshow": "TalkSHOW .npy (T, 265), camera-style, 30 fps",
-}
-# Values for ``layout``: force a reader instead of detecting one.
-LAYOUTS: tuple[str, ...] = ("oneshot", "amass", "amass-yup", "smpl", "talkshow")
 
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 _NPY_MAGIC = b"\x93NUMPY"

@@ -312,7 +312,11 @@ def fit_stage(body, prepared: Prepared, chosen: Preset, device: torch.device, wo
               resume: bool, log: Log, fit_override: Callable | None = None,
               progress: Progress | None = None, *, init: dict | None = None):
     """The body fit of the prepared subject (resumed from ``work`` when saved there);
-    ``init``: the initial SMPL-X parameters parsed from ``prepared.init_file``."""
+    ``init``: the initial SMPL-X parameters parsed from ``prepared.init_file``.
+
+    Returns ``(fit, subject)``: the fit and the subject it was fitted to, which is
+    ``prepared.subject`` itself or, when that had no mask, a copy with the GrabCut mask seeded
+    by the fit (``prepared`` is never changed)."""
     from oneshot_avatar.fit import fit_body, load_fit, render_silhouette, save_fit
     from oneshot_avatar.subject import grabcut_mask
 
@@ -321,17 +325,17 @@ def fit_stage(body, prepared: Prepared, chosen: Preset, device: torch.device, wo
     if resume and saved.exists():
         fit, mask = load_fit(saved, device)
         if mask is not None:
-            subject.mask = mask
-            if subject.mask_source == "none":
-                subject.mask_source = "grabcut"
+            subject = replace(subject, mask=mask, mask_source="grabcut"
+                              if subject.mask_source == "none" else subject.mask_source)
         log(f"fit: resumed from {saved}")
-        return fit
+        return fit, subject
     started = time.perf_counter()
     if fit_override is not None:
         fit = fit_override(subject)
-        fit.report.setdefault("seconds_total", time.perf_counter() - started)
+        fit = replace(fit, report={**fit.report, "seconds_total": fit.report.get(
+            "seconds_total", time.perf_counter() - started)})
         log("fit: given (oracle)")
-        return fit
+        return fit, subject
     if (init is None) != (prepared.init_file is None):
         raise ValueError("fit_stage needs init= (load_init of prepared.init_file) exactly when "
                          "the subject was prepared with --init")
@@ -350,8 +354,7 @@ def fit_stage(body, prepared: Prepared, chosen: Preset, device: torch.device, wo
         with torch.no_grad():
             prior = render_silhouette(body, fit.params, fit.camera, size).detach().cpu().numpy()
         rgb8 = (np.clip(subject.image, 0, 1) * 255 + 0.5).astype(np.uint8)
-        subject.mask = grabcut_mask(rgb8, prior)
-        subject.mask_source = "grabcut"
+        subject = replace(subject, mask=grabcut_mask(rgb8, prior), mask_source="grabcut")
         # A short second pass from the first fit, now with the silhouette term.
         refine = replace(fit_config, pose_prior_weights=fit_config.pose_prior_weights[-1:],
                          body_iterations=max(fit_config.body_iterations // 2, 1))
@@ -360,21 +363,32 @@ def fit_stage(body, prepared: Prepared, chosen: Preset, device: torch.device, wo
                                        "camera": fit.camera},
                                  config=refine, device=device, photo_scale=photo_scale,
                                  progress=step, landmarks=prepared.landmarks)
-        fit_with_mask.report["first_pass"] = fit.report
-        fit = fit_with_mask
-    fit.report["seconds_total"] = time.perf_counter() - started
+        fit = replace(fit_with_mask, report={**fit_with_mask.report, "first_pass": fit.report})
+    fit = replace(fit, report={**fit.report, "seconds_total": time.perf_counter() - started})
     save_fit(saved, fit, subject.mask if subject.mask_source == "grabcut" else None)
     iou, error = fit.report.get("mask_iou"), fit.report.get("keypoint_error_px")
     log(f"fit: keypoint error {'n/a' if error is None else f'{error:.2f} px'}, "
         f"mask IoU {'n/a' if iou is None else f'{iou:.3f}'}, {fit.report['seconds_total']:.1f} s")
-    return fit
+    return fit, subject
 
 
 # ---------------------------------------------------------------------------------------------
 # Stage 3: pseudo-labels
 
 
-def labels_stage(body, fit, subject, chosen: Preset, device: torch.device, log: Log):
+@dataclass
+class LabelStage:
+    """What the labels stage made: pseudo-label frames, the photo's texture on the body, the
+    person's regions found in the photo (None when the labeler does not look for them)."""
+
+    labeler: str  # the labeler's name (for the report's plug-ins)
+    texture: object  # the photo's colours on the body surface
+    labels: object  # oneshot_avatar.priors.labels.PseudoLabels
+    regions: object | None  # oneshot_avatar.priors.regions.Regions
+    seconds: float
+
+
+def labels_stage(body, fit, subject, chosen: Preset, device: torch.device, log: Log) -> LabelStage:
     """Pseudo-labels from the photo (cheap and deterministic, so they are remade on resume)."""
     from oneshot_avatar.priors import MeshReprojectionLabeler
 
@@ -388,11 +402,12 @@ def labels_stage(body, fit, subject, chosen: Preset, device: torch.device, log: 
     mask = torch.as_tensor(subject.mask, device=device)
     params = {k: v.to(device) for k, v in fit.params.items()}
     camera = fit.camera.to(device)
-    texture, labeler.regions_found = labeler.texture_and_regions(body, params, camera, image, mask)
+    texture, regions = labeler.texture_and_regions(body, params, camera, image, mask)
     labels = labeler.make_labels(body, params, camera, image, mask, device=device, texture=texture)
     seconds = time.perf_counter() - started
     log(f"labels: {len(labels)} frames from '{labeler.name}' ({seconds:.1f} s)")
-    return labeler, texture, labels, seconds
+    return LabelStage(labeler=labeler.name, texture=texture, labels=labels, regions=regions,
+                      seconds=seconds)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,7 +503,7 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
     from oneshot_avatar.package.avatar_file import save_avatar
 
     started = time.perf_counter()
-    options.photo, options.out = Path(options.photo), Path(options.out)
+    options = replace(options, photo=Path(options.photo), out=Path(options.out))  # the caller's stay
     # Cheap checks first: nothing long starts before the inputs and the output are known good.
     check_output(options.out)
     for name in ("photo", "mask", "keypoints", "keypoint_model", "matting_model", "init", "vgg_weights"):
@@ -532,12 +547,12 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
 
     t = time.perf_counter()
     stage("fit")
-    fit = fit_stage(body, prepared, chosen, device, work, options.resume, log, options.fit_override,
-                    options.progress, init=init)
+    fit, subject = fit_stage(body, prepared, chosen, device, work, options.resume, log,
+                             options.fit_override, options.progress, init=init)
     timings["fit"] = time.perf_counter() - t
-    subject = prepared.subject
     stage("labels")
-    labeler, texture, labels, timings["labels"] = labels_stage(body, fit, subject, chosen, device, log)
+    labelled = labels_stage(body, fit, subject, chosen, device, log)
+    texture, labels, timings["labels"] = labelled.texture, labelled.labels, labelled.seconds
     t = time.perf_counter()
     stage("train")
     result = train_stage(body, fit, subject, labels, texture, chosen, options, device, work, log)
@@ -545,7 +560,7 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
 
     plugins = dict(prepared.plugins)
     plugins["mask"] = subject.mask_source
-    plugins["labels"] = labeler.name
+    plugins["labels"] = labelled.labeler
     plugins["perceptual"] = result.report.get("perceptual")
     plugins["body_model"] = body.info.model_id
     report = {
@@ -556,8 +571,8 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
         "fit": {**fit.report,
                 "params": {k: v.detach().cpu().tolist() for k, v in fit.params.items()},
                 "camera": fit.camera.to("cpu").to_dict()},
-        "labels": {"labeler": labeler.name, "frames": len(labels), "kinds": list(labels.kinds),
-                   **_regions_report(labeler)},
+        "labels": {"labeler": labelled.labeler, "frames": len(labels), "kinds": list(labels.kinds),
+                   **_regions_report(labelled.regions)},
         "training": result.report,
         "plugins": plugins,
         "detection": prepared.detection,
@@ -583,12 +598,12 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
         write_landmarks_preview(paths["landmarks"], body_cpu, fit.to("cpu"), subject,
                                 prepared.photo_landmarks, prepared.keypoints)
         outputs["landmarks"] = str(paths["landmarks"])
-        if getattr(labeler, "regions_found", None) is not None:
+        if labelled.regions is not None:
             from oneshot_avatar.priors.labels import turnaround_cameras
             from oneshot_avatar.priors.regions import save_region_preview
 
             cpu_fit = fit.to("cpu")
-            save_region_preview(paths["regions"], labeler.regions_found, body_cpu, cpu_fit.params,
+            save_region_preview(paths["regions"], labelled.regions, body_cpu, cpu_fit.params,
                                 cpu_fit.camera, subject.image,
                                 views=turnaround_cameras(cpu_fit.params, body_cpu, cpu_fit.camera,
                                                          (90.0, 180.0)))
@@ -604,10 +619,9 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
     return report
 
 
-def _regions_report(labeler) -> dict:
+def _regions_report(regions) -> dict:
     """The person's regions for the report: share of the body surface in each, and whether
     hair and skin were found in the photo."""
-    regions = getattr(labeler, "regions_found", None)
     if regions is None:
         return {}
     return {"regions": {"surface_fraction": {k: round(v, 4) for k, v in regions.fractions().items()},

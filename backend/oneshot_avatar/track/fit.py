@@ -294,7 +294,7 @@ def fit_clip(body, frames: Sequence[Landmarks | None], image_size: tuple[int, in
     unit_mask = None
     if names:
         unit_mask = torch.tensor([0.0 if n in HELD_UNITS else 1.0 for n in names], dtype=dtype)
-    arkit = "jawOpen" in names
+    arkit = body.expression_space == "arkit52"
     joint_weights = body_joint_prior_weights(None, dtype)
     fixed_betas = betas is not None
     shape = torch.zeros(body.num_betas, dtype=dtype)
@@ -584,7 +584,7 @@ def _smplx_params(result: dict[str, np.ndarray], body) -> dict[str, np.ndarray]:
         e = result["expression"].copy()
         names = body.expression_names
         e[:, [i for i, n in enumerate(names) if n in HELD_UNITS]] = 0.0
-        if "jawOpen" in names:
+        if body.expression_space == "arkit52":  # activations in [0, 1]
             e = np.clip(e, 0.0, 1.0)
         params["expression"] = e
     return params
