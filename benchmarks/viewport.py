@@ -109,7 +109,7 @@ def viewport_on_cuda(args, cache: Path, scratch: Path, package: Path, rows) -> f
     import torch
     from blender_addon.core.client import ServiceClient
 
-    from oneshot_avatar.service.launcher import start_server
+    from service_server import start_server
 
     width, height = args.size
     if not torch.cuda.is_available():
