@@ -99,7 +99,10 @@ class FitConfig:
     bend_weight: float = 50.0  # penalty on impossible knee/elbow/finger bends
     hinge_weight: float = 100.0  # penalty on knee/elbow rotation off their hinge axis
     hand_prior_weight: float = 0.5  # quadratic prior on finger joints (x the pose weight)
-    orient_prior_weight: float = 2.0  # pelvis orientation vs the orientation stage's (x pose)
+    # pelvis orientation vs the orientation stage's (x pose). Strong: weaker, the pelvis drifts
+    # (measured: 10 deg heading, 15 deg pitch on a synthetic frontal photo) while the hips turn
+    # back to match the 2D hip points, which poses other than the photo's then show.
+    orient_prior_weight: float = 20.0
     jaw_prior_weight: float = 5.0
     beta_prior_weight: float = 5.0
     expression_prior_weight: float = 1.0
