@@ -95,6 +95,11 @@ class FitConfig:
     orient_headings: tuple[float, ...] = (0.0, 45.0, -45.0, 90.0, -90.0, 135.0, -135.0, 180.0)
     orient_iterations: int = 25  # L-BFGS iterations of the orientation stage
     body_iterations: int = 100  # L-BFGS iterations per body step
+    # The first body step (strongest prior, no hands or face) only starts the next ones: fewer
+    # iterations there (at most body_iterations; None = body_iterations). Measured on the
+    # synthetic fist subjects: 40 instead of 100 keeps joint, finger and jaw errors and saves
+    # ~2 s of CPU per fit.
+    first_body_iterations: int | None = 40
     pose_prior_weights: tuple[float, ...] = (30.0, 8.0, 3.0)  # one body step per entry
     bend_weight: float = 50.0  # penalty on impossible knee/elbow/finger bends
     hinge_weight: float = 100.0  # penalty on knee/elbow rotation off their hinge axis
@@ -142,7 +147,7 @@ class FitConfig:
 
     @classmethod
     def quality(cls) -> FitConfig:
-        return cls(orient_iterations=40, body_iterations=200,
+        return cls(orient_iterations=40, body_iterations=200, first_body_iterations=None,
                    pose_prior_weights=(30.0, 12.0, 6.0, 3.0), silhouette_iterations=25,
                    silhouette_resolution=256, silhouette_gaussians=8192)
 
@@ -842,9 +847,11 @@ def fit_body(body, size: int, *, keypoints: Keypoints | None, mask: np.ndarray |
                 return (objective.data(params)
                         + objective.priors(params, pw, hands=h, face=f)).sum()
 
-            loss = _lbfgs(tensors, loss_fn, config.body_iterations)
-            iterations += config.body_iterations
-            stages.append({"name": f"body-{step + 1}", "iterations": config.body_iterations,
+            count = (config.body_iterations if step or config.first_body_iterations is None
+                     else min(config.first_body_iterations, config.body_iterations))
+            loss = _lbfgs(tensors, loss_fn, count)
+            iterations += count
+            stages.append({"name": f"body-{step + 1}", "iterations": count,
                            "loss": loss, "seconds": round(time.perf_counter() - t0, 3)})
             say(f"fit: body step {step + 1}/{len(config.pose_prior_weights)}, loss {loss:.4g}")
     else:
