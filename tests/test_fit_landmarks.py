@@ -160,10 +160,6 @@ def test_fit_from_detected_landmarks_recovers_the_body_pose(open_body, subjects)
         assert fit.report["landmarks"]["face_mesh_points"] > 200  # every 2nd of ~450
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "not solved yet: with the palms to the camera the fit leaves the upper arm's twist where the "
-    "keypoint stage put it (palm sideways) and bends the fingers back by ~0.2 rad instead of "
-    "curling them 1 rad; the hand landmarks' relative depth and twist restarts did not move it"))
 def test_fit_from_detected_landmarks_curls_the_fist(subjects):
     for subject in subjects.values():
         fist = subject["fist"]

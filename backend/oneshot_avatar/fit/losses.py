@@ -68,13 +68,22 @@ def hinge_penalty(body_pose: Tensor) -> Tensor:  # [B, 21, 3] -> [B]
     return total
 
 
+# Rows of the four fingers' middle and end joints (hinges): index, middle, pinky, ring 1..3
+# are rows 0..11 (thumb 12..14); the first joint of each finger (rows 0, 3, 6, 9) also spreads.
+_FINGER_HINGES = [i for i in range(12) if i % 3]
+_FINGER_BASES = [i for i in range(12) if i % 3 == 0]
+
+
 def finger_penalty(hand_pose: Tensor, side: str) -> Tensor:  # [B, 15, 3] -> [B]
     """Fingers (not thumbs) curl towards the palm: about -z on the left hand, +z on the right.
-    Bending back beyond ``FINGER_HYPEREXTENSION`` is penalised quadratically."""
+    Bending back beyond ``FINGER_HYPEREXTENSION`` is penalised quadratically, and so is any
+    turn of a finger's middle and end joints off their hinge (x, y) or of its first joint
+    about the finger's own axis (x)."""
     sign = 1.0 if side == "left" else -1.0
-    rows = [i for i in range(15) if i < 12]  # index, middle, pinky, ring; 12..14 are the thumb
-    angle = sign * hand_pose[:, rows, 2]
-    return torch.relu(angle - FINGER_HYPEREXTENSION).pow(2).sum(dim=-1)
+    angle = sign * hand_pose[:, :12, 2]
+    total = torch.relu(angle - FINGER_HYPEREXTENSION).pow(2).sum(dim=-1)
+    total = total + hand_pose[:, _FINGER_HINGES, :2].pow(2).sum(dim=(-1, -2))
+    return total + hand_pose[:, _FINGER_BASES, 0].pow(2).sum(dim=-1)
 
 
 def soft_iou_loss(alpha: Tensor, mask: Tensor) -> Tensor:
