@@ -30,8 +30,10 @@ def _cli(body_cache, *args, timeout=600):
 
     env = {"ONESHOT_AVATAR_CACHE": str(body_cache), "PATH": "/usr/bin:/bin",
            "OMP_WAIT_POLICY": "PASSIVE"}
-    if "PYTHONPATH" in os.environ:  # a checkout put first by the caller
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    # a checkout put first by the caller; the worker's share of the cores (tests/conftest.py)
+    for name in ("PYTHONPATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if name in os.environ:
+            env[name] = os.environ[name]
     return subprocess.run([sys.executable, "-m", "oneshot_avatar", *args], check=False,
                           capture_output=True,
                           text=True, env=env, timeout=timeout)
@@ -168,6 +170,7 @@ def test_tracked_clip_drives_an_avatar_and_renders(synthetic, body_cache, tmp_pa
 
 
 @pytest.mark.parametrize("name", VIDEOS)
+@pytest.mark.xdist_group("tests/test_track.py: shared videos")  # only the cheap avatar fixture
 def test_shared_videos_track_end_to_end(shared_data, body_cache, tmp_path, name, avatar):
     from oneshot_avatar.motion.io import load_motion
 
