@@ -233,7 +233,6 @@ def test_a_render_goes_ahead_of_training(server, subject_files, avatar_id):
     assert status == 409 and again["error"]["field"] == "job_id"
 
 
-@pytest.mark.xdist_group("tests/test_service.py: kill -9")  # own servers: beside the file (-n)
 def test_kill_9_during_training_then_restart_resumes(tmp_path, server_env, subject_files):
     # The tiny preset (tests/tiny_serve.py: a short fit, one label frame) at 64 px, checkpointing
     # every 10 steps: what is proven is the job's survival, not the picture.
@@ -507,7 +506,6 @@ def test_package_path_is_inside_the_store(tmp_path):
 # ---- faults
 
 
-@pytest.mark.xdist_group("tests/test_service.py: sigterm")  # own servers: beside the file (-n)
 def test_sigterm_during_training_then_restart_resumes(tmp_path, server_env, subject_files):
     """A graceful stop (SIGTERM, as systemd or Ctrl-C sends) between two training steps saves a
     checkpoint there; the next start resumes from it, not from the last periodic checkpoint."""

@@ -170,7 +170,6 @@ def test_tracked_clip_drives_an_avatar_and_renders(synthetic, body_cache, tmp_pa
 
 
 @pytest.mark.parametrize("name", VIDEOS)
-@pytest.mark.xdist_group("tests/test_track.py: shared videos")  # only the cheap avatar fixture
 def test_shared_videos_track_end_to_end(shared_data, body_cache, tmp_path, name, avatar):
     from oneshot_avatar.motion.io import load_motion
 
