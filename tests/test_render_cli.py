@@ -40,7 +40,7 @@ def _cli(body_cache, *args):
         if name in os.environ:
             env[name] = os.environ[name]
     return subprocess.run([sys.executable, "-m", "oneshot_avatar", *args], capture_output=True,
-                          text=True, env=env)
+                          text=True, env=env, check=False)
 
 
 def test_render_png_frames_with_alpha(avatar_path, body_cache, tmp_path, open_body_file):
