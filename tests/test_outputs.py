@@ -29,10 +29,14 @@ def test_every_output_of_demo_and_reconstruct_follows_the_umask(tmp_path, body_c
     """The demo runs the reconstruction (package, report, previews, labels) and renders a video:
     under umask 027 every file it leaves must be 0640 (0600 would mean a temporary file's mode
     leaked through, as it did for talk.mp4)."""
+    from tiny_serve import TINY
+
     out = tmp_path / "demo"
     env = {**os.environ, "ONESHOT_AVATAR_CACHE": str(body_cache)}
+    # The command line with the tests' tiny preset (tests/tiny_serve.py): the same writers write
+    # the same files, after a fit and labels cut down to seconds.
     result = subprocess.run(
-        [sys.executable, "-m", "oneshot_avatar", "demo", "--out", str(out), "--steps", "2",
+        [*TINY, "demo", "--out", str(out), "--steps", "2",
          "--size", "64", "--device", "cpu", "-q"],
         check=False, capture_output=True, text=True, env=env, timeout=1800,
         preexec_fn=lambda: os.umask(0o027))

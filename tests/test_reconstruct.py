@@ -171,7 +171,11 @@ def test_unknown_preset_is_refused(synthetic_photo, tmp_path):
 def test_failed_run_leaves_no_avatar_and_resumes_from_its_checkpoint(synthetic_photo, tmp_path,
                                                                       monkeypatch):
     from oneshot_avatar.package import avatar_file
+    from oneshot_avatar.reconstruct import pipeline
 
+    # What is proven is the checkpoint and the resume, not the fit: the tests' tiny preset
+    # (tests/tiny_serve.py) for the fit and labels; the real fast preset runs end to end above.
+    monkeypatch.setattr(pipeline, "make_preset", tiny_preset)
     _, photo, keypoints, mask = synthetic_photo
     out = tmp_path / "person.avatar"
     original = avatar_file.save_avatar
@@ -228,8 +232,12 @@ def test_real_photo_with_mask_reconstructs(tmp_path, open_body_file):
 
 
 @pytest.mark.slow
-def test_demo_writes_every_output_it_lists(tmp_path, open_body_file):
+def test_demo_writes_every_output_it_lists(tmp_path, open_body_file, monkeypatch):
+    from oneshot_avatar.reconstruct import pipeline
     from oneshot_avatar.reconstruct.demo import run_demo
+
+    # The demo's outputs, not its fit: the tests' tiny preset (tests/tiny_serve.py).
+    monkeypatch.setattr(pipeline, "make_preset", tiny_preset)
 
     outputs = run_demo(tmp_path / "demo", steps=2, render_size=64, quiet=True)
     for name in ("photo", "keypoints", "avatar", "report", "preview", "turnaround", "video", "fidelity"):

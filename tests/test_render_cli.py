@@ -3,6 +3,7 @@ rasterizer)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -32,9 +33,14 @@ def avatar_path(tmp_path_factory, open_body):
 
 
 def _cli(body_cache, *args):
-    env = {"ONESHOT_AVATAR_CACHE": str(body_cache), "PATH": "/usr/bin:/bin"}
+    env = {"ONESHOT_AVATAR_CACHE": str(body_cache), "PATH": "/usr/bin:/bin",
+           "OMP_WAIT_POLICY": "PASSIVE"}  # spinning OpenMP threads (tests/conftest.py)
+    # a checkout put first by the caller; the worker's share of the cores (tests/conftest.py)
+    for name in ("PYTHONPATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if name in os.environ:
+            env[name] = os.environ[name]
     return subprocess.run([sys.executable, "-m", "oneshot_avatar", *args], capture_output=True,
-                          text=True, env=env)
+                          text=True, env=env, check=False)
 
 
 def test_render_png_frames_with_alpha(avatar_path, body_cache, tmp_path, open_body_file):

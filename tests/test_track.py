@@ -30,8 +30,10 @@ def _cli(body_cache, *args, timeout=600):
 
     env = {"ONESHOT_AVATAR_CACHE": str(body_cache), "PATH": "/usr/bin:/bin",
            "OMP_WAIT_POLICY": "PASSIVE"}
-    if "PYTHONPATH" in os.environ:  # a checkout put first by the caller
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    # a checkout put first by the caller; the worker's share of the cores (tests/conftest.py)
+    for name in ("PYTHONPATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if name in os.environ:
+            env[name] = os.environ[name]
     return subprocess.run([sys.executable, "-m", "oneshot_avatar", *args], check=False,
                           capture_output=True,
                           text=True, env=env, timeout=timeout)
