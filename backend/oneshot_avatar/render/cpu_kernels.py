@@ -268,13 +268,13 @@ def rasterize_forward(
     means2d,  # [F, 2] float64, F = I * N
     conics,  # [F, 3] float64 (a, b, c): σ = ½(a dx² + c dy²) + b dx dy
     opacities,  # [F] float64
-    features,  # [F, D] float64
+    features,  # [F, 4] float64: RGB and depth
     width,
     height,
     tile_size,
     tiles_x,
     tiles_y,
-    out,  # [I, H, W, D] zeros: accumulated features
+    out,  # [I, H, W, 4] zeros: accumulated features
     trans_out,  # [I, H, W] ones: final transmittance
     last_out,  # [I, H, W] int32 zeros
 ):
@@ -291,8 +291,10 @@ def rasterize_forward(
 @njit(cache=True, fastmath=_TILE_MATH, error_model="numpy")
 def _forward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, width, height,
                   tile_size, tiles_x, tiles_y, out, trans_out, last_out):
-    """One tile of ``rasterize_forward``."""
-    D = features.shape[1]
+    """One tile of ``rasterize_forward``, for 4 feature channels (RGB and depth: what every
+    caller blends). The channels live in 4 arrays and each Gaussian's 4 values in locals:
+    a loop over a run-time channel count, reloading the features after every store (they might
+    alias the accumulators), took ~15 % more of the whole frame's time (150k box, 512²)."""
     tiles = tiles_x * tiles_y
     pixels = tile_size * tile_size
     start = offsets[t]
@@ -304,7 +306,10 @@ def _forward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, wi
     x_hi = min(x_lo + tile_size, width)
     y_hi = min(y_lo + tile_size, height)
     trans = np.ones(pixels)
-    accum = np.zeros((pixels, D))
+    acc0 = np.zeros(pixels)
+    acc1 = np.zeros(pixels)
+    acc2 = np.zeros(pixels)
+    acc3 = np.zeros(pixels)
     last = np.zeros(pixels, np.int32)
     # per row of the tile, a bit per column whose pixel is still open (not ended by the early
     # stop): the pixel loop below visits only those, with no test per finished pixel
@@ -320,6 +325,10 @@ def _forward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, wi
         b = conics[g, 1]
         c = conics[g, 2]
         o = opacities[g]
+        f0 = features[g, 0]
+        f1 = features[g, 1]
+        f2 = features[g, 2]
+        f3 = features[g, 3]
         cut = max(math.log(o / ALPHA_THRESHOLD), 0.0) + SIGMA_SLACK
         r0, r1 = _row_range(my, a, b, c, cut, y_lo, y_hi)
         for py in range(r0, r1):
@@ -350,8 +359,10 @@ def _forward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, wi
                         open_rows -= 1
                     continue
                 weight = alpha * trans[p]
-                for d in range(D):
-                    accum[p, d] += weight * features[g, d]
+                acc0[p] += weight * f0
+                acc1[p] += weight * f1
+                acc2[p] += weight * f2
+                acc3[p] += weight * f3
                 trans[p] = t_next
                 last[p] = k + 1
         if open_rows == 0:
@@ -361,8 +372,10 @@ def _forward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, wi
             p = (py - y_lo) * tile_size + (px - x_lo)
             trans_out[image, py, px] = trans[p]
             last_out[image, py, px] = last[p]
-            for d in range(D):
-                out[image, py, px, d] = accum[p, d]
+            out[image, py, px, 0] = acc0[p]
+            out[image, py, px, 1] = acc1[p]
+            out[image, py, px, 2] = acc2[p]
+            out[image, py, px, 3] = acc3[p]
 
 
 @njit(nogil=True, cache=True, error_model="numpy")

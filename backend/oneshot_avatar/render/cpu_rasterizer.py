@@ -160,7 +160,7 @@ def _blend_forward(
     means2d: np.ndarray,  # [I, N, 2]
     conics: np.ndarray,  # [I, N, 3]
     opacities: np.ndarray,  # [I, N]
-    features: np.ndarray,  # [I, N, D]
+    features: np.ndarray,  # [I, N, 4] RGB and depth
     radii: np.ndarray,  # [I, N, 2] int64
     visible: np.ndarray,  # [I, N] bool
     depths: np.ndarray,  # [I, N]
@@ -169,6 +169,8 @@ def _blend_forward(
 ) -> tuple[np.ndarray, _Blend]:  # accumulated features [I, H, W, D], state (trans, last, ...)
     I, N = depths.shape
     D = features.shape[-1]
+    if D != 4:  # the compiled blending is written for RGB + depth
+        raise ValueError(f"the CPU rasterizer blends 4 feature channels (RGB and depth), got {D}")
     k = _kernels()
     tiles_x, tiles_y = math.ceil(width / TILE_SIZE), math.ceil(height / TILE_SIZE)
     arrays = (means2d.reshape(I * N, 2), conics.reshape(I * N, 3), opacities.reshape(I * N),
@@ -300,7 +302,7 @@ def _sh_colors(means: Tensor, colors: Tensor, viewmats: Tensor, sh_degree: int) 
 def rasterize_to_pixels_cpu(
     proj: Projection,
     opacities: Tensor,  # [I, N]
-    features: Tensor,  # [I, N, D]
+    features: Tensor,  # [I, N, 4]: RGB and depth (the compiled blending takes 4 channels)
     width: int,
     height: int,
 ) -> tuple[Tensor, Tensor]:  # accumulated features [I, H, W, D], transmittance [I, H, W]
