@@ -861,11 +861,16 @@ def sh_colors(
         inv = 1.0 / math.sqrt(sq) if sq > 0.0 else 1.0
         x, yy, z = dx * inv, dy * inv, dz * inv
         used = _sh_bases(degree, x, yy, z, y)
-        for ch in range(3):
-            total = 0.0
-            for k in range(used):
-                total += y[k] * coeffs[b, n, k, ch]
-            out[i, n, ch] = max(total + 0.5, 0.0)
+        red = 0.0
+        green = 0.0
+        blue = 0.0
+        for k in range(used):
+            red += y[k] * coeffs[b, n, k, 0]
+            green += y[k] * coeffs[b, n, k, 1]
+            blue += y[k] * coeffs[b, n, k, 2]
+        out[i, n, 0] = max(red + 0.5, 0.0)
+        out[i, n, 1] = max(green + 0.5, 0.0)
+        out[i, n, 2] = max(blue + 0.5, 0.0)
 
 
 @njit(inline="always", error_model="numpy")
