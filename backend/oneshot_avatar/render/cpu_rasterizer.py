@@ -2,7 +2,7 @@
 
 SH colours are the reference's PyTorch function when they need gradients (autograd carries
 their backward), and a compiled kernel otherwise (renders: 150k Gaussians of SH degree 1 took
-~30 ms of CPU through PyTorch, ~2 ms compiled). The
+35 ms of CPU through PyTorch, 5.4 ms in the kernel; ``rasterize_gaussians`` checks the degree). The
 projection (gsplat's ``projection_ewa_3dgs_fused``: covariance, EWA Jacobian with its FOV clamp,
 eps2d, culling and box radii) and the blending (gsplat's ``rasterize_to_pixels``: Gaussians
 binned to 16x16 tiles and sorted by (depth, index) per tile, front-to-back compositing with
@@ -291,8 +291,6 @@ def _sh_colors(means: Tensor, colors: Tensor, viewmats: Tensor, sh_degree: int) 
     in the inputs' dtype."""
     B, N = means.shape[:2]
     C = viewmats.shape[1]
-    if not 0 <= sh_degree <= 4:
-        raise ValueError(f"sh_degree must be between 0 and 4, got {sh_degree}")
     centres = _as_f64(camera_centres(viewmats.detach()))
     out = np.empty((B * C, N, 3))
     _run(_kernels().sh_colors, _as_f64(means), _as_f64(colors), centres, sh_degree, out)
