@@ -1,5 +1,5 @@
 """The CLI answers at once: ``--help``, ``--version``, argument errors and ``motion info`` run
-without importing torch (or numpy and scipy for the first three), because each command imports
+without importing torch or scipy (nor numpy for the first three), because each command imports
 what it needs when it runs. Checked on ``sys.modules`` in a fresh interpreter, not on a clock."""
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ print(json.dumps({"code": code, "heavy": heavy, "out": out.getvalue()}))
 
 def _probe(*argv: str) -> dict:
     done = subprocess.run([sys.executable, "-c", _PROBE, *argv], capture_output=True, text=True,
+                          check=False,
                           timeout=120, env={"PYTHONPATH": str(BACKEND), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -48,11 +49,11 @@ def test_parsing_imports_nothing_heavy(argv):
         assert result["code"] == 2
 
 
-def test_motion_info_needs_no_torch(shared_data):
+def test_motion_info_needs_neither_torch_nor_scipy(shared_data):
     result = _probe("motion", "info", str(shared_data / "motion" / "amass_sample_smplh.npz"))
     assert result["code"] == 0
     assert "up axis:" in result["out"]
-    assert "torch" not in result["heavy"]
+    assert result["heavy"] == ["numpy"]  # scipy.spatial alone took ~0.5 s
 
 
 @pytest.mark.parametrize("package", ["oneshot_avatar.body", "oneshot_avatar.motion",
