@@ -231,6 +231,27 @@ def tile_hits(
 
 
 @njit(inline="always", error_model="numpy")
+def _tile_box(t, tiles_x, tiles_y, tile_size, width, height):
+    """Tile ``t`` of the flat (image, tile) index: its image and pixel box [x_lo, x_hi) x
+    [y_lo, y_hi), clipped to the picture."""
+    tiles = tiles_x * tiles_y
+    image = t // tiles
+    tile = t - image * tiles
+    x_lo = (tile % tiles_x) * tile_size
+    y_lo = (tile // tiles_x) * tile_size
+    return image, x_lo, y_lo, min(x_lo + tile_size, width), min(y_lo + tile_size, height)
+
+
+@njit(inline="always", error_model="numpy")
+def _splat(g, means2d, conics, opacities):
+    """Gaussian ``g``'s centre, conic (a, b, c), opacity and the Mahalanobis cut beyond which
+    its alpha is under ``ALPHA_THRESHOLD`` (plus ``SIGMA_SLACK``): what both tile passes read."""
+    o = opacities[g]
+    cut = max(math.log(o / ALPHA_THRESHOLD), 0.0) + SIGMA_SLACK
+    return means2d[g, 0], means2d[g, 1], conics[g, 0], conics[g, 1], conics[g, 2], o, cut
+
+
+@njit(inline="always", error_model="numpy")
 def _row_range(my, a, b, c, cut, y_lo, y_hi):
     """Pixel rows ``[r0, r1)`` within ``[y_lo, y_hi)`` whose centre can have ``σ <= cut``."""
     det = a * c - b * b
@@ -296,16 +317,10 @@ def _forward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, wi
     a loop over a run-time channel count, reloading the features after every store (they might
     alias the accumulators), took 8-14 % more of the whole frame's time (150k box, 512², one
     thread; about the same on the open body)."""
-    tiles = tiles_x * tiles_y
     pixels = tile_size * tile_size
     start = offsets[t]
     count = offsets[t + 1] - start
-    image = t // tiles
-    tile = t - image * tiles
-    x_lo = (tile % tiles_x) * tile_size
-    y_lo = (tile // tiles_x) * tile_size
-    x_hi = min(x_lo + tile_size, width)
-    y_hi = min(y_lo + tile_size, height)
+    image, x_lo, y_lo, x_hi, y_hi = _tile_box(t, tiles_x, tiles_y, tile_size, width, height)
     trans = np.ones(pixels)
     acc0 = np.zeros(pixels)
     acc1 = np.zeros(pixels)
@@ -320,17 +335,11 @@ def _forward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, wi
     open_rows = y_hi - y_lo
     for k in range(count):
         g = flat_ids[start + k]
-        mx = means2d[g, 0]
-        my = means2d[g, 1]
-        a = conics[g, 0]
-        b = conics[g, 1]
-        c = conics[g, 2]
-        o = opacities[g]
+        mx, my, a, b, c, o, cut = _splat(g, means2d, conics, opacities)
         f0 = features[g, 0]
         f1 = features[g, 1]
         f2 = features[g, 2]
         f3 = features[g, 3]
-        cut = max(math.log(o / ALPHA_THRESHOLD), 0.0) + SIGMA_SLACK
         r0, r1 = _row_range(my, a, b, c, cut, y_lo, y_hi)
         for py in range(r0, r1):
             row = py - y_lo
@@ -441,16 +450,10 @@ def _backward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, t
                    v_accum, v_trans, width, height, tile_size, tiles_x, tiles_y, scratch):
     """One tile of ``rasterize_backward``: writes the rows of ``scratch`` of its Gaussians."""
     D = features.shape[1]
-    tiles = tiles_x * tiles_y
     pixels = tile_size * tile_size
     width_grad = GRAD_FIXED + D
     start = offsets[t]
-    image = t // tiles
-    tile = t - image * tiles
-    x_lo = (tile % tiles_x) * tile_size
-    y_lo = (tile // tiles_x) * tile_size
-    x_hi = min(x_lo + tile_size, width)
-    y_hi = min(y_lo + tile_size, height)
+    image, x_lo, y_lo, x_hi, y_hi = _tile_box(t, tiles_x, tiles_y, tile_size, width, height)
     trans = np.ones(pixels)
     t_final = np.ones(pixels)
     v_t = np.zeros(pixels)
@@ -473,13 +476,7 @@ def _backward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, t
     grad = np.zeros(width_grad)
     for k in range(k_end - 1, -1, -1):
         g = flat_ids[start + k]
-        mx = means2d[g, 0]
-        my = means2d[g, 1]
-        a = conics[g, 0]
-        b = conics[g, 1]
-        c = conics[g, 2]
-        o = opacities[g]
-        cut = max(math.log(o / ALPHA_THRESHOLD), 0.0) + SIGMA_SLACK
+        mx, my, a, b, c, o, cut = _splat(g, means2d, conics, opacities)
         grad[:] = 0.0
         touched = False
         r0, r1 = _row_range(my, a, b, c, cut, y_lo, y_hi)
