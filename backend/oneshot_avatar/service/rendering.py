@@ -77,22 +77,32 @@ def request_cameras(specs, frames: int, convert) -> list:
     return cameras
 
 
+def opencv_camera(spec: schemas.OpenCVCamera) -> Camera:
+    """A request's OpenCV camera (the camera file's fields) as a :class:`Camera`."""
+    from oneshot_avatar.cameras import CONVENTION, SCHEMA
+
+    return Camera.from_dict({"schema": SCHEMA, "convention": CONVENTION,
+                             **spec.model_dump(exclude_none=True)})
+
+
+def camera_error(error: UserError, spec, index: int) -> UserError:
+    """``error`` about camera ``index`` with its field named as in the request
+    (``cameras[2].fx``, ``cameras[0].blender.lens``)."""
+    inner = f".{error.field}" if error.field else ""
+    if isinstance(spec, schemas.BlenderCamera) and error.field:
+        inner = f".blender.{error.field}"
+    return UserError(error.message, field=f"cameras[{index}]{inner}")
+
+
 def _camera(spec, index: int) -> Camera | PresetShot:
-    where = f"cameras[{index}]"
     try:
         if isinstance(spec, schemas.OpenCVCamera):
-            from oneshot_avatar.cameras import CONVENTION, SCHEMA
-
-            data = {"schema": SCHEMA, "convention": CONVENTION, **spec.model_dump(exclude_none=True)}
-            return Camera.from_dict(data)
+            return opencv_camera(spec)
         if isinstance(spec, schemas.BlenderCamera):
             return from_blender(**spec.blender.model_dump())
         return PresetShot(spec.preset, spec.width, spec.height)
     except UserError as error:
-        inner = f".{error.field}" if error.field else ""
-        if isinstance(spec, schemas.BlenderCamera) and error.field:
-            inner = f".blender.{error.field}"
-        raise UserError(error.message, field=where + inner) from None
+        raise camera_error(error, spec, index) from None
 
 
 def plan_render(request: schemas.RenderRequest, *, max_frames: int, max_pixels: int,

@@ -75,24 +75,20 @@ def _to_world(matrix: list[list[float]], field: str) -> np.ndarray:
 
 
 def _scene_camera(spec, index: int) -> Camera:
-    from oneshot_avatar.cameras import CONVENTION, SCHEMA, from_blender
+    from oneshot_avatar.cameras import from_blender
+    from oneshot_avatar.service.rendering import camera_error, opencv_camera
 
-    where = f"cameras[{index}]"
     try:
         if isinstance(spec, schemas.BlenderCamera):
             return from_blender(**spec.blender.model_dump())
-        data = {"schema": SCHEMA, "convention": CONVENTION, **spec.model_dump(exclude_none=True)}
-        camera = Camera.from_dict(data)
+        camera = opencv_camera(spec)
         # OpenCV cameras come in the Blender world: move them to the backend's world.
         to_blender = torch.eye(4, dtype=camera.world_to_cam.dtype)
         to_blender[:3, :3] = torch.as_tensor(np.asarray(BLENDER_TO_WORLD).T, dtype=camera.world_to_cam.dtype)
         return Camera(camera.K, camera.world_to_cam @ to_blender, camera.width, camera.height,
                       camera.near, camera.far)
     except UserError as error:
-        inner = f".{error.field}" if error.field else ""
-        if isinstance(spec, schemas.BlenderCamera) and error.field:
-            inner = f".blender.{error.field}"
-        raise UserError(error.message, field=where + inner) from None
+        raise camera_error(error, spec, index) from None
 
 
 def plan_scene(request: schemas.SceneRenderRequest, *, known_avatar, max_frames: int,
