@@ -177,17 +177,25 @@ class HolisticDetector:
 
     # -- mediapipe -----------------------------------------------------------------------------
 
+    # what a missing installation is said against: the input that needed the detector
+    input_field = "keypoints"
+
+    def _holistic_options(self) -> dict[str, Any]:
+        """Holistic's settings: photo mode (every image detected from scratch)."""
+        return {"static_image_mode": True}
+
     def _solution(self) -> Any:
         if self._holistic is None:
             problem = mediapipe_problem()
             if problem is not None:
-                raise DetectorUnavailable(problem, field="keypoints")
+                raise DetectorUnavailable(problem, field=self.input_field)
             from mediapipe.python.solutions import holistic
 
             self._holistic = holistic.Holistic(
-                static_image_mode=True, model_complexity=self.config.model_complexity,
-                enable_segmentation=True, refine_face_landmarks=True,
-                min_detection_confidence=self.config.min_detection_confidence)
+                model_complexity=self.config.model_complexity, enable_segmentation=True,
+                refine_face_landmarks=True,
+                min_detection_confidence=self.config.min_detection_confidence,
+                **self._holistic_options())
         return self._holistic
 
     def _hand_solution(self) -> Any:

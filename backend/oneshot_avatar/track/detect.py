@@ -15,12 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from oneshot_avatar.detect.holistic import (
-    DetectorUnavailable,
-    HolisticConfig,
-    HolisticDetector,
-    mediapipe_problem,
-)
+from oneshot_avatar.detect.holistic import HolisticConfig, HolisticDetector
 from oneshot_avatar.fit.landmarks import Landmarks
 
 MASK_FACTOR = 4  # masks are kept at 1/MASK_FACTOR of the frame size
@@ -35,20 +30,13 @@ class VideoHolistic(HolisticDetector):
     def __init__(self, config: HolisticConfig | None = None):
         super().__init__(config or HolisticConfig(min_torso_visibility=0.2))
 
-    def _solution(self) -> Any:
-        if self._holistic is None:
-            problem = mediapipe_problem()
-            if problem is not None:
-                raise DetectorUnavailable(problem, field="video")
-            from mediapipe.python.solutions import holistic
+    input_field = "video"
 
-            self._holistic = holistic.Holistic(
-                static_image_mode=False, model_complexity=self.config.model_complexity,
-                smooth_landmarks=False, enable_segmentation=True, smooth_segmentation=False,
-                refine_face_landmarks=True,
-                min_detection_confidence=self.config.min_detection_confidence,
-                min_tracking_confidence=0.5)
-        return self._holistic
+    def _holistic_options(self) -> dict[str, Any]:
+        """Video mode, with MediaPipe's own landmark and mask smoothing off (the clip fit
+        smooths without lag)."""
+        return {"static_image_mode": False, "smooth_landmarks": False,
+                "smooth_segmentation": False, "min_tracking_confidence": 0.5}
 
     def track(self, rgb: np.ndarray) -> tuple[Landmarks | None, np.ndarray | None]:
         """Landmarks of the tracked person in one frame (uint8 ``[H, W, 3]``, frames in order)
