@@ -235,15 +235,7 @@ def refine_segmentation(rgb: np.ndarray, soft: np.ndarray, points: np.ndarray | 
     labels[sure] = cv2.GC_FGD
     if sure.sum() < 32 or (labels == cv2.GC_BGD).sum() + (labels == cv2.GC_PR_BGD).sum() < 32:
         return inside.astype(np.float32)
-    bgd_model = np.zeros((1, 65), np.float64)
-    fgd_model = np.zeros((1, 65), np.float64)
-    # GrabCut seeds its colour models with k-means on OpenCV's global random generator, so the
-    # result depended on whatever used it before (measured on a shared photo: IoU 0.88 or 0.97
-    # by call order). A fixed seed makes the same photo give the same mask every time.
-    cv2.setRNGSeed(GRABCUT_SEED)
-    cv2.grabCut(small[..., ::-1].copy(), labels, None, bgd_model, fgd_model, iterations,
-                cv2.GC_INIT_WITH_MASK)
-    person = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+    person = _run_grabcut(small, labels, iterations)
     count, components = cv2.connectedComponents(person.astype(np.uint8), connectivity=8)
     keep = np.zeros(count, bool)
     keep[np.unique(components[sure & person])] = True
@@ -281,12 +273,7 @@ def _grabcut(image: np.ndarray, inside: np.ndarray, iterations: int, inner: floa
                       "background pixels, too few to learn colours; using it as the mask",
                       stacklevel=3)
         return None
-    bgd_model = np.zeros((1, 65), np.float64)
-    fgd_model = np.zeros((1, 65), np.float64)
-    cv2.setRNGSeed(GRABCUT_SEED)
-    cv2.grabCut(image[..., ::-1].copy(), labels, None, bgd_model, fgd_model, iterations,
-                cv2.GC_INIT_WITH_MASK)
-    person = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+    person = _run_grabcut(image, labels, iterations)
     # Drop specks: keep the parts that touch the sure foreground or lie mostly inside the prior.
     count, components = cv2.connectedComponents(person.astype(np.uint8), connectivity=8)
     area = np.bincount(components.ravel(), minlength=count)
@@ -295,6 +282,22 @@ def _grabcut(image: np.ndarray, inside: np.ndarray, iterations: int, inner: floa
     keep[np.unique(components[sure_fg & person])] = True
     keep[0] = False
     return keep[components].astype(np.float32)
+
+
+def _run_grabcut(rgb: np.ndarray, labels: np.ndarray, iterations: int) -> np.ndarray:
+    """GrabCut from ``labels`` (OpenCV's GC_* per pixel; updated in place) on a uint8 RGB image:
+    the pixels it calls (probably) foreground, as a bool mask."""
+    import cv2
+
+    bgd_model = np.zeros((1, 65), np.float64)
+    fgd_model = np.zeros((1, 65), np.float64)
+    # GrabCut seeds its colour models with k-means on OpenCV's global random generator, so the
+    # result depended on whatever used it before (measured on a shared photo: IoU 0.88 or 0.97
+    # by call order). A fixed seed makes the same photo give the same mask every time.
+    cv2.setRNGSeed(GRABCUT_SEED)
+    cv2.grabCut(rgb[..., ::-1].copy(), labels, None, bgd_model, fgd_model, iterations,
+                cv2.GC_INIT_WITH_MASK)
+    return (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
 
 
 def _disk(radius: int) -> np.ndarray:
