@@ -69,8 +69,8 @@ def _check_audio(spec: str | None) -> Path | None:
 
 
 def _load_avatar_and_body(args, device):
-    from oneshot_avatar.body import load_body_model
     from oneshot_avatar.avatar import check_body_matches
+    from oneshot_avatar.body import load_body_model
     from oneshot_avatar.package import load_avatar
 
     avatar = load_avatar(args.avatar)
@@ -109,8 +109,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
             camera_file = [c.resized(width, height) for c in camera_file]
         width, height = camera_file[0].width, camera_file[0].height
     # Cheap checks first (the avatar file, the output), then the body model (may be built).
-    from oneshot_avatar.body import load_body_model
     from oneshot_avatar.avatar import check_body_matches
+    from oneshot_avatar.body import load_body_model
     from oneshot_avatar.package import load_avatar
 
     audio = _check_audio(getattr(args, "audio", None))

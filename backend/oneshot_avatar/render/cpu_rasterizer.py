@@ -24,6 +24,7 @@ import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -37,6 +38,9 @@ from oneshot_avatar.render.torch_rasterizer import (
     gaussian_colors,
     prepare_gaussians,
 )
+
+if TYPE_CHECKING:
+    from oneshot_avatar.render.rasterize import RasterInputs
 
 TILE_SIZE = GSPLAT_TILE_SIZE  # 16 x 16 pixels, as gsplat
 
@@ -313,32 +317,17 @@ def rasterize_to_pixels_cpu(
 
 
 def rasterize_gaussians_cpu(
-    means: Tensor,  # [B, N, 3]
-    quats: Tensor,  # [B, N, 4] wxyz, need not be normalised
-    scales: Tensor,  # [B, N, 3] linear
-    opacities: Tensor,  # [B, N] in [0, 1]
-    colors: Tensor,  # [B, N, 3] RGB, or [B, N, K, 3] SH coefficients when sh_degree is set
-    viewmats: Tensor,  # [B, C, 4, 4] world -> camera, OpenCV axes
-    Ks: Tensor,  # [B, C, 3, 3]
-    width: int,
-    height: int,
-    *,
-    sh_degree: int | None = None,
-    backgrounds: Tensor | None = None,  # [B, C, 3]
-    near: float = 0.01,
-    far: float = 1e10,
+    inputs: RasterInputs,
 ) -> tuple[Tensor, Tensor, Tensor]:  # rgb [B, C, H, W, 3], alpha [B, C, H, W, 1], depth same
-    """Render B scenes from C cameras each on the CPU; inputs are assumed validated by the
+    """Render B scenes from C cameras each on the CPU; ``inputs`` are assumed checked by the
     caller (``oneshot_avatar.render.rasterize_gaussians``). Returns rgb, alpha, depth."""
-    B, N = means.shape[:2]
-    C = viewmats.shape[1]
+    means, colors, viewmats, Ks = inputs.means, inputs.colors, inputs.viewmats, inputs.Ks
+    width, height, sh_degree = inputs.width, inputs.height, inputs.sh_degree
+    B, C, N = inputs.batch, inputs.cameras, means.shape[1]
     if viewmats.requires_grad or Ks.requires_grad:
         # gradients w.r.t. the cameras (the fit's silhouette term moves the camera): the
         # reference's projection under autograd, compiled blending
-        proj, opac, features = prepare_gaussians(
-            means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree,
-            near, far,
-        )
+        proj, opac, features = prepare_gaussians(inputs)
         accum, trans = rasterize_to_pixels_cpu(proj, opac, features, width, height)
     else:
         if sh_degree is not None and not (torch.is_grad_enabled() and (
@@ -347,6 +336,7 @@ def rasterize_gaussians_cpu(
         else:
             rgb = gaussian_colors(means, colors, viewmats, sh_degree).reshape(B * C, N, 3)
         accum, trans = _ProjectBlend.apply(
-            means, quats, scales, opacities, rgb, viewmats, Ks, width, height, near, far
+            means, inputs.quats, inputs.scales, inputs.opacities, rgb, viewmats, Ks, width,
+            height, inputs.near, inputs.far,
         )
-    return compose_images(accum, trans, backgrounds, B, C)
+    return compose_images(accum, trans, inputs.backgrounds, B, C)

@@ -23,49 +23,41 @@ Argument mapping onto ``gsplat.rasterization`` (1.5.3, ``gsplat/rendering.py``):
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import Tensor
 
 from oneshot_avatar.render.torch_rasterizer import EPS2D, GSPLAT_TILE_SIZE
 
+if TYPE_CHECKING:
+    from oneshot_avatar.render.rasterize import RasterInputs
+
 
 def rasterize_gaussians_gsplat(
-    means: Tensor,  # [B, N, 3]
-    quats: Tensor,  # [B, N, 4] wxyz, need not be normalised
-    scales: Tensor,  # [B, N, 3] linear
-    opacities: Tensor,  # [B, N]
-    colors: Tensor,  # [B, N, 3] RGB, or [B, N, K, 3] SH coefficients when sh_degree is set
-    viewmats: Tensor,  # [B, C, 4, 4] world -> camera, OpenCV axes
-    Ks: Tensor,  # [B, C, 3, 3]
-    width: int,
-    height: int,
-    *,
-    sh_degree: int | None = None,
-    backgrounds: Tensor | None = None,  # [B, C, 3]
-    near: float = 0.01,
-    far: float = 1e10,
+    inputs: RasterInputs,
 ) -> tuple[Tensor, Tensor, Tensor]:  # rgb [B, C, H, W, 3], alpha [B, C, H, W, 1], depth same
-    """Render with ``gsplat.rasterization``; inputs are assumed validated by the caller
+    """Render with ``gsplat.rasterization``; ``inputs`` are assumed checked by the caller
     (``oneshot_avatar.render.rasterize_gaussians``) and on CUDA, float32."""
     from gsplat import rasterization
 
     render, alpha, _meta = rasterization(
-        means,
-        quats,
-        scales,
-        opacities,
-        colors,
-        viewmats,
-        Ks,
-        width,
-        height,
-        near_plane=near,
-        far_plane=far,
+        inputs.means,
+        inputs.quats,
+        inputs.scales,
+        inputs.opacities,
+        inputs.colors,
+        inputs.viewmats,
+        inputs.Ks,
+        inputs.width,
+        inputs.height,
+        near_plane=inputs.near,
+        far_plane=inputs.far,
         radius_clip=0.0,
         eps2d=EPS2D,
-        sh_degree=sh_degree,
+        sh_degree=inputs.sh_degree,
         packed=False,
         tile_size=GSPLAT_TILE_SIZE,
-        backgrounds=backgrounds,
+        backgrounds=inputs.backgrounds,
         render_mode="RGB+ED",
         rasterize_mode="classic",
         camera_model="pinhole",

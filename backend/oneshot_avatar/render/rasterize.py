@@ -76,28 +76,20 @@ def rasterize_gaussians(
     every implementation is differentiable w.r.t. means, quats, scales, opacities, colours / SH
     coefficients and backgrounds.
     """
-    check_raster_inputs(
-        means, quats, scales, opacities, colors, viewmats, Ks, width, height,
-        sh_degree=sh_degree, backgrounds=backgrounds, near=near, far=far,
-    )
+    inputs = RasterInputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+                          sh_degree=sh_degree, backgrounds=backgrounds, near=near, far=far)
+    inputs.check()
     chosen = choose_backend(backend, means)
-    kwargs = {"sh_degree": sh_degree, "backgrounds": backgrounds, "near": near, "far": far}
     if chosen == "gsplat":
         from oneshot_avatar.render.gsplat_rasterizer import rasterize_gaussians_gsplat
 
-        rgb, alpha, depth = rasterize_gaussians_gsplat(
-            means, quats, scales, opacities, colors, viewmats, Ks, width, height, **kwargs
-        )
+        rgb, alpha, depth = rasterize_gaussians_gsplat(inputs)
     elif chosen == "cpu":
         from oneshot_avatar.render.cpu_rasterizer import rasterize_gaussians_cpu
 
-        rgb, alpha, depth = rasterize_gaussians_cpu(
-            means, quats, scales, opacities, colors, viewmats, Ks, width, height, **kwargs
-        )
+        rgb, alpha, depth = rasterize_gaussians_cpu(inputs)
     else:
-        rgb, alpha, depth = rasterize_gaussians_torch(
-            means, quats, scales, opacities, colors, viewmats, Ks, width, height, **kwargs
-        )
+        rgb, alpha, depth = rasterize_gaussians_torch(inputs)
     return RasterOutput(rgb=rgb, alpha=alpha, depth=depth, backend=chosen)
 
 
@@ -154,69 +146,85 @@ def _expect_shape(name: str, tensor: Tensor, expected: tuple[int, ...], meaning:
         )
 
 
-def check_raster_inputs(
-    means: Tensor,  # [B, N, 3]
-    quats: Tensor,  # [B, N, 4]
-    scales: Tensor,  # [B, N, 3]
-    opacities: Tensor,  # [B, N]
-    colors: Tensor,  # [B, N, 3] or [B, N, K, 3]
-    viewmats: Tensor,  # [B, C, 4, 4]
-    Ks: Tensor,  # [B, C, 3, 3]
-    width: int,
-    height: int,
-    *,
-    sh_degree: int | None,
-    backgrounds: Tensor | None,  # [B, C, 3]
-    near: float,
-    far: float,
-) -> None:
-    """Raise ``ValueError``/``TypeError`` naming the argument, its expected and its actual
-    shape (or value) when the inputs do not fit together."""
-    if not isinstance(means, Tensor) or means.dim() != 3 or means.shape[-1] != 3:
-        shape = list(means.shape) if isinstance(means, Tensor) else type(means).__name__
-        raise ValueError(f"means must have shape [B, N, 3], got {shape}")
-    B, N = means.shape[:2]
-    _expect_shape("quats", quats, (B, N, 4), "[B, N, 4]")
-    _expect_shape("scales", scales, (B, N, 3), "[B, N, 3]")
-    _expect_shape("opacities", opacities, (B, N), "[B, N]")
-    if not isinstance(viewmats, Tensor) or viewmats.dim() != 4:
-        shape = list(viewmats.shape) if isinstance(viewmats, Tensor) else type(viewmats).__name__
-        raise ValueError(f"viewmats must have shape [B, C, 4, 4] with B = {B}, got {shape}")
-    C = viewmats.shape[1]
-    _expect_shape("viewmats", viewmats, (B, C, 4, 4), "[B, C, 4, 4]")
-    _expect_shape("Ks", Ks, (B, C, 3, 3), "[B, C, 3, 3]")
-    if sh_degree is None:
-        _expect_shape("colors", colors, (B, N, 3), "[B, N, 3] (RGB, sh_degree=None)")
-    else:
-        if not isinstance(sh_degree, int) or not 0 <= sh_degree <= 4:
-            raise ValueError(f"sh_degree must be None or an int in 0..4, got {sh_degree!r}")
-        k_min = (sh_degree + 1) ** 2
-        if not isinstance(colors, Tensor) or colors.dim() != 4:
-            shape = list(colors.shape) if isinstance(colors, Tensor) else type(colors).__name__
-            raise ValueError(
-                f"colors must be SH coefficients of shape [B, N, K, 3] with K >= {k_min} "
-                f"for sh_degree={sh_degree}, got {shape}"
-            )
-        K = colors.shape[2]
-        _expect_shape("colors", colors, (B, N, K, 3), "[B, N, K, 3]")
-        if K < k_min:
-            raise ValueError(f"sh_degree={sh_degree} needs K >= {k_min} SH coefficients, got {K}")
-    if backgrounds is not None:
-        _expect_shape("backgrounds", backgrounds, (B, C, 3), "[B, C, 3]")
-    for name, value in (("width", width), ("height", height)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not 0 < near < far:
-        raise ValueError(f"need 0 < near < far (camera-space depths), got near={near}, far={far}")
+@dataclass(frozen=True)
+class RasterInputs:
+    """One rasterization's inputs, with the shapes and conventions of :func:`rasterize_gaussians`
+    (the module doc): what every implementation takes, once :meth:`check` has passed."""
 
-    tensors = {"means": means, "quats": quats, "scales": scales, "opacities": opacities,
-               "colors": colors, "viewmats": viewmats, "Ks": Ks}
-    if backgrounds is not None:
-        tensors["backgrounds"] = backgrounds
-    for name, tensor in tensors.items():
-        if tensor.device != means.device:
-            raise ValueError(f"{name} is on {tensor.device} but means is on {means.device}")
-        if not tensor.is_floating_point():
-            raise ValueError(f"{name} must be a floating-point tensor, got {tensor.dtype}")
-        if tensor.dtype != means.dtype:
-            raise ValueError(f"{name} has dtype {tensor.dtype} but means has {means.dtype}")
+    means: Tensor  # [B, N, 3]
+    quats: Tensor  # [B, N, 4]
+    scales: Tensor  # [B, N, 3]
+    opacities: Tensor  # [B, N]
+    colors: Tensor  # [B, N, 3] or [B, N, K, 3]
+    viewmats: Tensor  # [B, C, 4, 4]
+    Ks: Tensor  # [B, C, 3, 3]
+    width: int
+    height: int
+    sh_degree: int | None = None
+    backgrounds: Tensor | None = None  # [B, C, 3]
+    near: float = 0.01
+    far: float = 1e10
+
+    @property
+    def batch(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def cameras(self) -> int:
+        return self.viewmats.shape[1]
+
+    def check(self) -> None:
+        """Raise ``ValueError``/``TypeError`` naming the argument, its expected and its actual
+        shape (or value) when the inputs do not fit together."""
+        means, quats, scales, opacities = self.means, self.quats, self.scales, self.opacities
+        colors, viewmats, Ks, backgrounds = self.colors, self.viewmats, self.Ks, self.backgrounds
+        width, height, sh_degree, near, far = (self.width, self.height, self.sh_degree,
+                                               self.near, self.far)
+        if not isinstance(means, Tensor) or means.dim() != 3 or means.shape[-1] != 3:
+            shape = list(means.shape) if isinstance(means, Tensor) else type(means).__name__
+            raise ValueError(f"means must have shape [B, N, 3], got {shape}")
+        B, N = means.shape[:2]
+        _expect_shape("quats", quats, (B, N, 4), "[B, N, 4]")
+        _expect_shape("scales", scales, (B, N, 3), "[B, N, 3]")
+        _expect_shape("opacities", opacities, (B, N), "[B, N]")
+        if not isinstance(viewmats, Tensor) or viewmats.dim() != 4:
+            shape = list(viewmats.shape) if isinstance(viewmats, Tensor) else type(viewmats).__name__
+            raise ValueError(f"viewmats must have shape [B, C, 4, 4] with B = {B}, got {shape}")
+        C = viewmats.shape[1]
+        _expect_shape("viewmats", viewmats, (B, C, 4, 4), "[B, C, 4, 4]")
+        _expect_shape("Ks", Ks, (B, C, 3, 3), "[B, C, 3, 3]")
+        if sh_degree is None:
+            _expect_shape("colors", colors, (B, N, 3), "[B, N, 3] (RGB, sh_degree=None)")
+        else:
+            if not isinstance(sh_degree, int) or not 0 <= sh_degree <= 4:
+                raise ValueError(f"sh_degree must be None or an int in 0..4, got {sh_degree!r}")
+            k_min = (sh_degree + 1) ** 2
+            if not isinstance(colors, Tensor) or colors.dim() != 4:
+                shape = list(colors.shape) if isinstance(colors, Tensor) else type(colors).__name__
+                raise ValueError(
+                    f"colors must be SH coefficients of shape [B, N, K, 3] with K >= {k_min} "
+                    f"for sh_degree={sh_degree}, got {shape}"
+                )
+            K = colors.shape[2]
+            _expect_shape("colors", colors, (B, N, K, 3), "[B, N, K, 3]")
+            if K < k_min:
+                raise ValueError(f"sh_degree={sh_degree} needs K >= {k_min} SH coefficients, got {K}")
+        if backgrounds is not None:
+            _expect_shape("backgrounds", backgrounds, (B, C, 3), "[B, C, 3]")
+        for name, value in (("width", width), ("height", height)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not 0 < near < far:
+            raise ValueError(f"need 0 < near < far (camera-space depths), got near={near}, far={far}")
+
+        tensors = {"means": means, "quats": quats, "scales": scales, "opacities": opacities,
+                   "colors": colors, "viewmats": viewmats, "Ks": Ks}
+        if backgrounds is not None:
+            tensors["backgrounds"] = backgrounds
+        for name, tensor in tensors.items():
+            if tensor.device != means.device:
+                raise ValueError(f"{name} is on {tensor.device} but means is on {means.device}")
+            if not tensor.is_floating_point():
+                raise ValueError(f"{name} must be a floating-point tensor, got {tensor.dtype}")
+            if tensor.dtype != means.dtype:
+                raise ValueError(f"{name} has dtype {tensor.dtype} but means has {means.dtype}")

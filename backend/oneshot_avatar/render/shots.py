@@ -11,11 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from oneshot_avatar.avatar import check_body_matches
 from oneshot_avatar.body.smplx_layout import expression_space
 from oneshot_avatar.cameras import Camera, look_at, orbit_cameras
 from oneshot_avatar.errors import UserError
 from oneshot_avatar.motion import MotionClip
-from oneshot_avatar.avatar import check_body_matches
 from oneshot_avatar.render.posed import camera_tensors, render_posed
 from oneshot_avatar.render.rasterize import RasterBackend
 

@@ -44,11 +44,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
+
+if TYPE_CHECKING:
+    from oneshot_avatar.render.rasterize import RasterInputs
 
 EPS2D = 0.3  # low-pass added to the 2D covariance diagonal (gsplat ``eps2d``)
 ALPHA_THRESHOLD = 1.0 / 255.0  # gsplat ``ALPHA_THRESHOLD``: smaller alphas are skipped
@@ -524,28 +528,19 @@ def rasterize_to_pixels(
 
 
 def prepare_gaussians(
-    means: Tensor,  # [B, N, 3]
-    quats: Tensor,  # [B, N, 4]
-    scales: Tensor,  # [B, N, 3]
-    opacities: Tensor,  # [B, N]
-    colors: Tensor,  # [B, N, 3] or [B, N, K, 3]
-    viewmats: Tensor,  # [B, C, 4, 4]
-    Ks: Tensor,  # [B, C, 3, 3]
-    width: int,
-    height: int,
-    sh_degree: int | None,
-    near: float,
-    far: float,
+    inputs: RasterInputs,
 ) -> tuple[Projection, Tensor, Tensor]:  # projection, opacities [I, N], features [I, N, 4]
     """Everything before compositing, shared by the implementations that composite on the CPU:
     the projection, per-image opacities and the features (RGB, camera depth) to composite."""
+    means, viewmats, opacities = inputs.means, inputs.viewmats, inputs.opacities
     B, N = means.shape[:2]
     C = viewmats.shape[1]
     I = B * C
     proj = project_gaussians(
-        means, quats, scales, opacities, viewmats, Ks, width, height, near, far
+        means, inputs.quats, inputs.scales, opacities, viewmats, inputs.Ks, inputs.width,
+        inputs.height, inputs.near, inputs.far,
     )
-    rgb = gaussian_colors(means, colors, viewmats, sh_degree)  # [B, C, N, 3]
+    rgb = gaussian_colors(means, inputs.colors, viewmats, inputs.sh_degree)  # [B, C, N, 3]
     features = torch.cat([rgb.reshape(I, N, 3), proj.depths[..., None]], dim=-1)  # [I, N, 4]
     opac = opacities[:, None, :].expand(B, C, N).reshape(I, N)
     return proj, opac, features
@@ -571,28 +566,14 @@ def compose_images(
 
 
 def rasterize_gaussians_torch(
-    means: Tensor,  # [B, N, 3]
-    quats: Tensor,  # [B, N, 4] wxyz, need not be normalised
-    scales: Tensor,  # [B, N, 3] linear
-    opacities: Tensor,  # [B, N] in [0, 1]
-    colors: Tensor,  # [B, N, 3] RGB, or [B, N, K, 3] SH coefficients when sh_degree is set
-    viewmats: Tensor,  # [B, C, 4, 4] world -> camera, OpenCV axes
-    Ks: Tensor,  # [B, C, 3, 3]
-    width: int,
-    height: int,
+    inputs: RasterInputs,
     *,
-    sh_degree: int | None = None,
-    backgrounds: Tensor | None = None,  # [B, C, 3]
-    near: float = 0.01,
-    far: float = 1e10,
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
 ) -> tuple[Tensor, Tensor, Tensor]:  # rgb [B, C, H, W, 3], alpha [B, C, H, W, 1], depth same
-    """Render B scenes from C cameras each; inputs are assumed validated by the caller
+    """Render B scenes from C cameras each; ``inputs`` are assumed checked by the caller
     (``oneshot_avatar.render.rasterize_gaussians``). Returns rgb, alpha and expected depth."""
-    proj, opac, features = prepare_gaussians(
-        means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, near, far
-    )
+    proj, opac, features = prepare_gaussians(inputs)
     accum, trans = rasterize_to_pixels(
-        proj, opac, features, width, height, chunk_elements=chunk_elements
+        proj, opac, features, inputs.width, inputs.height, chunk_elements=chunk_elements
     )
-    return compose_images(accum, trans, backgrounds, means.shape[0], viewmats.shape[1])
+    return compose_images(accum, trans, inputs.backgrounds, inputs.batch, inputs.cameras)
