@@ -574,6 +574,24 @@ def _project_one(means, quats, scales, viewmats, Ks, b, n, cam, width, height):
 
 
 @njit(inline="always", error_model="numpy")
+def _pair_index(f, N, C):
+    """Flat (image, Gaussian) pair ``f`` -> image i, Gaussian n, scene b and camera cam."""
+    i = f // N
+    b = i // C
+    return i, f - i * N, b, i - b * C
+
+
+@njit(inline="always", error_model="numpy")
+def _covariance_2d(t):
+    """The low-passed 2D covariance [[a, b], [b, c]] = T Tᵀ + eps2d I from ``T``'s two rows
+    (``t[0:3]``, ``t[3:6]``) and its determinant."""
+    a = t[0] * t[0] + t[1] * t[1] + t[2] * t[2] + EPS2D
+    b = t[0] * t[3] + t[1] * t[4] + t[2] * t[5]
+    c = t[3] * t[3] + t[4] * t[4] + t[5] * t[5] + EPS2D
+    return a, b, c, a * c - b * b
+
+
+@njit(inline="always", error_model="numpy")
 def _view(viewmats, b, cam):
     """World -> camera rotation (row-major, 9 numbers) and translation (3) of one camera."""
     return (
@@ -636,20 +654,14 @@ def _project_chunk(start, stop, means, quats, scales, opacities, viewmats, Ks, w
     N = means.shape[1]
     C = viewmats.shape[1]
     for f in range(start, stop):
-        i = f // N
-        n = f - i * N
-        b = i // C
-        cam = i - b * C
+        i, n, b, cam = _pair_index(f, N, C)
         x, y, z, rot, mc, t, ucx, ucy, inx, iny, inv, qn, view = _project_one(
             means, quats, scales, viewmats, Ks, b, n, cam, width, height
         )
         depths[i, n] = z
         if not (z >= near and z <= far):
             continue
-        a = t[0] * t[0] + t[1] * t[1] + t[2] * t[2] + EPS2D
-        bb = t[0] * t[3] + t[1] * t[4] + t[2] * t[5]
-        c = t[3] * t[3] + t[4] * t[4] + t[5] * t[5] + EPS2D
-        det = a * c - bb * bb
+        a, bb, c, det = _covariance_2d(t)
         mx = Ks[b, cam, 0, 0] * x / z + Ks[b, cam, 0, 2]
         my = Ks[b, cam, 1, 1] * y / z + Ks[b, cam, 1, 2]
         means2d[i, n, 0] = mx
@@ -709,12 +721,9 @@ def _project_gradient_chunk(start, stop, means, quats, scales, viewmats, Ks, wid
     N = means.shape[1]
     C = viewmats.shape[1]
     for f in range(start, stop):
-        i = f // N
-        n = f - i * N
+        i, n, b, cam = _pair_index(f, N, C)
         if not visible[i, n]:
             continue
-        b = i // C
-        cam = i - b * C
         _project_gradient(means, quats, scales, viewmats, Ks, b, n, cam, i, width, height,
                           v_means2d, v_conics, v_depths, v_means, v_quats, v_scales)
 
@@ -731,10 +740,7 @@ def _project_gradient(means, quats, scales, viewmats, Ks, b, n, cam, i, width, h
     rz = 1.0 / z
     rz2 = rz * rz
     # conic (A, B, C) = (c, -b, a) / det of the 2D covariance [[a, b], [b, c]]
-    a = t[0] * t[0] + t[1] * t[1] + t[2] * t[2] + EPS2D
-    bb = t[0] * t[3] + t[1] * t[4] + t[2] * t[5]
-    c = t[3] * t[3] + t[4] * t[4] + t[5] * t[5] + EPS2D
-    det = a * c - bb * bb
+    a, bb, c, det = _covariance_2d(t)
     id2 = 1.0 / (det * det)
     vA, vB, vC = v_conics[i, n, 0], v_conics[i, n, 1], v_conics[i, n, 2]
     v_a = -vA * c * c * id2 + vB * bb * c * id2 + vC * (1.0 / det - a * c * id2)
