@@ -90,8 +90,12 @@ class NoPersonError(UserError):
     """The detector found nobody in the photo."""
 
 
-def mediapipe_problem() -> str | None:
-    """None when the pinned mediapipe can be imported, else what is wrong and what to do."""
+def mediapipe_problem(*, import_check: bool = True) -> str | None:
+    """None when the pinned mediapipe can be imported, else what is wrong and what to do.
+
+    ``import_check=False`` only asks whether the pinned version is installed (no import: the
+    import takes ~2.5 s, matplotlib included); the detector itself checks the import when it
+    first runs."""
     from importlib import metadata
 
     try:
@@ -104,6 +108,8 @@ def mediapipe_problem() -> str | None:
         return (f"the embedded landmark detector needs {MEDIAPIPE_DISTRIBUTION} "
                 f"{MEDIAPIPE_VERSION} (its wheel carries the models), found {version}: run "
                 f"`{INSTALL_COMMAND}`")
+    if not import_check:
+        return None
     try:
         import mediapipe.python.solutions.holistic  # noqa: F401
     except Exception as error:  # noqa: BLE001 -- ImportError, protobuf/numpy ABI errors

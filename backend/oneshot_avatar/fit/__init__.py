@@ -1,30 +1,28 @@
 """Fitting the body to the photo: keypoints (files or an ONNX detector), landmark targets on
 the body, an initial pose, and the SMPL-X + camera fit with an optional silhouette term."""
 
-from oneshot_avatar.fit.detector import OnnxKeypointDetector
-from oneshot_avatar.fit.fitter import FitConfig, FitResult, fit_body
-from oneshot_avatar.fit.init_params import load_init
-from oneshot_avatar.fit.keypoints import KEYPOINT_NAMES, Keypoints, load_keypoints
-from oneshot_avatar.fit.landmarks import MEDIAPIPE_POSE_NAMES, Landmarks
-from oneshot_avatar.fit.result import load_fit, save_fit
-from oneshot_avatar.fit.silhouette import render_silhouette, silhouette_gaussians
-from oneshot_avatar.fit.targets import KeypointTarget, keypoint_targets
+from oneshot_avatar._lazy import lazy_exports
 
-__all__ = [
-    "KEYPOINT_NAMES",
-    "MEDIAPIPE_POSE_NAMES",
-    "FitConfig",
-    "FitResult",
-    "KeypointTarget",
-    "Keypoints",
-    "Landmarks",
-    "OnnxKeypointDetector",
-    "fit_body",
-    "keypoint_targets",
-    "load_fit",
-    "load_init",
-    "load_keypoints",
-    "render_silhouette",
-    "save_fit",
-    "silhouette_gaussians",
-]
+# name -> the module it lives in; imported on first use (reading keypoints or landmarks, as the
+# server does at start, does not load the fitter and scipy).
+_EXPORTS = {
+    "KEYPOINT_NAMES": "oneshot_avatar.fit.keypoints",
+    "Keypoints": "oneshot_avatar.fit.keypoints",
+    "load_keypoints": "oneshot_avatar.fit.keypoints",
+    "MEDIAPIPE_POSE_NAMES": "oneshot_avatar.fit.landmarks",
+    "Landmarks": "oneshot_avatar.fit.landmarks",
+    "FitConfig": "oneshot_avatar.fit.fitter",
+    "FitResult": "oneshot_avatar.fit.fitter",
+    "fit_body": "oneshot_avatar.fit.fitter",
+    "KeypointTarget": "oneshot_avatar.fit.targets",
+    "keypoint_targets": "oneshot_avatar.fit.targets",
+    "OnnxKeypointDetector": "oneshot_avatar.fit.detector",
+    "load_init": "oneshot_avatar.fit.init_params",
+    "load_fit": "oneshot_avatar.fit.result",
+    "save_fit": "oneshot_avatar.fit.result",
+    "render_silhouette": "oneshot_avatar.fit.silhouette",
+    "silhouette_gaussians": "oneshot_avatar.fit.silhouette",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = [*_EXPORTS]

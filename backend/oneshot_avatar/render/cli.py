@@ -42,6 +42,22 @@ def parse_background(text: str | None) -> tuple[float, float, float] | None:
                     f"got {text!r}", field="background")
 
 
+def parse_frame_range(text: str | None, num_frames: int) -> range:
+    """``a:b`` (Python-style, end exclusive, either side optional) -> a range of frames."""
+    if text is None:
+        return range(num_frames)
+    try:
+        start_text, _, stop_text = text.partition(":")
+        start = int(start_text) if start_text else 0
+        stop = int(stop_text) if stop_text else num_frames
+    except ValueError:
+        raise UserError(f"--frames must look like a:b (e.g. 0:60), got {text!r}", field="frames") from None
+    frames = range(num_frames)[start:stop]
+    if len(frames) == 0:
+        raise UserError(f"--frames {text!r} selects no frame of a {num_frames}-frame clip", field="frames")
+    return frames
+
+
 def _load_motion(spec: str, fps: float | None):
     from oneshot_avatar.motion import builtin_clip, builtin_names, load_motion, resample
 
@@ -80,26 +96,24 @@ def _load_avatar_and_body(args, device):
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from oneshot_avatar.cameras import load_cameras_json
-    from oneshot_avatar.devices import resolve_device
     from oneshot_avatar.render.output import VIDEO_SUFFIXES, open_sink
-    from oneshot_avatar.render.shots import (
-        ShotSettings,
-        parse_frame_range,
-        preset_cameras,
-        render_to_sink,
-    )
 
+    # The options first, before torch loads: a mistyped value answers at once.
     width, height = parse_size(args.size)
     background = parse_background(args.background)
     out = Path(args.out)
     if background is None and out.suffix.lower() in VIDEO_SUFFIXES:
         background = (0.0, 0.0, 0.0)
-    device = resolve_device(args.device)
     if args.batch < 1:
         raise UserError(f"--batch must be at least 1, got {args.batch}", field="batch")
     clip = _load_motion(args.motion, args.fps)
     frames = parse_frame_range(args.frames, clip.num_frames)
+
+    from oneshot_avatar.cameras import load_cameras_json
+    from oneshot_avatar.devices import resolve_device
+    from oneshot_avatar.render.shots import ShotSettings, preset_cameras, render_to_sink
+
+    device = resolve_device(args.device)
     camera_file = None
     if args.camera not in ("front", "orbit"):
         camera_file = load_cameras_json(args.camera)
@@ -132,23 +146,25 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_ply(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.suffix.lower() != ".ply":
+        raise UserError(f"the output must end in .ply, got {out.name!r}", path=out, field="out")
+    clip = None
+    if args.pose is not None:  # checked before torch, the avatar and the body load
+        clip = _load_motion(args.pose, None)
+        if not 0 <= args.frame < clip.num_frames:
+            raise UserError(f"--frame {args.frame} is outside the clip's 0..{clip.num_frames - 1}",
+                            field="frame")
     import torch
 
     from oneshot_avatar.atomic import write_bytes_atomic
     from oneshot_avatar.package import standard_ply_bytes
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".ply":
-        raise UserError(f"the output must end in .ply, got {out.name!r}", path=out, field="out")
-    avatar, body = _load_avatar_and_body(args, torch.device("cpu"))
     params = {}
-    if args.pose is not None:
-        clip = _load_motion(args.pose, None)
-        if not 0 <= args.frame < clip.num_frames:
-            raise UserError(f"--frame {args.frame} is outside the clip's 0..{clip.num_frames - 1}",
-                            field="frame")
+    if clip is not None:
         params = {k: v[args.frame : args.frame + 1] for k, v in clip.to_torch("cpu").items()
                   if k != "expression"}
+    avatar, body = _load_avatar_and_body(args, torch.device("cpu"))
     with torch.no_grad():
         posed = avatar.pose(body, **params)
     try:

@@ -99,22 +99,6 @@ def preset_cameras(preset: str, avatar, body, clip: MotionClip, frames: range,
     return orbit_shot_cameras(first_pose, clip.num_frames, settings)
 
 
-def parse_frame_range(text: str | None, num_frames: int) -> range:
-    """``a:b`` (Python-style, end exclusive, either side optional) -> a range of frames."""
-    if text is None:
-        return range(num_frames)
-    try:
-        start_text, _, stop_text = text.partition(":")
-        start = int(start_text) if start_text else 0
-        stop = int(stop_text) if stop_text else num_frames
-    except ValueError:
-        raise UserError(f"--frames must look like a:b (e.g. 0:60), got {text!r}", field="frames") from None
-    frames = range(num_frames)[start:stop]
-    if len(frames) == 0:
-        raise UserError(f"--frames {text!r} selects no frame of a {num_frames}-frame clip", field="frames")
-    return frames
-
-
 def _batches(frames: list[int], cameras: Sequence[Camera], size: int) -> Iterator[list[int]]:
     """``frames`` in batches of at most ``size`` consecutive frames whose cameras share their
     clip distances (the rasterizer takes one near/far per call)."""

@@ -69,6 +69,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                         "the default --host 127.0.0.1 and use an SSH tunnel", field="host")
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be 0..65535, got {args.port}", field="port")
+    from oneshot_avatar.service.store import DataDirLock
+
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    # One server per data folder, said before anything slow loads.
+    data_lock = DataDirLock(data_dir)
     import logging
 
     import uvicorn
@@ -76,7 +81,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from oneshot_avatar.service.app import create_app
     from oneshot_avatar.service.core import Service, ServiceConfig
 
-    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     config = ServiceConfig(
         data_dir=data_dir, device=args.device, body_model=args.body_model,
         keypoint_model=Path(args.keypoint_model) if args.keypoint_model else None,
@@ -96,7 +100,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     def say(message: str) -> None:
         print(f"oneshot-avatar serve: {message}", file=sys.stderr, flush=True)
 
-    service = Service(config, log=say)
+    service = Service(config, log=say, data_lock=data_lock)
     logging.getLogger("oneshot_avatar").setLevel(logging.INFO)
     app = create_app(service, token=token, loopback=loopback)
     host, port = sock.getsockname()[:2]

@@ -65,12 +65,15 @@ class ServiceConfig:
 
 
 class Service:
-    def __init__(self, config: ServiceConfig, *, log=print):
+    def __init__(self, config: ServiceConfig, *, log=print, data_lock: DataDirLock | None = None):
+        """``data_lock``: the data folder's lock when the caller took it already (the command
+        line does, before the slow imports)."""
         from oneshot_avatar.body import load_body_model
         from oneshot_avatar.devices import resolve_device
 
         self.config = config
-        self.data_lock = DataDirLock(config.data_dir)  # before anything touches the folder
+        # before anything touches the folder
+        self.data_lock = data_lock or DataDirLock(config.data_dir)
         self.store = Store(config.data_dir)
         self.tmp_dir = Path(config.data_dir) / "tmp"
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
@@ -88,8 +91,11 @@ class Service:
         self.worker = GpuWorker()
         from oneshot_avatar.detect import DETECTOR_NAME, mediapipe_problem
 
-        # The embedded landmark detector (checked once): its name, or why it cannot run.
-        self.detector_problem = mediapipe_problem()
+        # The embedded landmark detector: its name, or why it cannot run. Only the installed
+        # version is checked here (importing mediapipe would add ~2.5 s to every start); a
+        # mediapipe that is installed but cannot be imported fails the first job that needs
+        # it, with the same message (HolisticDetector checks the import when it first runs).
+        self.detector_problem = mediapipe_problem(import_check=False)
         self.detector = DETECTOR_NAME if self.detector_problem is None else None
         if self.detector_problem is not None:
             log(f"landmark detector: none ({self.detector_problem})")
