@@ -45,15 +45,17 @@ def _probe(*argv: str) -> dict:
     ["render", "a.avatar", "--background", "mauve"],
     ["render", "a.avatar", "--motion", "moonwalk"], ["render", "a.avatar", "--frames", "50:10"],
     ["export-ply", "a.avatar", "a.ply", "--pose", "wave", "--frame", "100000"],
+    ["reconstruct", "no-such-photo.png", "--out", "a.avatar"],
+    ["track", "no-such-video.mp4", "--out", "motion.npz"],
 ])
 def test_parsing_imports_nothing_heavy(argv):
     result = _probe(*argv)
     # the built-in clips are made with numpy (motion list, and the clip --frames counts in)
-    allowed = ["numpy"] if {"motion", "--motion", "--frames", "--pose"} & set(argv) else []
+    allowed = ["numpy"] if {"motion", "--motion", "--frames", "--pose", "track"} & set(argv) else []
     assert result["heavy"] in ([], allowed), f"{argv} imported {result['heavy']}"
     if argv == ["--version"]:
         assert result["code"] == 0 and result["out"].startswith("oneshot-avatar ")
-    if argv[0] in ("render", "export-ply") and argv[1] != "--help":
+    if argv[0] in ("render", "export-ply", "reconstruct", "track") and argv[1] != "--help":
         assert result["code"] == 2
 
 

@@ -11,6 +11,9 @@ def _path(text: str | None) -> Path | None:
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    from oneshot_avatar.reconstruct.inputs import check_paths
+
+    check_paths(args)  # a missing file or a bad --out answers before torch loads
     from oneshot_avatar.reconstruct.pipeline import ReconstructOptions, reconstruct
 
     options = ReconstructOptions(

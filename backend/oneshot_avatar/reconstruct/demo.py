@@ -138,9 +138,9 @@ def run_demo(out_dir: Path, *, preset: str = "fast", steps: int | None = None, d
 
 def render_clip(avatar_path: Path, out: Path, body_model, device: torch.device, size: int,
                 quiet: bool, clip_name: str = "talk") -> Path:
+    from oneshot_avatar.avatar import check_body_matches
     from oneshot_avatar.body import load_body_model
     from oneshot_avatar.motion import builtin_clip
-    from oneshot_avatar.avatar import check_body_matches
     from oneshot_avatar.package import load_avatar
     from oneshot_avatar.render.output import open_sink
     from oneshot_avatar.render.shots import ShotSettings, front_shot_cameras, render_to_sink

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -37,7 +36,7 @@ import torch
 
 from oneshot_avatar.atomic import atomic_output, write_bytes_atomic
 from oneshot_avatar.devices import resolve_device
-from oneshot_avatar.errors import UserError
+from oneshot_avatar.reconstruct.inputs import check_paths
 from oneshot_avatar.reconstruct.presets import Preset
 from oneshot_avatar.reconstruct.presets import preset as make_preset
 
@@ -104,28 +103,6 @@ def output_paths(out: Path) -> dict[str, Path]:
         "regions": out.with_name(stem + ".regions.png"),
         "work": out.with_name(out.name + ".work"),
     }
-
-
-def check_output(out: Path) -> None:
-    """Fail before any long work when the output cannot be written."""
-    if out.suffix != ".avatar":
-        raise UserError(f"--out must end in .avatar, got {str(out)!r}", field="out")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.exists():
-        raise UserError(f"the output folder {str(parent)!r} does not exist; create it first",
-                        path=out, field="out")
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write into {str(parent)!r} (not a writable folder); choose another --out",
-                        path=out, field="out")
-    if out.exists() and out.is_dir():
-        raise UserError(f"--out {str(out)!r} is a folder; give a file name ending in .avatar",
-                        path=out, field="out")
-
-
-def _check_input(path: Path | None, field_name: str) -> None:
-    if path is not None and not Path(path).is_file():
-        raise UserError(f"--{field_name.replace('_', '-')} {str(path)!r}: no such file", path=path,
-                        field=field_name)
 
 
 def _file_sha(path: Path | None) -> str | None:
@@ -505,9 +482,7 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
     started = time.perf_counter()
     options = replace(options, photo=Path(options.photo), out=Path(options.out))  # the caller's stay
     # Cheap checks first: nothing long starts before the inputs and the output are known good.
-    check_output(options.out)
-    for name in ("photo", "mask", "keypoints", "keypoint_model", "matting_model", "init", "vgg_weights"):
-        _check_input(getattr(options, name), name)
+    check_paths(options)
     chosen = make_preset(options.preset, steps=options.steps, resolution=options.resolution)
     device = resolve_device(options.device)
     torch.manual_seed(options.seed)

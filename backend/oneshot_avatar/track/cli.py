@@ -58,15 +58,19 @@ def avatar_betas(path: str, body):
 
 
 def _cmd_track(args: argparse.Namespace) -> int:
-    import numpy as np
+    from pathlib import Path
 
-    from oneshot_avatar.body.model import load_body_model
-    from oneshot_avatar.track.pipeline import output_paths, track_video
+    from oneshot_avatar.track.outputs import output_paths
     from oneshot_avatar.track.video import probe_video
 
     say = _say(args.quiet)
-    output_paths(__import__("pathlib").Path(args.out))  # a bad --out fails first
-    probe_video(args.video)  # not a video fails before the body loads
+    output_paths(Path(args.out))  # a bad --out fails first,
+    probe_video(args.video)  # then not a video, both before torch and the body load
+    import numpy as np
+
+    from oneshot_avatar.body.model import load_body_model
+    from oneshot_avatar.track.pipeline import track_video
+
     body = load_body_model(args.body_model, progress=say)
     betas = None
     if args.avatar:

@@ -30,6 +30,7 @@ from oneshot_avatar.atomic import commit, discard, new_temporary
 from oneshot_avatar.errors import UserError
 from oneshot_avatar.fit.landmarks import Landmarks
 from oneshot_avatar.track.fit import ClipFit, TrackFitConfig, fit_clip
+from oneshot_avatar.track.outputs import output_paths
 from oneshot_avatar.track.video import (
     VideoInfo,
     check_length,
@@ -103,15 +104,6 @@ def clip_from_fit(fit: ClipFit, fps: float, name: str, source: str):
                       left_hand_pose=p["left_hand_pose"], right_hand_pose=p["right_hand_pose"],
                       transl=p["transl"], expression=expression, expression_space=space,
                       betas=fit.betas, name=name, source=source)
-
-
-def output_paths(out: Path) -> dict[str, Path]:
-    if out.suffix.lower() != ".npz":
-        raise UserError(f"the motion is written as One-Shot Avatar .npz; give a path ending in "
-                        f".npz (got {out.suffix!r})", path=out, field="out")
-    stem = out.with_suffix("")
-    return {"motion": out, "camera": Path(f"{stem}.camera.json"),
-            "report": Path(f"{stem}.track.json"), "preview": Path(f"{stem}.preview.mp4")}
 
 
 def track_video(video: str | Path, out: str | Path, *, body, avatar_betas: np.ndarray | None = None,
