@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,18 @@ def closed_port_url() -> str:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def assert_backend_down_at_once(*calls) -> None:
+    """With the add-on pointed at a closed port, each ``(operator, pattern)`` of ``calls`` fails
+    with a RuntimeError (Blender's error report) matching ``pattern``, all within 5 s: a refused
+    connection is reported at once, not after the timeout."""
+    addon_preferences().backend_url = closed_port_url()
+    started = time.monotonic()
+    for operator, pattern in calls:
+        with pytest.raises(RuntimeError, match=pattern):
+            operator()
+    assert time.monotonic() - started < 5
 
 
 def import_avatar(path):
