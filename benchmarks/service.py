@@ -32,6 +32,8 @@ import threading
 import time
 import zipfile
 from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,7 +45,7 @@ import torch
 from oneshot_avatar.avatar import MeshGaussians
 from oneshot_avatar.body import load_body_model
 from oneshot_avatar.package import save_avatar
-from service_server import multipart, start_server
+from service_server import ServerProcess, start_server
 
 
 def make_package(folder: Path, gaussians: int) -> Path:
@@ -102,9 +104,8 @@ def soak(server, avatar: str, package: bytes, seconds: float, clients: int, seed
         return status, "ok" if status == 200 else "refused-valid"
 
     def upload(rng) -> tuple[int, str]:
-        body, ctype = multipart({"name": "soak"}, {"package": ("soak.avatar", package)})
-        status, _, data = server.request("POST", "/v1/avatars", body,
-                                         headers={"Content-Type": ctype}, timeout=300)
+        status, _, data = server.post_form("/v1/avatars", {"name": "soak"},
+                                           {"package": ("soak.avatar", package)}, timeout=300)
         if status != 201:
             return status, "refused-valid"
         new = json.loads(data)["id"]
@@ -216,6 +217,22 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))]
 
 
+@contextmanager
+def served_avatar(args) -> Iterator[tuple[ServerProcess, str, bytes, dict]]:
+    """A server on ``args.device`` (stopped when the block ends) holding the benchmark's avatar
+    of ``args.gaussians`` Gaussians: (server, avatar id, package bytes, its health answer)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        package = make_package(folder, args.gaussians).read_bytes()
+        server = start_server(folder / "data", extra_args=("--device", args.device))
+        try:
+            avatar = server.add_avatar(package, "bench.avatar")
+            _, health = server.json("GET", "/v1/health")
+            yield server, avatar, package, health
+        finally:
+            server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
@@ -229,62 +246,40 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="soak request mix seed")
     args = parser.parse_args()
     if args.soak is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            package = make_package(folder, args.gaussians)
-            server = start_server(folder / "data", extra_args=("--device", args.device))
-            try:
-                body, ctype = multipart({}, {"package": ("bench.avatar", package.read_bytes())})
-                status, _, data = server.request("POST", "/v1/avatars", body,
-                                                 headers={"Content-Type": ctype})
-                assert status == 201, data
-                _, health = server.json("GET", "/v1/health")
-                print(f"device: {health['device']}  rasterizer: {health['rasterizer']}  "
-                      f"Gaussians: {max(args.gaussians, 27420)} (SH 3), package "
-                      f"{package.stat().st_size / 1e6:.1f} MB")
-                soak(server, json.loads(data)["id"], package.read_bytes(), args.soak,
-                     args.clients, args.seed)
-            finally:
-                code = server.stop()
-            tracebacks = server.log_text().count("Traceback")
-            print(f"server: exit code {code}, tracebacks in its log: {tracebacks}")
+        with served_avatar(args) as (server, avatar, package, health):
+            print(f"device: {health['device']}  rasterizer: {health['rasterizer']}  "
+                  f"Gaussians: {max(args.gaussians, 27420)} (SH 3), package "
+                  f"{len(package) / 1e6:.1f} MB")
+            soak(server, avatar, package, args.soak, args.clients, args.seed)
+        code = server.stop()  # stopped already: its exit code
+        tracebacks = server.log_text().count("Traceback")
+        print(f"server: exit code {code}, tracebacks in its log: {tracebacks}")
         return
     width, height = (int(v) for v in args.shot_size.split("x"))
 
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        package = make_package(folder, args.gaussians)
-        server = start_server(folder / "data", extra_args=("--device", args.device))
-        try:
-            body, ctype = multipart({}, {"package": ("bench.avatar", package.read_bytes())})
-            status, _, data = server.request("POST", "/v1/avatars", body, headers={"Content-Type": ctype})
-            assert status == 201, data
-            avatar = json.loads(data)["id"]
-            _, health = server.json("GET", "/v1/health")
-            _, motions = server.json("GET", "/v1/motions")
-            talk_frames = {m["name"]: m["frames"] for m in motions["motions"]}["talk"]  # at 30 fps
+    with served_avatar(args) as (server, avatar, _package, health):
+        _, motions = server.json("GET", "/v1/motions")
+        talk_frames = {m["name"]: m["frames"] for m in motions["motions"]}["talk"]  # at 30 fps
 
-            def render(frames: int, size: tuple[int, int], fmt: str) -> tuple[float, bytes]:
-                fps = max(30.0, 30.0 * frames / talk_frames)  # a denser clip for long shots
-                request = {"avatar": avatar,
-                           "motion": {"name": "talk", "fps": fps, "frames": [0, frames]},
-                           "cameras": [{"preset": "front", "width": size[0], "height": size[1]}],
-                           "format": fmt}
-                started = time.perf_counter()
-                status, _, data = server.request("POST", "/v1/render", json.dumps(request).encode(),
-                                                 headers={"Content-Type": "application/json"},
-                                                 timeout=3600)
-                seconds = time.perf_counter() - started
-                assert status == 200, data[:300]
-                return seconds, data
+        def render(frames: int, size: tuple[int, int], fmt: str) -> tuple[float, bytes]:
+            fps = max(30.0, 30.0 * frames / talk_frames)  # a denser clip for long shots
+            request = {"avatar": avatar,
+                       "motion": {"name": "talk", "fps": fps, "frames": [0, frames]},
+                       "cameras": [{"preset": "front", "width": size[0], "height": size[1]}],
+                       "format": fmt}
+            started = time.perf_counter()
+            status, _, data = server.request("POST", "/v1/render", json.dumps(request).encode(),
+                                             headers={"Content-Type": "application/json"},
+                                             timeout=3600)
+            seconds = time.perf_counter() - started
+            assert status == 200, data[:300]
+            return seconds, data
 
-            render(1, (512, 512), "png")  # warm-up: loads the avatar onto the device
-            single = [render(1, (512, 512), "png")[0] for _ in range(args.repeats)]
-            shot_seconds, shot = render(args.frames, (width, height), "zip")
-            with zipfile.ZipFile(io.BytesIO(shot)) as zf:
-                count = len(zf.namelist())
-        finally:
-            server.stop()
+        render(1, (512, 512), "png")  # warm-up: loads the avatar onto the device
+        single = [render(1, (512, 512), "png")[0] for _ in range(args.repeats)]
+        shot_seconds, shot = render(args.frames, (width, height), "zip")
+        with zipfile.ZipFile(io.BytesIO(shot)) as zf:
+            count = len(zf.namelist())
     print(f"device: {health['device']}  rasterizer: {health['rasterizer']}  Gaussians: "
           f"{max(args.gaussians, 27420)} (SH 3)")
     print(f"1 frame 512x512 PNG: median {statistics.median(single) * 1000:.0f} ms "

@@ -34,8 +34,9 @@ _undo: list = []
 
 
 def register() -> None:
-    """Register each module's ``CLASSES`` (in order), then run its ``register()`` where it has
-    one (menus, handlers, timers: what goes beyond its classes); on a failure, undo what was
+    """Register each module's ``CLASSES`` (in order), add its ``MENUS`` entries (``(menu type
+    name, draw function)``: appended to that menu), then run its ``register()`` where it has one
+    (handlers, timers: what goes beyond its classes and menus); on a failure, undo what was
     registered and re-raise."""
     import bpy
 
@@ -45,6 +46,10 @@ def register() -> None:
             for cls in getattr(module, "CLASSES", ()):
                 bpy.utils.register_class(cls)
                 _undo.append(functools.partial(bpy.utils.unregister_class, cls))
+            for menu_name, draw in getattr(module, "MENUS", ()):
+                menu = getattr(bpy.types, menu_name)
+                menu.append(draw)
+                _undo.append(functools.partial(menu.remove, draw))
             if hasattr(module, "register"):
                 module.register()
                 _undo.append(module.unregister)

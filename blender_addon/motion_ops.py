@@ -551,13 +551,5 @@ def menu_export(self, context):
 
 CLASSES = (ONESHOT_AVATAR_OT_import_motion, ONESHOT_AVATAR_OT_import_builtin_motion,
            ONESHOT_AVATAR_OT_import_bvh, ONESHOT_AVATAR_OT_export_motion)
-
-
-def register() -> None:
-    bpy.types.TOPBAR_MT_file_import.append(menu_import)
-    bpy.types.TOPBAR_MT_file_export.append(menu_export)
-
-
-def unregister() -> None:
-    bpy.types.TOPBAR_MT_file_export.remove(menu_export)
-    bpy.types.TOPBAR_MT_file_import.remove(menu_import)
+# Added to File > Import / Export by the add-on's register().
+MENUS = (("TOPBAR_MT_file_import", menu_import), ("TOPBAR_MT_file_export", menu_export))

@@ -185,11 +185,5 @@ def menu_import(self, context):
 
 
 CLASSES = (ONESHOT_AVATAR_OT_import_video_motion,)
-
-
-def register() -> None:
-    bpy.types.TOPBAR_MT_file_import.append(menu_import)
-
-
-def unregister() -> None:
-    bpy.types.TOPBAR_MT_file_import.remove(menu_import)
+# Added to File > Import by the add-on's register().
+MENUS = (("TOPBAR_MT_file_import", menu_import),)

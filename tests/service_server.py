@@ -11,7 +11,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from blender_addon.core.client import ServiceError
@@ -24,6 +26,7 @@ class ServerProcess:
     backend: LocalBackend
     data_dir: Path
     token: str | None = None
+    env: dict = field(default_factory=dict)  # what start_server added to the environment
 
     @property
     def proc(self) -> subprocess.Popen:
@@ -66,6 +69,28 @@ class ServerProcess:
         status, _, data = self.request(method, path, body, headers=headers, **kwargs)
         return status, (json.loads(data) if data else {})
 
+    def post_form(self, path: str, fields: dict[str, str], files: dict[str, tuple[str, bytes]],
+                  **kwargs) -> tuple[int, dict, bytes]:
+        """``request`` of a multipart/form-data POST (see :func:`multipart`)."""
+        body, content_type = multipart(fields, files)
+        return self.request("POST", path, body, headers={"Content-Type": content_type}, **kwargs)
+
+    def add_avatar(self, package: bytes, filename: str = "test.avatar",
+                   fields: dict[str, str] | None = None) -> str:
+        """Upload a package that the server must take (``POST /v1/avatars`` -> 201); its id."""
+        status, _, data = self.post_form("/v1/avatars", fields or {},
+                                         {"package": (filename, package)})
+        assert status == 201, data
+        return json.loads(data)["id"]
+
+    def blender_env(self) -> dict[str, str]:
+        """What the Blender-side tests read to reach this server: its environment (the body
+        cache), ``$ONESHOT_AVATAR_TEST_SERVER_URL`` and, when it has one, ``_TOKEN``."""
+        env = {**self.env, "ONESHOT_AVATAR_TEST_SERVER_URL": self.url}
+        if self.token:
+            env["ONESHOT_AVATAR_TEST_SERVER_TOKEN"] = self.token
+        return env
+
     def log_text(self) -> str:
         return self.backend.output_text()
 
@@ -93,7 +118,8 @@ def start_server(data_dir: Path, *, token: str | None = None, env: dict | None =
         backend.kill()
         raise RuntimeError(f"the server did not start ({error}):\n{backend.output_text()}") \
             from error
-    server = ServerProcess(url=url, backend=backend, data_dir=Path(data_dir), token=token)
+    server = ServerProcess(url=url, backend=backend, data_dir=Path(data_dir), token=token,
+                           env=dict(env or {}))
     deadline = time.monotonic() + timeout  # the URL is printed once the body model is loaded
     while time.monotonic() < deadline:
         try:
@@ -107,6 +133,36 @@ def start_server(data_dir: Path, *, token: str | None = None, env: dict | None =
         time.sleep(0.2)
     server.kill()
     raise RuntimeError("the server did not answer:\n" + server.log_text())
+
+
+@contextmanager
+def running_server(data_dir: Path, *, body_cache: Path | None = None,
+                   **start_kwargs) -> Iterator[ServerProcess]:
+    """:func:`start_server`, stopped when the block ends. ``body_cache`` (the tests'
+    ``body_cache`` fixture) is the server's ``$ONESHOT_AVATAR_CACHE``: the body it loads."""
+    env = dict(start_kwargs.pop("env", None) or {})
+    if body_cache is not None:
+        env["ONESHOT_AVATAR_CACHE"] = str(body_cache)
+    server = start_server(data_dir, env=env, **start_kwargs)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def module_server(folder: str = "service", **start_kwargs):
+    """A module-scoped pytest fixture (assign it to the fixture's name in a test module): a
+    server on the tests' built body (``body_cache``, ``open_body_file``) in a fresh folder
+    ``folder``, stopped after the module's tests. ``start_kwargs`` go to :func:`start_server`."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def server(tmp_path_factory, body_cache, open_body_file):
+        with running_server(tmp_path_factory.mktemp(folder), body_cache=body_cache,
+                            **start_kwargs) as process:
+            yield process
+
+    return server
 
 
 def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:

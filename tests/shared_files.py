@@ -10,6 +10,14 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MOTION_DATA = SHARED_DATA / "motion"
 
 
+def shared_file(name: str) -> Path:
+    """``../shared/data/<name>``, or skip the test (with the path) when it is absent."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    return path
+
+
 def real_file(name: str) -> Path:
     """A real motion file, or skip the test (with the path) when the shared data is absent."""
     path = MOTION_DATA / name

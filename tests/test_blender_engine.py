@@ -22,7 +22,7 @@ from blender_runner import (
     run_blender_tests,
 )
 from exr_reader import read_exr
-from service_server import start_server
+from service_server import running_server
 
 
 @pytest.fixture(scope="module")
@@ -49,16 +49,11 @@ def test_render_engine_in_blender(blender, tmp_path, packages, body_cache):
     python = blender_python(blender)
     out = tmp_path / "out"
     out.mkdir()
-    env = {"ONESHOT_AVATAR_CACHE": str(body_cache)}
-    server = start_server(tmp_path / "server-data", env=env)
-    try:
+    with running_server(tmp_path / "server-data", body_cache=body_cache) as server:
         output = run_blender_tests(["tests/blender/test_engine_render.py"], tmp_path, {
-            **env, "ONESHOT_AVATAR_TEST_SERVER_URL": server.url,
-            "ONESHOT_AVATAR_TEST_PACKAGE": str(packages[0]),
+            **server.blender_env(), "ONESHOT_AVATAR_TEST_PACKAGE": str(packages[0]),
             "ONESHOT_AVATAR_TEST_PACKAGE_2": str(packages[1]),
             "ONESHOT_AVATAR_TEST_OUT": str(out)}, extra_args=("-s",), python=python)
-    finally:
-        server.stop()
     print(output[-3000:], file=sys.stderr)
 
     engine = np.asarray(Image.open(out / "f12.png").convert("RGBA"))
@@ -100,17 +95,12 @@ def test_render_engine_in_blender(blender, tmp_path, packages, body_cache):
 def test_render_engine_faults_in_blender(blender, tmp_path, packages, body_cache):
     """tests/blender/test_engine_faults.py with a backend of its own (it is killed there)."""
     python = blender_python(blender)
-    env = {"ONESHOT_AVATAR_CACHE": str(body_cache)}
-    server = start_server(tmp_path / "server-data", env=env)
-    try:
+    with running_server(tmp_path / "server-data", body_cache=body_cache) as server:
         output = run_blender_tests(["tests/blender/test_engine_faults.py"], tmp_path, {
-            **env, "ONESHOT_AVATAR_TEST_SERVER_URL": server.url,
-            "ONESHOT_AVATAR_TEST_SERVER_PID": str(server.proc.pid),
+            **server.blender_env(), "ONESHOT_AVATAR_TEST_SERVER_PID": str(server.proc.pid),
             "ONESHOT_AVATAR_TEST_PACKAGE": str(packages[0]),
             "ONESHOT_AVATAR_TEST_PACKAGE_2": str(packages[1])}, extra_args=("-s",),
             python=python)
-    finally:
-        server.stop()
     print(output[-3000:], file=sys.stderr)
     assert server.proc.poll() is not None  # the Blender side killed it mid-animation
 
@@ -126,14 +116,9 @@ def test_viewport_drawing_in_blender(blender, tmp_path, packages, body_cache):
     if probe.stdout.strip().splitlines()[-1:] != ["True"]:
         pytest.skip(f"{blender}: this Blender has no gpu.init(), so nothing can be drawn in "
                     "background mode (Blender 5.1+ can)")
-    env = {"ONESHOT_AVATAR_CACHE": str(body_cache)}
-    server = start_server(tmp_path / "server-data", env=env)
-    try:
+    with running_server(tmp_path / "server-data", body_cache=body_cache) as server:
         output = run_blender_tests(["tests/blender/test_engine_draw.py"], tmp_path, {
-            **env, "ONESHOT_AVATAR_TEST_SERVER_URL": server.url,
-            "ONESHOT_AVATAR_TEST_PACKAGE": str(packages[0])}, extra_args=("-s",),
-            python=python)
-    finally:
-        server.stop()
+            **server.blender_env(), "ONESHOT_AVATAR_TEST_PACKAGE": str(packages[0])},
+            extra_args=("-s",), python=python)
     print(output[-2000:], file=sys.stderr)
     assert "drawn offscreen with" in output

@@ -28,7 +28,7 @@ from blender_runner import (
     blender_python,
     run_blender_tests,
 )
-from service_server import start_server
+from service_server import running_server, start_server
 
 TOKEN = "ui-test-token-0123456789abcdef"
 
@@ -120,33 +120,25 @@ def test_render_against_a_real_server(blender, tmp_path, packages, body_cache):
     image.save(photo)
     out = tmp_path / "out"
     out.mkdir()
-    env = {"ONESHOT_AVATAR_CACHE": str(body_cache)}
-    server = start_server(tmp_path / "server-data", token=TOKEN, env=env)
-    try:
+    with running_server(tmp_path / "server-data", body_cache=body_cache, token=TOKEN) as server:
         run_blender_tests(["tests/blender/test_ui_render.py"], tmp_path, {
-            **env, "ONESHOT_AVATAR_TEST_SERVER_URL": server.url,
-            "ONESHOT_AVATAR_TEST_SERVER_TOKEN": TOKEN,
-            "ONESHOT_AVATAR_TEST_PACKAGE": str(packages["own"]),
+            **server.blender_env(), "ONESHOT_AVATAR_TEST_PACKAGE": str(packages["own"]),
             "ONESHOT_AVATAR_TEST_FOREIGN_PACKAGE": str(packages["foreign"]),
             "ONESHOT_AVATAR_TEST_PHOTO": str(photo),
             "ONESHOT_AVATAR_TEST_SERVE_COMMAND": f"{sys.executable} -m oneshot_avatar",
             "ONESHOT_AVATAR_TEST_OUT": str(out)},
             extra_args=("-k", "not killed"), python=blender)  # that one has its own server
-    finally:
-        server.stop()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("blender", blender_params())
 def test_backend_killed_during_a_render(blender, tmp_path, packages, body_cache):
     """A server of its own, killed by the Blender-side test in the middle of a render."""
-    env = {"ONESHOT_AVATAR_CACHE": str(body_cache)}
-    server = start_server(tmp_path / "doomed-data", env=env)
+    server = start_server(tmp_path / "doomed-data", env={"ONESHOT_AVATAR_CACHE": str(body_cache)})
     try:
         output = run_blender_tests(
             ["tests/blender/test_ui_render.py"], tmp_path,
-            {**env, "ONESHOT_AVATAR_TEST_SERVER_URL": server.url,
-             "ONESHOT_AVATAR_TEST_DOOMED_SERVER_URL": server.url,
+            {**server.blender_env(), "ONESHOT_AVATAR_TEST_DOOMED_SERVER_URL": server.url,
              "ONESHOT_AVATAR_TEST_DOOMED_SERVER_PID": str(server.proc.pid),
              "ONESHOT_AVATAR_TEST_PACKAGE": str(packages["own"])},
             extra_args=("-k", "killed", "-s"), python=blender)

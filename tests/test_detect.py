@@ -4,15 +4,13 @@ and the pinned install."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from offline import run_offline
 from oneshot_avatar.detect import (
     INSTALL_COMMAND,
     MEDIAPIPE_DISTRIBUTION,
@@ -131,16 +129,7 @@ def test_detection_opens_no_network_connection(shared_data, tmp_path):
     """In a fresh interpreter whose sockets refuse to connect, mediapipe imports, loads its
     models and detects: everything comes from the pinned wheel."""
     photo = shared_data / "images" / "pifu_ryota.png"
-    script = textwrap.dedent(f"""
-        import socket
-
-        def refuse(*args, **kwargs):
-            raise RuntimeError(f"network access during detection: {{args}}")
-
-        socket.socket.connect = refuse
-        socket.socket.connect_ex = refuse
-        socket.create_connection = refuse
-        socket.getaddrinfo = refuse
+    done = run_offline(f"""
         from oneshot_avatar.detect import HolisticDetector
         from oneshot_avatar.subject import load_photo
 
@@ -148,9 +137,7 @@ def test_detection_opens_no_network_connection(shared_data, tmp_path):
             landmarks = detector.detect(load_photo({str(photo)!r}).rgb)
         assert landmarks.face is not None
         print("detected offline", len(landmarks.keypoints))
-    """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False,
-                          timeout=300, cwd=tmp_path)
+    """, "detection", tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "detected offline" in done.stdout
 

@@ -338,6 +338,20 @@ def test_npy_with_object_array_is_refused(tmp_path):
         load_motion(path)
 
 
+def _amass_error(tmp_path, change=(), missing: str | None = None) -> tuple[BadFileError, Path]:
+    """The error of loading 6 frames of AMASS arrays with ``change`` made and ``missing`` left
+    out, and the file's path."""
+    arrays = _amass_arrays(6)
+    arrays.update(change)
+    if missing is not None:
+        del arrays[missing]
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(BadFileError) as error:
+        load_motion(path)
+    return error.value, path
+
+
 @pytest.mark.parametrize(
     ("change", "field", "expected"),
     [
@@ -351,33 +365,20 @@ def test_npy_with_object_array_is_refused(tmp_path):
     ],
 )
 def test_amass_bad_arrays_name_the_field(tmp_path, change, field, expected):
-    arrays = _amass_arrays(6)
-    arrays.update(change)
-    path = tmp_path / "bad.npz"
-    np.savez(path, **arrays)
-    with pytest.raises(BadFileError) as error:
-        load_motion(path)
-    assert error.value.field == field
-    assert expected in str(error.value)
-    assert str(path) in str(error.value)
+    error, path = _amass_error(tmp_path, change)
+    assert error.field == field
+    assert expected in str(error)
+    assert str(path) in str(error)
 
 
 def test_amass_missing_frame_rate_names_both_keys(tmp_path):
-    arrays = _amass_arrays(6)
-    del arrays["mocap_frame_rate"]
-    np.savez(tmp_path / "norate.npz", **arrays)
-    with pytest.raises(BadFileError) as error:
-        load_motion(tmp_path / "norate.npz")
-    assert "mocap_frame_rate" in str(error.value) and "mocap_framerate" in str(error.value)
+    error, _ = _amass_error(tmp_path, missing="mocap_frame_rate")
+    assert "mocap_frame_rate" in str(error) and "mocap_framerate" in str(error)
 
 
 def test_amass_missing_trans(tmp_path):
-    arrays = _amass_arrays(6)
-    del arrays["trans"]
-    np.savez(tmp_path / "notrans.npz", **arrays)
-    with pytest.raises(BadFileError) as error:
-        load_motion(tmp_path / "notrans.npz")
-    assert error.value.field == "trans"
+    error, _ = _amass_error(tmp_path, missing="trans")
+    assert error.field == "trans"
 
 
 def test_unknown_npz_layout_lists_keys(tmp_path):

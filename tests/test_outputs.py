@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from oneshot_avatar.errors import UserError
+from tiny_disk import mounted_tmpfs
 
 
 def _modes(folder: Path) -> dict[str, int]:
@@ -83,18 +84,8 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path):
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A real 3 MiB filesystem (tmpfs; needs root and mount rights), else skip."""
-    folder = tmp_path / f"tiny-{uuid.uuid4().hex[:6]}"
-    folder.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tiny tmpfs needs root")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(folder)],
-                             check=False, capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / f"tiny-{uuid.uuid4().hex[:6]}", "3m") as folder:
         yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=False)
 
 
 def _small_avatar(open_body, folder: Path, sh_degree: int):

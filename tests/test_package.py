@@ -14,6 +14,7 @@ from oneshot_avatar.avatar import MeshGaussians
 from oneshot_avatar.errors import BadFileError, UserError
 from oneshot_avatar.package import load_avatar, save_avatar, standard_ply_bytes
 from oneshot_avatar.package.ply import decode_ply
+from zip_members import rewrite_zip
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +35,6 @@ def avatar_file(tmp_path, open_body, avatar_parts):
     g, betas = avatar_parts
     return save_avatar(tmp_path / "person.avatar", g, open_body, betas,
                        report={"psnr": 31.5}, source_photo_sha256="ab" * 32)
-
-
-def _rewrite(path, out, **replace):
-    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(out, "w") as zout:
-        for name in zin.namelist():
-            data = replace.get(name, zin.read(name))
-            if data is not None:
-                zout.writestr(name, data)
-    return out
 
 
 def test_round_trip_is_lossless(avatar_file, open_body, avatar_parts):
@@ -142,7 +134,7 @@ def test_bad_metadata_names_the_field(avatar_file, tmp_path, change, field):
     with zipfile.ZipFile(avatar_file) as zf:
         meta = json.loads(zf.read("avatar.json"))
     change(meta)
-    bad = _rewrite(avatar_file, tmp_path / "bad.avatar", **{"avatar.json": json.dumps(meta)})
+    bad = rewrite_zip(avatar_file, tmp_path / "bad.avatar", **{"avatar.json": json.dumps(meta)})
     with pytest.raises(BadFileError) as info:
         load_avatar(bad)
     assert info.value.field == field
@@ -153,11 +145,12 @@ def test_corrupted_members_are_named(avatar_file, tmp_path):
         ply = bytearray(zf.read("gaussians.ply"))
     ply[-10] ^= 0xFF
     with pytest.raises(BadFileError, match="gaussians.ply.*checksum"):
-        load_avatar(_rewrite(avatar_file, tmp_path / "a.avatar", **{"gaussians.ply": bytes(ply)}))
+        load_avatar(rewrite_zip(avatar_file, tmp_path / "a.avatar",
+                                **{"gaussians.ply": bytes(ply)}))
     with pytest.raises(BadFileError, match="no 'rig.npz'"):
-        load_avatar(_rewrite(avatar_file, tmp_path / "b.avatar", **{"rig.npz": None}))
+        load_avatar(rewrite_zip(avatar_file, tmp_path / "b.avatar", **{"rig.npz": None}))
     with pytest.raises(BadFileError, match="not valid JSON"):
-        load_avatar(_rewrite(avatar_file, tmp_path / "c.avatar", **{"avatar.json": b"{nope"}))
+        load_avatar(rewrite_zip(avatar_file, tmp_path / "c.avatar", **{"avatar.json": b"{nope"}))
     truncated = tmp_path / "d.avatar"
     truncated.write_bytes(avatar_file.read_bytes()[:5000])
     with pytest.raises(BadFileError):
@@ -182,14 +175,14 @@ def test_nan_and_pickles_are_refused(avatar_file, tmp_path):
     bad_ply = encode_ply(columns)
     meta_nan = dict(meta, members={**meta["members"], "gaussians.ply": hashlib.sha256(bad_ply).hexdigest()})
     with pytest.raises(BadFileError, match="local_u.*NaN"):
-        load_avatar(_rewrite(avatar_file, tmp_path / "nan.avatar",
+        load_avatar(rewrite_zip(avatar_file, tmp_path / "nan.avatar",
                              **{"gaussians.ply": bad_ply, "avatar.json": json.dumps(meta_nan)}))
     rig["parents"] = np.array([object()] * 55, dtype=object)
     buffer = io.BytesIO()
     np.savez(buffer, **rig)
     meta_pk = dict(meta, members={**meta["members"], "rig.npz": hashlib.sha256(buffer.getvalue()).hexdigest()})
     with pytest.raises(BadFileError, match="pickled"):
-        load_avatar(_rewrite(avatar_file, tmp_path / "pk.avatar",
+        load_avatar(rewrite_zip(avatar_file, tmp_path / "pk.avatar",
                              **{"rig.npz": buffer.getvalue(), "avatar.json": json.dumps(meta_pk)}))
 
 

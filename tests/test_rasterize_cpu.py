@@ -35,7 +35,7 @@ import torch
 
 from oneshot_avatar.render import choose_backend, cpu_available, rasterize_gaussians
 from oneshot_avatar.render import torch_rasterizer as reference
-from raster_scenes import look_at
+from raster_scenes import box_gaussians, cameras
 
 pytestmark = pytest.mark.skipif(not cpu_available(), reason="needs numba (pip install numba)")
 
@@ -51,43 +51,18 @@ def random_scene(n: int, batch: int, seed: int, sh_degree: int | None) -> dict:
     """Gaussians in a body-sized box around (0, 0, 3) plus the awkward ones: behind the
     cameras, far off to the side but large (FOV clamp, off-screen), faint, zero opacity, tiny,
     huge, and a stack of opaque ones (early termination)."""
-    g = torch.Generator().manual_seed(seed)
-    means = torch.rand(batch, n, 3, generator=g) * torch.tensor([0.6, 1.8, 0.4]) + torch.tensor(
-        [-0.3, -0.9, 2.8]
-    )
+    scene = box_gaussians(n, batch, seed, sh_degree)
+    means, scales, opacities = scene["means"], scene["scales"], scene["opacities"]
     k = n // 50
     means[:, :k, 2] = -1.0  # behind every camera
     means[:, k : 2 * k, 0] = 4.0  # off to the side, and large
-    quats = torch.randn(batch, n, 4, generator=g) * 1.7
-    scales = torch.rand(batch, n, 3, generator=g) * 0.03 + 0.004
     scales[:, k : 2 * k] *= 20
     scales[:, 2 * k : 3 * k] = 1e-6  # tiny: the eps2d blur alone sets their footprint
     scales[:, 3 * k] = torch.tensor([0.8, 0.5, 0.6])  # huge: covers the images
-    opacities = torch.rand(batch, n, generator=g) * 0.98 + 0.01
     opacities[:, 3 * k] = 0.3
     opacities[:, 3 * k + 1 : 4 * k] = 0.0  # invisible
     opacities[:, 4 * k : 5 * k] = 0.003  # below 1/255: culled
-    opacities[:, -8:] = 0.97
-    means[:, -8:] = torch.tensor([0.0, 0.2, 2.9]) + 0.01 * torch.arange(8)[:, None]
-    if sh_degree is None:
-        colors = torch.rand(batch, n, 3, generator=g)
-    else:
-        colors = torch.randn(batch, n, (sh_degree + 1) ** 2, 3, generator=g) * 0.25
-    return {"means": means, "quats": quats, "scales": scales, "opacities": opacities,
-            "colors": colors}
-
-
-def cameras(batch: int, width: int, height: int, count: int = 3):
-    """``count`` cameras looking at (0, 0, 3), an off-centre principal point, and random
-    background colours: viewmats [B, C, 4, 4], Ks [B, C, 3, 3], backgrounds [B, C, 3]."""
-    eyes = [(0.0, 0.0, 0.0), (1.2, 0.3, 0.6), (-1.5, -0.2, 1.5)][:count]
-    views = torch.stack([look_at(e) for e in eyes])
-    f = width / (2 * math.tan(math.radians(25)))
-    K = torch.tensor([[f, 0, width / 2 - 3.25], [0, f * 1.02, height / 2 + 1.5], [0, 0, 1]])
-    viewmats = views[None].expand(batch, -1, -1, -1).contiguous()
-    Ks = K.expand(batch, len(eyes), 3, 3).contiguous()
-    g = torch.Generator().manual_seed(99)
-    return viewmats, Ks, torch.rand(batch, len(eyes), 3, generator=g)
+    return scene
 
 
 def render(backend, scene, viewmats, Ks, width, height, sh_degree, backgrounds, *,

@@ -24,13 +24,12 @@ seeds; if it ever is, the printed "pixels over tol" count will be 1 or 2, not th
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
+import raster_scenes
 from oneshot_avatar.render import gsplat_available, rasterize_gaussians
-from raster_scenes import look_at
+from raster_scenes import box_gaussians
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
@@ -48,39 +47,15 @@ def body_scene(n: int, batch: int, seed: int, sh_degree: int | None, device) -> 
     """Gaussians in a body-sized box around (0, 0, 3), plus the awkward cases: some behind
     the cameras, some far off to the side but large (Jacobian FOV clamp), a few faint ones and
     a stack of opaque ones (early stop)."""
-    g = torch.Generator().manual_seed(seed)
-    means = torch.rand(batch, n, 3, generator=g) * torch.tensor([0.6, 1.8, 0.4]) + torch.tensor(
-        [-0.3, -0.9, 2.8]
-    )
-    means[:, : n // 50, 2] = -1.0
-    means[:, n // 50 : n // 25, 0] = 4.0
-    quats = torch.randn(batch, n, 4, generator=g) * 1.7
-    scales = torch.rand(batch, n, 3, generator=g) * 0.03 + 0.004
-    scales[:, n // 50 : n // 25] *= 20
-    opacities = torch.rand(batch, n, generator=g) * 0.98 + 0.01
-    opacities[:, -8:] = 0.97
-    means[:, -8:] = torch.tensor([0.0, 0.2, 2.9]) + 0.01 * torch.arange(8)[:, None]
-    if sh_degree is None:
-        colors = torch.rand(batch, n, 3, generator=g)
-    else:
-        colors = torch.randn(batch, n, (sh_degree + 1) ** 2, 3, generator=g) * 0.25
-    scene = {
-        "means": means, "quats": quats, "scales": scales, "opacities": opacities,
-        "colors": colors,
-    }
+    scene = box_gaussians(n, batch, seed, sh_degree)
+    scene["means"][:, : n // 50, 2] = -1.0
+    scene["means"][:, n // 50 : n // 25, 0] = 4.0
+    scene["scales"][:, n // 50 : n // 25] *= 20
     return {k: v.to(device) for k, v in scene.items()}
 
 
 def cameras(batch: int, width: int, height: int, device):
-    eyes = [(0.0, 0.0, 0.0), (1.2, 0.3, 0.6), (-1.5, -0.2, 1.5)]
-    views = torch.stack([look_at(e) for e in eyes])  # [3, 4, 4]
-    f = width / (2 * math.tan(math.radians(25)))
-    K = torch.tensor([[f, 0, width / 2 - 3.25], [0, f * 1.02, height / 2 + 1.5], [0, 0, 1]])
-    viewmats = views[None].expand(batch, -1, -1, -1).contiguous()
-    Ks = K.expand(batch, len(eyes), 3, 3).contiguous()
-    g = torch.Generator().manual_seed(99)
-    backgrounds = torch.rand(batch, len(eyes), 3, generator=g)
-    return viewmats.to(device), Ks.to(device), backgrounds.to(device)
+    return tuple(t.to(device) for t in raster_scenes.cameras(batch, width, height))
 
 
 def render_both(scene, viewmats, Ks, width, height, sh_degree, backgrounds, loss_weights):

@@ -22,7 +22,8 @@ from oneshot_avatar.avatar import MeshGaussians
 from oneshot_avatar.avatar.gaussians import rgb_to_sh0
 from oneshot_avatar.package import save_avatar
 from oneshot_avatar.package.avatar_file import read_avatar_members
-from service_server import multipart, start_server, wait_for_job
+from service_server import module_server, running_server, start_server, wait_for_job
+from tiny_disk import mounted_tmpfs
 from tiny_serve import TINY
 
 TOKEN = "test-token-0123456789abcdef"
@@ -33,14 +34,10 @@ def server_env(body_cache, open_body_file):
     return {"ONESHOT_AVATAR_CACHE": str(body_cache)}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, server_env):
-    # Reconstructions with the tests' tiny preset (tests/tiny_serve.py): these tests prove the
-    # service (jobs, progress, artifacts, priorities); the real fast preset's fit and labels are
-    # tested in-process by tests/test_reconstruct.py.
-    server = start_server(tmp_path_factory.mktemp("service"), env=server_env, command=TINY)
-    yield server
-    server.stop()
+# Reconstructions with the tests' tiny preset (tests/tiny_serve.py): these tests prove the
+# service (jobs, progress, artifacts, priorities); the real fast preset's fit and labels are
+# tested in-process by tests/test_reconstruct.py.
+server = module_server("service", command=TINY)
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +57,7 @@ def package_bytes(tmp_path_factory, open_body) -> bytes:
 
 @pytest.fixture(scope="module")
 def avatar_id(server, package_bytes) -> str:
-    body, ctype = multipart({"name": "small"}, {"package": ("small.avatar", package_bytes)})
-    status, _, data = server.request("POST", "/v1/avatars", body, headers={"Content-Type": ctype})
-    assert status == 201, data
-    return json.loads(data)["id"]
+    return server.add_avatar(package_bytes, "small.avatar", {"name": "small"})
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +78,10 @@ def subject_files(tmp_path_factory, open_body):
 def _submit(server, subject_files, **settings) -> dict:
     fields = {"preset": "fast", "resolution": "128", "steps": "12", "name": "tester"}
     fields.update({k: str(v) for k, v in settings.items()})
-    body, ctype = multipart(fields, {"photo": ("me.png", subject_files["photo"]),
-                                     "mask": ("mask.png", subject_files["mask"]),
-                                     "keypoints": ("k.json", subject_files["keypoints"])})
-    status, _, data = server.request("POST", "/v1/reconstructions", body,
-                                     headers={"Content-Type": ctype})
+    status, _, data = server.post_form(
+        "/v1/reconstructions", fields, {"photo": ("me.png", subject_files["photo"]),
+                                        "mask": ("mask.png", subject_files["mask"]),
+                                        "keypoints": ("k.json", subject_files["keypoints"])})
     assert status == 202, data
     return json.loads(data)
 
@@ -119,10 +112,9 @@ def test_a_photo_alone_is_accepted_and_health_names_the_detector(server, subject
     status, health = server.json("GET", "/v1/health")
     assert health["detector"] == DETECTOR_NAME
     assert health["plugins"]["keypoints_default"] == DETECTOR_NAME
-    body, ctype = multipart({"preset": "fast", "resolution": "128", "steps": "2"},
-                            {"photo": ("me.png", subject_files["photo"])})
-    status, _, data = server.request("POST", "/v1/reconstructions", body,
-                                     headers={"Content-Type": ctype})
+    status, _, data = server.post_form("/v1/reconstructions",
+                                       {"preset": "fast", "resolution": "128", "steps": "2"},
+                                       {"photo": ("me.png", subject_files["photo"])})
     assert status == 202, data
     job = json.loads(data)
     status, _ = server.json("POST", f"/v1/jobs/{job['id']}/cancel")
@@ -233,6 +225,16 @@ def test_a_render_goes_ahead_of_training(server, subject_files, avatar_id):
     assert status == 409 and again["error"]["field"] == "job_id"
 
 
+def _result_training(server, done: dict, tmp_path: Path) -> dict:
+    """The training record in the package a finished reconstruction job made (downloaded)."""
+    status, _, package = server.request("GET", done["result_url"])
+    assert status == 200
+    path = tmp_path / "got.avatar"
+    path.write_bytes(package)
+    meta, _, _ = read_avatar_members(path)
+    return meta["training"]["training"]
+
+
 def test_kill_9_during_training_then_restart_resumes(tmp_path, server_env, subject_files):
     # The tiny preset (tests/tiny_serve.py: a short fit, one label frame) at 64 px, checkpointing
     # every 10 steps: what is proven is the job's survival, not the picture.
@@ -253,13 +255,9 @@ def test_kill_9_during_training_then_restart_resumes(tmp_path, server_env, subje
         assert done["state"] == "succeeded", done
         log = "\n".join(done["log"])
         assert "server restarted; resuming" in log
-        status, _, package = server.request("GET", done["result_url"])
-        assert status == 200
-        path = tmp_path / "got.avatar"
-        path.write_bytes(package)
-        meta, _, _ = read_avatar_members(path)
-        resumed_from = meta["training"]["training"].get("resumed_from")
-        assert resumed_from is not None and resumed_from >= 10, meta["training"]["training"]
+        training = _result_training(server, done, tmp_path)
+        resumed_from = training.get("resumed_from")
+        assert resumed_from is not None and resumed_from >= 10, training
     finally:
         server.stop()
     # A third start: the finished avatar is still listed and downloadable.
@@ -326,13 +324,11 @@ def test_bad_uploads_name_the_field(server, subject_files):
         ({"photo": ("p.exe", subject_files["photo"]), "init": ("i.npz", b"PK\x03\x04junk")}, "init"),
     ]
     for files, field in cases:
-        body, ctype = multipart({}, files)
-        status, _, data = server.request("POST", "/v1/reconstructions", body,
-                                         headers={"Content-Type": ctype})
+        status, _, data = server.post_form("/v1/reconstructions", {}, files)
         error = json.loads(data)["error"]
         assert status == 422 and error["field"].split(".")[0] == field, (field, error)
-    body, ctype = multipart({"preset": "ultra"}, {"photo": ("p.png", subject_files["photo"])})
-    status, _, data = server.request("POST", "/v1/reconstructions", body, headers={"Content-Type": ctype})
+    status, _, data = server.post_form("/v1/reconstructions", {"preset": "ultra"},
+                                       {"photo": ("p.png", subject_files["photo"])})
     assert status == 422 and json.loads(data)["error"]["field"] == "preset"
     assert server.json("GET", "/v1/health")[0] == 200
 
@@ -340,8 +336,8 @@ def test_bad_uploads_name_the_field(server, subject_files):
 def test_oversized_upload_is_refused(tmp_path, server_env):
     server = start_server(tmp_path / "data", env=server_env, extra_args=("--max-upload-mb", "1"))
     try:
-        body, ctype = multipart({}, {"package": ("big.avatar", b"PK\x03\x04" + b"\0" * 2_000_000)})
-        status, _, data = server.request("POST", "/v1/avatars", body, headers={"Content-Type": ctype})
+        status, _, data = server.post_form(
+            "/v1/avatars", {}, {"package": ("big.avatar", b"PK\x03\x04" + b"\0" * 2_000_000)})
         assert status == 413 and json.loads(data)["error"]["field"] == "content-length"
         assert server.json("GET", "/v1/health")[0] == 200
     finally:
@@ -361,8 +357,7 @@ def test_bad_packages_are_refused(server, package_bytes):
     cases = [(b"not a zip", "package"), (package_bytes[: len(package_bytes) // 2], "package"),
              (tampered.getvalue(), "package.body_model.sha256")]
     for data, field in cases:
-        body, ctype = multipart({}, {"package": ("x.avatar", data)})
-        status, _, answer = server.request("POST", "/v1/avatars", body, headers={"Content-Type": ctype})
+        status, _, answer = server.post_form("/v1/avatars", {}, {"package": ("x.avatar", data)})
         assert status == 422 and json.loads(answer)["error"]["field"] == field, answer
     assert not list((server.data_dir / "tmp").iterdir())  # nothing left behind
 
@@ -450,8 +445,8 @@ def test_motion_clips_as_json(server):
 
 
 def test_upload_list_download_delete_avatar(server, package_bytes):
-    body, ctype = multipart({}, {"package": ("mine.avatar", package_bytes)})
-    status, _, data = server.request("POST", "/v1/avatars", body, headers={"Content-Type": ctype})
+    status, _, data = server.post_form("/v1/avatars", {},
+                                       {"package": ("mine.avatar", package_bytes)})
     record = json.loads(data)
     assert status == 201 and record["name"] == "mine" and record["gaussians"] == 27420
     assert record["id"] in [a["id"] for a in server.json("GET", "/v1/avatars")[1]["avatars"]]
@@ -526,12 +521,7 @@ def test_sigterm_during_training_then_restart_resumes(tmp_path, server_env, subj
         assert "server stopping; the job resumes when it starts again" in stopped["log"]
         done = wait_for_job(server, job["id"], timeout=900)
         assert done["state"] == "succeeded", done
-        status, _, package = server.request("GET", done["result_url"])
-        assert status == 200
-        path = tmp_path / "got.avatar"
-        path.write_bytes(package)
-        meta, _, _ = read_avatar_members(path)
-        resumed_from = meta["training"]["training"].get("resumed_from")
+        resumed_from = _result_training(server, done, tmp_path).get("resumed_from")
         assert resumed_from is not None and round(running["stage_progress"] * 20) <= resumed_from < 20
     finally:
         server.stop()
@@ -565,21 +555,9 @@ def test_disk_full_during_a_render_job_fails_it_clearly_and_keeps_the_avatar(
     """The data folder on a real 16 MiB filesystem, filled up to leave 200 kB: a render
     job's frames do not fit, the job fails saying the disk is full, no half-written zip is left,
     and the avatar's package is untouched."""
-    data = tmp_path / "data"
-    data.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tiny tmpfs needs root")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(data)],
-                             check=False, capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    server = None
-    try:
-        server = start_server(data, env=server_env)
-        body, ctype = multipart({}, {"package": ("small.avatar", package_bytes)})
-        status, _, answer = server.request("POST", "/v1/avatars", body, headers={"Content-Type": ctype})
-        assert status == 201, answer
-        avatar = json.loads(answer)["id"]
+    with mounted_tmpfs(tmp_path / "data", "16m") as data, \
+            running_server(data, env=server_env) as server:
+        avatar = server.add_avatar(package_bytes, "small.avatar")
         free = os.statvfs(data).f_bavail * os.statvfs(data).f_frsize
         (data / "filler").write_bytes(b"\0" * max(0, free - 200_000))
         # 12 frames of ~100 kB each (measured: 4 frames fit in 400 kB)
@@ -596,10 +574,6 @@ def test_disk_full_during_a_render_job_fails_it_clearly_and_keeps_the_avatar(
         assert status == 200 and package == package_bytes
         (data / "filler").unlink()
         assert server.json("GET", "/v1/health")[0] == 200
-    finally:
-        if server is not None:
-            server.stop()
-        subprocess.run(["umount", str(data)], check=False)
 
 
 def test_the_fakes_answers_have_the_real_servers_fields(server, avatar_id):

@@ -20,7 +20,7 @@ from schemathesis import GenerationMode
 
 from oneshot_avatar.avatar import MeshGaussians
 from oneshot_avatar.package import save_avatar
-from service_server import start_server
+from service_server import module_server
 
 # Several endpoints run the body model or the renderer: keep the examples per operation small.
 EXAMPLES = 25
@@ -29,13 +29,9 @@ CLI_SEED, CLI_EXAMPLES, CLI_SECONDS = 20261128, 10, 45
 TESTS = Path(__file__).resolve().parent
 
 
-@pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory, body_cache, open_body_file):
-    # Small render limits: generated requests may ask for any size the schema allows.
-    server = start_server(tmp_path_factory.mktemp("fuzz"), env={"ONESHOT_AVATAR_CACHE": str(body_cache)},
-                          extra_args=("--max-render-pixels", "4096", "--max-render-frames", "4"))
-    yield server
-    server.stop()
+# Small render limits: generated requests may ask for any size the schema allows.
+fuzz_server = module_server("fuzz", extra_args=("--max-render-pixels", "4096",
+                                                "--max-render-frames", "4"))
 
 
 def _operations(server):
@@ -47,17 +43,12 @@ def _operations(server):
 
 @pytest.fixture(scope="module")
 def fuzz_avatar(fuzz_server, open_body, tmp_path_factory) -> str:
-    from service_server import multipart
-
     with torch.no_grad():
         rest = open_body().vertices[0]
     gaussians = MeshGaussians.on_mesh(rest, open_body.faces, open_body.info.num_faces, sh_degree=0)
     path = save_avatar(tmp_path_factory.mktemp("fuzzpkg") / "f.avatar", gaussians, open_body,
                        torch.zeros(open_body.num_betas))
-    body, ctype = multipart({}, {"package": ("f.avatar", path.read_bytes())})
-    status, _, data = fuzz_server.request("POST", "/v1/avatars", body, headers={"Content-Type": ctype})
-    assert status == 201
-    return json.loads(data)["id"]
+    return fuzz_server.add_avatar(path.read_bytes(), "f.avatar")
 
 
 def _aim_at_real_ids(case, avatar_id: str) -> None:

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from addon_packages import build_test_package
-from service_server import multipart, start_server
+from service_server import module_server
 
 ROT_X_90 = [[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]]  # the rig's default
 
@@ -34,12 +34,7 @@ POSE = {"body_pose": [[0.0] * 45 + [0.0, 0.0, -0.8] + [0.0, 0.0, 0.8] + [0.0] * 
         "global_orient": [[0.0, 0.3, 0.0]]}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, body_cache, open_body_file):
-    server = start_server(tmp_path_factory.mktemp("scene"),
-                          env={"ONESHOT_AVATAR_CACHE": str(body_cache)})
-    yield server
-    server.stop()
+server = module_server("scene")
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +43,7 @@ def avatars(server, tmp_path_factory, open_body) -> list[str]:
     for seed in (1, 2):
         path = build_test_package(tmp_path_factory.mktemp("pkg") / f"a{seed}.avatar", open_body,
                                   8000, seed=seed, sh_degree=1)
-        body, ctype = multipart({"name": f"a{seed}"}, {"package": (path.name, path.read_bytes())})
-        status, _, data = server.request("POST", "/v1/avatars", body,
-                                         headers={"Content-Type": ctype})
-        assert status in (200, 201), data
-        ids.append(json.loads(data)["id"])
+        ids.append(server.add_avatar(path.read_bytes(), path.name, {"name": f"a{seed}"}))
     return ids
 
 

@@ -9,23 +9,17 @@ import json
 import numpy as np
 import pytest
 
-from service_server import multipart, start_server
+from service_server import module_server
 from shared_files import SHARED_DATA
 
 SAM = SHARED_DATA / "audio" / "espeak_en_sam.wav"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, body_cache, open_body_file):
-    server = start_server(tmp_path_factory.mktemp("service"),
-                          env={"ONESHOT_AVATAR_CACHE": str(body_cache)})
-    yield server
-    server.stop()
+server = module_server("service")
 
 
 def _post(server, fields, files):
-    body, ctype = multipart(fields, files)
-    return server.request("POST", "/v1/speech", body, headers={"Content-Type": ctype})
+    return server.post_form("/v1/speech", fields, files)
 
 
 def test_speech_route_gives_motion_json_and_npz(server):

@@ -11,24 +11,18 @@ import time
 import numpy as np
 import pytest
 
-from service_server import multipart, start_server
+from service_server import module_server
 from shared_files import SHARED_DATA
 
 pytest.importorskip("mediapipe.python.solutions.holistic")
 OBAMA = SHARED_DATA / "video" / "obama_weekly_address_answers.mp4"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, body_cache, open_body_file):
-    server = start_server(tmp_path_factory.mktemp("service"),
-                          env={"ONESHOT_AVATAR_CACHE": str(body_cache)})
-    yield server
-    server.stop()
+server = module_server("service")
 
 
 def _post(server, fields, files):
-    body, ctype = multipart(fields, files)
-    return server.request("POST", "/v1/tracking", body, headers={"Content-Type": ctype})
+    return server.post_form("/v1/tracking", fields, files)
 
 
 def _wait(server, job_id, timeout=300):

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from offline import run_offline
 from oneshot_avatar.errors import UserError
 from oneshot_avatar.motion import builtin_clip, load_motion, save_motion
 from oneshot_avatar.motion.face_units import ARKIT_FACE_UNIT_INDEX
@@ -391,15 +392,6 @@ def test_speech_opens_no_network_connection(tmp_path):
     if not audio.exists():
         pytest.skip(f"shared test audio {audio} is absent")
     script = f"""
-import socket
-
-def refuse(*args, **kwargs):
-    raise RuntimeError(f"network access during speech recognition: {{args}}")
-
-socket.socket.connect = refuse
-socket.socket.connect_ex = refuse
-socket.create_connection = refuse
-socket.getaddrinfo = refuse
 from pathlib import Path
 from oneshot_avatar.speech import SpeechSettings, load_audio, speech_to_motion
 
@@ -409,8 +401,7 @@ for settings in (SpeechSettings(transcript=text), SpeechSettings()):
     result = speech_to_motion(audio, settings)
     print(result.report["recognizer"], result.clip.num_frames)
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          check=False, timeout=300, cwd=tmp_path)
+    done = run_offline(script, "speech recognition", tmp_path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     recognizers = [line.split()[0] for line in done.stdout.strip().splitlines()[-2:]]
     assert recognizers == ["transcript", "phonemes"], done.stdout

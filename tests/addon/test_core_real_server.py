@@ -15,17 +15,12 @@ from blender_addon.core.client import AuthenticationError, BackendTimeoutError, 
 from blender_addon.core.uploads import UploadCache, ensure_uploaded
 
 from addon_packages import build_test_package
-from service_server import start_server
+from service_server import module_server
 
 TOKEN = "core-test-token-0123456789"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, body_cache):
-    process = start_server(tmp_path_factory.mktemp("server"), token=TOKEN,
-                           env={"ONESHOT_AVATAR_CACHE": str(body_cache)})
-    yield process
-    process.stop()
+server = module_server("server", token=TOKEN)
 
 
 @pytest.fixture(scope="module")

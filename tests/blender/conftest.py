@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,66 @@ def addon_preferences(module: str = LEGACY_MODULE):
     import bpy
 
     return bpy.context.preferences.addons[module].preferences
+
+
+def use_backend(url: str, token: str = "", timeout_s: float = 30.0):
+    """Point the add-on at the backend at ``url`` (URL mode, this token and timeout); returns
+    its preferences."""
+    preferences = addon_preferences()
+    preferences.backend_mode = "URL"
+    preferences.backend_url = url
+    preferences.token = token
+    preferences.timeout_s = timeout_s
+    return preferences
+
+
+def driver_server() -> tuple[str, str]:
+    """(URL, token) of the server the driver started (``$ONESHOT_AVATAR_TEST_SERVER_URL``,
+    ``_TOKEN``; no token: ""), or skip."""
+    url = os.environ.get("ONESHOT_AVATAR_TEST_SERVER_URL")
+    if not url:
+        pytest.skip("$ONESHOT_AVATAR_TEST_SERVER_URL is not set: run these tests through their "
+                    "driver (tests/test_blender_*.py)")
+    return url, os.environ.get("ONESHOT_AVATAR_TEST_SERVER_TOKEN", "")
+
+
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens (a port bound, then let go)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def assert_backend_down_at_once(*calls) -> None:
+    """With the add-on pointed at a closed port, each ``(operator, pattern)`` of ``calls`` fails
+    with a RuntimeError (Blender's error report) matching ``pattern``, all within 5 s: a refused
+    connection is reported at once, not after the timeout."""
+    addon_preferences().backend_url = closed_port_url()
+    started = time.monotonic()
+    for operator, pattern in calls:
+        with pytest.raises(RuntimeError, match=pattern):
+            operator()
+    assert time.monotonic() - started < 5
+
+
+def import_avatar(path):
+    """Import ``path`` through the add-on's operator (it must finish); returns the new rig."""
+    import bpy
+
+    assert bpy.ops.oneshot_avatar.import_avatar(filepath=str(path)) == {"FINISHED"}
+    return bpy.context.view_layer.objects.active
+
+
+def served_rig(fps: int):
+    """A fresh scene at ``fps`` whose add-on talks to the driver's server, with the driver's
+    package (``$ONESHOT_AVATAR_TEST_PACKAGE``) imported; returns the rig."""
+    from rig_support import fresh_scene
+
+    fresh_scene(fps)
+    use_backend(*driver_server())
+    return import_avatar(env_path("ONESHOT_AVATAR_TEST_PACKAGE"))
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,10 @@ import pytest
 bpy = pytest.importorskip("bpy")
 gpu = pytest.importorskip("gpu")
 
-from test_engine_render import HEIGHT, WIDTH, _closed_port_url, _use_server, posed  # noqa: F401
+from rig_support import camera_view, render_still
+from test_engine_render import HEIGHT, WIDTH, _use_server, posed  # noqa: F401
+
+from conftest import closed_port_url
 
 
 @pytest.fixture(scope="module")
@@ -54,18 +57,10 @@ def test_the_viewport_draws_the_camera_views_frame_and_the_backend_down_message(
     from oneshot_avatar.render_engine import DrawCache, viewport_work
 
     scene, _rig = posed
-    scene.render.filepath = str(tmp_path / "f12.png")
-    bpy.ops.render.render(write_still=True)
-    image = bpy.data.images.load(str(tmp_path / "f12.png"))
-    f12 = np.empty(WIDTH * HEIGHT * 4, np.float32)
-    image.pixels.foreach_get(f12)
-    f12 = f12.reshape(HEIGHT, WIDTH, 4)
+    f12 = render_still(scene, tmp_path / "f12.png", WIDTH, HEIGHT)
 
     # Looking through the scene camera: the matrices Blender gives such a 3D view.
-    depsgraph = bpy.context.evaluated_depsgraph_get()
-    camera = scene.camera.evaluated_get(depsgraph)
-    view = camera.matrix_world.inverted()
-    window = camera.calc_matrix_camera(depsgraph, x=WIDTH, y=HEIGHT)
+    depsgraph, view, window = camera_view(scene, WIDTH, HEIGHT)
     viewport, cache = Viewport(), DrawCache()
     viewport.want(*viewport_work(connection_config(), depsgraph, view, window, WIDTH, HEIGHT))
     deadline = time.monotonic() + 30
@@ -82,7 +77,7 @@ def test_the_viewport_draws_the_camera_views_frame_and_the_backend_down_message(
     assert solid.sum() > 50 and np.abs(colour - f12[..., :3][solid]).mean() < 2 / 255
 
     # The backend goes down: the last frame stays, the message is written over it.
-    _use_server(_closed_port_url())
+    _use_server(closed_port_url())
     rig = scene.objects[_rig.name]
     rig.pose.bones["left_elbow"].rotation_quaternion = (0.8, 0.0, 0.6, 0.0)
     depsgraph = bpy.context.evaluated_depsgraph_get()

@@ -15,9 +15,9 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from test_engine_render import _camera, _engine_scene, _import, _png_pixels, _use_server
+from test_engine_render import _camera, _engine_scene, _png_pixels, _use_server
 
-from conftest import env_path
+from conftest import env_path, import_avatar
 
 
 @pytest.fixture()
@@ -47,7 +47,7 @@ def on_frame_written():
 
 
 def _animation_scene(scene, package, folder, frames: int):
-    rig = _import(package)
+    rig = import_avatar(package)
     _camera(scene, rig.location.z)
     _engine_scene(scene, folder)
     scene.frame_start, scene.frame_end = 1, frames

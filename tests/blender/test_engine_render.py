@@ -16,32 +16,21 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from conftest import addon_preferences, env_path
+from rig_support import camera_view, key_arm_swing, render_still, scene_camera
+
+from conftest import closed_port_url, driver_server, env_path, import_avatar, use_backend
 
 WIDTH, HEIGHT = 64, 80
 
 
 def _use_server(url=None) -> None:
-    preferences = addon_preferences()
-    preferences.backend_mode = "URL"
-    preferences.backend_url = url or os.environ["ONESHOT_AVATAR_TEST_SERVER_URL"]
-    preferences.token = ""
-    preferences.timeout_s = 5.0
-
-
-def _import(path) -> bpy.types.Object:
-    assert bpy.ops.oneshot_avatar.import_avatar(filepath=str(path)) == {"FINISHED"}
-    return bpy.context.view_layer.objects.active
+    """The driver's server (no token), or ``url``; a short timeout."""
+    use_backend(url or driver_server()[0], timeout_s=5.0)
 
 
 def _camera(scene, rig_z: float) -> bpy.types.Object:
-    camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
-    scene.collection.objects.link(camera)
-    camera.location = (0.2, -4.5, rig_z - 0.3)
-    camera.rotation_euler = (math.radians(88.0), 0.0, math.radians(2.0))
-    camera.data.lens = 40.0
-    scene.camera = camera
-    return camera
+    return scene_camera(scene, (0.2, -4.5, rig_z - 0.3),
+                        (math.radians(88.0), 0.0, math.radians(2.0)), lens=40.0)
 
 
 def _engine_scene(scene, folder) -> None:
@@ -60,11 +49,8 @@ def _engine_scene(scene, folder) -> None:
 def posed(addon, empty_scene, tmp_path):
     _use_server()
     scene = empty_scene
-    rig = _import(env_path("ONESHOT_AVATAR_TEST_PACKAGE"))
-    shoulder = rig.pose.bones["left_shoulder"]
-    for frame, angle in zip(range(1, 6), (-0.8, -0.4, 0.0, 0.4, 0.8)):
-        shoulder.rotation_quaternion = (math.cos(angle / 2), 0.0, 0.0, math.sin(angle / 2))
-        shoulder.keyframe_insert("rotation_quaternion", frame=frame)
+    rig = import_avatar(env_path("ONESHOT_AVATAR_TEST_PACKAGE"))
+    key_arm_swing(rig, range(1, 6), (-0.8, -0.4, 0.0, 0.4, 0.8))
     _camera(scene, rig.location.z)
     scene.frame_start, scene.frame_end = 1, 5
     scene.frame_set(2)
@@ -125,8 +111,8 @@ def test_render_animation_writes_one_file_per_frame(posed, tmp_path):
 def test_two_avatars_write_a_depth_pass(addon, empty_scene, tmp_path):
     _use_server()
     scene = empty_scene
-    near = _import(env_path("ONESHOT_AVATAR_TEST_PACKAGE"))
-    far = _import(env_path("ONESHOT_AVATAR_TEST_PACKAGE_2"))
+    near = import_avatar(env_path("ONESHOT_AVATAR_TEST_PACKAGE"))
+    far = import_avatar(env_path("ONESHOT_AVATAR_TEST_PACKAGE_2"))
     near.location.y -= 1.0  # 1 m closer to the camera (which looks along +Y)
     near.location.x += 0.05
     far.location.x -= 0.05
@@ -162,17 +148,9 @@ def test_a_scene_without_avatars_renders_transparent(addon, empty_scene, tmp_pat
     assert tuple(image.size) == (WIDTH, HEIGHT) and pixels.reshape(-1, 4)[:, 3].max() == 0
 
 
-def _closed_port_url() -> str:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-
 def test_backend_down_fails_clearly_in_bounded_time(posed, tmp_path, capfd):
     _scene, _rig = posed
-    _use_server(_closed_port_url())
+    _use_server(closed_port_url())
     started = time.monotonic()
     message = ""
     try:
@@ -197,7 +175,7 @@ def test_set_up_avatar_compositing_puts_the_avatar_into_a_cycles_set(addon, empt
     elsewhere is the set's."""
     _use_server()
     scene = empty_scene
-    rig = _import(env_path("ONESHOT_AVATAR_TEST_PACKAGE"))
+    rig = import_avatar(env_path("ONESHOT_AVATAR_TEST_PACKAGE"))
     _camera(scene, rig.location.z)
     _engine_scene(scene, tmp_path)
     scene.render.engine = "CYCLES"
@@ -248,17 +226,9 @@ def test_viewport_request_from_a_camera_view_matches_f12(posed, tmp_path):
     from oneshot_avatar.render_engine import viewport_work
 
     scene, rig = posed
-    scene.render.filepath = str(tmp_path / "f12.png")
-    bpy.ops.render.render(write_still=True)
-    image = bpy.data.images.load(str(tmp_path / "f12.png"))
-    f12 = np.empty(WIDTH * HEIGHT * 4, np.float32)
-    image.pixels.foreach_get(f12)
-    f12 = f12.reshape(HEIGHT, WIDTH, 4)  # rows bottom to top, like the render result
+    f12 = render_still(scene, tmp_path / "f12.png", WIDTH, HEIGHT)
 
-    depsgraph = bpy.context.evaluated_depsgraph_get()
-    camera = scene.camera.evaluated_get(depsgraph)
-    view = camera.matrix_world.inverted()
-    window = camera.calc_matrix_camera(depsgraph, x=WIDTH, y=HEIGHT)
+    depsgraph, view, window = camera_view(scene, WIDTH, HEIGHT)
     key, work = viewport_work(connection_config(), depsgraph, view, window, WIDTH, HEIGHT)
     frame = work()
     alpha = frame.combined[..., 3]
@@ -288,7 +258,7 @@ def test_a_package_rewritten_on_disk_is_rendered_anew(addon, empty_scene, tmp_pa
     scene = empty_scene
     package = tmp_path / "person.avatar"
     shutil.copy(env_path("ONESHOT_AVATAR_TEST_PACKAGE"), package)
-    rig = _import(package)
+    rig = import_avatar(package)
     _camera(scene, rig.location.z)
     _engine_scene(scene, tmp_path)
     scene.render.filepath = str(tmp_path / "before.png")

@@ -19,7 +19,10 @@ from rig_support import (
     env_path,
     evaluated_positions,
     fresh_scene,
+    scene_camera,
 )
+
+from zip_members import rewrite_zip
 
 
 @pytest.fixture()
@@ -165,22 +168,13 @@ def test_face_units_move_the_face_points_like_the_backend(addon, package_path, e
         assert len(geometry.pointcloud.points) == package.count - face_index.size
 
 
-def _rewrite(path, out, **members):
-    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(out, "w") as zout:
-        for name in zin.namelist():
-            data = members.get(name, zin.read(name))
-            if data is not None:
-                zout.writestr(name, data)
-    return out
-
-
 def test_bad_packages_are_reported_and_leave_nothing(addon, package_path, tmp_path):
     fresh_scene()
     before = datablock_counts()
     not_zip = tmp_path / "junk.avatar"
     not_zip.write_bytes(b"definitely not a zip")
-    missing = _rewrite(package_path, tmp_path / "norig.avatar", **{"rig.npz": None})
-    damaged = _rewrite(package_path, tmp_path / "damaged.avatar", **{
+    missing = rewrite_zip(package_path, tmp_path / "norig.avatar", **{"rig.npz": None})
+    damaged = rewrite_zip(package_path, tmp_path / "damaged.avatar", **{
         "gaussians.ply": zipfile.ZipFile(package_path).read("gaussians.ply")[:-4]})
     for path, field in ((not_zip, "not a zip"), (missing, "rig.npz"),
                         (damaged, "members.gaussians.ply")):
@@ -221,13 +215,9 @@ def test_splats_render_their_colours_in_cycles(addon, package_path, tmp_path):
     # big splats: a solid body at 48x64 px
     addon.splats.set_modifier_input(splats.modifiers["Splats"], "Splat Size", 8.0)
     scene = bpy.context.scene
-    camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
-    scene.collection.objects.link(camera)
-    camera.data.type = "ORTHO"
-    camera.data.ortho_scale = 2.4
-    camera.location = (0.0, -4.0, rig.location.z - 0.35)  # in front (-Y), looking along +Y
-    camera.rotation_euler = (np.pi / 2, 0.0, 0.0)
-    scene.camera = camera
+    # in front (-Y), looking along +Y
+    scene_camera(scene, (0.0, -4.0, rig.location.z - 0.35), (np.pi / 2, 0.0, 0.0),
+                 type="ORTHO", ortho_scale=2.4)
     render = scene.render
     render.resolution_x, render.resolution_y, render.resolution_percentage = 48, 64, 100
     render.film_transparent = True

@@ -16,7 +16,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from rig_support import env_path, evaluated_positions, fresh_scene
+from rig_support import env_path, evaluated_positions, fresh_scene, scene_camera
 
 SCENE_FPS = 30
 
@@ -384,12 +384,26 @@ def _heads(rig, names) -> dict[str, np.ndarray]:
     return {name: np.array(rig.pose.bones[name].head) for name in names}
 
 
+def _sent_and_exported(addon, rig, path):
+    """What Render Avatar sends for the current frame (its request's motion parameters, with a
+    camera in front) and what Motion Export writes for that frame (``path``, read back)."""
+    from blender_addon.core.motion import read_motion
+
+    scene = bpy.context.scene
+    scene_camera(scene, (0.0, -4.0, 1.0), (np.pi / 2, 0.0, 0.0))
+    frame = scene.frame_current
+    request = addon.render_ops.build_render_request(bpy.context, rig, [frame])
+    params = {k: np.asarray(v, dtype=np.float64) for k, v in request["motion"]["params"].items()}
+    scene.frame_start = scene.frame_end = frame
+    assert bpy.ops.oneshot_avatar.export_motion(filepath=str(path)) == {"FINISHED"}
+    return params, read_motion(path)
+
+
 def test_ik_controls_move_the_limbs_and_render_and_export_follow(addon, rig, tmp_path):
     """Issue 17: IK targets with poles, an FK/IK switch per limb and a COG control. At rest the
     IK solution is the rest pose; an IK hand target moves the wrist there (and the render
     request and the motion export say so); IK feet stay planted when the COG moves down."""
     from blender_addon.core import pose as posemath
-    from blender_addon.core.motion import read_motion
     from blender_addon.core.smplx_rig import JOINT_NAMES
     from mathutils import Matrix, Vector
 
@@ -418,15 +432,7 @@ def test_ik_controls_move_the_limbs_and_render_and_export_follow(addon, rig, tmp
     assert np.linalg.norm(moved["left_wrist"] - wrist) > 0.2
     # What Render Avatar sends: forward kinematics of the request's parameters puts the wrist
     # on the target too.
-    scene = bpy.context.scene
-    camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
-    scene.collection.objects.link(camera)
-    camera.location = (0.0, -4.0, 1.0)
-    camera.rotation_euler = (np.pi / 2, 0.0, 0.0)
-    scene.camera = camera
-    frame = scene.frame_current
-    request = addon.render_ops.build_render_request(bpy.context, rig, [frame])
-    params = {k: np.asarray(v, dtype=np.float64) for k, v in request["motion"]["params"].items()}
+    params, motion = _sent_and_exported(addon, rig, tmp_path / "ik.npz")
     full = posemath.full_pose_from_params(params, 1)
     rest_joints = np.array([rig.data.bones[j].head_local for j in JOINT_NAMES])
     world = posemath.forward_kinematics(posemath.axis_angle_to_matrix(full), rest_joints,
@@ -434,10 +440,6 @@ def test_ik_controls_move_the_limbs_and_render_and_export_follow(addon, rig, tmp
     sent_wrist = world[0, JOINT_NAMES.index("left_wrist"), :3, 3]
     np.testing.assert_allclose(sent_wrist, target, atol=1e-3)
     # ... and the motion export.
-    scene.frame_start = scene.frame_end = frame
-    path = tmp_path / "ik.npz"
-    assert bpy.ops.oneshot_avatar.export_motion(filepath=str(path)) == {"FINISHED"}
-    motion = read_motion(path)
     world = posemath.forward_kinematics(posemath.axis_angle_to_matrix(motion.full_pose),
                                         rest_joints, motion.transl)
     np.testing.assert_allclose(world[0, JOINT_NAMES.index("left_wrist"), :3, 3], target,
@@ -463,7 +465,6 @@ def test_a_constraint_is_rendered_and_exported_alike(addon, rig, tmp_path):
     exported file, the same numbers in both, and forward kinematics of them puts the joints
     where Blender shows them."""
     from blender_addon.core import pose as posemath
-    from blender_addon.core.motion import read_motion
     from blender_addon.core.smplx_rig import JOINT_NAMES
 
     scene = bpy.context.scene
@@ -477,19 +478,8 @@ def test_a_constraint_is_rendered_and_exported_alike(addon, rig, tmp_path):
     wrist = _heads(rig, ["left_wrist"])["left_wrist"]
     assert np.linalg.norm(wrist - wrist_before) > 0.05  # the constraint moved the forearm
     assert tuple(elbow.rotation_quaternion) == (1.0, 0.0, 0.0, 0.0)  # the keys say rest
-    camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
-    scene.collection.objects.link(camera)
-    camera.location = (0.0, -4.0, 1.0)
-    camera.rotation_euler = (np.pi / 2, 0.0, 0.0)
-    scene.camera = camera
-    frame = scene.frame_current
-    request = addon.render_ops.build_render_request(bpy.context, rig, [frame])
-    params = {k: np.asarray(v, dtype=np.float64) for k, v in request["motion"]["params"].items()}
+    params, exported = _sent_and_exported(addon, rig, tmp_path / "constrained.npz")
     rendered = posemath.full_pose_from_params(params, 1)
-    scene.frame_start = scene.frame_end = frame
-    path = tmp_path / "constrained.npz"
-    assert bpy.ops.oneshot_avatar.export_motion(filepath=str(path)) == {"FINISHED"}
-    exported = read_motion(path)
     elbow_index = JOINT_NAMES.index("left_elbow")
     assert np.linalg.norm(exported.full_pose[0, elbow_index]) > 0.1  # not the rest keys
     np.testing.assert_allclose(exported.full_pose, rendered, atol=1e-5)

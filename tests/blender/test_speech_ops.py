@@ -15,9 +15,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from rig_support import fresh_scene
-
-from conftest import addon_preferences, env_path
+from conftest import env_path, served_rig
 
 SCENE_FPS = 24
 START = 11
@@ -25,18 +23,7 @@ START = 11
 
 @pytest.fixture()
 def rig(addon):
-    fresh_scene(SCENE_FPS)
-    preferences = addon_preferences()
-    preferences.backend_mode = "URL"
-    url = os.environ.get("ONESHOT_AVATAR_TEST_SERVER_URL")
-    if not url:
-        pytest.skip("$ONESHOT_AVATAR_TEST_SERVER_URL is not set: run tests/test_blender_speech.py")
-    preferences.backend_url = url
-    preferences.token = os.environ.get("ONESHOT_AVATAR_TEST_SERVER_TOKEN", "")
-    preferences.timeout_s = 30.0
-    package = env_path("ONESHOT_AVATAR_TEST_PACKAGE")
-    assert bpy.ops.oneshot_avatar.import_avatar(filepath=str(package)) == {"FINISHED"}
-    return bpy.context.view_layer.objects.active
+    return served_rig(SCENE_FPS)
 
 
 def _sound_strips(scene):

@@ -7,7 +7,6 @@ half-imported."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import zipfile
@@ -18,7 +17,13 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from conftest import addon_preferences, env_path
+from conftest import (
+    addon_preferences,
+    assert_backend_down_at_once,
+    closed_port_url,
+    env_path,
+    use_backend,
+)
 
 TOKEN = "fake-token-0123456789"
 
@@ -148,11 +153,7 @@ def fake_backend(addon):
 
 @pytest.fixture()
 def scene(fake_backend, empty_scene, tmp_path):
-    preferences = addon_preferences()
-    preferences.backend_mode = "URL"
-    preferences.backend_url = fake_backend
-    preferences.token = TOKEN
-    preferences.timeout_s = 5.0
+    use_backend(fake_backend, TOKEN, timeout_s=5.0)
     FakeBackend.health_delay_s = 0.0
     photo = tmp_path / "person.png"
     photo.write_bytes(b"\x89PNG\r\n\x1a\n fake photo")
@@ -263,16 +264,9 @@ def test_missing_photo_names_the_field(scene, tmp_path):
 
 
 def test_refused_connection_is_reported_at_once(scene):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    addon_preferences().backend_url = f"http://127.0.0.1:{port}"
-    started = time.monotonic()
-    with pytest.raises(RuntimeError, match="backend not reachable at .*oneshot-avatar serve"):
-        bpy.ops.oneshot_avatar.reconstruct()
-    with pytest.raises(RuntimeError, match="backend not reachable"):
-        bpy.ops.oneshot_avatar.test_connection()
-    assert time.monotonic() - started < 5
+    assert_backend_down_at_once(
+        (bpy.ops.oneshot_avatar.reconstruct, "backend not reachable at .*oneshot-avatar serve"),
+        (bpy.ops.oneshot_avatar.test_connection, "backend not reachable"))
     assert len(scene.oneshot_avatar.jobs) == 0
 
 
@@ -308,9 +302,7 @@ def test_monitor_rides_out_a_backend_outage(scene):
     bpy.ops.oneshot_avatar.reconstruct()
     record = scene.oneshot_avatar.jobs[0]
     good_url = addon_preferences().backend_url
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        addon_preferences().backend_url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    addon_preferences().backend_url = closed_port_url()
     background.job_monitor.wait(lambda: bool(background.job_monitor.connection_problem), 10)
     assert "not reachable" in background.job_monitor.connection_problem
     assert record.state == "queued"

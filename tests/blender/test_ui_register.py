@@ -21,6 +21,8 @@ from conftest import (
 OPERATORS = ("import_avatar", "reconstruct", "render_avatar", "preview_frame", "align_pose",
              "test_connection", "start_local_backend", "stop_local_backend", "cancel_job",
              "remove_job", "retry_job_result", "import_motion", "import_builtin_motion")
+# File > Import: avatar, motion files, video motion; File > Export: motion.
+MENU_ENTRIES = {"TOPBAR_MT_file_import": 3, "TOPBAR_MT_file_export": 1}
 PANELS = ("ONESHOT_AVATAR_PT_main", "ONESHOT_AVATAR_PT_reconstruct", "ONESHOT_AVATAR_PT_jobs",
           "ONESHOT_AVATAR_PT_animate", "ONESHOT_AVATAR_PT_render")
 
@@ -34,6 +36,10 @@ def _registered() -> dict[str, bool]:
     status["status bar"] = any(getattr(f, "__name__", "") == "draw_status_bar"
                                for f in getattr(bpy.types.STATUSBAR_HT_header.draw, "_draw_funcs",
                                                 []))
+    for menu, entries in MENU_ENTRIES.items():  # all of ours there (True), or none (False)
+        ours = [f for f in getattr(getattr(bpy.types, menu).draw, "_draw_funcs", [])
+                if "oneshot_avatar" in getattr(f, "__module__", "")]
+        status[f"menu {menu}"] = {entries: True, 0: False}.get(len(ours))
     status["enabled"] = any(addon_utils.check(m)[1] for m in (LEGACY_MODULE, EXTENSION_MODULE))
     return status
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import time
 
 import numpy as np
@@ -17,57 +16,40 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from conftest import addon_preferences, disable_addon, enable_addon, env_path
+from rig_support import key_arm_swing, scene_camera
+
+from conftest import (
+    addon_preferences,
+    assert_backend_down_at_once,
+    disable_addon,
+    driver_server,
+    enable_addon,
+    env_path,
+    import_avatar,
+    use_backend,
+)
 
 WIDTH, HEIGHT = 64, 48
 FRAMES = (1, 2, 3)
 
 
-def _server() -> tuple[str, str]:
-    url = os.environ.get("ONESHOT_AVATAR_TEST_SERVER_URL")
-    if not url:
-        pytest.skip("$ONESHOT_AVATAR_TEST_SERVER_URL is not set: run through "
-                    "tests/test_blender_ui.py")
-    return url, os.environ.get("ONESHOT_AVATAR_TEST_SERVER_TOKEN", "")
-
-
 def _client():
     from oneshot_avatar.core.client import ServiceClient
 
-    url, token = _server()
+    url, token = driver_server()
     return ServiceClient(url, token, timeout=30)
-
-
-def _use_server() -> None:
-    url, token = _server()
-    preferences = addon_preferences()
-    preferences.backend_mode = "URL"
-    preferences.backend_url = url
-    preferences.token = token
-    preferences.timeout_s = 30.0
-
-
-def _import(path) -> bpy.types.Object:
-    assert bpy.ops.oneshot_avatar.import_avatar(filepath=str(path)) == {"FINISHED"}
-    return bpy.context.view_layer.objects.active
 
 
 @pytest.fixture()
 def shot(addon, empty_scene, tmp_path):
     """An imported avatar waving its arm over frames 1-3, a camera in front, 64x48 output."""
-    _use_server()
+    use_backend(*driver_server())
     scene = empty_scene
-    rig = _import(env_path("ONESHOT_AVATAR_TEST_PACKAGE"))
-    shoulder = rig.pose.bones["left_shoulder"]
-    for frame, angle in zip(FRAMES, (-0.8, 0.0, 0.8)):
-        shoulder.rotation_quaternion = (math.cos(angle / 2), 0.0, 0.0, math.sin(angle / 2))
-        shoulder.keyframe_insert("rotation_quaternion", frame=frame)
-    camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
-    scene.collection.objects.link(camera)
-    camera.location = (0.0, -4.0, rig.location.z - 0.35)  # the rig stands on the floor
-    camera.rotation_euler = (math.radians(90.0), 0.0, 0.0)
-    camera.data.lens = 35.0
-    scene.camera = camera
+    rig = import_avatar(env_path("ONESHOT_AVATAR_TEST_PACKAGE"))
+    key_arm_swing(rig, FRAMES, (-0.8, 0.0, 0.8))
+    # the rig stands on the floor
+    scene_camera(scene, (0.0, -4.0, rig.location.z - 0.35), (math.radians(90.0), 0.0, 0.0),
+                 lens=35.0)
     scene.render.resolution_x, scene.render.resolution_y = WIDTH, HEIGHT
     scene.render.resolution_percentage = 100
     scene.frame_start, scene.frame_end = FRAMES[0], FRAMES[-1]
@@ -132,7 +114,7 @@ def test_same_package_imported_twice_is_uploaded_once(shot, capfd):
     before = {a["id"] for a in _client().list_avatars()}
     scene.frame_start = scene.frame_end = 2
     assert bpy.ops.oneshot_avatar.render_avatar() == {"FINISHED"}
-    second = _import(env_path("ONESHOT_AVATAR_TEST_PACKAGE"))
+    second = import_avatar(env_path("ONESHOT_AVATAR_TEST_PACKAGE"))
     assert second != rig and not second.get("oneshot_avatar_avatar_id")
     scene.oneshot_avatar.render_rig = second
     assert bpy.ops.oneshot_avatar.render_avatar() == {"FINISHED"}
@@ -179,20 +161,14 @@ def test_preview_frame(shot):
 
 def test_backend_down_reports_and_writes_nothing(shot):
     _scene, _rig, folder = shot
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        addon_preferences().backend_url = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    started = time.monotonic()
-    with pytest.raises(RuntimeError, match="backend not reachable .*oneshot-avatar serve"):
-        bpy.ops.oneshot_avatar.render_avatar()
-    with pytest.raises(RuntimeError, match="backend not reachable"):
-        bpy.ops.oneshot_avatar.preview_frame()
-    assert time.monotonic() - started < 5
+    assert_backend_down_at_once(
+        (bpy.ops.oneshot_avatar.render_avatar, "backend not reachable .*oneshot-avatar serve"),
+        (bpy.ops.oneshot_avatar.preview_frame, "backend not reachable"))
     assert not folder.exists() or not os.listdir(folder)
 
 
 def test_wrong_token(shot):
-    if not _server()[1]:
+    if not driver_server()[1]:
         pytest.skip("the test server runs without a token")
     addon_preferences().token = "x" * 24
     with pytest.raises(RuntimeError, match="401.*token"):
@@ -203,7 +179,7 @@ def test_wrong_token(shot):
 
 def test_package_for_another_body_model(shot):
     scene, _rig, folder = shot
-    foreign = _import(env_path("ONESHOT_AVATAR_TEST_FOREIGN_PACKAGE"))
+    foreign = import_avatar(env_path("ONESHOT_AVATAR_TEST_FOREIGN_PACKAGE"))
     scene.oneshot_avatar.render_rig = foreign
     with pytest.raises(RuntimeError, match="'package.*body model.*HTTP 422"):
         bpy.ops.oneshot_avatar.render_avatar()

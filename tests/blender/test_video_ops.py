@@ -9,15 +9,14 @@ $ONESHOT_AVATAR_TEST_PACKAGE (a .avatar), $ONESHOT_AVATAR_TEST_VIDEO."""
 from __future__ import annotations
 
 import itertools
-import os
 
 import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from rig_support import fresh_scene
+from rig_support import scene_camera
 
-from conftest import addon_preferences, env_path
+from conftest import env_path, served_rig
 
 SCENE_FPS = 24
 START = 5
@@ -26,25 +25,12 @@ FRAMES = 12
 
 @pytest.fixture()
 def rig(addon):
-    fresh_scene(SCENE_FPS)
-    preferences = addon_preferences()
-    preferences.backend_mode = "URL"
-    url = os.environ.get("ONESHOT_AVATAR_TEST_SERVER_URL")
-    if not url:
-        pytest.skip("$ONESHOT_AVATAR_TEST_SERVER_URL is not set: run tests/test_blender_video.py")
-    preferences.backend_url = url
-    preferences.token = os.environ.get("ONESHOT_AVATAR_TEST_SERVER_TOKEN", "")
-    preferences.timeout_s = 30.0
-    package = env_path("ONESHOT_AVATAR_TEST_PACKAGE")
-    assert bpy.ops.oneshot_avatar.import_avatar(filepath=str(package)) == {"FINISHED"}
-    return bpy.context.view_layer.objects.active
+    return served_rig(SCENE_FPS)
 
 
 def test_import_video_motion_keys_the_rig_and_adds_the_video(addon, rig):
     scene = bpy.context.scene
-    camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
-    scene.collection.objects.link(camera)
-    scene.camera = camera
+    camera = scene_camera(scene, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), name="Camera")
     scene.frame_set(START)
     video = env_path("ONESHOT_AVATAR_TEST_VIDEO")
     assert bpy.ops.oneshot_avatar.import_video_motion(
