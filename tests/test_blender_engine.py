@@ -101,8 +101,10 @@ def test_render_engine_faults_in_blender(blender, tmp_path, packages, body_cache
             "ONESHOT_AVATAR_TEST_PACKAGE": str(packages[0]),
             "ONESHOT_AVATAR_TEST_PACKAGE_2": str(packages[1])}, extra_args=("-s",),
             python=python)
+        # before the block's own stop: the Blender side killed it mid-animation
+        killed = server.proc.poll() is not None
     print(output[-3000:], file=sys.stderr)
-    assert server.proc.poll() is not None  # the Blender side killed it mid-animation
+    assert killed, "the server was still running after Blender's fault test"
 
 
 @pytest.mark.parametrize("blender", blender_params())
