@@ -238,8 +238,15 @@ class PresetCamera(RequestModel):
     height: Side = 512
 
 
-def _camera_kind(value: Any) -> str:
-    keys = value if isinstance(value, dict) else vars(value)
+def _camera_kind(value: Any) -> str | None:
+    """Which camera ``value`` is; None (pydantic then answers 422) when it is no object at all,
+    e.g. a number or a string where a camera belongs."""
+    if isinstance(value, dict):
+        keys = value
+    elif isinstance(value, BaseModel):
+        keys = type(value).model_fields
+    else:
+        return None
     return ("BlenderCamera" if "blender" in keys else "PresetCamera" if "preset" in keys
             else "OpenCVCamera")
 
