@@ -75,13 +75,13 @@ def open_body(open_body_file):
 # ``xdist_group`` marks would split a file, but pytest-xdist 3.8 renames node ids through
 # ``item._nodeid``, which pytest 9 no longer reads: the marks are silently ignored; measured
 # here, and pytest-xdist issue #1386.)
-LONGEST_FIRST = (  # CPU seconds per file measured under -n 2 on 2 cores, 2026-11-29
-    "tests/test_service.py", "tests/test_track.py", "tests/test_reconstruct.py",
-    "tests/test_blender_ui.py", "tests/test_service_fuzz.py", "tests/test_render_cli.py",
-    "tests/test_fit_landmarks.py", "tests/test_outputs.py", "tests/test_speech.py",
-    "tests/test_body.py", "tests/test_regions.py", "tests/test_blender_engine.py",
-    "tests/test_priors.py", "tests/test_service_track.py", "tests/test_fit_body.py",
-    "tests/test_blender_video.py", "tests/test_blender_rig.py", "tests/test_body_files.py",
+LONGEST_FIRST = (  # seconds per file measured under -n 2 on 2 cores, 2026-11-29 05:05
+    "tests/test_service.py", "tests/test_blender_ui.py", "tests/test_reconstruct.py",
+    "tests/test_track.py", "tests/test_service_fuzz.py", "tests/test_blender_engine.py",
+    "tests/test_render_cli.py", "tests/test_fit_landmarks.py", "tests/test_speech.py",
+    "tests/test_body.py", "tests/test_regions.py", "tests/test_priors.py",
+    "tests/test_outputs.py", "tests/test_blender_video.py", "tests/test_blender_rig.py",
+    "tests/test_service_track.py", "tests/test_package.py", "tests/test_body_files.py",
 )
 
 
