@@ -6,15 +6,21 @@ answers at once."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from collections.abc import Callable
 
 
-def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
-    """``__getattr__`` and ``__dir__`` for ``package`` exporting ``name -> module`` lazily.
+def lazy_exports(
+    package: str, modules: dict[str, tuple[str, ...]]
+) -> tuple[Callable[[str], object], Callable[[], list[str]], list[str]]:
+    """``__getattr__``, ``__dir__`` and ``__all__`` for ``package``, which exports the names of
+    each of its ``modules`` (``".model": ("BodyModel", ...)``, relative to the package) lazily.
 
     The first access imports the module and stores the value in the package, so later accesses
     are plain attribute lookups."""
+    exports = {name: importlib.util.resolve_name(module, package)
+               for module, names in modules.items() for name in names}
 
     def __getattr__(name: str) -> object:
         module = exports.get(name)
@@ -27,4 +33,4 @@ def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str],
     def __dir__() -> list[str]:
         return sorted(set(vars(sys.modules[package])) | set(exports))
 
-    return __getattr__, __dir__
+    return __getattr__, __dir__, list(exports)
