@@ -188,7 +188,7 @@ def register(subparsers) -> None:
         "render",
         help="render an avatar for a motion and camera to PNG frames, an MP4 or a GIF",
         description="Pose the avatar for every frame of a motion (a built-in clip or a motion "
-        "file), rasterize its Gaussians (gsplat on a CUDA GPU, the PyTorch reference otherwise) "
+        "file), rasterize its Gaussians (gsplat on a CUDA GPU, the compiled CPU rasterizer otherwise) "
         "and write PNG frames with alpha into a folder, or an .mp4 / .gif.",
     )
     render.add_argument("avatar", help="the .avatar package")
