@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from oneshot_avatar.atomic import atomic_output
 from oneshot_avatar.body.smplx_layout import JOINT_INDEX
 from oneshot_avatar.fit.landmarks import FACE_MESH_POINTS
 
@@ -77,11 +78,12 @@ def face_correspondence(body, cache_dir: Path | str | None = None, *,
                                           data["views"].astype(np.int64), body.info.sha256)
     result = compute_face_correspondence(body)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, schema=np.array(SCHEMA), body_sha256=np.array(body.info.sha256),
-             faces=result.faces, bary=result.bary, valid=result.valid, spread=result.spread,
-             views=result.views)
-    tmp.replace(path)
+    # A temporary of its own: two processes that compute at once (two commands, two test
+    # workers) must not write into one file (a fixed ``.tmp.npz`` name interleaved them).
+    with atomic_output(path, suffix=".npz") as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, schema=np.array(SCHEMA), body_sha256=np.array(body.info.sha256),
+                 faces=result.faces, bary=result.bary, valid=result.valid,
+                 spread=result.spread, views=result.views)
     return result
 
 
