@@ -47,6 +47,7 @@ def _probe(*argv: str) -> dict:
     ["export-ply", "a.avatar", "a.ply", "--pose", "wave", "--frame", "100000"],
     ["reconstruct", "no-such-photo.png", "--out", "a.avatar"],
     ["track", "no-such-video.mp4", "--out", "motion.npz"],
+    ["serve", "--max-render-frames", "0"],
 ])
 def test_parsing_imports_nothing_heavy(argv):
     result = _probe(*argv)
@@ -55,7 +56,7 @@ def test_parsing_imports_nothing_heavy(argv):
     assert result["heavy"] in ([], allowed), f"{argv} imported {result['heavy']}"
     if argv == ["--version"]:
         assert result["code"] == 0 and result["out"].startswith("oneshot-avatar ")
-    if argv[0] in ("render", "export-ply", "reconstruct", "track") and argv[1] != "--help":
+    if argv[0] in ("render", "export-ply", "reconstruct", "track", "serve") and argv[1] != "--help":
         assert result["code"] == 2
 
 

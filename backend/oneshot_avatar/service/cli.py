@@ -69,11 +69,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                         "the default --host 127.0.0.1 and use an SSH tunnel", field="host")
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be 0..65535, got {args.port}", field="port")
+    for name in ("max_upload_mb", "max_render_frames", "max_render_pixels"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1", field=name)
+    for name in ("keypoint_model", "matting_model"):
+        path = getattr(args, name)
+        if path and not Path(path).is_file():
+            raise UserError(f"--{name.replace('_', '-')} {str(path)!r}: no such file", field=name)
     from oneshot_avatar.service.store import DataDirLock
 
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
-    # One server per data folder, said before anything slow loads.
+    # One server per data folder and a free port, both said before anything slow loads.
     data_lock = DataDirLock(data_dir)
+    sock = bind(args.host, args.port)
     import logging
 
     import uvicorn
@@ -88,14 +96,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         backend=args.backend, max_upload_bytes=args.max_upload_mb * 1024 * 1024,
         max_render_frames=args.max_render_frames, max_render_pixels=args.max_render_pixels,
     )
-    for name in ("max_upload_mb", "max_render_frames", "max_render_pixels"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1", field=name)
-    for name in ("keypoint_model", "matting_model"):
-        path = getattr(config, name)
-        if path is not None and not path.is_file():
-            raise UserError(f"--{name.replace('_', '-')} {str(path)!r}: no such file", field=name)
-    sock = bind(args.host, args.port)  # before the slow start, so a busy port fails at once
 
     def say(message: str) -> None:
         print(f"oneshot-avatar serve: {message}", file=sys.stderr, flush=True)
