@@ -73,3 +73,20 @@ def test_the_frame_changes_are_the_rotations_they_name(matrix):
                                atol=1e-12)
     np.testing.assert_allclose(rot.matrix_to_rotvec(matrix),
                                Rotation.from_matrix(matrix).as_rotvec(), atol=1e-12)
+
+
+def test_the_add_on_twin_gives_the_same_rotations():
+    """The add-on has its own numpy rotations (``blender_addon/core/pose.py``, quaternions wxyz,
+    Blender's order; it cannot import the backend): both give the same matrices, the same
+    axis-angle back, and quaternions that differ only in the order of their components."""
+    from blender_addon.core import pose
+
+    v = _rotvecs(4)
+    np.testing.assert_allclose(pose.axis_angle_to_matrix(v), rot.rotvec_to_matrix(v), atol=1e-12)
+    matrices = rot.rotvec_to_matrix(v)
+    away_from_pi = np.linalg.norm(rot.matrix_to_rotvec(matrices), axis=1) < np.pi - 1e-5
+    np.testing.assert_allclose(pose.matrix_to_axis_angle(matrices)[away_from_pi],
+                               rot.matrix_to_rotvec(matrices)[away_from_pi], atol=1e-9)
+    within_pi = np.linalg.norm(v, axis=1) <= np.pi
+    np.testing.assert_allclose(pose.axis_angle_to_quaternion(v)[within_pi],
+                               np.roll(rot.rotvec_to_quat(v), 1, axis=-1)[within_pi], atol=1e-12)

@@ -3,7 +3,9 @@
 All functions take and return float64 arrays; axis-angle vectors are ``(..., 3)`` radians and
 quaternions are ``(..., 4)`` with the scalar LAST (scipy's order). The conventions are scipy's
 ``Rotation`` (``tests/test_rotations.py`` holds them to it); numpy alone keeps the commands that
-read motion (``motion info``) from paying scipy.spatial's ~0.5 s import.
+read motion (``motion info``) from paying scipy.spatial's ~0.5 s import. The add-on's
+``blender_addon/core/pose.py`` is the twin in Blender's quaternion order (wxyz); the backend
+cannot import it, and the same test holds the two together.
 """
 
 from __future__ import annotations
