@@ -310,6 +310,36 @@ def test_tile_lists_are_front_to_back_with_ties_by_index_for_any_thread_count():
         torch.set_num_threads(previous)
 
 
+def test_depth_order_is_by_the_whole_key_then_index_whatever_the_prefix_runs():
+    """The radix passes sort only the keys' leading bits; the runs that share them are then
+    ordered by the whole key, ties by index: short runs (near-ties 1 ulp apart, exact ties) and
+    runs longer than the insertion sort takes (400 depths within 400 ulp of each other, with far
+    ones widening the prefix's step), in any thread count, and ``NO_KEY`` left out."""
+    import numpy as np
+
+    from oneshot_avatar.render import cpu_kernels, cpu_rasterizer
+
+    rng = np.random.default_rng(3)
+    near = 1.0 + rng.integers(0, 400, 400) * np.finfo(np.float64).eps  # one long run
+    spread = rng.uniform(0.2, 900.0, 3000)
+    ties = np.repeat(rng.uniform(0.2, 900.0, 50), 4)  # exact ties
+    close = np.nextafter(ties, np.inf)[::2]  # 1 ulp above some of them
+    depths = rng.permutation(np.concatenate([near, spread, ties, close]))
+    keys = depths.view(np.uint64).copy()
+    hidden = rng.random(len(keys)) < 0.1
+    keys[hidden] = cpu_kernels.NO_KEY
+    shown = np.flatnonzero(~hidden)
+    expected = shown[np.lexsort((shown, depths[shown]))]
+    assert len(near) > cpu_kernels.LONG_RUN
+    previous = torch.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            assert cpu_rasterizer._depth_order(keys).tolist() == expected.tolist(), threads
+    finally:
+        torch.set_num_threads(previous)
+
+
 def test_results_do_not_depend_on_threads_and_are_repeatable():
     scene = random_scene(800, 1, seed=11, sh_degree=1)
     viewmats, Ks, backgrounds = cameras(1, 64, 48, count=2)

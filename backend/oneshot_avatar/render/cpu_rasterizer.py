@@ -96,11 +96,16 @@ class _Blend:
     height: int
 
 
+PREFIX_BITS = 22  # the radix passes sort this many leading bits of the key's offset: 2 passes
+
+
 def _depth_order(keys: np.ndarray) -> np.ndarray:  # [F] uint64 -> [V] int64
     """The indices of the keys that are not ``NO_KEY``, ordered by key, ties by index
-    (gsplat's stable radix sort of the depth bits): a parallel LSD radix sort, 11-bit digits,
-    each pass a histogram per worker's chunk then a stable scatter; digits that every key
-    shares are skipped. The same order for any number of workers."""
+    (gsplat's stable radix sort of the depth bits). A parallel LSD radix sort, 11-bit digits,
+    each pass a histogram per worker's chunk then a stable scatter, of the leading
+    ``PREFIX_BITS`` bits of each key's offset from the smallest (the depths' float64 bits
+    span ~51 bits: 2 passes instead of 5), then the rare runs of equal prefixes ordered by
+    the whole key. The same order for any number of workers."""
     k = _kernels()
     workers = _workers()
     visible = np.zeros(workers, np.int64)
@@ -109,18 +114,27 @@ def _depth_order(keys: np.ndarray) -> np.ndarray:  # [F] uint64 -> [V] int64
     count = int(visible.sum())
     key, order = np.empty(count, np.uint64), np.empty(count, np.int64)
     _run(k.compact_keys, keys, first, key, order)
+    if count == 0:
+        return order
+    base = int(key.min())
+    drop = max((int(key.max()) - base).bit_length() - PREFIX_BITS, 0)
+    prefixes = np.empty_like(key)
+    _run(k.key_prefixes, key, base, drop, prefixes)
+    key = prefixes
     key_next, order_next = np.empty_like(key), np.empty_like(order)
     bins = 1 << k.RADIX_BITS
-    for shift in range(0, 64, k.RADIX_BITS):
+    for shift in range(0, PREFIX_BITS, k.RADIX_BITS):
         counts = np.zeros((workers, bins), np.int64)
         _run(k.radix_count, key, shift, counts)
         per_digit = counts.sum(axis=0)
-        if count == 0 or per_digit.max() == count:
+        if per_digit.max() == count:
             continue  # one digit for all: this pass would not move anything
         cursor = (np.cumsum(per_digit) - per_digit)[None, :] + np.cumsum(counts, axis=0) - counts
         _run(k.radix_scatter, key, order, shift, cursor, key_next, order_next)
         key, key_next = key_next, key
         order, order_next = order_next, order
+    if drop > 0:
+        _run(k.settle_prefix_ties, key, order, keys)
     return order
 
 
@@ -183,10 +197,12 @@ def _blend_forward(
     counts = np.diff(offsets)
     order = np.argsort(-counts, kind="stable")  # most crowded tiles first
     tile_order = np.ascontiguousarray(order[: int(np.count_nonzero(counts))])
+    splats = np.empty((I * N, k.SPLAT_FIELDS))
+    _run(k.pack_splats, *arrays, visible.reshape(I * N), splats)
     accum = np.zeros((I, height, width, D))
     trans = np.ones((I, height, width))
     last = np.zeros((I, height, width), np.int32)
-    _run(k.rasterize_forward, offsets, flat_ids, tile_order, *arrays, width, height, TILE_SIZE,
+    _run(k.rasterize_forward, offsets, flat_ids, tile_order, splats, width, height, TILE_SIZE,
          tiles_x, tiles_y, accum, trans, last)
     return accum, _Blend(offsets, flat_ids, tile_order, arrays, trans, last, width, height)
 
@@ -236,11 +252,14 @@ class _TileBlend(torch.autograd.Function):
 class _ProjectBlend(torch.autograd.Function):
     """Projection (numba) and blending in one: ``(means, quats, scales, opacities, colours per
     image)`` -> ``(accumulated RGB + depth [I, H, W, 4], final transmittance [I, H, W])``, for
-    cameras that need no gradient."""
+    cameras that need no gradient. ``features`` is the float64 [I, N, 4] array the blending
+    reads: its RGB channels are ``rgb`` ([I, N, 3]) copied in, or, when ``rgb`` is None, colours
+    the caller wrote there (``_sh_colors``: then no gradient reaches the colours); the projection
+    writes the depth channel."""
 
     @staticmethod
     def forward(ctx, means, quats, scales, opacities, rgb, viewmats, Ks, width, height, near,
-                far):
+                far, features):
         B, N = means.shape[:2]
         C = viewmats.shape[1]
         I = B * C
@@ -248,14 +267,15 @@ class _ProjectBlend(torch.autograd.Function):
         inputs = (_as_f64(means), _as_f64(quats), _as_f64(scales))
         cams = (_as_f64(viewmats), _as_f64(Ks))
         opac = _as_f64(opacities)
+        if rgb is not None:  # converted to float64 while copied
+            features[..., :3] = rgb.detach().reshape(I, N, 3).cpu().numpy()
         means2d = np.zeros((I, N, 2))
         conics = np.zeros((I, N, 3))
         depths = np.zeros((I, N))
         radii = np.zeros((I, N, 2), np.int64)
         visible = np.zeros((I, N), np.bool_)
         _run(k.project_forward, *inputs, opac, *cams, width, height, near, far,
-             means2d, conics, depths, radii, visible)
-        features = np.concatenate([_as_f64(rgb), depths[..., None]], axis=-1)  # [I, N, 4]
+             means2d, conics, depths, radii, visible, features)
         opac_images = np.ascontiguousarray(np.broadcast_to(opac[:, None], (B, C, N)))
         accum, state = _blend_forward(means2d, conics, opac_images.reshape(I, N), features,
                                       radii, visible, depths, width, height)
@@ -285,20 +305,22 @@ class _ProjectBlend(torch.autograd.Function):
             return t.reshape((B, C) + t.shape[1:]).sum(1).to(dtype)
 
         v_opac = per_scene(np.ascontiguousarray(grads[..., 5]))
-        v_rgb = torch.from_numpy(np.ascontiguousarray(grads[..., 6:9])).to(dtype)
+        v_rgb = None  # rgb None: the colours came from ``_sh_colors``, no gradient
+        if ctx.needs_input_grad[4]:
+            v_rgb = torch.from_numpy(np.ascontiguousarray(grads[..., 6:9])).to(dtype)
         return (per_scene(v_means), per_scene(v_quats), per_scene(v_scales), v_opac, v_rgb,
-                None, None, None, None, None, None)
+                None, None, None, None, None, None, None)
 
 
-def _sh_colors(means: Tensor, colors: Tensor, viewmats: Tensor, sh_degree: int) -> Tensor:
-    """``gaussian_colors`` by the compiled kernel, for renders without gradients: [B·C, N, 3]
-    in the inputs' dtype."""
+def _sh_colors(means: Tensor, colors: Tensor, viewmats: Tensor, sh_degree: int) -> np.ndarray:
+    """``gaussian_colors`` by the compiled kernel, for renders without gradients: the blending's
+    float64 feature array [B·C, N, 4] with RGB in channels 0-2 (the projection fills the depth)."""
     B, N = means.shape[:2]
     C = viewmats.shape[1]
     centres = _as_f64(camera_centres(viewmats.detach()))
-    out = np.empty((B * C, N, 3))
-    _run(_kernels().sh_colors, _as_f64(means), _as_f64(colors), centres, sh_degree, out)
-    return torch.from_numpy(out).to(means.dtype)
+    features = np.empty((B * C, N, 4))
+    _run(_kernels().sh_colors, _as_f64(means), _as_f64(colors), centres, sh_degree, features)
+    return features
 
 
 def rasterize_to_pixels_cpu(
@@ -332,11 +354,13 @@ def rasterize_gaussians_cpu(
     else:
         if sh_degree is not None and not (torch.is_grad_enabled() and (
                 means.requires_grad or colors.requires_grad)):
-            rgb = _sh_colors(means, colors, viewmats, sh_degree)  # compiled: nothing to derive
+            rgb = None  # compiled: nothing to derive
+            features = _sh_colors(means, colors, viewmats, sh_degree)
         else:
             rgb = gaussian_colors(means, colors, viewmats, sh_degree).reshape(B * C, N, 3)
+            features = np.empty((B * C, N, 4))
         accum, trans = _ProjectBlend.apply(
             means, inputs.quats, inputs.scales, inputs.opacities, rgb, viewmats, Ks, width,
-            height, inputs.near, inputs.far,
+            height, inputs.near, inputs.far, features,
         )
     return compose_images(accum, trans, inputs.backgrounds, B, C)
