@@ -298,11 +298,15 @@ def test_tile_lists_are_front_to_back_with_ties_by_index_for_any_thread_count():
                     if visible[i, n] and x0 <= tx < x1 and y0 <= ty < y1:
                         expected.append(i * N + n)
                 expected_offsets.append(len(expected))
+    from oneshot_avatar.render import cpu_kernels
+
+    splats = np.zeros((I * N, cpu_kernels.SPLAT_FIELDS))  # the binning reads the centres
+    splats[:, :2] = means2d.reshape(I * N, 2)
     previous = torch.get_num_threads()
     try:
         for threads in (1, 2, 3):
             torch.set_num_threads(threads)
-            offsets, flat_ids = cpu_rasterizer._bin(means2d, radii, visible, depths, tiles_x,
+            offsets, flat_ids = cpu_rasterizer._bin(splats, radii, visible, depths, tiles_x,
                                                     tiles_y)
             assert offsets.tolist() == expected_offsets, threads
             assert flat_ids.tolist() == expected, threads

@@ -92,7 +92,7 @@ def _share(worker, workers, total):
 def tile_rects(
     worker,
     workers,
-    means2d,  # [I, N, 2] float64 pixel coordinates
+    splats,  # [I * N, SPLAT_FIELDS] float64: the centre in pixels in fields 0, 1
     radii,  # [I, N, 2] int64 box half-sizes, 0 where culled
     visible,  # [I, N] bool
     depths,  # [I, N] float64
@@ -121,8 +121,8 @@ def tile_rects(
         rect[f, 3] = 0
         if not visible[i, n]:
             continue
-        mx = means2d[i, n, 0] / tile_size
-        my = means2d[i, n, 1] / tile_size
+        mx = splats[f, 0] / tile_size
+        my = splats[f, 1] / tile_size
         rx = radii[i, n, 0] / tile_size
         ry = radii[i, n, 1] / tile_size
         x0 = min(max(int(math.floor(mx - rx)), 0), tiles_x)
@@ -137,6 +137,16 @@ def tile_rects(
         rect[f, 3] = y1
         keys[f] = bits[f]
 
+
+# The blending reads each projected Gaussian as one record of SPLAT_FIELDS float64s: centre x, y
+# (pixels), conic a, b, c, opacity, the cut (``_splat``) and the 4 blended features (RGB, depth),
+# one pad. Four arrays (centres, conics, opacities, features) read at a random Gaussian cost
+# four cache misses where one record costs two: 150k box scene 512², the forward blending ~13 %
+# faster (body ~8 %).
+SPLAT_FIELDS = 12
+SPLAT_CUT = 6
+SPLAT_FEATURES = 7  # fields 7-10: R, G, B, depth
+FEATURES = 4
 
 RADIX_BITS = 11
 NO_KEY = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -302,6 +312,13 @@ def _splat(g, means2d, conics, opacities):
 
 
 @njit(inline="always", error_model="numpy")
+def _record(splats, g):
+    """Gaussian ``g``'s centre, conic (a, b, c), opacity and cut from its record."""
+    return (splats[g, 0], splats[g, 1], splats[g, 2], splats[g, 3], splats[g, 4], splats[g, 5],
+            splats[g, SPLAT_CUT])
+
+
+@njit(inline="always", error_model="numpy")
 def _row_range(my, a, b, c, cut, y_lo, y_hi):
     """Pixel rows ``[r0, r1)`` within ``[y_lo, y_hi)`` whose centre can have ``σ <= cut``."""
     det = a * c - b * b
@@ -343,11 +360,6 @@ def _sigma(dx, half_a, b_dy, half_c_dy2):
     return dx * (half_a * dx + b_dy) + half_c_dy2
 
 
-# The forward blending reads each Gaussian as one record of SPLAT_FIELDS float64s: centre x, y,
-# conic a, b, c, opacity, the cut (``_splat``) and the 4 features (RGB, depth), one pad. Four
-# arrays (centres, conics, opacities, features) read at a random Gaussian cost four cache misses
-# where one record costs two: 150k box scene 512², the blending ~13 % faster (body ~8 %).
-SPLAT_FIELDS = 12
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -361,7 +373,8 @@ def pack_splats(
     visible,  # [F] bool: the others are never blended and are left as they are
     splats,  # [F, SPLAT_FIELDS] out
 ):
-    """This worker's contiguous share of the records ``rasterize_forward`` reads."""
+    """This worker's contiguous share of the records the blending reads, from separate
+    arrays (the PyTorch projection's, when the cameras need gradients)."""
     start, stop = _share(worker, workers, means2d.shape[0])
     for g in range(start, stop):
         if not visible[g]:
@@ -373,9 +386,9 @@ def pack_splats(
         splats[g, 3] = b
         splats[g, 4] = c
         splats[g, 5] = o
-        splats[g, 6] = cut
-        for d in range(4):
-            splats[g, 7 + d] = features[g, d]
+        splats[g, SPLAT_CUT] = cut
+        for d in range(FEATURES):
+            splats[g, SPLAT_FEATURES + d] = features[g, d]
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -431,17 +444,11 @@ def _forward_tile(t, offsets, flat_ids, splats, width, height, tile_size, tiles_
     open_rows = y_hi - y_lo
     for k in range(count):
         g = flat_ids[start + k]
-        mx = splats[g, 0]
-        my = splats[g, 1]
-        a = splats[g, 2]
-        b = splats[g, 3]
-        c = splats[g, 4]
-        o = splats[g, 5]
-        cut = splats[g, 6]
-        f0 = splats[g, 7]
-        f1 = splats[g, 8]
-        f2 = splats[g, 9]
-        f3 = splats[g, 10]
+        mx, my, a, b, c, o, cut = _record(splats, g)
+        f0 = splats[g, SPLAT_FEATURES]
+        f1 = splats[g, SPLAT_FEATURES + 1]
+        f2 = splats[g, SPLAT_FEATURES + 2]
+        f3 = splats[g, SPLAT_FEATURES + 3]
         r0, r1 = _row_range(my, a, b, c, cut, y_lo, y_hi)
         u, inv_a, half_a, two_a_cut, det = _row_shape(mx, a, b, c, cut, x_lo)
         for py in range(r0, r1):
@@ -499,20 +506,17 @@ def rasterize_backward(
     offsets,  # [I * tiles + 1] int64
     flat_ids,  # [M] int64
     tile_order,  # [T'] int64
-    means2d,  # [F, 2] float64
-    conics,  # [F, 3] float64
-    opacities,  # [F] float64
-    features,  # [F, D] float64
+    splats,  # [F, SPLAT_FIELDS] float64: the forward's records
     trans_final,  # [I, H, W] float64 from the forward
     last,  # [I, H, W] int32 from the forward
-    v_accum,  # [I, H, W, D] float64 dL/d(accumulated features)
+    v_accum,  # [I, H, W, FEATURES] float64 dL/d(accumulated features)
     v_trans,  # [I, H, W] float64 dL/d(final transmittance)
     width,
     height,
     tile_size,
     tiles_x,
     tiles_y,
-    scratch,  # [M, 6 + D] zeros: per (tile, Gaussian) dL/d(mean x, y, conic a, b, c, o, f)
+    scratch,  # [M, GRAD_FIXED + FEATURES] zeros: per (tile, Gaussian) dL/d(x, y, a, b, c, o, f)
 ):
     """Back to front per pixel from its last composited Gaussian, recovering the transmittance
     before each Gaussian by division (``T_i = T_{i+1} / (1 - α_i)``, as gsplat does) and
@@ -525,9 +529,8 @@ def rasterize_backward(
     This worker's share: tiles ``tile_order[worker::workers]``; ``reduce_gradients`` sums
     ``scratch`` per Gaussian."""
     for j in range(worker, tile_order.shape[0], workers):
-        _backward_tile(tile_order[j], offsets, flat_ids, means2d, conics, opacities, features,
-                       trans_final, last, v_accum, v_trans, width, height, tile_size, tiles_x,
-                       tiles_y, scratch)
+        _backward_tile(tile_order[j], offsets, flat_ids, splats, trans_final, last, v_accum,
+                       v_trans, width, height, tile_size, tiles_x, tiles_y, scratch)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -550,10 +553,10 @@ def reduce_gradients(
 
 
 @njit(cache=True, fastmath=_FAST_MATH, error_model="numpy")
-def _backward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, trans_final, last,
-                   v_accum, v_trans, width, height, tile_size, tiles_x, tiles_y, scratch):
+def _backward_tile(t, offsets, flat_ids, splats, trans_final, last, v_accum, v_trans, width,
+                   height, tile_size, tiles_x, tiles_y, scratch):
     """One tile of ``rasterize_backward``: writes the rows of ``scratch`` of its Gaussians."""
-    D = features.shape[1]
+    D = FEATURES
     pixels = tile_size * tile_size
     width_grad = GRAD_FIXED + D
     start = offsets[t]
@@ -580,7 +583,7 @@ def _backward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, t
     grad = np.zeros(width_grad)
     for k in range(k_end - 1, -1, -1):
         g = flat_ids[start + k]
-        mx, my, a, b, c, o, cut = _splat(g, means2d, conics, opacities)
+        mx, my, a, b, c, o, cut = _record(splats, g)
         grad[:] = 0.0
         touched = False
         r0, r1 = _row_range(my, a, b, c, cut, y_lo, y_hi)
@@ -612,7 +615,7 @@ def _backward_tile(t, offsets, flat_ids, means2d, conics, opacities, features, t
                 weight = alpha * t_before
                 v_alpha = -t_final[p] * ra * v_t[p]
                 for d in range(D):
-                    f = features[g, d]
+                    f = splats[g, SPLAT_FEATURES + d]
                     grad[GRAD_FIXED + d] += weight * v_f[p, d]
                     v_alpha += (f * t_before - later[p, d] * ra) * v_f[p, d]
                     later[p, d] += f * weight
@@ -739,25 +742,24 @@ def project_forward(
     height,
     near,
     far,
-    means2d,  # [I, N, 2] zeros
-    conics,  # [I, N, 3] zeros
+    splats,  # [I * N, SPLAT_FIELDS] out: centre, conic, opacity, cut and depth of the visible
     depths,  # [I, N] zeros
     radii,  # [I, N, 2] int64 zeros
     visible,  # [I, N] bool False
-    features,  # [I, N, 4] out: the depth is also written to channel 3 (the blended features)
 ):
     """EWA projection with gsplat's culling, box radii and FOV clamp, as
     ``torch_rasterizer.project_gaussians`` (I = B·C images, camera-major within a batch), of
-    this worker's contiguous share of the I·N (image, Gaussian) pairs."""
-    total = means2d.shape[0] * means2d.shape[1]
+    this worker's contiguous share of the I·N (image, Gaussian) pairs. The records' colour
+    fields are the caller's (``sh_colors`` or a copy)."""
+    total = depths.shape[0] * depths.shape[1]
     start, stop = _share(worker, workers, total)
     _project_chunk(start, stop, means, quats, scales, opacities, viewmats, Ks, width, height,
-                   near, far, means2d, conics, depths, radii, visible, features)
+                   near, far, splats, depths, radii, visible)
 
 
 @njit(cache=True, fastmath=_FAST_MATH, error_model="numpy")
 def _project_chunk(start, stop, means, quats, scales, opacities, viewmats, Ks, width, height,
-                   near, far, means2d, conics, depths, radii, visible, features):
+                   near, far, splats, depths, radii, visible):
     """Gaussians ``start:stop`` (flattened over images) of ``project_forward``."""
     N = means.shape[1]
     C = viewmats.shape[1]
@@ -767,23 +769,26 @@ def _project_chunk(start, stop, means, quats, scales, opacities, viewmats, Ks, w
             means, quats, scales, viewmats, Ks, b, n, cam, width, height
         )
         depths[i, n] = z
-        features[i, n, 3] = z
         if not (z >= near and z <= far):
             continue
         a, bb, c, det = _covariance_2d(t)
         mx = Ks[b, cam, 0, 0] * x / z + Ks[b, cam, 0, 2]
         my = Ks[b, cam, 1, 1] * y / z + Ks[b, cam, 1, 2]
-        means2d[i, n, 0] = mx
-        means2d[i, n, 1] = my
         if not det > 0.0:
             continue
-        conics[i, n, 0] = c / det
-        conics[i, n, 1] = -bb / det
-        conics[i, n, 2] = a / det
         o = opacities[b, n]
         if not o >= ALPHA_THRESHOLD:
             continue
-        extend = min(math.sqrt(2.0 * math.log(o / ALPHA_THRESHOLD)), BOX_EXTEND_MAX)
+        log_o = math.log(o / ALPHA_THRESHOLD)
+        splats[f, 0] = mx
+        splats[f, 1] = my
+        splats[f, 2] = c / det
+        splats[f, 3] = -bb / det
+        splats[f, 4] = a / det
+        splats[f, 5] = o
+        splats[f, SPLAT_CUT] = log_o + SIGMA_SLACK  # as ``_splat``: log_o >= 0 here
+        splats[f, SPLAT_FEATURES + 3] = z
+        extend = min(math.sqrt(2.0 * log_o), BOX_EXTEND_MAX)
         rx = math.ceil(extend * math.sqrt(a))
         ry = math.ceil(extend * math.sqrt(c))
         if mx + rx <= 0 or mx - rx >= width or my + ry <= 0 or my - ry >= height:
@@ -952,7 +957,7 @@ def sh_colors(
     coeffs,  # [B, N, K, 3] float64 SH coefficients, K >= (degree + 1)²
     centres,  # [B, C, 3] float64 camera positions in the world
     degree,  # 0..4
-    out,  # [B * C, N, >= 3] float64 out: RGB into channels 0-2
+    out,  # [B * C * N, SPLAT_FIELDS] float64 out: RGB into the records' colour fields
 ):
     """``torch_rasterizer.sh_to_rgb`` towards each camera (gsplat's basis order and constants,
     ``max(Σ Y_k(d̂) c_k + 0.5, 0)``, a zero-length direction counts as length 1), for renders
@@ -980,9 +985,9 @@ def sh_colors(
             red += y[k] * coeffs[b, n, k, 0]
             green += y[k] * coeffs[b, n, k, 1]
             blue += y[k] * coeffs[b, n, k, 2]
-        out[i, n, 0] = max(red + 0.5, 0.0)
-        out[i, n, 1] = max(green + 0.5, 0.0)
-        out[i, n, 2] = max(blue + 0.5, 0.0)
+        out[f, SPLAT_FEATURES] = max(red + 0.5, 0.0)
+        out[f, SPLAT_FEATURES + 1] = max(green + 0.5, 0.0)
+        out[f, SPLAT_FEATURES + 2] = max(blue + 0.5, 0.0)
 
 
 @njit(inline="always", error_model="numpy")

@@ -89,7 +89,7 @@ class _Blend:
     offsets: np.ndarray  # [I * tiles + 1]
     flat_ids: np.ndarray  # [M]
     tile_order: np.ndarray  # [T']
-    arrays: tuple  # means2d [F, 2], conics [F, 3], opacities [F], features [F, D]
+    splats: np.ndarray  # [F, SPLAT_FIELDS] the Gaussians' records (``cpu_kernels``)
     trans: np.ndarray  # [I, H, W]
     last: np.ndarray  # [I, H, W]
     width: int
@@ -139,7 +139,7 @@ def _depth_order(keys: np.ndarray) -> np.ndarray:  # [F] uint64 -> [V] int64
 
 
 def _bin(
-    means2d: np.ndarray,  # [I, N, 2]
+    splats: np.ndarray,  # [I * N, SPLAT_FIELDS]: the centres
     radii: np.ndarray,  # [I, N, 2] int64
     visible: np.ndarray,  # [I, N] bool
     depths: np.ndarray,  # [I, N] float64
@@ -154,7 +154,7 @@ def _bin(
     tiles = I * tiles_x * tiles_y
     rect = np.empty((I * N, 4), np.int32)
     keys = np.empty(I * N, np.uint64)
-    _run(k.tile_rects, means2d, radii, visible, np.ascontiguousarray(depths), TILE_SIZE,
+    _run(k.tile_rects, splats, radii, visible, np.ascontiguousarray(depths), TILE_SIZE,
          tiles_x, tiles_y, rect, keys)
     order = _depth_order(keys)
     sorted_rect = np.empty((len(order), 4), np.int32)
@@ -175,49 +175,37 @@ def _bin(
 
 
 def _blend_forward(
-    means2d: np.ndarray,  # [I, N, 2]
-    conics: np.ndarray,  # [I, N, 3]
-    opacities: np.ndarray,  # [I, N]
-    features: np.ndarray,  # [I, N, 4] RGB and depth
+    splats: np.ndarray,  # [I * N, SPLAT_FIELDS] the visible Gaussians' records
     radii: np.ndarray,  # [I, N, 2] int64
     visible: np.ndarray,  # [I, N] bool
     depths: np.ndarray,  # [I, N]
     width: int,
     height: int,
-) -> tuple[np.ndarray, _Blend]:  # accumulated features [I, H, W, D], state (trans, last, ...)
+) -> tuple[np.ndarray, _Blend]:  # accumulated features [I, H, W, 4], state (trans, last, ...)
     I, N = depths.shape
-    D = features.shape[-1]
-    if D != 4:  # the compiled blending is written for RGB + depth
-        raise ValueError(f"the CPU rasterizer blends 4 feature channels (RGB and depth), got {D}")
     k = _kernels()
     tiles_x, tiles_y = math.ceil(width / TILE_SIZE), math.ceil(height / TILE_SIZE)
-    arrays = (means2d.reshape(I * N, 2), conics.reshape(I * N, 3), opacities.reshape(I * N),
-              features.reshape(I * N, D))
-    offsets, flat_ids = _bin(means2d, radii, visible, depths, tiles_x, tiles_y)
+    offsets, flat_ids = _bin(splats, radii, visible, depths, tiles_x, tiles_y)
     counts = np.diff(offsets)
     order = np.argsort(-counts, kind="stable")  # most crowded tiles first
     tile_order = np.ascontiguousarray(order[: int(np.count_nonzero(counts))])
-    splats = np.empty((I * N, k.SPLAT_FIELDS))
-    _run(k.pack_splats, *arrays, visible.reshape(I * N), splats)
-    accum = np.zeros((I, height, width, D))
+    accum = np.zeros((I, height, width, k.FEATURES))
     trans = np.ones((I, height, width))
     last = np.zeros((I, height, width), np.int32)
     _run(k.rasterize_forward, offsets, flat_ids, tile_order, splats, width, height, TILE_SIZE,
          tiles_x, tiles_y, accum, trans, last)
-    return accum, _Blend(offsets, flat_ids, tile_order, arrays, trans, last, width, height)
+    return accum, _Blend(offsets, flat_ids, tile_order, splats, trans, last, width, height)
 
 
-def _blend_backward(state: _Blend, v_accum: Tensor, v_trans: Tensor) -> np.ndarray:  # [F, 6 + D]
+def _blend_backward(state: _Blend, v_accum: Tensor, v_trans: Tensor) -> np.ndarray:  # [F, 6 + 4]
     k = _kernels()
     tiles_x = math.ceil(state.width / TILE_SIZE)
     tiles_y = math.ceil(state.height / TILE_SIZE)
-    means2d = state.arrays[0]
-    D = state.arrays[3].shape[1]
-    scratch = np.zeros((len(state.flat_ids), k.GRAD_FIXED + D))
-    _run(k.rasterize_backward, state.offsets, state.flat_ids, state.tile_order, *state.arrays,
+    scratch = np.zeros((len(state.flat_ids), k.GRAD_FIXED + k.FEATURES))
+    _run(k.rasterize_backward, state.offsets, state.flat_ids, state.tile_order, state.splats,
          state.trans, state.last, _as_f64(v_accum), _as_f64(v_trans), state.width, state.height,
          TILE_SIZE, tiles_x, tiles_y, scratch)
-    grads = np.zeros((means2d.shape[0], scratch.shape[1]))
+    grads = np.zeros((state.splats.shape[0], scratch.shape[1]))
     _run(k.reduce_gradients, state.flat_ids, scratch, grads)
     return grads
 
@@ -229,11 +217,18 @@ class _TileBlend(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, opacities, features, radii, visible, depths, width, height):
         I, N = depths.shape
-        accum, state = _blend_forward(
-            _as_f64(means2d), _as_f64(conics), _as_f64(opacities), _as_f64(features),
-            np.ascontiguousarray(radii.cpu().numpy()), np.ascontiguousarray(visible.cpu().numpy()),
-            _as_f64(depths), width, height,
-        )
+        D = features.shape[-1]
+        k = _kernels()
+        if D != k.FEATURES:  # the compiled blending is written for RGB + depth
+            raise ValueError(
+                f"the CPU rasterizer blends {k.FEATURES} feature channels (RGB and depth), got {D}")
+        visible = np.ascontiguousarray(visible.cpu().numpy())
+        splats = np.empty((I * N, k.SPLAT_FIELDS))
+        _run(k.pack_splats, _as_f64(means2d).reshape(I * N, 2), _as_f64(conics).reshape(I * N, 3),
+             _as_f64(opacities).reshape(I * N), _as_f64(features).reshape(I * N, D),
+             visible.reshape(I * N), splats)
+        accum, state = _blend_forward(splats, np.ascontiguousarray(radii.cpu().numpy()), visible,
+                                      _as_f64(depths), width, height)
         ctx.state = state
         ctx.shapes = (I, N, features.shape[-1])
         dtype = means2d.dtype
@@ -252,33 +247,29 @@ class _TileBlend(torch.autograd.Function):
 class _ProjectBlend(torch.autograd.Function):
     """Projection (numba) and blending in one: ``(means, quats, scales, opacities, colours per
     image)`` -> ``(accumulated RGB + depth [I, H, W, 4], final transmittance [I, H, W])``, for
-    cameras that need no gradient. ``features`` is the float64 [I, N, 4] array the blending
-    reads: its RGB channels are ``rgb`` ([I, N, 3]) copied in, or, when ``rgb`` is None, colours
-    the caller wrote there (``_sh_colors``: then no gradient reaches the colours); the projection
-    writes the depth channel."""
+    cameras that need no gradient. ``splats`` are the [I·N, SPLAT_FIELDS] records the blending
+    reads: their colours are ``rgb`` ([I, N, 3]) copied in, or, when ``rgb`` is None, colours
+    the caller wrote there (``_sh_colors``: then no gradient reaches the colours); the
+    projection writes the rest."""
 
     @staticmethod
     def forward(ctx, means, quats, scales, opacities, rgb, viewmats, Ks, width, height, near,
-                far, features):
+                far, splats):
         B, N = means.shape[:2]
         C = viewmats.shape[1]
         I = B * C
         k = _kernels()
         inputs = (_as_f64(means), _as_f64(quats), _as_f64(scales))
         cams = (_as_f64(viewmats), _as_f64(Ks))
-        opac = _as_f64(opacities)
         if rgb is not None:  # converted to float64 while copied
-            features[..., :3] = rgb.detach().reshape(I, N, 3).cpu().numpy()
-        means2d = np.zeros((I, N, 2))
-        conics = np.zeros((I, N, 3))
+            colours = splats[:, k.SPLAT_FEATURES:k.SPLAT_FEATURES + 3]
+            colours[...] = rgb.detach().reshape(I * N, 3).cpu().numpy()
         depths = np.zeros((I, N))
         radii = np.zeros((I, N, 2), np.int64)
         visible = np.zeros((I, N), np.bool_)
-        _run(k.project_forward, *inputs, opac, *cams, width, height, near, far,
-             means2d, conics, depths, radii, visible, features)
-        opac_images = np.ascontiguousarray(np.broadcast_to(opac[:, None], (B, C, N)))
-        accum, state = _blend_forward(means2d, conics, opac_images.reshape(I, N), features,
-                                      radii, visible, depths, width, height)
+        _run(k.project_forward, *inputs, _as_f64(opacities), *cams, width, height, near, far,
+             splats, depths, radii, visible)
+        accum, state = _blend_forward(splats, radii, visible, depths, width, height)
         ctx.state = state
         ctx.projection = (inputs, cams, visible, width, height, B, C, N)
         dtype = means.dtype
@@ -288,8 +279,8 @@ class _ProjectBlend(torch.autograd.Function):
     def backward(ctx, v_accum, v_trans):
         inputs, cams, visible, width, height, B, C, N = ctx.projection
         I = B * C
-        D = ctx.state.arrays[3].shape[1]
-        grads = _blend_backward(ctx.state, v_accum, v_trans).reshape(I, N, 6 + D)
+        grads = _blend_backward(ctx.state, v_accum, v_trans)
+        grads = grads.reshape(I, N, grads.shape[1])
         v_means2d = np.ascontiguousarray(grads[..., 0:2])
         v_conics = np.ascontiguousarray(grads[..., 2:5])
         v_depths = np.ascontiguousarray(grads[..., 9])
@@ -313,14 +304,15 @@ class _ProjectBlend(torch.autograd.Function):
 
 
 def _sh_colors(means: Tensor, colors: Tensor, viewmats: Tensor, sh_degree: int) -> np.ndarray:
-    """``gaussian_colors`` by the compiled kernel, for renders without gradients: the blending's
-    float64 feature array [B·C, N, 4] with RGB in channels 0-2 (the projection fills the depth)."""
+    """``gaussian_colors`` by the compiled kernel, for renders without gradients: the records
+    [B·C·N, SPLAT_FIELDS] the blending reads, with their colours (the projection fills the rest)."""
     B, N = means.shape[:2]
     C = viewmats.shape[1]
+    k = _kernels()
     centres = _as_f64(camera_centres(viewmats.detach()))
-    features = np.empty((B * C, N, 4))
-    _run(_kernels().sh_colors, _as_f64(means), _as_f64(colors), centres, sh_degree, features)
-    return features
+    splats = np.empty((B * C * N, k.SPLAT_FIELDS))
+    _run(k.sh_colors, _as_f64(means), _as_f64(colors), centres, sh_degree, splats)
+    return splats
 
 
 def rasterize_to_pixels_cpu(
@@ -355,12 +347,12 @@ def rasterize_gaussians_cpu(
         if sh_degree is not None and not (torch.is_grad_enabled() and (
                 means.requires_grad or colors.requires_grad)):
             rgb = None  # compiled: nothing to derive
-            features = _sh_colors(means, colors, viewmats, sh_degree)
+            splats = _sh_colors(means, colors, viewmats, sh_degree)
         else:
             rgb = gaussian_colors(means, colors, viewmats, sh_degree).reshape(B * C, N, 3)
-            features = np.empty((B * C, N, 4))
+            splats = np.empty((B * C * N, _kernels().SPLAT_FIELDS))
         accum, trans = _ProjectBlend.apply(
             means, inputs.quats, inputs.scales, inputs.opacities, rgb, viewmats, Ks, width,
-            height, inputs.near, inputs.far, features,
+            height, inputs.near, inputs.far, splats,
         )
     return compose_images(accum, trans, inputs.backgrounds, B, C)
