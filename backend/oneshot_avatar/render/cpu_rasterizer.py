@@ -162,14 +162,14 @@ def _bin(
     rect = sorted_rect
     workers = _workers()
     counts = np.zeros((workers, tiles), np.int64)
-    nothing = np.empty(0, np.int64)
+    nothing = np.empty(0, np.int32)
     _run(k.tile_hits, order, rect, N, tiles_x, tiles_y, counts, nothing, False)
     per_tile = counts.sum(axis=0)
     offsets = np.zeros(tiles + 1, np.int64)
     np.cumsum(per_tile, out=offsets[1:])
     # chunk w of the sorted list writes each tile's entries after those of chunks 0..w-1
     cursor = offsets[:-1] + np.cumsum(counts, axis=0) - counts
-    flat_ids = np.empty(offsets[-1], np.int64)
+    flat_ids = np.empty(offsets[-1], np.int32)
     _run(k.tile_hits, order, rect, N, tiles_x, tiles_y, cursor, flat_ids, True)
     return offsets, flat_ids
 
@@ -181,7 +181,10 @@ def _blend_forward(
     depths: np.ndarray,  # [I, N]
     width: int,
     height: int,
+    backward: bool = True,
 ) -> tuple[np.ndarray, _Blend]:  # accumulated features [I, H, W, 4], state (trans, last, ...)
+    """The blending forward; without ``backward`` the state cannot run the backward pass (the
+    last composited Gaussian per pixel is not recorded)."""
     I, N = depths.shape
     k = _kernels()
     tiles_x, tiles_y = math.ceil(width / TILE_SIZE), math.ceil(height / TILE_SIZE)
@@ -193,7 +196,7 @@ def _blend_forward(
     trans = np.ones((I, height, width))
     last = np.zeros((I, height, width), np.int32)
     _run(k.rasterize_forward, offsets, flat_ids, tile_order, splats, width, height, TILE_SIZE,
-         tiles_x, tiles_y, accum, trans, last)
+         tiles_x, tiles_y, accum, trans, last, backward)
     return accum, _Blend(offsets, flat_ids, tile_order, splats, trans, last, width, height)
 
 
@@ -228,7 +231,7 @@ class _TileBlend(torch.autograd.Function):
              _as_f64(opacities).reshape(I * N), _as_f64(features).reshape(I * N, D),
              visible.reshape(I * N), splats)
         accum, state = _blend_forward(splats, np.ascontiguousarray(radii.cpu().numpy()), visible,
-                                      _as_f64(depths), width, height)
+                                      _as_f64(depths), width, height, any(ctx.needs_input_grad))
         ctx.state = state
         ctx.shapes = (I, N, features.shape[-1])
         dtype = means2d.dtype
@@ -269,7 +272,8 @@ class _ProjectBlend(torch.autograd.Function):
         visible = np.zeros((I, N), np.bool_)
         _run(k.project_forward, *inputs, _as_f64(opacities), *cams, width, height, near, far,
              splats, depths, radii, visible)
-        accum, state = _blend_forward(splats, radii, visible, depths, width, height)
+        accum, state = _blend_forward(splats, radii, visible, depths, width, height,
+                                      any(ctx.needs_input_grad))
         ctx.state = state
         ctx.projection = (inputs, cams, visible, width, height, B, C, N)
         dtype = means.dtype
