@@ -229,9 +229,9 @@ class Service:
                 self._run_track_job(job, cancel)
             else:
                 self._run_render_job(job, cancel)
-        except Cancelled:
-            job = self.store.update_job(job_id, state="cancelled", log_line="cancelled")
+        except Cancelled:  # the work is gone before anyone can see the job cancelled
             self._remove_work(job)
+            self.store.update_job(job_id, state="cancelled", log_line="cancelled")
         except Stopping:
             self.store.update_job(job_id, state="queued",
                                   log_line="server stopping; the job resumes when it starts again")
