@@ -35,6 +35,7 @@ import torch
 
 from oneshot_avatar.render import choose_backend, cpu_available, rasterize_gaussians
 from oneshot_avatar.render import torch_rasterizer as reference
+from offline import run_offline
 from raster_scenes import box_gaussians, cameras
 
 pytestmark = pytest.mark.skipif(not cpu_available(), reason="needs numba (pip install numba)")
@@ -411,3 +412,24 @@ def test_importing_the_render_package_does_not_import_numba():
     code = ("import sys, oneshot_avatar.render; "
             "assert 'numba' not in sys.modules, 'numba imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_cpu_rasterizer_renders_with_the_network_refused(tmp_path):
+    """The compiled rasterizer (its kernels, the prefetch intrinsic, numba's cache) needs no
+    network: a fresh interpreter whose sockets refuse to connect renders a scene on it."""
+    done = run_offline("""
+        import torch
+        from oneshot_avatar.render import rasterize_gaussians
+        g = torch.Generator().manual_seed(0)
+        n = 300
+        means = torch.rand(1, n, 3, generator=g) * 0.4 + torch.tensor([-0.2, -0.2, 2.0])
+        quats = torch.randn(1, n, 4, generator=g)
+        scales = torch.rand(1, n, 3, generator=g) * 0.02 + 0.01
+        out = rasterize_gaussians(means, quats, scales, torch.full((1, n), 0.8),
+                                  torch.rand(1, n, 3, generator=g), torch.eye(4)[None, None],
+                                  torch.tensor([[[[60.0, 0, 32], [0, 60.0, 32], [0, 0, 1]]]]),
+                                  64, 64, backend="cpu")
+        print("covered", int((out.alpha > 0.5).sum()))
+    """, "a CPU render", tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split("covered")[1]) > 100  # the scene is on screen (174 px)
