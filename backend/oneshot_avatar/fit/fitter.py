@@ -192,6 +192,8 @@ class _Observations:
     groups: list[str]  # "body" | "hand" | "face" per point
     surface_ids: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))
     surface_blend: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # [P, 3]
+    # the A anchored points after them: (joint, frame joint, offset [3]) each
+    anchors: list[tuple[int, int, tuple[float, ...]]] = field(default_factory=list)
 
     def subset(self, keep: list[bool]) -> _Observations:
         index = torch.tensor([i for i, k in enumerate(keep) if k], dtype=torch.long,
@@ -199,19 +201,31 @@ class _Observations:
         return _Observations([self.names[i] for i in index.tolist()], self.xy[index],
                              self.weight[index], self.selector[index], self.vertex_ids,
                              [self.groups[i] for i in index.tolist()], self.surface_ids,
-                             self.surface_blend)
+                             self.surface_blend, self.anchors)
 
     def compact(self) -> _Observations:
-        """The same rows posing only the vertices and surface points they use."""
+        """The same rows posing only the vertices, surface and anchored points they use."""
         used = (self.selector != 0).any(dim=0).cpu().numpy()
         used[:55] = True
-        m = len(self.vertex_ids)
+        m, p = len(self.vertex_ids), len(self.surface_ids)
         keep_v = [i for i in range(m) if used[55 + i]]
-        keep_s = [i for i in range(len(self.surface_ids)) if used[55 + m + i]]
-        columns = list(range(55)) + [55 + i for i in keep_v] + [55 + m + i for i in keep_s]
+        keep_s = [i for i in range(p) if used[55 + m + i]]
+        keep_a = [i for i in range(len(self.anchors)) if used[55 + m + p + i]]
+        columns = (list(range(55)) + [55 + i for i in keep_v] + [55 + m + i for i in keep_s]
+                   + [55 + m + p + i for i in keep_a])
         return _Observations(self.names, self.xy, self.weight, self.selector[:, columns],
                              [self.vertex_ids[i] for i in keep_v], self.groups,
-                             self.surface_ids[keep_s], self.surface_blend[keep_s])
+                             self.surface_ids[keep_s], self.surface_blend[keep_s],
+                             [self.anchors[i] for i in keep_a])
+
+    def sparse_body(self, body) -> SparseBody:
+        """The body posed at the joints and at what these rows look at."""
+        anchored = None
+        if self.anchors:
+            joint, frame, offset = zip(*self.anchors)
+            anchored = (torch.tensor(joint), torch.tensor(frame),
+                        torch.tensor(np.asarray(offset, dtype=np.float64)))
+        return SparseBody(body, self.vertex_ids, (self.surface_ids, self.surface_blend), anchored)
 
 
 def _group(name: str) -> str:
@@ -238,17 +252,24 @@ def _observations(keypoints: Keypoints | None, targets: dict[str, KeypointTarget
     rows.extend(extra)
     plain = [row for row in rows if not isinstance(row[3], SurfacePoint)]
     surface = [row[3] for row in rows if isinstance(row[3], SurfacePoint)]
+    anchors = [(row[3].joints[0], row[3].frame, tuple(row[3].offset)) for row in plain
+               if row[3].anchored]
     vertex_ids = sorted({v for row in plain for v in row[3].vertices} | set(extra_vertices))
     column = {v: 55 + k for k, v in enumerate(vertex_ids)}
-    selector = torch.zeros(len(rows), 55 + len(vertex_ids) + len(surface), dtype=dtype)
+    selector = torch.zeros(len(rows), 55 + len(vertex_ids) + len(surface) + len(anchors),
+                           dtype=dtype)
     weights, names, groups = [], [], []
     group_weight = {"body": config.body_weight, "hand": config.hand_weight,
                     "face": config.face_weight}
     surface_column = 55 + len(vertex_ids)
+    anchor_column = surface_column + len(surface)
     for row, (name, _, conf, target, group) in enumerate(rows):
         if isinstance(target, SurfacePoint):
             selector[row, surface_column] = 1.0
             surface_column += 1
+        elif target.anchored:
+            selector[row, anchor_column] = 1.0
+            anchor_column += 1
         else:
             columns = list(target.joints) + [column[v] for v in target.vertices]
             for col, coefficient in zip(columns, target.coefficients()):
@@ -261,7 +282,8 @@ def _observations(keypoints: Keypoints | None, targets: dict[str, KeypointTarget
     surface_ids = np.asarray([p.vertices for p in surface], dtype=np.int64).reshape(-1, 3)
     surface_blend = np.asarray([p.blend for p in surface], dtype=np.float64).reshape(-1, 3)
     return _Observations(names, xy.to(device), torch.tensor(weights, dtype=dtype, device=device),
-                         selector.to(device), vertex_ids, groups, surface_ids, surface_blend)
+                         selector.to(device), vertex_ids, groups, surface_ids, surface_blend,
+                         anchors)
 
 
 def _face_mesh_rows(body, landmarks: Landmarks, config: FitConfig, notes: list[str],
@@ -391,7 +413,7 @@ def _prepare_init(init: dict | None, body, params: _Params) -> Camera | None:
 class _Objective:
     def __init__(self, body, obs: _Observations, config: FitConfig, size: int,
                  prior_mean: dict[str, Tensor], default_focal: float):
-        self.sparse = SparseBody(body, obs.vertex_ids, (obs.surface_ids, obs.surface_blend))
+        self.sparse = obs.sparse_body(body)
         self.obs = obs
         self.config = config
         self.scale = REFERENCE_SIZE / size
@@ -521,8 +543,7 @@ class _Objective:
         subset looks at (no depth cues)."""
         compact = obs.compact()
         other = self.with_observations(compact)
-        other.sparse = SparseBody(self.sparse.body, compact.vertex_ids,
-                                  (compact.surface_ids, compact.surface_blend))
+        other.sparse = compact.sparse_body(self.sparse.body)
         return other
 
     def priors(self, params: _Params, pose_weight: float, *, hands: bool, face: bool) -> Tensor:

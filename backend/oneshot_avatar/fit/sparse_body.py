@@ -17,17 +17,25 @@ from oneshot_avatar.body.smplx_layout import PARENTS
 
 class SparseBody(nn.Module):
     """Joints ``[B, 55, 3]`` and the vertices ``vertex_ids`` ``[B, M, 3]`` of a posed body,
-    followed by ``P`` surface points when ``surface`` is given.
+    followed by ``P`` surface points when ``surface`` is given, then ``A`` anchored points when
+    ``anchored`` is given.
 
     A surface point is a blend of a triangle's vertices (``surface = (ids [P, 3], weights [P,
     3])``): its rest position, blend shapes and pose correctives blend exactly; its skinning
     weights are the blend of the corners' (linear blend skinning of the blended point, which
     differs from blending the skinned corners by far less than a millimetre within one small
     triangle). One row per point instead of three vertices keeps dense landmark sets cheap.
+
+    An anchored point is a joint moved by a fixed offset that turns with a bone (``anchored =
+    (joint ids [A], frame joint ids [A], offsets [A, 3])``, offsets in metres in the rest pose's
+    axes): posed, it is the joint plus the offset rotated by the frame joint's world rotation.
+    With the frame the joint itself or its parent this is exactly where the bone carries a
+    point rigidly attached to it (a detector's idea of "the hip", a little off SMPL-X's).
     """
 
     def __init__(self, body, vertex_ids: list[int] | tuple[int, ...],
-                 surface: tuple[Tensor, Tensor] | None = None):
+                 surface: tuple[Tensor, Tensor] | None = None,
+                 anchored: tuple[Tensor, Tensor, Tensor] | None = None):
         super().__init__()
         self.body = body
         ids = torch.as_tensor(list(vertex_ids), dtype=torch.long, device=body.device)
@@ -69,6 +77,16 @@ class SparseBody(nn.Module):
             self.register_buffer("posedirs", picked.permute(1, 0, 2).reshape(
                 posedirs.shape[0], -1), persistent=False)
         self.num_vertices = self.vertex_template.shape[0]
+        self.has_anchored = anchored is not None and len(anchored[0]) > 0
+        if self.has_anchored:
+            joint, frame, offset = anchored
+            self.register_buffer("anchor_joints", torch.as_tensor(
+                joint, dtype=torch.long, device=body.device).reshape(-1), persistent=False)
+            self.register_buffer("anchor_frames", torch.as_tensor(
+                frame, dtype=torch.long, device=body.device).reshape(-1), persistent=False)
+            self.register_buffer("anchor_offsets", torch.as_tensor(
+                offset, dtype=body.dtype, device=body.device).reshape(-1, 3), persistent=False)
+            self.num_vertices += len(self.anchor_joints)
 
     def forward(self, **params: Tensor | None) -> tuple[Tensor, Tensor]:
         """Joints ``[B, 55, 3]`` and selected vertices ``[B, M, 3]`` for SMPL-X parameters named
@@ -83,5 +101,9 @@ class SparseBody(nn.Module):
             rest_vertices = rest_vertices + lbs.pose_correctives(rotations, self.posedirs)
         joints, skin = lbs.rigid_transforms(rotations, rest_joints, PARENTS)
         vertices = lbs.skin_points(self.weights, skin, rest_vertices)
+        if self.has_anchored:
+            turn = skin[:, self.anchor_frames, :3, :3]  # [B, A, 3, 3] world rotations
+            anchored = joints[:, self.anchor_joints] + (turn @ self.anchor_offsets[..., None])[..., 0]
+            vertices = torch.cat([vertices, anchored], dim=1)
         transl = body.parameter(params, "transl", batch)
         return joints + transl[:, None], vertices + transl[:, None]

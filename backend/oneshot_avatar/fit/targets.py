@@ -57,32 +57,55 @@ class KeypointTarget:
     """The body point a keypoint observes: a weighted mean of ``joints`` (SMPL-X joint indices)
     and ``vertices`` (mesh vertex ids), with ``blend`` the weights of the joints then the
     vertices (equal when empty; they sum to one); ``weight`` is how much the correspondence is
-    trusted."""
+    trusted.
+
+    An *anchored* target (``offset`` given) is one joint moved by ``offset`` (metres, rest-pose
+    axes) turned with the joint ``frame`` (the joint itself or its parent): where a detector
+    puts a landmark a little off SMPL-X's joint (see
+    :mod:`oneshot_avatar.fit.pose_correspondence`)."""
 
     joints: tuple[int, ...] = ()
     vertices: tuple[int, ...] = ()
     weight: float = 1.0
     blend: tuple[float, ...] = ()
+    frame: int = -1
+    offset: tuple[float, ...] = ()
+
+    @property
+    def anchored(self) -> bool:
+        return len(self.offset) == 3
 
     def coefficients(self) -> tuple[float, ...]:
         count = len(self.joints) + len(self.vertices)
         return self.blend if self.blend else (1.0 / count,) * count
 
-    def position(self, joints: Tensor, vertices: Tensor) -> Tensor:
-        """The observed point ``[3]`` on one posed body (``joints [55, 3]``, ``vertices [V, 3]``)."""
+    def position(self, joints: Tensor, vertices: Tensor,
+                 rotations: Tensor | None = None) -> Tensor:
+        """The observed point ``[3]`` on one posed body (``joints [55, 3]``, ``vertices [V, 3]``;
+        ``rotations [55, 3, 3]``, the joints' world rotations, for an anchored target)."""
+        if self.anchored:
+            if rotations is None:
+                raise ValueError("an anchored keypoint target needs the joints' rotations")
+            offset = torch.tensor(self.offset, dtype=joints.dtype, device=joints.device)
+            return joints[self.joints[0]] + rotations[self.frame] @ offset
         parts = torch.cat([joints[list(self.joints)], vertices[list(self.vertices)]])
         weights = torch.tensor(self.coefficients(), dtype=parts.dtype, device=parts.device)
         return (parts * weights[:, None]).sum(0)
 
 
-# MediaPipe Pose puts its hips at the hip joints (measured on photos: the COCO-style blend
-# down the thigh left the fitted hips ~2 px low at 256 px, and the legs compensated by raking).
+# MediaPipe's limb landmarks are measured on each body (pose_correspondence); without that
+# measurement its hips are taken at the hip joints (the COCO-style blend down the thigh left
+# the fitted hips ~2 px low at 256 px on photos, and the legs compensated by raking).
 MEDIAPIPE_HIP_DOWN_THE_THIGH = 0.0
+
+
+def is_mediapipe(source: str | None) -> bool:
+    return bool(source) and source.startswith("mediapipe")
 
 
 def hip_blend_for(source: str | None) -> float:
     """How far down the thigh a detector's hip points sit (0 = at the SMPL-X hip joint)."""
-    if source and source.startswith("mediapipe"):
+    if is_mediapipe(source):
         return MEDIAPIPE_HIP_DOWN_THE_THIGH
     return HIP_DOWN_THE_THIGH
 
@@ -124,8 +147,21 @@ def _vertex_weight(name: str) -> float:
 def keypoint_targets(body, source: str | None = None) -> dict[str, KeypointTarget]:
     """Keypoint name -> :class:`KeypointTarget` for ``body`` (a ``BodyModel``). Names without a
     target on this body (e.g. face contour points) are absent. ``source`` (the keypoints'
-    source) picks detector-specific placements (see :func:`hip_blend_for`)."""
+    source) picks detector-specific placements: the embedded detector's limb landmarks are
+    anchored where it puts them on this body (see
+    :mod:`oneshot_avatar.fit.pose_correspondence`; measured once per body, then cached), other
+    sources' hips as :func:`hip_blend_for` says."""
     targets = _joint_targets(hip_blend_for(source))
+    if is_mediapipe(source):
+        from oneshot_avatar.fit.pose_correspondence import pose_correspondence
+
+        measured = pose_correspondence(body)
+        for name in (measured.names if measured is not None else ()):
+            anchor = measured.offset_of(name)
+            if anchor is not None and name in targets:
+                joint, frame, offset = anchor
+                targets[name] = KeypointTarget(joints=(joint,), weight=targets[name].weight,
+                                               frame=frame, offset=offset)
     vertices = (smplx_landmark_vertices(body) if body.info.num_vertices == SMPLX_NUM_VERTICES
                 else find_landmark_vertices(body))
     for name, vertex in vertices.items():

@@ -38,17 +38,21 @@ def _group(name: str) -> str:
     return "hand" if "_hand_" in name else "face" if name.startswith("face_") else "body"
 
 
-def fitted_keypoints(body, fit, names: tuple[str, ...] | list[str]) -> dict[str, np.ndarray]:
-    """Working-image pixels of the fitted body's landmark for each of ``names`` it has."""
+def fitted_keypoints(body, fit, names: tuple[str, ...] | list[str],
+                     source: str | None = None) -> dict[str, np.ndarray]:
+    """Working-image pixels of the fitted body's landmark for each of ``names`` it has, placed
+    as the fit placed them for keypoints from ``source``."""
     from oneshot_avatar.fit.targets import keypoint_targets
 
-    targets = keypoint_targets(body)
+    targets = keypoint_targets(body, source)
     wanted = [n for n in names if n in targets]
     if not wanted:
         return {}
     with torch.no_grad():
         out = body(**fit.params)
-        points = torch.stack([targets[n].position(out.joints[0], out.vertices[0]) for n in wanted])
+        rotations = out.joint_transforms[0, :, :3, :3]
+        points = torch.stack([targets[n].position(out.joints[0], out.vertices[0], rotations)
+                              for n in wanted])
         xy, _ = fit.camera.project(points.to(fit.camera.K))
     return {n: xy[i].detach().cpu().numpy() for i, n in enumerate(wanted)}
 
@@ -101,7 +105,7 @@ def write_landmarks_preview(path: Path, body, fit, subject, photo_landmarks, key
 
     # the fitted body's landmarks
     fitted = fitted_keypoints(body, fit, list(detected) if detected else [
-        n for n, _ in _BODY_EDGES])
+        n for n, _ in _BODY_EDGES], None if keypoints is None else keypoints.source)
     for name, xy in fitted.items():
         xy = xy * zoom
         if name in detected:

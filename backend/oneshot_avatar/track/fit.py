@@ -130,6 +130,7 @@ class _Observations:
         names = [n for n in _vocabulary() if n in targets]
         vertex_ids = sorted({v for n in names for v in targets[n].vertices})
         column = {v: 55 + k for k, v in enumerate(vertex_ids)}
+        anchored = [n for n in names if targets[n].anchored]
         # face-mesh rows as surface points
         corr = face_correspondence(body)
         ids, blend = corr.vertex_blend(body.faces.detach().cpu().numpy())
@@ -138,11 +139,17 @@ class _Observations:
         mesh_index = sorted({k for k in range(0, 478, stride) if valid[k]}
                             | {k for k in FACE_MESH_KEY if valid[k]})
         count = len(names) + len(mesh_index)
-        width = 55 + len(vertex_ids) + len(mesh_index)
+        width = 55 + len(vertex_ids) + len(mesh_index) + len(anchored)
         selector = torch.zeros(count, width, dtype=dtype)
         trust = np.zeros(count)
+        anchor_column = {name: 55 + len(vertex_ids) + len(mesh_index) + k  # after the face mesh
+                         for k, name in enumerate(anchored)}
         for row, name in enumerate(names):
             target = targets[name]
+            if target.anchored:
+                selector[row, anchor_column[name]] = 1.0
+                trust[row] = target.weight
+                continue
             columns = list(target.joints) + [column[v] for v in target.vertices]
             for col, coefficient in zip(columns, target.coefficients()):
                 selector[row, col] += coefficient
@@ -155,6 +162,13 @@ class _Observations:
         self.selector = selector
         self.vertex_ids = vertex_ids
         self.surface = (ids[mesh_index], blend[mesh_index])
+        # the detector's limb landmarks where it puts them on this body (pose_correspondence)
+        self.anchored = None
+        if anchored:
+            self.anchored = (torch.tensor([targets[n].joints[0] for n in anchored]),
+                             torch.tensor([targets[n].frame for n in anchored]),
+                             torch.tensor([targets[n].offset for n in anchored],
+                                          dtype=torch.float64))
         self.groups = np.array(["hand" if "_hand_" in n else "face" if n.startswith("face_")
                                 else "body" for n in names] + ["face"] * len(mesh_index))
         total = len(frames)
@@ -287,7 +301,7 @@ def fit_clip(body, frames: Sequence[Landmarks | None], image_size: tuple[int, in
 
         raise UserError("no person found in any frame of the video (the landmark detector saw "
                         "no body): give a video showing a person", field="video")
-    sparse = SparseBody(body, obs.vertex_ids, obs.surface)
+    sparse = SparseBody(body, obs.vertex_ids, obs.surface, obs.anchored)
     focal = default_focal(width, height, config.fov_degrees)
     scale = REFERENCE_SIZE / max(width, height)
     names = body.expression_names
