@@ -70,23 +70,28 @@ def test_the_detector_limb_landmarks_are_measured_on_the_body(measured):
     result, _ = measured
     assert result is not None and result.renders >= 12, "the detector missed renders"
     assert result.valid.all(), dict(zip(result.names, result.valid))
-    offset = dict(zip(result.names, result.offsets))
+    assert {"left_heel", "right_big_toe", "left_ear"} <= set(result.names)
+    offset = dict(zip(result.names, result.offsets - result.base))  # what was measured
     before = dict(zip(result.names, result.error_before))
     after = dict(zip(result.names, result.error_after))
     for side, outward in (("left", 1.0), ("right", -1.0)):
         hip = offset[f"{side}_hip"]
         assert hip[1] < -0.01 and hip[2] > 0.02 and outward * hip[0] < -0.01, hip
         assert offset[f"{side}_ankle"][1] > 0.01, offset[f"{side}_ankle"]
+        assert offset[f"{side}_heel"][1] > 0.01, offset[f"{side}_heel"]  # above the sole
         assert outward * offset[f"{side}_wrist"][0] > 0.01, offset[f"{side}_wrist"]
         assert after[f"{side}_hip"] < 0.5 * before[f"{side}_hip"], (before, after)
-        for part in ("knee", "ankle", "wrist"):
+        for part in ("knee", "ankle", "wrist", "heel", "ear"):
             assert after[f"{side}_{part}"] < 0.8 * before[f"{side}_{part}"], (part, before, after)
     mirror = np.array([-1.0, 1.0, 1.0])
     for name in result.names:
         if name.startswith("left_"):
             twin = offset[name.replace("left_", "right_")]
             np.testing.assert_allclose(offset[name] * mirror, twin, atol=1e-9)
-    assert np.linalg.norm(result.offsets, axis=1).max() < 0.08
+    assert np.linalg.norm(result.offsets - result.base, axis=1).max() < 0.08
+    joints = [k for k, n in enumerate(result.names) if "heel" not in n and "toe" not in n
+              and "ear" not in n]
+    assert not result.base[joints].any()  # joint landmarks start at the joint
 
 
 def test_the_measurement_is_cached_with_the_body(measured, open_body, monkeypatch):
@@ -110,6 +115,7 @@ def test_only_the_detector_keypoints_are_anchored(measured, open_body, monkeypat
     monkeypatch.setenv("ONESHOT_AVATAR_CACHE", str(cache))
     detector = keypoint_targets(open_body, "mediapipe-holistic-0.10.21")
     other = keypoint_targets(open_body, "coco-wholebody-json")
-    for name in ("left_hip", "right_ankle", "left_wrist", "right_shoulder"):
+    for name in ("left_hip", "right_ankle", "left_wrist", "right_shoulder", "left_heel",
+                 "right_ear"):
         assert detector[name].anchored and not other[name].anchored
     assert not detector["nose"].anchored and detector["left_hip"].weight == other["left_hip"].weight

@@ -795,7 +795,11 @@ def fit_body(body, size: int, *, keypoints: Keypoints | None, mask: np.ndarray |
             keypoints = landmarks.keypoints
         extra_rows = _face_mesh_rows(body, landmarks, config, notes, landmark_summary)
         _hand_notes(keypoints, config, notes)
-    cue_vertices = {n: targets[n].vertices[0] for n in VERTEX_NAMES if n in targets}
+    # The depth cues' ears and soles are the body's own vertices (a detector's heel point may be
+    # anchored off the mesh: the floor touches the mesh).
+    own = targets if all(n not in targets or not targets[n].anchored for n in VERTEX_NAMES) \
+        else keypoint_targets(body)
+    cue_vertices = {n: own[n].vertices[0] for n in VERTEX_NAMES if n in own}
     if keypoints is not None and keypoints.image_size not in (None, (size, size)):
         width, height = keypoints.image_size
         raise ValueError(f"the keypoints are for a {width}x{height} image, the fit needs them in "

@@ -31,9 +31,12 @@ import torch
 from oneshot_avatar.atomic import atomic_output
 from oneshot_avatar.body.smplx_layout import JOINT_INDEX
 
-SCHEMA = "oneshot-avatar/pose-correspondence/1"
+SCHEMA = "oneshot-avatar/pose-correspondence/2"
 
-# (keypoint name, SMPL-X joint, frame joint whose rotation turns the offset)
+# (keypoint name, SMPL-X joint or VERTEX, frame joint whose rotation turns the offset). A
+# VERTEX landmark starts from the body's own landmark vertex for that name (heel, toe tip, ear;
+# see targets.find_landmark_vertices), carried rigidly by the frame joint.
+VERTEX = "vertex"
 LIMB_LANDMARKS: tuple[tuple[str, str, str], ...] = tuple(
     item for side in ("left", "right") for item in (
         (f"{side}_shoulder", f"{side}_shoulder", f"{side}_collar"),
@@ -42,6 +45,9 @@ LIMB_LANDMARKS: tuple[tuple[str, str, str], ...] = tuple(
         (f"{side}_hip", f"{side}_hip", "pelvis"),
         (f"{side}_knee", f"{side}_knee", f"{side}_hip"),
         (f"{side}_ankle", f"{side}_ankle", f"{side}_knee"),
+        (f"{side}_heel", VERTEX, f"{side}_ankle"),
+        (f"{side}_big_toe", VERTEX, f"{side}_ankle"),
+        (f"{side}_ear", VERTEX, "head"),
     )
 )
 HEADINGS = (-35.0, 0.0, 35.0)  # degrees the body is turned about the vertical per pose
@@ -65,7 +71,9 @@ class PoseCorrespondence:
     names: tuple[str, ...]  # keypoint names, as LIMB_LANDMARKS
     joints: np.ndarray  # int64 [L] SMPL-X joint of each
     frames: np.ndarray  # int64 [L] joint whose rotation turns the offset
-    offsets: np.ndarray  # float64 [L, 3] metres, rest-pose axes (Y up, +Z forward)
+    offsets: np.ndarray  # float64 [L, 3] metres from the joint, rest-pose axes (Y up, +Z forward)
+    base: np.ndarray  # float64 [L, 3] the body's own point (0 at a joint; a landmark vertex's
+    #                   rest offset from its frame joint): offsets - base is what was measured
     valid: np.ndarray  # bool [L]: measured (else the offset is 0)
     error_before: np.ndarray  # float64 [L] mean reprojection error at the joint, pixels
     error_after: np.ndarray  # float64 [L] the same with the offset
@@ -106,7 +114,8 @@ def pose_correspondence(body, cache_dir: Path | str | None = None, *,
                 return PoseCorrespondence(
                     tuple(str(n) for n in data["names"]), data["joints"].astype(np.int64),
                     data["frames"].astype(np.int64), data["offsets"].astype(np.float64),
-                    data["valid"].astype(bool), data["error_before"].astype(np.float64),
+                    data["base"].astype(np.float64), data["valid"].astype(bool),
+                    data["error_before"].astype(np.float64),
                     data["error_after"].astype(np.float64), int(data["renders"]),
                     body.info.sha256, str(data["detector"]))
     if mediapipe_problem() is not None:
@@ -117,6 +126,7 @@ def pose_correspondence(body, cache_dir: Path | str | None = None, *,
         np.savez(handle, schema=np.array(SCHEMA), body_sha256=np.array(body.info.sha256),
                  detector=np.array(result.detector), names=np.array(result.names),
                  joints=result.joints, frames=result.frames, offsets=result.offsets,
+                 base=result.base,
                  valid=result.valid, error_before=result.error_before,
                  error_after=result.error_after, renders=np.array(result.renders))
     return result
@@ -157,15 +167,25 @@ def compute_pose_correspondence(body, detector=None) -> PoseCorrespondence:
     )
     from oneshot_avatar.render.mesh import SurfaceTexture, render_textured
 
-    names = tuple(n for n, _, _ in LIMB_LANDMARKS)
-    joints = np.array([JOINT_INDEX[j] for _, j, _ in LIMB_LANDMARKS], dtype=np.int64)
-    frames = np.array([JOINT_INDEX[f] for _, _, f in LIMB_LANDMARKS], dtype=np.int64)
+    from oneshot_avatar.fit.targets import keypoint_targets
+
+    plain = keypoint_targets(body)  # SMPL-X's joints and the body's landmark vertices
+    spec = [(n, a, f) for n, a, f in LIMB_LANDMARKS if a != VERTEX or n in plain]
+    names = tuple(n for n, _, _ in spec)
+    frames = np.array([JOINT_INDEX[f] for _, _, f in spec], dtype=np.int64)
+    # A vertex landmark is anchored at its frame joint, the vertex's rest offset from it first.
+    joints = np.array([JOINT_INDEX[f if a == VERTEX else a] for _, a, f in spec], dtype=np.int64)
     looks = list(LOOKS.values())
     triangles = body.faces.detach().cpu()
     with torch.no_grad():
         rest = body()
         rest_vertices = rest.rest_vertices[0].detach().cpu().float()
         rest_joints = rest.rest_joints[0].detach().cpu().float()
+    base = np.zeros((len(names), 3))  # the offset the measurement starts from
+    for k, (name, anchor, frame) in enumerate(spec):
+        if anchor == VERTEX:
+            vertex = plain[name].vertices[0]
+            base[k] = (rest_vertices[vertex] - rest_joints[JOINT_INDEX[frame]]).double().numpy()
     textures = [SurfaceTexture.from_function(
         rest_vertices, triangles, outfit_function(rest_vertices, rest_joints,
                                                   body.lbs_weights.detach().cpu(), look), 3)
@@ -195,13 +215,16 @@ def compute_pose_correspondence(body, detector=None) -> PoseCorrespondence:
                 if point is not None and np.isfinite(point[0]).all():
                     xy[k], conf[k] = point[0], point[1]
             turn = out.joint_transforms[0, frames, :3, :3].detach().cpu().double()
-            observed.append((out.joints[0, joints].detach().cpu().double(), turn,
-                             camera.to(dtype=torch.float64), xy, conf))
+            start = out.joints[0, joints].detach().cpu().double() + (
+                turn @ torch.as_tensor(base)[..., None])[..., 0]
+            observed.append((start, turn, camera.to(dtype=torch.float64), xy, conf))
     finally:
         if own:
             detector.close()
     offsets, valid, before, after = _solve(observed, names)
-    return PoseCorrespondence(names, joints, frames, offsets, valid, before, after, len(observed),
+    offsets = offsets + base  # (an unmeasured vertex landmark stays at its vertex)
+    return PoseCorrespondence(names, joints, frames, offsets, base, valid, before, after,
+                              len(observed),
                               body.info.sha256, DETECTOR_NAME)
 
 

@@ -152,6 +152,15 @@ def keypoint_targets(body, source: str | None = None) -> dict[str, KeypointTarge
     :mod:`oneshot_avatar.fit.pose_correspondence`; measured once per body, then cached), other
     sources' hips as :func:`hip_blend_for` says."""
     targets = _joint_targets(hip_blend_for(source))
+    vertices = (smplx_landmark_vertices(body) if body.info.num_vertices == SMPLX_NUM_VERTICES
+                else find_landmark_vertices(body))
+    for name, vertex in vertices.items():
+        targets[name] = KeypointTarget(vertices=(int(vertex),), weight=_vertex_weight(name))
+    if "face_68" not in targets and "right_eye" in vertices:  # OpenPose pupils
+        targets["face_68"] = KeypointTarget(vertices=(int(vertices["right_eye"]),),
+                                            weight=FACE_WEIGHT)
+        targets["face_69"] = KeypointTarget(vertices=(int(vertices["left_eye"]),),
+                                            weight=FACE_WEIGHT)
     if is_mediapipe(source):
         from oneshot_avatar.fit.pose_correspondence import pose_correspondence
 
@@ -162,15 +171,6 @@ def keypoint_targets(body, source: str | None = None) -> dict[str, KeypointTarge
                 joint, frame, offset = anchor
                 targets[name] = KeypointTarget(joints=(joint,), weight=targets[name].weight,
                                                frame=frame, offset=offset)
-    vertices = (smplx_landmark_vertices(body) if body.info.num_vertices == SMPLX_NUM_VERTICES
-                else find_landmark_vertices(body))
-    for name, vertex in vertices.items():
-        targets[name] = KeypointTarget(vertices=(int(vertex),), weight=_vertex_weight(name))
-    if "face_68" not in targets and "right_eye" in vertices:  # OpenPose pupils
-        targets["face_68"] = KeypointTarget(vertices=(int(vertices["right_eye"]),),
-                                            weight=FACE_WEIGHT)
-        targets["face_69"] = KeypointTarget(vertices=(int(vertices["left_eye"]),),
-                                            weight=FACE_WEIGHT)
     return targets
 
 
