@@ -94,10 +94,11 @@ def test_the_detector_limb_landmarks_are_measured_on_the_body(measured):
     assert not result.base[joints].any()  # joint landmarks start at the joint
 
 
-def test_the_measurement_is_cached_with_the_body(measured, open_body, monkeypatch):
+def test_the_measurement_is_cached_with_the_body(measured, open_body, monkeypatch, tmp_path):
     from oneshot_avatar.fit import pose_correspondence as module
 
     result, cache = measured
+    assert module.is_measured(open_body, cache) and not module.is_measured(open_body, tmp_path)
 
     def refuse(*args, **kwargs):
         raise AssertionError("measured again instead of read from the cache")

@@ -3,19 +3,23 @@
 MediaPipe Pose learnt its landmarks from people marked by eye, and its joints are not SMPL-X's:
 on the open body its hips sit about 2 cm lower, 2-3 cm nearer the middle and 3-5 cm further
 forward than SMPL-X's hip joints (the femoral heads), its ankles 2 cm higher, its wrists 2-3 cm
-further down the hand. A fit that takes them for SMPL-X's joints sees legs about 5 % short and
-a torso 8 % long, and explains both by tilting the body towards the camera (perspective makes
-the nearer upper body larger): the lean of single-view fits of people standing straight.
+further down the hand; its heels sit 2 cm above the sole and its ears 3 cm in front of the
+body's outermost ear vertices. A fit that takes them for SMPL-X's joints and the body's landmark
+vertices sees legs about 5 % short and a torso 8 % long, and explains both by tilting the body
+towards the camera (perspective makes the nearer upper body larger): the lean of single-view
+fits of people standing straight.
 
 Any body (the open body, a real SMPL-X file) gets its own measurement, once, cached with the
 body's checksum and the detector's version: the body is dressed in the synthetic subjects'
 looks, posed in a few standing and gesturing poses (none from the ``idle`` clip the fidelity
 benchmark holds out), turned to three headings and rendered by the project's mesh renderer;
-the detector runs on each render. Each limb landmark is modelled as its SMPL-X joint moved by a
-fixed offset that turns with a bone (``frame``: the joint's parent or the joint itself), and
+the detector runs on each render. Each landmark is modelled as its SMPL-X joint (or, for the
+heels, toe tips and ears, the body's own landmark vertex carried rigidly by its bone) moved by
+a fixed offset that turns with a bone (``frame``: the joint's parent or the joint itself), and
 the 3 numbers of each offset are the robust least-squares fit of the detections over all
-renders (the turned views make the depth part observable). A landmark the renders did not
-show well enough keeps no offset (its joint, as before).
+renders, the left and right offsets mirror images (the turned views make the depth part
+observable). A landmark the renders did not show well enough keeps its plain target. The
+renders wear the synthetic looks of the fidelity benchmark, but not its pose or view.
 """
 
 from __future__ import annotations
@@ -74,7 +78,7 @@ class PoseCorrespondence:
     offsets: np.ndarray  # float64 [L, 3] metres from the joint, rest-pose axes (Y up, +Z forward)
     base: np.ndarray  # float64 [L, 3] the body's own point (0 at a joint; a landmark vertex's
     #                   rest offset from its frame joint): offsets - base is what was measured
-    valid: np.ndarray  # bool [L]: measured (else the offset is 0)
+    valid: np.ndarray  # bool [L]: measured (else the fit keeps the plain target)
     error_before: np.ndarray  # float64 [L] mean reprojection error at the joint, pixels
     error_after: np.ndarray  # float64 [L] the same with the offset
     renders: int  # renders the detector found the person in
@@ -95,6 +99,16 @@ def _cache_path(cache_dir: Path, body, detector: str) -> Path:
     key = hashlib.sha256(f"{SCHEMA}|{body.info.sha256}|{detector}|{HEADINGS}|{POSES}|"
                          f"{RENDER_SIZE}".encode()).hexdigest()
     return Path(cache_dir) / "pose_correspondence" / f"{key[:24]}.npz"
+
+
+def is_measured(body, cache_dir: Path | str | None = None) -> bool:
+    """Whether the body's measurement is in the cache (else the next fit to the detector's
+    keypoints measures it first)."""
+    from oneshot_avatar.body.model import default_cache_dir
+    from oneshot_avatar.detect import DETECTOR_NAME
+
+    return _cache_path(Path(cache_dir) if cache_dir is not None else default_cache_dir(), body,
+                       DETECTOR_NAME).exists()
 
 
 def pose_correspondence(body, cache_dir: Path | str | None = None, *,

@@ -324,6 +324,13 @@ def fit_stage(body, prepared: Prepared, chosen: Preset, device: torch.device, wo
     working_fov = 2 * math.degrees(math.atan(size / 2 / (photo_focal * subject.box.scale)))
     fit_config = replace(chosen.fit, fov_degrees=working_fov)
     step = (lambda message: progress("fit", None)) if progress is not None else None
+    if prepared.keypoints is not None:
+        from oneshot_avatar.fit.pose_correspondence import is_measured
+        from oneshot_avatar.fit.targets import is_mediapipe
+
+        if is_mediapipe(prepared.keypoints.source) and not is_measured(body):
+            log("fit: first use of the detector with this body: measuring where it puts the "
+                "body's joints on 15 renders (about 15 s, once; cached)")
     fit = fit_body(body, size, keypoints=prepared.keypoints, mask=subject.mask, init=init,
                    config=fit_config, device=device, photo_scale=photo_scale, progress=step,
                    landmarks=prepared.landmarks)
