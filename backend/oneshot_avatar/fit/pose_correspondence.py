@@ -173,6 +173,7 @@ def compute_pose_correspondence(body, detector=None) -> PoseCorrespondence:
     :class:`~oneshot_avatar.detect.HolisticDetector` (default: a new one)."""
     from oneshot_avatar.detect import DETECTOR_NAME, HolisticDetector
     from oneshot_avatar.detect.holistic import NoPersonError
+    from oneshot_avatar.fit.targets import keypoint_targets
     from oneshot_avatar.reconstruct.synthetic import (
         LOOKS,
         background_image,
@@ -180,8 +181,6 @@ def compute_pose_correspondence(body, detector=None) -> PoseCorrespondence:
         subject_camera,
     )
     from oneshot_avatar.render.mesh import SurfaceTexture, render_textured
-
-    from oneshot_avatar.fit.targets import keypoint_targets
 
     plain = keypoint_targets(body)  # SMPL-X's joints and the body's landmark vertices
     spec = [(n, a, f) for n, a, f in LIMB_LANDMARKS if a != VERTEX or n in plain]
