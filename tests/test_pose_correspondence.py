@@ -57,9 +57,10 @@ def test_an_anchored_point_is_carried_rigidly_by_its_bone(open_body):
 def measured(open_body, tmp_path_factory):
     pytest.importorskip("mediapipe")
     from oneshot_avatar.fit.pose_correspondence import pose_correspondence
+    from oneshot_avatar.fit.targets import landmark_vertices
 
     cache = tmp_path_factory.mktemp("pose-correspondence")
-    return pose_correspondence(open_body, cache), cache
+    return pose_correspondence(open_body, landmark_vertices(open_body), cache), cache
 
 
 def test_the_detector_limb_landmarks_are_measured_on_the_body(measured):
@@ -104,7 +105,9 @@ def test_the_measurement_is_cached_with_the_body(measured, open_body, monkeypatc
         raise AssertionError("measured again instead of read from the cache")
 
     monkeypatch.setattr(module, "compute_pose_correspondence", refuse)
-    again = module.pose_correspondence(open_body, cache)
+    from oneshot_avatar.fit.targets import landmark_vertices
+
+    again = module.pose_correspondence(open_body, landmark_vertices(open_body), cache)
     np.testing.assert_array_equal(again.offsets, result.offsets)
     assert again.names == result.names and again.body_sha256 == open_body.info.sha256
 

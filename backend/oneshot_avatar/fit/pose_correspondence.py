@@ -111,11 +111,13 @@ def is_measured(body, cache_dir: Path | str | None = None) -> bool:
                        DETECTOR_NAME).exists()
 
 
-def pose_correspondence(body, cache_dir: Path | str | None = None, *,
+def pose_correspondence(body, vertices: dict[str, int], cache_dir: Path | str | None = None, *,
                         recompute: bool = False) -> PoseCorrespondence | None:
     """The body's limb-landmark offsets for the embedded detector, from ``cache_dir`` (default:
     the project's cache folder) or measured (about 15 s on a 2-core CPU) and stored there.
-    None when the detector is not installed."""
+    ``vertices``: the body's landmark vertex ids by keypoint name
+    (:func:`oneshot_avatar.fit.targets.landmark_vertices`). None when the detector is not
+    installed."""
     from oneshot_avatar.body.model import default_cache_dir
     from oneshot_avatar.detect import DETECTOR_NAME
     from oneshot_avatar.detect.holistic import mediapipe_problem
@@ -134,7 +136,7 @@ def pose_correspondence(body, cache_dir: Path | str | None = None, *,
                     body.info.sha256, str(data["detector"]))
     if mediapipe_problem() is not None:
         return None
-    result = compute_pose_correspondence(body)
+    result = compute_pose_correspondence(body, vertices)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path, suffix=".npz") as tmp, open(tmp, "wb") as handle:
         np.savez(handle, schema=np.array(SCHEMA), body_sha256=np.array(body.info.sha256),
@@ -168,12 +170,13 @@ def calibration_poses() -> list[dict[str, torch.Tensor]]:
     return out
 
 
-def compute_pose_correspondence(body, detector=None) -> PoseCorrespondence:
-    """Render, detect and solve (see the module's docstring). ``detector``: a
+def compute_pose_correspondence(body, vertices: dict[str, int], detector=None
+                                ) -> PoseCorrespondence:
+    """Render, detect and solve (see the module's docstring). ``vertices``: the body's landmark
+    vertex ids by keypoint name; ``detector``: a
     :class:`~oneshot_avatar.detect.HolisticDetector` (default: a new one)."""
     from oneshot_avatar.detect import DETECTOR_NAME, HolisticDetector
     from oneshot_avatar.detect.holistic import NoPersonError
-    from oneshot_avatar.fit.targets import keypoint_targets
     from oneshot_avatar.reconstruct.synthetic import (
         LOOKS,
         background_image,
@@ -182,8 +185,7 @@ def compute_pose_correspondence(body, detector=None) -> PoseCorrespondence:
     )
     from oneshot_avatar.render.mesh import SurfaceTexture, render_textured
 
-    plain = keypoint_targets(body)  # SMPL-X's joints and the body's landmark vertices
-    spec = [(n, a, f) for n, a, f in LIMB_LANDMARKS if a != VERTEX or n in plain]
+    spec = [(n, a, f) for n, a, f in LIMB_LANDMARKS if a != VERTEX or n in vertices]
     names = tuple(n for n, _, _ in spec)
     frames = np.array([JOINT_INDEX[f] for _, _, f in spec], dtype=np.int64)
     # A vertex landmark is anchored at its frame joint, the vertex's rest offset from it first.
@@ -197,7 +199,7 @@ def compute_pose_correspondence(body, detector=None) -> PoseCorrespondence:
     base = np.zeros((len(names), 3))  # the offset the measurement starts from
     for k, (name, anchor, frame) in enumerate(spec):
         if anchor == VERTEX:
-            vertex = plain[name].vertices[0]
+            vertex = vertices[name]
             base[k] = (rest_vertices[vertex] - rest_joints[JOINT_INDEX[frame]]).double().numpy()
     textures = [SurfaceTexture.from_function(
         rest_vertices, triangles, outfit_function(rest_vertices, rest_joints,

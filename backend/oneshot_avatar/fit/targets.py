@@ -152,8 +152,7 @@ def keypoint_targets(body, source: str | None = None) -> dict[str, KeypointTarge
     :mod:`oneshot_avatar.fit.pose_correspondence`; measured once per body, then cached), other
     sources' hips as :func:`hip_blend_for` says."""
     targets = _joint_targets(hip_blend_for(source))
-    vertices = (smplx_landmark_vertices(body) if body.info.num_vertices == SMPLX_NUM_VERTICES
-                else find_landmark_vertices(body))
+    vertices = landmark_vertices(body)
     for name, vertex in vertices.items():
         targets[name] = KeypointTarget(vertices=(int(vertex),), weight=_vertex_weight(name))
     if "face_68" not in targets and "right_eye" in vertices:  # OpenPose pupils
@@ -164,7 +163,7 @@ def keypoint_targets(body, source: str | None = None) -> dict[str, KeypointTarge
     if is_mediapipe(source):
         from oneshot_avatar.fit.pose_correspondence import pose_correspondence
 
-        measured = pose_correspondence(body)
+        measured = pose_correspondence(body, vertices)
         for name in (measured.names if measured is not None else ()):
             anchor = measured.offset_of(name)
             if anchor is not None and name in targets:
@@ -172,6 +171,14 @@ def keypoint_targets(body, source: str | None = None) -> dict[str, KeypointTarge
                 targets[name] = KeypointTarget(joints=(joint,), weight=targets[name].weight,
                                                frame=frame, offset=offset)
     return targets
+
+
+def landmark_vertices(body) -> dict[str, int]:
+    """Keypoint name -> landmark vertex id on ``body``: ``smplx``'s ids on a real SMPL-X mesh,
+    else found by geometry."""
+    if body.info.num_vertices == SMPLX_NUM_VERTICES:
+        return smplx_landmark_vertices(body)
+    return find_landmark_vertices(body)
 
 
 def smplx_landmark_vertices(body) -> dict[str, int]:
