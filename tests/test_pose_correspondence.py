@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from offline import run_offline
 from oneshot_avatar.body.smplx_layout import JOINT_INDEX
 from oneshot_avatar.fit.sparse_body import SparseBody
 from oneshot_avatar.fit.targets import KeypointTarget, keypoint_targets
@@ -54,12 +55,25 @@ def test_an_anchored_point_is_carried_rigidly_by_its_bone(open_body):
 
 
 @pytest.fixture(scope="module")
-def measured(open_body, tmp_path_factory):
+def measured(open_body, open_body_file, tmp_path_factory):
+    """The open body measured in a fresh interpreter whose sockets refuse to connect (the
+    renders, the detector and its models need no network), then read back from its cache."""
     pytest.importorskip("mediapipe")
     from oneshot_avatar.fit.pose_correspondence import pose_correspondence
     from oneshot_avatar.fit.targets import landmark_vertices
 
     cache = tmp_path_factory.mktemp("pose-correspondence")
+    done = run_offline(f"""
+        from oneshot_avatar.body import BodyModel
+        from oneshot_avatar.fit.pose_correspondence import pose_correspondence
+        from oneshot_avatar.fit.targets import landmark_vertices
+
+        body = BodyModel.from_file({str(open_body_file)!r}, kind="open")
+        result = pose_correspondence(body, landmark_vertices(body), {str(cache)!r})
+        print("measured offline", result.renders)
+    """, "the pose correspondence", cache)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "measured offline" in done.stdout
     return pose_correspondence(open_body, landmark_vertices(open_body), cache), cache
 
 

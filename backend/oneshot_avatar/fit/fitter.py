@@ -67,7 +67,12 @@ from oneshot_avatar.fit.silhouette import (
     silhouette_gaussians,
 )
 from oneshot_avatar.fit.sparse_body import SparseBody
-from oneshot_avatar.fit.targets import KeypointTarget, keypoint_targets
+from oneshot_avatar.fit.targets import (
+    KeypointTarget,
+    anchored_points,
+    keypoint_targets,
+    landmark_vertices,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -192,8 +197,8 @@ class _Observations:
     groups: list[str]  # "body" | "hand" | "face" per point
     surface_ids: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))
     surface_blend: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # [P, 3]
-    # the A anchored points after them: (joint, frame joint, offset [3]) each
-    anchors: list[tuple[int, int, tuple[float, ...]]] = field(default_factory=list)
+    # the A anchored points after them
+    anchors: list[KeypointTarget] = field(default_factory=list)
 
     def subset(self, keep: list[bool]) -> _Observations:
         index = torch.tensor([i for i, k in enumerate(keep) if k], dtype=torch.long,
@@ -220,12 +225,8 @@ class _Observations:
 
     def sparse_body(self, body) -> SparseBody:
         """The body posed at the joints and at what these rows look at."""
-        anchored = None
-        if self.anchors:
-            joint, frame, offset = zip(*self.anchors)
-            anchored = (torch.tensor(joint), torch.tensor(frame),
-                        torch.tensor(np.asarray(offset, dtype=np.float64)))
-        return SparseBody(body, self.vertex_ids, (self.surface_ids, self.surface_blend), anchored)
+        return SparseBody(body, self.vertex_ids, (self.surface_ids, self.surface_blend),
+                          anchored_points(self.anchors))
 
 
 def _group(name: str) -> str:
@@ -252,8 +253,7 @@ def _observations(keypoints: Keypoints | None, targets: dict[str, KeypointTarget
     rows.extend(extra)
     plain = [row for row in rows if not isinstance(row[3], SurfacePoint)]
     surface = [row[3] for row in rows if isinstance(row[3], SurfacePoint)]
-    anchors = [(row[3].joints[0], row[3].frame, tuple(row[3].offset)) for row in plain
-               if row[3].anchored]
+    anchors = [row[3] for row in plain if row[3].anchored]
     vertex_ids = sorted({v for row in plain for v in row[3].vertices} | set(extra_vertices))
     column = {v: 55 + k for k, v in enumerate(vertex_ids)}
     selector = torch.zeros(len(rows), 55 + len(vertex_ids) + len(surface) + len(anchors),
@@ -797,9 +797,8 @@ def fit_body(body, size: int, *, keypoints: Keypoints | None, mask: np.ndarray |
         _hand_notes(keypoints, config, notes)
     # The depth cues' ears and soles are the body's own vertices (a detector's heel point may be
     # anchored off the mesh: the floor touches the mesh).
-    own = targets if all(n not in targets or not targets[n].anchored for n in VERTEX_NAMES) \
-        else keypoint_targets(body)
-    cue_vertices = {n: own[n].vertices[0] for n in VERTEX_NAMES if n in own}
+    own = landmark_vertices(body)
+    cue_vertices = {n: own[n] for n in VERTEX_NAMES if n in own}
     if keypoints is not None and keypoints.image_size not in (None, (size, size)):
         width, height = keypoints.image_size
         raise ValueError(f"the keypoints are for a {width}x{height} image, the fit needs them in "

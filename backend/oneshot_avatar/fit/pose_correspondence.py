@@ -95,20 +95,21 @@ class PoseCorrespondence:
         return int(self.joints[k]), int(self.frames[k]), tuple(float(v) for v in self.offsets[k])
 
 
-def _cache_path(cache_dir: Path, body, detector: str) -> Path:
-    key = hashlib.sha256(f"{SCHEMA}|{body.info.sha256}|{detector}|{HEADINGS}|{POSES}|"
+def _cache_path(cache_dir: Path | str | None, body) -> Path:
+    """The body's file in ``cache_dir`` (default: the project's cache folder)."""
+    from oneshot_avatar.body.model import default_cache_dir
+    from oneshot_avatar.detect import DETECTOR_NAME
+
+    key = hashlib.sha256(f"{SCHEMA}|{body.info.sha256}|{DETECTOR_NAME}|{HEADINGS}|{POSES}|"
                          f"{RENDER_SIZE}".encode()).hexdigest()
-    return Path(cache_dir) / "pose_correspondence" / f"{key[:24]}.npz"
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return folder / "pose_correspondence" / f"{key[:24]}.npz"
 
 
 def is_measured(body, cache_dir: Path | str | None = None) -> bool:
     """Whether the body's measurement is in the cache (else the next fit to the detector's
     keypoints measures it first)."""
-    from oneshot_avatar.body.model import default_cache_dir
-    from oneshot_avatar.detect import DETECTOR_NAME
-
-    return _cache_path(Path(cache_dir) if cache_dir is not None else default_cache_dir(), body,
-                       DETECTOR_NAME).exists()
+    return _cache_path(cache_dir, body).exists()
 
 
 def pose_correspondence(body, vertices: dict[str, int], cache_dir: Path | str | None = None, *,
@@ -118,12 +119,9 @@ def pose_correspondence(body, vertices: dict[str, int], cache_dir: Path | str | 
     ``vertices``: the body's landmark vertex ids by keypoint name
     (:func:`oneshot_avatar.fit.targets.landmark_vertices`). None when the detector is not
     installed."""
-    from oneshot_avatar.body.model import default_cache_dir
-    from oneshot_avatar.detect import DETECTOR_NAME
     from oneshot_avatar.detect.holistic import mediapipe_problem
 
-    path = _cache_path(Path(cache_dir) if cache_dir is not None else default_cache_dir(), body,
-                       DETECTOR_NAME)
+    path = _cache_path(cache_dir, body)
     if path.exists() and not recompute:
         with np.load(path, allow_pickle=False) as data:
             if str(data["schema"]) == SCHEMA and str(data["body_sha256"]) == body.info.sha256:

@@ -93,6 +93,15 @@ class KeypointTarget:
         return (parts * weights[:, None]).sum(0)
 
 
+def anchored_points(targets) -> tuple[Tensor, Tensor, Tensor] | None:
+    """:class:`~oneshot_avatar.fit.sparse_body.SparseBody`'s ``anchored`` argument (joints,
+    frames, offsets) for anchored ``targets``; None when there are none."""
+    if not targets:
+        return None
+    return (torch.tensor([t.joints[0] for t in targets]), torch.tensor([t.frame for t in targets]),
+            torch.tensor([t.offset for t in targets], dtype=torch.float64))
+
+
 # MediaPipe's limb landmarks are measured on each body (pose_correspondence); without that
 # measurement its hips are taken at the hip joints (the COCO-style blend down the thigh left
 # the fitted hips ~2 px low at 256 px on photos, and the legs compensated by raking).

@@ -53,7 +53,7 @@ from oneshot_avatar.fit.losses import (
     hinge_penalty,
 )
 from oneshot_avatar.fit.sparse_body import SparseBody
-from oneshot_avatar.fit.targets import keypoint_targets
+from oneshot_avatar.fit.targets import anchored_points, keypoint_targets
 
 CAMERA_ROTATION = ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, -1.0))  # world -> camera
 REFERENCE_SIZE = 256
@@ -163,12 +163,7 @@ class _Observations:
         self.vertex_ids = vertex_ids
         self.surface = (ids[mesh_index], blend[mesh_index])
         # the detector's limb landmarks where it puts them on this body (pose_correspondence)
-        self.anchored = None
-        if anchored:
-            self.anchored = (torch.tensor([targets[n].joints[0] for n in anchored]),
-                             torch.tensor([targets[n].frame for n in anchored]),
-                             torch.tensor([targets[n].offset for n in anchored],
-                                          dtype=torch.float64))
+        self.anchored = anchored_points([targets[n] for n in anchored])
         self.groups = np.array(["hand" if "_hand_" in n else "face" if n.startswith("face_")
                                 else "body" for n in names] + ["face"] * len(mesh_index))
         total = len(frames)
