@@ -9,10 +9,10 @@ import torch
 
 from oneshot_avatar.avatar import FixedPose, MeshGaussians, pose_gaussians, pose_gaussians_fixed
 from oneshot_avatar.avatar.binding import (
+    local_to_world,
     matrix_to_quat,
     quat_multiply,
     quat_to_matrix,
-    local_to_world,
     triangle_frames,
 )
 from oneshot_avatar.avatar.densify import duplicate, prune, split
@@ -166,6 +166,85 @@ def test_the_compiled_placement_matches_the_pytorch_one(open_body, gaussians):
     close = (quat_to_matrix(fast.quats) - quat_to_matrix(quats.detach())).abs().amax((-1, -2))
     assert (close < 1e-5).float().mean() > 0.999
     assert fast.means.dtype == torch.float32 and fast.means.shape == means.shape
+
+
+def _placement_and_gradients(place, vertices, faces, binding, inputs, weights):
+    """World (means, quats, scales) of ``place(vertices, faces, binding, *inputs)`` and the
+    gradients of a weighted sum of them with respect to the vertices and the three inputs."""
+    leaves = [t.detach().clone().requires_grad_(True) for t in (vertices, *inputs)]
+    out = place(leaves[0], faces, binding, *leaves[1:])
+    loss = sum((o * w).sum() for o, w in zip(out, weights))
+    return [o.detach() for o in out], torch.autograd.grad(loss, leaves)
+
+
+def _pytorch_place(vertices, faces, binding, means, quats, scales):
+    return local_to_world(triangle_frames(vertices, faces), binding, means, quats, scales)
+
+
+def test_training_placement_compiled_matches_pytorch_values_and_gradients(open_body, gaussians):
+    """Training on the CPU places Gaussians with the compiled kernels and their hand-written
+    backward: values and the gradients of the vertices, local means, quaternions and scales
+    equal those of the PyTorch formulas (float64, posed meshes, batch of 2: every branch of
+    the frame quaternion occurs), and do not depend on the number of threads."""
+    pytest.importorskip("numba")
+    from oneshot_avatar.avatar.cpu_place import place_cpu_grad
+
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        vertices = open_body(body_pose=torch.randn(2, 21, 3, generator=g) * 0.4).vertices.double()
+    inputs = (gaussians.local_means.double(),
+              torch.nn.functional.normalize(gaussians.local_quats.double(), dim=-1),
+              torch.exp(gaussians.log_scales.double()))
+    weights = [torch.randn(2, gaussians.num_gaussians, k, generator=g, dtype=torch.float64)
+               for k in (3, 4, 3)]
+    args = (vertices, open_body.faces, gaussians.binding, inputs, weights)
+    expected = _placement_and_gradients(_pytorch_place, *args)
+    got = _placement_and_gradients(place_cpu_grad, *args)
+    for a, b in zip(got[0], expected[0]):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+    for a, b in zip(got[1], expected[1]):
+        assert b.abs().max() > 0.1
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = _placement_and_gradients(place_cpu_grad, *args)
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(single[1], got[1]):
+        assert torch.equal(a, b)
+
+
+def test_training_placement_compiled_on_degenerate_triangles():
+    """Triangles with a zero-length edge, no area or no Gaussian, and triangles turned so that
+    each of the frame quaternion's four branches is taken: the compiled gradients still equal
+    PyTorch's (the same clamps), finite everywhere."""
+    pytest.importorskip("numba")
+    from oneshot_avatar.avatar.cpu_place import place_cpu_grad
+
+    g = torch.Generator().manual_seed(9)
+    flips = [torch.eye(3, dtype=torch.float64), torch.diag(torch.tensor([1.0, -1.0, -1.0])),
+             torch.diag(torch.tensor([-1.0, 1.0, -1.0])), torch.diag(torch.tensor([-1.0, -1.0, 1.0]))]
+    triangles = [torch.randn(3, 3, generator=g, dtype=torch.float64) @ flips[i % 4].double().T
+                 for i in range(12)]
+    triangles[0][1] = triangles[0][0]  # a zero-length edge
+    triangles[1][2] = 0.5 * (triangles[1][0] + triangles[1][1])  # no area
+    vertices = torch.cat(triangles)[None]
+    faces = torch.arange(36).reshape(12, 3)
+    branches = triangle_frames(vertices, faces).quats[0].abs().argmax(-1)  # largest component
+    assert set(branches.tolist()) == {0, 1, 2, 3}
+    binding = torch.tensor([0, 0, 1, 2, 3, 3, 4, 5, 6, 7, 8, 9, 10])  # triangle 11: none
+    n = binding.shape[0]
+    inputs = (0.2 * torch.randn(n, 3, generator=g, dtype=torch.float64),
+              torch.nn.functional.normalize(torch.randn(n, 4, generator=g, dtype=torch.float64), dim=-1),
+              torch.rand(n, 3, generator=g, dtype=torch.float64))
+    weights = [torch.randn(1, n, k, generator=g, dtype=torch.float64) for k in (3, 4, 3)]
+    args = (vertices, faces, binding, inputs, weights)
+    expected = _placement_and_gradients(_pytorch_place, *args)
+    got = _placement_and_gradients(place_cpu_grad, *args)
+    for a, b in zip([*got[0], *got[1]], [*expected[0], *expected[1]]):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9)
 
 
 def test_init_on_mesh_covers_every_triangle(open_body, rest):

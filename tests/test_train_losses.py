@@ -13,11 +13,13 @@ import torch.nn.functional as F
 from oneshot_avatar.avatar.binding import barycentric_from_local
 from oneshot_avatar.errors import BadFileError
 from oneshot_avatar.train.densification import screen_gradient_norms
-from oneshot_avatar.train.losses import d_ssim, l1, psnr, ssim
+from oneshot_avatar.train.losses import d_ssim, l1, psnr, ssim, ssim_map
 from oneshot_avatar.train.perceptual import (
     LPIPS,
     LPIPS_CHANNELS,
     SSIMPerceptual,
+    _gradient_magnitude,
+    gradient_difference,
     load_vgg16_features,
     lpips_package_weights,
     make_perceptual,
@@ -27,6 +29,7 @@ from oneshot_avatar.train.regularizers import (
     MeshTopology,
     laplacian_loss,
     normal_consistency_loss,
+    normal_consistency_torch,
     offset_magnitude_loss,
     position_loss,
     scale_loss,
@@ -194,6 +197,87 @@ def _octahedron():
     faces = torch.tensor([[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4],
                           [2, 0, 5], [1, 2, 5], [3, 1, 5], [0, 3, 5]])
     return vertices, faces
+
+
+# ---------------------------------------------------------------------------------------------
+# The compiled CPU twins of the image losses and mesh regularisers
+
+
+def _value_and_gradient(fn, x):
+    x = x.detach().clone().requires_grad_(True)
+    value = fn(x)
+    (grad,) = torch.autograd.grad(value, x)
+    return value.detach(), grad
+
+
+def _with_threads(count, fn):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 64, 48), (2, 3, 40, 23), (1, 3, 9, 30), (1, 1, 5, 5)])
+def test_compiled_ssim_matches_pytorch_values_and_gradients(shape):
+    """Training's D-SSIM and the perceptual substitute use the compiled mean SSIM on the CPU:
+    its value and gradient equal ``ssim_map(...).mean()`` under autograd (float64), for
+    batches, images smaller than the window (it shrinks) and one channel, and do not depend
+    on the number of threads."""
+    pytest.importorskip("numba")
+    g = torch.Generator().manual_seed(sum(shape))
+    x = torch.rand(shape, generator=g, dtype=torch.float64)
+    y = (x + 0.2 * torch.randn(shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+    expected = _value_and_gradient(lambda v: ssim_map(v, y).mean(), x)
+    got = _value_and_gradient(lambda v: ssim(v, y), x)
+    torch.testing.assert_close(got[0], expected[0], atol=1e-14, rtol=1e-12)
+    assert expected[1].abs().max() > 1e-5
+    torch.testing.assert_close(got[1], expected[1], atol=1e-15, rtol=1e-10)
+    single = _with_threads(1, lambda: _value_and_gradient(lambda v: ssim(v, y), x))
+    assert torch.equal(single[0], got[0]) and torch.equal(single[1], got[1])
+
+
+def test_compiled_gradient_difference_matches_pytorch():
+    """The perceptual substitute's ``mean |G(x) - G(y)|`` (Sobel magnitude of the luminance):
+    compiled value and gradient equal PyTorch's (float64), down to a 3 x 3 image."""
+    pytest.importorskip("numba")
+    g = torch.Generator().manual_seed(3)
+    for shape in [(1, 3, 40, 33), (2, 3, 3, 3)]:
+        x = torch.rand(shape, generator=g, dtype=torch.float64)
+        y = torch.rand(shape, generator=g, dtype=torch.float64)
+        expected = _value_and_gradient(
+            lambda v: (_gradient_magnitude(v) - _gradient_magnitude(y)).abs().mean(), x)  # noqa: B023
+        got = _value_and_gradient(lambda v: gradient_difference(v, y), x)  # noqa: B023
+        torch.testing.assert_close(got[0], expected[0], atol=1e-14, rtol=1e-12)
+        assert expected[1].abs().max() > 1e-4
+        torch.testing.assert_close(got[1], expected[1], atol=1e-15, rtol=1e-10)
+
+
+def test_compiled_mesh_regularisers_match_pytorch(open_body):
+    """On the open body with random offsets, the compiled Laplacian and normal-consistency
+    terms and their gradients equal the PyTorch formulas (float64), with any thread count."""
+    pytest.importorskip("numba")
+    with torch.no_grad():
+        rest = open_body().vertices[0].double()
+    faces = open_body.faces
+    topology = MeshTopology.from_faces(faces, rest.shape[0])
+    g = torch.Generator().manual_seed(7)
+    offsets = 0.01 * torch.randn(rest.shape, generator=g, dtype=torch.float64)
+    cases = [
+        (lambda o: laplacian_loss(o, topology),
+         lambda o: uniform_laplacian(o, topology).pow(2).sum(-1).mean()),
+        (lambda o: normal_consistency_loss(rest + o, faces, topology),
+         lambda o: normal_consistency_torch(rest + o, faces, topology)),
+    ]
+    for compiled, reference in cases:
+        expected = _value_and_gradient(reference, offsets)
+        got = _value_and_gradient(compiled, offsets)
+        torch.testing.assert_close(got[0], expected[0], atol=1e-15, rtol=1e-12)
+        assert expected[1].abs().max() > 1e-7
+        torch.testing.assert_close(got[1], expected[1], atol=1e-15, rtol=1e-9)
+        single = _with_threads(1, lambda: _value_and_gradient(compiled, offsets))  # noqa: B023
+        assert torch.equal(single[0], got[0]) and torch.equal(single[1], got[1])
 
 
 def test_mesh_topology_of_an_octahedron():

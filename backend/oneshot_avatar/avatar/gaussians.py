@@ -135,17 +135,18 @@ class MeshGaussians(nn.Module):
 
     def place(self, vertices: Tensor, faces: Tensor) -> PosedGaussians:
         """World Gaussians on a batch of meshes ``vertices [B, V, 3]`` (already posed). On the
-        CPU without gradients (rendering) a compiled kernel does it when numba is installed;
-        the PyTorch formulas otherwise (and for training, which needs their backward)."""
+        CPU, compiled kernels do it when numba is installed (``cpu_place``: with a hand-written
+        backward when gradients are needed); the PyTorch formulas otherwise (CUDA), which the
+        kernels are tested against."""
         unit_quats = self.local_quats / self.local_quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         needs_grad = torch.is_grad_enabled() and (
             vertices.requires_grad or any(p.requires_grad for p in self.parameters()))
-        if not needs_grad and vertices.device.type == "cpu" and _compiled_place():
-            from oneshot_avatar.avatar.cpu_place import place_cpu
+        if vertices.device.type == "cpu" and _compiled_place():
+            from oneshot_avatar.avatar.cpu_place import place_cpu, place_cpu_grad
 
-            means, quats, world_scales = place_cpu(vertices, faces, self.binding,
-                                                   self.local_means, unit_quats,
-                                                   torch.exp(self.log_scales))
+            place = place_cpu_grad if needs_grad else place_cpu
+            means, quats, world_scales = place(vertices, faces, self.binding, self.local_means,
+                                               unit_quats, torch.exp(self.log_scales))
         else:
             frames = triangle_frames(vertices, faces)
             means, quats, world_scales = local_to_world(

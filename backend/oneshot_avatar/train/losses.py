@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import torch
@@ -34,16 +35,28 @@ def _blur(x: Tensor, window: Tensor) -> Tensor:
     return F.conv2d(x, window.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
 
 
+def ssim_window(height: int, width: int, *, dtype: torch.dtype, device,
+                window: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> Tensor:
+    """The 1D Gaussian of SSIM for an image of ``height x width``: ``window`` pixels, or the
+    largest odd size the image holds, its sigma shrunk in proportion."""
+    size = min(window, width, height)
+    size -= 1 - size % 2  # odd
+    return gaussian_window(size, sigma * size / window, dtype=dtype, device=device)
+
+
+def _check_pair(pred: Tensor, target: Tensor) -> None:
+    if pred.shape != target.shape or pred.ndim != 4:
+        raise ValueError(f"expected two [B, C, H, W] tensors of one shape, got "
+                         f"{list(pred.shape)} and {list(target.shape)}")
+
+
 def ssim_map(pred: Tensor, target: Tensor, *, window: int = SSIM_WINDOW,
              sigma: float = SSIM_SIGMA) -> Tensor:
     """Per-pixel SSIM ``[B, C, H', W']`` (Gaussian window, 'valid' region; the window shrinks
     to the image when the image is smaller)."""
-    if pred.shape != target.shape or pred.ndim != 4:
-        raise ValueError(f"expected two [B, C, H, W] tensors of one shape, got "
-                         f"{list(pred.shape)} and {list(target.shape)}")
-    size = min(window, pred.shape[-1], pred.shape[-2])
-    size -= 1 - size % 2  # odd
-    w = gaussian_window(size, sigma * size / window, dtype=pred.dtype, device=pred.device)
+    _check_pair(pred, target)
+    w = ssim_window(pred.shape[-2], pred.shape[-1], dtype=pred.dtype, device=pred.device,
+                    window=window, sigma=sigma)
     # the five local means in one convolution call: x, y, x², y², xy
     stacked = torch.cat([pred, target, pred * pred, target * target, pred * target], dim=1)
     mu_x, mu_y, e_xx, e_yy, e_xy = _blur(stacked, w).chunk(5, dim=1)
@@ -55,8 +68,22 @@ def ssim_map(pred: Tensor, target: Tensor, *, window: int = SSIM_WINDOW,
     return numerator / denominator
 
 
+def compiled_losses() -> bool:
+    """Whether numba (the CPU kernels' compiler) is installed: then ``cpu_losses`` computes
+    the image losses on the CPU."""
+    return importlib.util.find_spec("numba") is not None
+
+
 def ssim(pred: Tensor, target: Tensor) -> Tensor:
-    """Mean SSIM (11-px Gaussian window, sigma 1.5, C1 = 0.01², C2 = 0.03²)."""
+    """Mean SSIM (11-px Gaussian window, sigma 1.5, C1 = 0.01², C2 = 0.03²) of two
+    ``[B, C, H, W]`` tensors, differentiable in ``pred``. On the CPU with numba the compiled
+    twin of ``ssim_map(pred, target).mean()`` (``cpu_losses``) computes it."""
+    _check_pair(pred, target)
+    if pred.device.type == "cpu" and target.device.type == "cpu" and compiled_losses():
+        from oneshot_avatar.train.cpu_losses import mean_ssim_cpu
+
+        window = ssim_window(pred.shape[-2], pred.shape[-1], dtype=torch.float64, device="cpu")
+        return mean_ssim_cpu(pred, target.to(pred.dtype), window, SSIM_C1, SSIM_C2)
     return ssim_map(pred, target).mean()
 
 

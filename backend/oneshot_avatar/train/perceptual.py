@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from oneshot_avatar.errors import BadFileError
-from oneshot_avatar.train.losses import ssim_map
+from oneshot_avatar.train.losses import compiled_losses, ssim
 
 logger = logging.getLogger(__name__)
 
@@ -189,15 +189,28 @@ class SSIMPerceptual:
         for scale in range(self.scales):
             if scale and min(x.shape[-2:]) < 8:
                 break
-            total = total + (1.0 - ssim_map(x, y).mean())
-            total = total + self.gradient_weight * (_gradient_magnitude(x) - _gradient_magnitude(y)).abs().mean()
+            total = total + (1.0 - ssim(x, y))
+            total = total + self.gradient_weight * gradient_difference(x, y)
             used += 1
             x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
         return total / used
 
 
+LUMINANCE = (0.299, 0.587, 0.114)
+
+
+def gradient_difference(pred: Tensor, target: Tensor) -> Tensor:
+    """``mean |G(pred) - G(target)|`` of ``[B, 3, H, W]`` images, ``G`` the Sobel gradient
+    magnitude of the luminance; on the CPU with numba its compiled twin (``cpu_losses``)."""
+    if pred.device.type == "cpu" and target.device.type == "cpu" and compiled_losses():
+        from oneshot_avatar.train.cpu_losses import gradient_difference_cpu
+
+        return gradient_difference_cpu(pred, target.to(pred.dtype), LUMINANCE)
+    return (_gradient_magnitude(pred) - _gradient_magnitude(target)).abs().mean()
+
+
 def _gradient_magnitude(rgb: Tensor) -> Tensor:  # [B, 3, H, W] -> [B, 1, H-2, W-2]
-    luminance = (rgb * rgb.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    luminance = (rgb * rgb.new_tensor(LUMINANCE).view(1, 3, 1, 1)).sum(1, keepdim=True)
     sobel = rgb.new_tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8
     gx = F.conv2d(luminance, sobel.view(1, 1, 3, 3))
     gy = F.conv2d(luminance, sobel.T.contiguous().view(1, 1, 3, 3))

@@ -9,12 +9,18 @@ normal and local scales are world scales divided by the triangle's mean edge len
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from oneshot_avatar.avatar.binding import barycentric_from_local
+from oneshot_avatar.train.losses import compiled_losses
+
+if TYPE_CHECKING:
+    from oneshot_avatar.train.cpu_losses import MeshIndex
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,7 @@ class MeshTopology:
     degree: Tensor  # [V] float, number of neighbours per vertex
     face_pairs: Tensor  # [P, 2] long, faces sharing an edge (consecutive faces around it)
     num_vertices: int
+    faces: Tensor | None = None  # [F, 3] the faces it was made from
 
     @classmethod
     def from_faces(cls, faces: Tensor, num_vertices: int) -> MeshTopology:
@@ -41,11 +48,33 @@ class MeshTopology:
         sorted_edges, sorted_faces = inverse[order], face_of_slot[order]
         same = sorted_edges[1:] == sorted_edges[:-1]
         face_pairs = torch.stack([sorted_faces[:-1][same], sorted_faces[1:][same]], dim=1)
-        return cls(edges=edges, degree=degree, face_pairs=face_pairs, num_vertices=num_vertices)
+        return cls(edges=edges, degree=degree, face_pairs=face_pairs, num_vertices=num_vertices,
+                   faces=faces)
 
     def to(self, device: torch.device | str) -> MeshTopology:
         return MeshTopology(self.edges.to(device), self.degree.to(device),
-                            self.face_pairs.to(device), self.num_vertices)
+                            self.face_pairs.to(device), self.num_vertices,
+                            None if self.faces is None else self.faces.to(device))
+
+    @functools.cached_property
+    def index(self) -> MeshIndex:
+        """The adjacency as CSR arrays for the compiled CPU regularisers, built on first use."""
+        from oneshot_avatar.train.cpu_losses import MeshIndex
+
+        if self.faces is None:
+            raise ValueError("this topology was made without its faces (MeshTopology.from_faces "
+                             "keeps them)")
+        return MeshIndex.build(self.faces, self.edges, self.face_pairs, self.num_vertices)
+
+    def compiled_for(self, values: Tensor, faces: Tensor | None = None) -> bool:
+        """Whether the compiled CPU terms apply: CPU tensors, numba installed and, for a face
+        term, the faces this topology was made from."""
+        if values.device.type != "cpu" or self.edges.device.type != "cpu" or not compiled_losses():
+            return False
+        if faces is None:
+            return True
+        return self.faces is not None and (faces is self.faces or (
+            faces.shape == self.faces.shape and bool(torch.equal(faces.cpu(), self.faces.cpu()))))
 
 
 def uniform_laplacian(values: Tensor, topology: MeshTopology) -> Tensor:
@@ -62,7 +91,12 @@ def uniform_laplacian(values: Tensor, topology: MeshTopology) -> Tensor:
 
 
 def laplacian_loss(offsets: Tensor, topology: MeshTopology) -> Tensor:
-    """Mean over vertices of ``|L(offsets)_i|²`` (m²): 0 for any constant offset field."""
+    """Mean over vertices of ``|L(offsets)_i|²`` (m²): 0 for any constant offset field. On the
+    CPU with numba its compiled twin (``cpu_losses``) computes it."""
+    if topology.compiled_for(offsets):
+        from oneshot_avatar.train.cpu_losses import laplacian_loss_cpu
+
+        return laplacian_loss_cpu(offsets, topology.index)
     return uniform_laplacian(offsets, topology).pow(2).sum(dim=-1).mean()
 
 
@@ -81,7 +115,17 @@ def face_normals(vertices: Tensor, faces: Tensor) -> Tensor:
 def normal_consistency_loss(vertices: Tensor, faces: Tensor, topology: MeshTopology) -> Tensor:
     """Mean over pairs of adjacent faces of ``1 - cos(angle between their normals)``; 0 for a
     flat mesh. On a curved body it is not 0, and its gradient smooths creases: use a small
-    weight and let the photo loss decide where detail is."""
+    weight and let the photo loss decide where detail is. On the CPU with numba its compiled
+    twin (``cpu_losses``) computes it."""
+    if topology.compiled_for(vertices, faces):
+        from oneshot_avatar.train.cpu_losses import normal_consistency_loss_cpu
+
+        return normal_consistency_loss_cpu(vertices, topology.index)
+    return normal_consistency_torch(vertices, faces, topology)
+
+
+def normal_consistency_torch(vertices: Tensor, faces: Tensor, topology: MeshTopology) -> Tensor:
+    """``normal_consistency_loss`` by PyTorch's operations (any device; the compiled one's twin)."""
     normals = face_normals(vertices, faces)
     a, b = normals[topology.face_pairs[:, 0]], normals[topology.face_pairs[:, 1]]
     return (1.0 - (a * b).sum(dim=-1)).mean()
