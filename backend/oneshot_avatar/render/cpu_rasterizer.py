@@ -196,7 +196,7 @@ def _blend_forward(
     trans = np.ones((I, height, width))
     last = np.zeros((I, height, width), np.int32)
     _run(k.rasterize_forward, offsets, flat_ids, tile_order, splats, width, height, TILE_SIZE,
-         tiles_x, tiles_y, accum, trans, last, backward)
+         tiles_x, tiles_y, accum, trans, last, backward, np.zeros(_workers(), np.int64))
     return accum, _Blend(offsets, flat_ids, tile_order, splats, trans, last, width, height)
 
 
@@ -207,7 +207,7 @@ def _blend_backward(state: _Blend, v_accum: Tensor, v_trans: Tensor) -> np.ndarr
     scratch = np.zeros((len(state.flat_ids), k.GRAD_FIXED + k.FEATURES))
     _run(k.rasterize_backward, state.offsets, state.flat_ids, state.tile_order, state.splats,
          state.trans, state.last, _as_f64(v_accum), _as_f64(v_trans), state.width, state.height,
-         TILE_SIZE, tiles_x, tiles_y, scratch)
+         TILE_SIZE, tiles_x, tiles_y, scratch, np.zeros(_workers(), np.int64))
     grads = np.zeros((state.splats.shape[0], scratch.shape[1]))
     _run(k.reduce_gradients, state.flat_ids, scratch, grads)
     return grads
@@ -265,8 +265,8 @@ class _ProjectBlend(torch.autograd.Function):
         inputs = (_as_f64(means), _as_f64(quats), _as_f64(scales))
         cams = (_as_f64(viewmats), _as_f64(Ks))
         if rgb is not None:  # converted to float64 while copied
-            colours = splats[:, k.SPLAT_FEATURES:k.SPLAT_FEATURES + 3]
-            colours[...] = rgb.detach().reshape(I * N, 3).cpu().numpy()
+            _run(k.put_colors, np.ascontiguousarray(rgb.detach().reshape(I * N, 3).cpu().numpy()),
+                 splats)
         depths = np.zeros((I, N))
         radii = np.zeros((I, N, 2), np.int64)
         visible = np.zeros((I, N), np.bool_)
