@@ -867,6 +867,9 @@ def _view_rot_scale(view, rot, s0, s1, s2):
     )
 
 
+PROJECT_CHUNK = 4096  # Gaussians per claim of the projection
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
 def project_forward(
     worker,
@@ -885,15 +888,19 @@ def project_forward(
     depths,  # [I, N] zeros
     radii,  # [I, N, 2] int64 zeros
     visible,  # [I, N] bool False
+    counter,  # [workers] int64 zeros: the chunks handed out (``_claim``)
 ):
     """EWA projection with gsplat's culling, box radii and FOV clamp, as
     ``torch_rasterizer.project_gaussians`` (I = B·C images, camera-major within a batch), of
-    this worker's contiguous share of the I·N (image, Gaussian) pairs. The records' colour
-    fields are the caller's (``sh_colors`` or a copy)."""
+    the I·N (image, Gaussian) pairs in chunks of ``PROJECT_CHUNK`` that the workers claim one
+    at a time. The records' colour fields are the caller's (``sh_colors`` or a copy)."""
     total = depths.shape[0] * depths.shape[1]
-    start, stop = _share(worker, workers, total)
-    _project_chunk(start, stop, means, quats, scales, opacities, viewmats, Ks, width, height,
-                   near, far, splats, depths, radii, visible)
+    j = _claim(counter, worker, workers)
+    while j * PROJECT_CHUNK < total:
+        _project_chunk(j * PROJECT_CHUNK, min((j + 1) * PROJECT_CHUNK, total), means, quats,
+                       scales, opacities, viewmats, Ks, width, height, near, far, splats,
+                       depths, radii, visible)
+        j = _claim(counter, worker, workers)
 
 
 @njit(cache=True, fastmath=_FAST_MATH, error_model="numpy")

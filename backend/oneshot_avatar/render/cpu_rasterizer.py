@@ -271,7 +271,7 @@ class _ProjectBlend(torch.autograd.Function):
         radii = np.zeros((I, N, 2), np.int64)
         visible = np.zeros((I, N), np.bool_)
         _run(k.project_forward, *inputs, _as_f64(opacities), *cams, width, height, near, far,
-             splats, depths, radii, visible)
+             splats, depths, radii, visible, np.zeros(_workers(), np.int64))
         accum, state = _blend_forward(splats, radii, visible, depths, width, height,
                                       any(ctx.needs_input_grad))
         ctx.state = state
