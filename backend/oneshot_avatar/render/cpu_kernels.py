@@ -568,6 +568,8 @@ def _forward_tile(t, offsets, flat_ids, splats, width, height, tile_size, tiles_
     open_bits = np.zeros(tile_size, np.int64)
     open_bits[: y_hi - y_lo] = full
     open_rows = (np.int64(1) << (y_hi - y_lo)) - 1
+    open_cols = full  # a bit per column with an open pixel in some row (refreshed when stale)
+    stale = False
     for k in range(count):
         if open_rows == 0:  # every pixel has ended
             break
@@ -579,6 +581,15 @@ def _forward_tile(t, offsets, flat_ids, splats, width, height, tile_size, tiles_
         rows = open_rows & (((np.int64(1) << (r1 - y_lo)) - 1) ^ ((np.int64(1) << (r0 - y_lo)) - 1)) \
             if r1 > r0 else np.int64(0)
         if rows == 0:  # every row it reaches has finished
+            continue
+        if stale:
+            open_cols = np.int64(0)
+            for row in range(y_hi - y_lo):
+                open_cols |= open_bits[row]
+            stale = False
+        c0, c1 = _row_range(mx, c, b, a, cut, x_lo, x_hi)  # its columns: the same bound in x
+        if c1 <= c0 or open_cols & (((np.int64(1) << (c1 - x_lo)) - 1)
+                                    ^ ((np.int64(1) << (c0 - x_lo)) - 1)) == 0:
             continue
         f0 = splats[g, SPLAT_FEATURES]
         f1 = splats[g, SPLAT_FEATURES + 1]
@@ -610,6 +621,7 @@ def _forward_tile(t, offsets, flat_ids, splats, width, height, tile_size, tiles_
                 t_next = trans[p] * (1.0 - alpha)
                 if t_next <= TRANSMITTANCE_MIN:
                     open_bits[row] &= ~(np.int64(1) << col)
+                    stale = True
                     if open_bits[row] == 0:
                         open_rows &= ~(np.int64(1) << row)
                     continue
