@@ -2,15 +2,17 @@
 ``binding.triangle_frames``, ``columns_to_quat`` and ``local_to_world`` in float64, on the
 threads of ``render.cpu_rasterizer``'s pool. Imported (and numba with it) only when used.
 
-- Without gradients (rendering, previews, evaluation): ``place_cpu``, one Gaussian at a time.
+Two kernels place: ``frames_forward`` writes one frame per triangle, ``gaussians_forward`` the
+Gaussians from their triangle's frame.
+
+- Without gradients (rendering, previews, evaluation): ``place_cpu``.
 - With gradients (training, the fit's silhouette term): ``place_cpu_grad``, an autograd
-  function whose forward writes one frame per triangle and then the Gaussians, and whose
-  hand-written backward runs the chain in reverse: per Gaussian, per triangle (its Gaussians
-  summed in index order) and per vertex (its corners summed in face order). Every sum has a
-  fixed order, so the gradients do not depend on the number of threads. The fast preset's
-  27,420 Gaussians on the open body, float32, 2 threads (``benchmarks/train_step.py``, this
-  2-core machine): forward + backward 21 ms per call, against 75 ms for the PyTorch formulas.
-"""
+  function whose hand-written backward runs the chain in reverse: per Gaussian, per triangle
+  (its Gaussians summed in index order) and per vertex (its corners summed in face order).
+  Every sum has a fixed order, so the gradients do not depend on the number of threads. The
+  fast preset's 27,420 Gaussians on the open body, float32, 2 threads
+  (``benchmarks/train_step.py``, this 2-core machine): forward + backward 16-21 ms per call,
+  against 60-75 ms for the PyTorch formulas."""
 
 from __future__ import annotations
 
@@ -23,112 +25,6 @@ from torch import Tensor
 
 EPS = 1e-12  # triangle_frames' clamp of the edge and normal lengths
 
-
-@njit(nogil=True, cache=True)
-def place_forward(worker, workers, vertices, faces, binding, local_means, local_quats,
-                  local_scales, means, quats, scales):
-    """vertices [B, V, 3], faces [F, 3], binding [N], local_means/quats/scales [N, 3|4|3]
-    (quats unit) -> means [B, N, 3], quats [B, N, 4], scales [B, N, 3]; this worker's share
-    of the B * N Gaussians."""
-    B = vertices.shape[0]
-    N = binding.shape[0]
-    per = (B * N + workers - 1) // workers
-    start = min(worker * per, B * N)
-    stop = min(start + per, B * N)
-    for item in range(start, stop):
-        b = item // N
-        n = item - b * N
-        f = binding[n]
-        i0, i1, i2 = faces[f, 0], faces[f, 1], faces[f, 2]
-        ax, ay, az = vertices[b, i0, 0], vertices[b, i0, 1], vertices[b, i0, 2]
-        bx, by, bz = vertices[b, i1, 0], vertices[b, i1, 1], vertices[b, i1, 2]
-        cx, cy, cz = vertices[b, i2, 0], vertices[b, i2, 1], vertices[b, i2, 2]
-        e1x, e1y, e1z = bx - ax, by - ay, bz - az
-        e2x, e2y, e2z = cx - ax, cy - ay, cz - az
-        e3x, e3y, e3z = cx - bx, cy - by, cz - bz
-        l1 = math.sqrt(e1x * e1x + e1y * e1y + e1z * e1z)
-        l2 = math.sqrt(e2x * e2x + e2y * e2y + e2z * e2z)
-        l3 = math.sqrt(e3x * e3x + e3y * e3y + e3z * e3z)
-        r = 1.0 / max(l1, EPS)
-        xx, xy, xz = e1x * r, e1y * r, e1z * r
-        nx = e1y * e2z - e1z * e2y
-        ny = e1z * e2x - e1x * e2z
-        nz = e1x * e2y - e1y * e2x
-        r = 1.0 / max(math.sqrt(nx * nx + ny * ny + nz * nz), EPS)
-        zx, zy, zz = nx * r, ny * r, nz * r
-        yx = zy * xz - zz * xy
-        yy = zz * xx - zx * xz
-        yz = zx * xy - zy * xx
-        k = (l1 + l3 + l2) / 3.0
-        # columns_to_quat of (x, y, z): m_ij = column j, row i
-        m00, m10, m20 = xx, xy, xz
-        m01, m11, m21 = yx, yy, yz
-        m02, m12, m22 = zx, zy, zz
-        a0 = math.sqrt(max(1.0 + m00 + m11 + m22, 1e-12))
-        a1 = math.sqrt(max(1.0 + m00 - m11 - m22, 1e-12))
-        a2 = math.sqrt(max(1.0 - m00 + m11 - m22, 1e-12))
-        a3 = math.sqrt(max(1.0 - m00 - m11 + m22, 1e-12))
-        d21, d02, d10 = m21 - m12, m02 - m20, m10 - m01
-        s10, s02, s21 = m10 + m01, m02 + m20, m21 + m12
-        best = 0
-        top = a0
-        if a1 > top:
-            best, top = 1, a1
-        if a2 > top:
-            best, top = 2, a2
-        if a3 > top:
-            best, top = 3, a3
-        if best == 0:
-            qw, qx, qy, qz = a0 * a0, d21, d02, d10
-        elif best == 1:
-            qw, qx, qy, qz = d21, a1 * a1, s10, s02
-        elif best == 2:
-            qw, qx, qy, qz = d02, s10, a2 * a2, s21
-        else:
-            qw, qx, qy, qz = d10, s02, s21, a3 * a3
-        r = 1.0 / (2.0 * max(top, 0.1))
-        qw, qx, qy, qz = qw * r, qx * r, qy * r, qz * r
-        r = 1.0 / math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
-        qw, qx, qy, qz = qw * r, qx * r, qy * r, qz * r
-        if qw < 0.0:
-            qw, qx, qy, qz = -qw, -qx, -qy, -qz
-        # means = centroid + u e1 + w e2 + d k z
-        u, w, d = local_means[n, 0], local_means[n, 1], local_means[n, 2]
-        means[b, n, 0] = (ax + bx + cx) / 3.0 + u * e1x + w * e2x + d * k * zx
-        means[b, n, 1] = (ay + by + cy) / 3.0 + u * e1y + w * e2y + d * k * zy
-        means[b, n, 2] = (az + bz + cz) / 3.0 + u * e1z + w * e2z + d * k * zz
-        # quats = frame quaternion (x) local quaternion (Hamilton product)
-        pw, px, py, pz = local_quats[n, 0], local_quats[n, 1], local_quats[n, 2], local_quats[n, 3]
-        quats[b, n, 0] = qw * pw - qx * px - qy * py - qz * pz
-        quats[b, n, 1] = qw * px + qx * pw + qy * pz - qz * py
-        quats[b, n, 2] = qw * py - qx * pz + qy * pw + qz * px
-        quats[b, n, 3] = qw * pz + qx * py - qy * px + qz * pw
-        for j in range(3):
-            scales[b, n, j] = k * local_scales[n, j]
-
-
-def _f64(t: Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().to(torch.float64).numpy())
-
-
-def place_cpu(vertices: Tensor, faces: Tensor, binding: Tensor, local_means: Tensor,
-              local_quats: Tensor, local_scales: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """World means [B, N, 3], quats [B, N, 4] and scales [B, N, 3] (the vertices' dtype) of
-    Gaussians bound to the triangles of ``vertices [B, V, 3]``; ``local_quats`` unit."""
-    from oneshot_avatar.render.cpu_rasterizer import _run
-
-    B, N = vertices.shape[0], binding.shape[0]
-    means, quats, scales = np.empty((B, N, 3)), np.empty((B, N, 4)), np.empty((B, N, 3))
-    _run(place_forward, _f64(vertices), np.ascontiguousarray(faces.numpy().astype(np.int64)),
-         np.ascontiguousarray(binding.numpy().astype(np.int64)), _f64(local_means),
-         _f64(local_quats), _f64(local_scales), means, quats, scales)
-    dtype = vertices.dtype
-    return (torch.from_numpy(means).to(dtype), torch.from_numpy(quats).to(dtype),
-            torch.from_numpy(scales).to(dtype))
-
-
-# ---------------------------------------------------------------------------------------------
-# With gradients: a frame per triangle, then the Gaussians; the backward in reverse
 
 FRAME_FIELDS = 17  # per triangle: centroid 3, edge1 3, edge2 3, k 1, normal 3, quaternion 4
 _C, _E1, _E2, _K, _Z, _Q = 0, 3, 6, 9, 10, 13
@@ -181,16 +77,27 @@ def _quat_candidates(m00, m10, m20, m01, m11, m21, m02, m12, m22):
 
 
 @njit(inline="always")
-def _frame(vertices, faces, b, f):
-    """Triangle ``f`` of mesh ``b``: its corners' differences, lengths and frame."""
+def _frame_geometry(vertices, faces, b, f):
+    """Triangle ``f`` of mesh ``b`` as ``triangle_frames`` sees it: edges e1 = v1 - v0,
+    e2 = v2 - v0, e3 = v2 - v1, their lengths, the unit edge direction x, the cross product
+    n = e1 x e2 and its length, the unit normal z and y = z x x."""
     i0, i1, i2 = faces[f, 0], faces[f, 1], faces[f, 2]
-    e1x = vertices[b, i1, 0] - vertices[b, i0, 0]
-    e1y = vertices[b, i1, 1] - vertices[b, i0, 1]
-    e1z = vertices[b, i1, 2] - vertices[b, i0, 2]
-    e2x = vertices[b, i2, 0] - vertices[b, i0, 0]
-    e2y = vertices[b, i2, 1] - vertices[b, i0, 1]
-    e2z = vertices[b, i2, 2] - vertices[b, i0, 2]
-    return e1x, e1y, e1z, e2x, e2y, e2z
+    e1 = (vertices[b, i1, 0] - vertices[b, i0, 0], vertices[b, i1, 1] - vertices[b, i0, 1],
+          vertices[b, i1, 2] - vertices[b, i0, 2])
+    e2 = (vertices[b, i2, 0] - vertices[b, i0, 0], vertices[b, i2, 1] - vertices[b, i0, 1],
+          vertices[b, i2, 2] - vertices[b, i0, 2])
+    e3 = (e2[0] - e1[0], e2[1] - e1[1], e2[2] - e1[2])
+    l1 = math.sqrt(e1[0] * e1[0] + e1[1] * e1[1] + e1[2] * e1[2])
+    l2 = math.sqrt(e2[0] * e2[0] + e2[1] * e2[1] + e2[2] * e2[2])
+    l3 = math.sqrt(e3[0] * e3[0] + e3[1] * e3[1] + e3[2] * e3[2])
+    d1 = max(l1, EPS)
+    x = (e1[0] / d1, e1[1] / d1, e1[2] / d1)
+    n = _cross(e1[0], e1[1], e1[2], e2[0], e2[1], e2[2])
+    ln = math.sqrt(n[0] * n[0] + n[1] * n[1] + n[2] * n[2])
+    dn = max(ln, EPS)
+    z = (n[0] / dn, n[1] / dn, n[2] / dn)
+    y = _cross(z[0], z[1], z[2], x[0], x[1], x[2])
+    return e1, e2, e3, l1, l2, l3, x, n, ln, z, y
 
 
 @njit(nogil=True, cache=True)
@@ -202,18 +109,8 @@ def frames_forward(worker, workers, vertices, faces, table):
     for item in range(start, stop):
         b = item // F
         f = item - b * F
-        e1x, e1y, e1z, e2x, e2y, e2z = _frame(vertices, faces, b, f)
-        e3x, e3y, e3z = e2x - e1x, e2y - e1y, e2z - e1z
-        l1 = math.sqrt(e1x * e1x + e1y * e1y + e1z * e1z)
-        l2 = math.sqrt(e2x * e2x + e2y * e2y + e2z * e2z)
-        l3 = math.sqrt(e3x * e3x + e3y * e3y + e3z * e3z)
-        r = 1.0 / max(l1, EPS)
-        xx, xy, xz = e1x * r, e1y * r, e1z * r
-        nx, ny, nz = _cross(e1x, e1y, e1z, e2x, e2y, e2z)
-        r = 1.0 / max(math.sqrt(nx * nx + ny * ny + nz * nz), EPS)
-        zx, zy, zz = nx * r, ny * r, nz * r
-        yx, yy, yz = _cross(zx, zy, zz, xx, xy, xz)
-        _, top, _, q = _quat_candidates(xx, xy, xz, yx, yy, yz, zx, zy, zz)
+        e1, e2, _, l1, l2, l3, x, _, _, z, y = _frame_geometry(vertices, faces, b, f)
+        _, top, _, q = _quat_candidates(x[0], x[1], x[2], y[0], y[1], y[2], z[0], z[1], z[2])
         r = 1.0 / (2.0 * max(top, Q_DIVISOR_MIN))
         qw, qx, qy, qz = q[0] * r, q[1] * r, q[2] * r, q[3] * r
         r = 1.0 / math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
@@ -223,10 +120,11 @@ def frames_forward(worker, workers, vertices, faces, table):
         row = table[b, f]
         for j in range(3):
             row[_C + j] = (vertices[b, i0, j] + vertices[b, i1, j] + vertices[b, i2, j]) / 3.0
-        row[_E1], row[_E1 + 1], row[_E1 + 2] = e1x, e1y, e1z
-        row[_E2], row[_E2 + 1], row[_E2 + 2] = e2x, e2y, e2z
+        for j in range(3):
+            row[_E1 + j] = e1[j]
+            row[_E2 + j] = e2[j]
+            row[_Z + j] = z[j]
         row[_K] = (l1 + l3 + l2) / 3.0
-        row[_Z], row[_Z + 1], row[_Z + 2] = zx, zy, zz
         row[_Q], row[_Q + 1], row[_Q + 2], row[_Q + 3] = qw * r, qx * r, qy * r, qz * r
 
 
@@ -324,18 +222,15 @@ def frames_backward(worker, workers, vertices, faces, order, first, v_rows, v_co
         if first[f] == first[f + 1]:
             corners[:, :] = 0.0
             continue
-        e1x, e1y, e1z, e2x, e2y, e2z = _frame(vertices, faces, b, f)
-        e3x, e3y, e3z = e2x - e1x, e2y - e1y, e2z - e1z
-        l1 = math.sqrt(e1x * e1x + e1y * e1y + e1z * e1z)
-        l2 = math.sqrt(e2x * e2x + e2y * e2y + e2z * e2z)
-        l3 = math.sqrt(e3x * e3x + e3y * e3y + e3z * e3z)
-        d1 = max(l1, EPS)
-        xx, xy, xz = e1x / d1, e1y / d1, e1z / d1
-        nx, ny, nz = _cross(e1x, e1y, e1z, e2x, e2y, e2z)
-        ln = math.sqrt(nx * nx + ny * ny + nz * nz)
-        dn = max(ln, EPS)
-        zx, zy, zz = nx / dn, ny / dn, nz / dn
-        yx, yy, yz = _cross(zx, zy, zz, xx, xy, xz)
+        e1, e2, e3, l1, l2, l3, x, n, ln, z, y = _frame_geometry(vertices, faces, b, f)
+        e1x, e1y, e1z = e1
+        e2x, e2y, e2z = e2
+        e3x, e3y, e3z = e3
+        xx, xy, xz = x
+        nx, ny, nz = n
+        zx, zy, zz = z
+        yx, yy, yz = y
+        d1, dn = max(l1, EPS), max(ln, EPS)
         # the quaternion of the columns (x, y, z), in reverse
         best, top, square, q = _quat_candidates(xx, xy, xz, yx, yy, yz, zx, zy, zz)
         t = max(top, Q_DIVISOR_MIN)
@@ -454,23 +349,45 @@ def group_by(keys, groups):
     return order, first
 
 
+def _f64(t: Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().to(torch.float64).numpy())
+
+
+def _index(t: Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.numpy().astype(np.int64))
+
+
+def _place(vertices: np.ndarray, faces: np.ndarray, binding: np.ndarray,
+           local: tuple[np.ndarray, np.ndarray, np.ndarray]):
+    """The frames table [B, F, FRAME_FIELDS] and the world means, quats and scales (float64)."""
+    from oneshot_avatar.render.cpu_rasterizer import _run
+
+    B, N, F = vertices.shape[0], binding.shape[0], faces.shape[0]
+    table = np.empty((B, F, FRAME_FIELDS))
+    _run(frames_forward, vertices, faces, table)
+    means, quats, scales = np.empty((B, N, 3)), np.empty((B, N, 4)), np.empty((B, N, 3))
+    _run(gaussians_forward, table, binding, *local, means, quats, scales)
+    return table, means, quats, scales
+
+
+def place_cpu(vertices: Tensor, faces: Tensor, binding: Tensor, local_means: Tensor,
+              local_quats: Tensor, local_scales: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """World means [B, N, 3], quats [B, N, 4] and scales [B, N, 3] (the vertices' dtype) of
+    Gaussians bound to the triangles of ``vertices [B, V, 3]``; ``local_quats`` unit."""
+    _, *placed = _place(_f64(vertices), _index(faces), _index(binding),
+                        (_f64(local_means), _f64(local_quats), _f64(local_scales)))
+    return tuple(torch.from_numpy(x).to(vertices.dtype) for x in placed)
+
+
 class _PlaceGrad(torch.autograd.Function):
     """``(vertices [B, V, 3], local means, unit quats, linear scales)`` -> world ``(means,
     quats, scales)``, differentiable in all four."""
 
     @staticmethod
     def forward(ctx, vertices, local_means, local_quats, local_scales, faces, binding):
-        from oneshot_avatar.render.cpu_rasterizer import _run
-
-        B, N, F = vertices.shape[0], binding.shape[0], faces.shape[0]
-        verts = _f64(vertices)
-        faces_np = np.ascontiguousarray(faces.numpy().astype(np.int64))
-        binding_np = np.ascontiguousarray(binding.numpy().astype(np.int64))
-        table = np.empty((B, F, FRAME_FIELDS))
-        _run(frames_forward, verts, faces_np, table)
+        verts, faces_np, binding_np = _f64(vertices), _index(faces), _index(binding)
         local = (_f64(local_means), _f64(local_quats), _f64(local_scales))
-        means, quats, scales = np.empty((B, N, 3)), np.empty((B, N, 4)), np.empty((B, N, 3))
-        _run(gaussians_forward, table, binding_np, *local, means, quats, scales)
+        table, means, quats, scales = _place(verts, faces_np, binding_np, local)
         ctx.arrays = (verts, faces_np, binding_np, table, local)
         ctx.dtype = dtype = vertices.dtype
         return (torch.from_numpy(means).to(dtype), torch.from_numpy(quats).to(dtype),
