@@ -34,12 +34,21 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 
-from oneshot_avatar.avatar import MeshGaussians, gaussians as gaussians_module, pose_gaussians
+from oneshot_avatar.avatar import MeshGaussians, pose_gaussians
+from oneshot_avatar.avatar import gaussians as gaussians_module
 from oneshot_avatar.body import load_body_model
 from oneshot_avatar.render import rasterize_gaussians
 from oneshot_avatar.render.shots import ShotSettings, front_shot_cameras
-from oneshot_avatar.train import SSIMPerceptual, TrainConfig, TrainView, train_avatar
-from oneshot_avatar.train import losses, perceptual, regularizers, trainer
+from oneshot_avatar.train import (
+    SSIMPerceptual,
+    TrainConfig,
+    TrainView,
+    losses,
+    perceptual,
+    regularizers,
+    train_avatar,
+    trainer,
+)
 from oneshot_avatar.train.regularizers import MeshTopology, laplacian_loss, normal_consistency_loss
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from offline import run_offline
 from oneshot_avatar.avatar.binding import barycentric_from_local
 from oneshot_avatar.errors import BadFileError
 from oneshot_avatar.train.densification import screen_gradient_norms
@@ -278,6 +279,40 @@ def test_compiled_mesh_regularisers_match_pytorch(open_body):
         torch.testing.assert_close(got[1], expected[1], atol=1e-15, rtol=1e-9)
         single = _with_threads(1, lambda: _value_and_gradient(compiled, offsets))  # noqa: B023
         assert torch.equal(single[0], got[0]) and torch.equal(single[1], got[1])
+
+
+def test_the_compiled_training_pieces_run_with_the_network_refused(tmp_path):
+    """The compiled placement, image losses and mesh regularisers (their kernels, the atomic
+    and prefetch intrinsics, numba's cache) need no network: a fresh interpreter whose sockets
+    refuse to connect runs each forward and backward."""
+    pytest.importorskip("numba")
+    done = run_offline("""
+        import torch
+        from oneshot_avatar.avatar.cpu_place import place_cpu_grad
+        from oneshot_avatar.train.losses import ssim
+        from oneshot_avatar.train.perceptual import gradient_difference
+        from oneshot_avatar.train.regularizers import (
+            MeshTopology, laplacian_loss, normal_consistency_loss)
+        g = torch.Generator().manual_seed(0)
+        vertices = torch.tensor([[1.0, 0, 0], [0, 1, 0], [-1, 0, 0], [0, -1, 0], [0, 0, 1],
+                                 [0, 0, -1]]).requires_grad_(True)
+        faces = torch.tensor([[0, 1, 4], [1, 2, 4], [2, 3, 4], [3, 0, 4], [1, 0, 5], [2, 1, 5],
+                              [3, 2, 5], [0, 3, 5]])
+        binding = torch.arange(8)
+        local = [torch.rand(8, 3, generator=g), torch.nn.functional.normalize(
+                 torch.randn(8, 4, generator=g), dim=-1), torch.rand(8, 3, generator=g)]
+        means, quats, scales = place_cpu_grad(vertices[None], faces, binding, *local)
+        topology = MeshTopology.from_faces(faces, 6)
+        image = torch.rand(1, 3, 24, 20, generator=g, requires_grad=True)
+        target = torch.rand(1, 3, 24, 20, generator=g)
+        total = (means.sum() + quats.sum() + scales.sum() + laplacian_loss(vertices, topology)
+                 + normal_consistency_loss(vertices * 1.1, faces, topology)
+                 + ssim(image, target) + gradient_difference(image, target))
+        total.backward()
+        print("gradients", int(vertices.grad.abs().sum() > 0) + int(image.grad.abs().sum() > 0))
+    """, "the compiled training pieces", tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("gradients")[1].strip() == "2"
 
 
 def test_mesh_topology_of_an_octahedron():

@@ -23,6 +23,10 @@ import torch
 from numba import njit
 from torch import Tensor
 
+from oneshot_avatar.render.cpu_kernels import _share
+from oneshot_avatar.render.cpu_rasterizer import _as_f64 as _f64
+from oneshot_avatar.render.cpu_rasterizer import _run
+
 EPS = 1e-12  # triangle_frames' clamp of the edge and normal lengths
 
 
@@ -30,13 +34,6 @@ FRAME_FIELDS = 17  # per triangle: centroid 3, edge1 3, edge2 3, k 1, normal 3, 
 _C, _E1, _E2, _K, _Z, _Q = 0, 3, 6, 9, 10, 13
 Q_ABS_MIN = 1e-12  # columns_to_quat's clamp of the four squared |components|
 Q_DIVISOR_MIN = 0.1  # and of the largest |component| it divides by
-
-
-@njit(inline="always")
-def _span(worker, workers, total):
-    per = (total + workers - 1) // workers
-    start = min(worker * per, total)
-    return start, min(start + per, total)
 
 
 @njit(inline="always")
@@ -105,7 +102,7 @@ def frames_forward(worker, workers, vertices, faces, table):
     """vertices [B, V, 3], faces [F, 3] -> table [B, F, FRAME_FIELDS]: each triangle's centroid,
     edges v1 - v0 and v2 - v0, mean edge length k, unit normal and frame quaternion."""
     B, F = table.shape[0], table.shape[1]
-    start, stop = _span(worker, workers, B * F)
+    start, stop = _share(worker, workers, B * F)
     for item in range(start, stop):
         b = item // F
         f = item - b * F
@@ -134,7 +131,7 @@ def gaussians_forward(worker, workers, table, binding, local_means, local_quats,
     """table [B, F, FRAME_FIELDS], binding [N], local means/quats (unit)/scales [N, 3|4|3]
     -> means [B, N, 3], quats [B, N, 4], scales [B, N, 3]."""
     B, N = means.shape[0], means.shape[1]
-    start, stop = _span(worker, workers, B * N)
+    start, stop = _share(worker, workers, B * N)
     for item in range(start, stop):
         b = item // N
         n = item - b * N
@@ -159,7 +156,7 @@ def gaussians_backward(worker, workers, table, binding, local_means, local_quats
     """``gaussians_forward`` in reverse: each Gaussian's gradient of its triangle's row
     (v_rows [B, N, FRAME_FIELDS]) and of its local values (summed over the batch)."""
     B, N = v_means.shape[0], v_means.shape[1]
-    start, stop = _span(worker, workers, N)
+    start, stop = _share(worker, workers, N)
     for n in range(start, stop):
         u, w, d = local_means[n, 0], local_means[n, 1], local_means[n, 2]
         pw, px, py, pz = local_quats[n, 0], local_quats[n, 1], local_quats[n, 2], local_quats[n, 3]
@@ -209,19 +206,19 @@ def frames_backward(worker, workers, vertices, faces, order, first, v_rows, v_co
     (v_corners [B, F, 3, 3])."""
     B, F = v_rows.shape[0], faces.shape[0]
     g = np.empty(FRAME_FIELDS)
-    start, stop = _span(worker, workers, B * F)
+    start, stop = _share(worker, workers, B * F)
     for item in range(start, stop):
         b = item // F
         f = item - b * F
+        corners = v_corners[b, f]
+        if first[f] == first[f + 1]:  # no Gaussian on it
+            corners[:, :] = 0.0
+            continue
         g[:] = 0.0
         for i in range(first[f], first[f + 1]):
             row = v_rows[b, order[i]]
             for j in range(FRAME_FIELDS):
                 g[j] += row[j]
-        corners = v_corners[b, f]
-        if first[f] == first[f + 1]:
-            corners[:, :] = 0.0
-            continue
         e1, e2, e3, l1, l2, l3, x, n, ln, z, y = _frame_geometry(vertices, faces, b, f)
         e1x, e1y, e1z = e1
         e2x, e2y, e2z = e2
@@ -319,7 +316,7 @@ def vertices_backward(worker, workers, order, first, v_corners, v_vertices):
     """Each vertex's gradient: its corners' (v_corners [B, F * 3, 3], slots
     ``order[first[v]:first[v + 1]]``, ascending) summed."""
     B, V = v_vertices.shape[0], v_vertices.shape[1]
-    start, stop = _span(worker, workers, B * V)
+    start, stop = _share(worker, workers, B * V)
     for item in range(start, stop):
         b = item // V
         v = item - b * V
@@ -349,10 +346,6 @@ def group_by(keys, groups):
     return order, first
 
 
-def _f64(t: Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().to(torch.float64).numpy())
-
-
 def _index(t: Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.numpy().astype(np.int64))
 
@@ -360,8 +353,6 @@ def _index(t: Tensor) -> np.ndarray:
 def _place(vertices: np.ndarray, faces: np.ndarray, binding: np.ndarray,
            local: tuple[np.ndarray, np.ndarray, np.ndarray]):
     """The frames table [B, F, FRAME_FIELDS] and the world means, quats and scales (float64)."""
-    from oneshot_avatar.render.cpu_rasterizer import _run
-
     B, N, F = vertices.shape[0], binding.shape[0], faces.shape[0]
     table = np.empty((B, F, FRAME_FIELDS))
     _run(frames_forward, vertices, faces, table)
@@ -395,8 +386,6 @@ class _PlaceGrad(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, v_means, v_quats, v_scales):
-        from oneshot_avatar.render.cpu_rasterizer import _run
-
         verts, faces_np, binding_np, table, local = ctx.arrays
         B, V = verts.shape[:2]
         N, F = binding_np.shape[0], faces_np.shape[0]

@@ -24,7 +24,7 @@ adjacent faces, in float64 over the mesh's adjacency as CSR arrays (``MeshIndex`
 per topology). Their PyTorch versions gather and scatter per edge and per face pair under
 autograd: 26 ms forward + backward per step on the open body, against 6 ms here.
 
-Every sum here runs in a fixed order (per row, per block of ``BLOCK`` items, per CSR group), so
+Every sum here runs in a fixed order (per row, per CSR group, then numpy's sum), so
 the results do not depend on the number of threads. Imported (and numba with it) only when
 used.
 """
@@ -39,15 +39,10 @@ from numba import njit
 from torch import Tensor
 
 from oneshot_avatar.avatar.cpu_place import group_by, vertices_backward
+from oneshot_avatar.render.cpu_kernels import _share
+from oneshot_avatar.render.cpu_rasterizer import _run
 
 _FAST_MATH = {"contract", "reassoc", "arcp", "nsz"}  # no "afn": divisions stay exact
-
-
-@njit(inline="always")
-def _span(worker, workers, total):
-    per = (total + workers - 1) // workers
-    start = min(worker * per, total)
-    return start, min(start + per, total)
 
 
 @njit(nogil=True, cache=True, fastmath=_FAST_MATH)
@@ -57,7 +52,7 @@ def ssim_rows(worker, workers, x, y, window, rows):
     P, H, W = x.shape
     k = window.shape[0]
     Wo = W - k + 1
-    start, stop = _span(worker, workers, P * H)
+    start, stop = _share(worker, workers, P * H)
     for item in range(start, stop):
         p = item // H
         r = item - p * H
@@ -85,7 +80,7 @@ def ssim_columns(worker, workers, rows, window, c1, c2, row_sums, partials, want
     k = window.shape[0]
     Ho = H - k + 1
     mu = np.empty((5, Wo), rows.dtype)
-    start, stop = _span(worker, workers, P * Ho)
+    start, stop = _share(worker, workers, P * Ho)
     for item in range(start, stop):
         p = item // Ho
         i = item - p * Ho
@@ -121,7 +116,7 @@ def ssim_backward(worker, workers, x, y, window, partials, scale, grad):
     _, _, Ho, Wo = partials.shape
     column = np.empty((3, Wo), x.dtype)  # the vertical transpose of one input row
     back = np.empty((3, W), x.dtype)  # and then the horizontal one
-    start, stop = _span(worker, workers, P * H)
+    start, stop = _share(worker, workers, P * H)
     for item in range(start, stop):
         p = item // H
         r = item - p * H
@@ -147,8 +142,6 @@ class _MeanSSIM(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, pred: Tensor, target: Tensor, window: Tensor, c1: float, c2: float) -> Tensor:
-        from oneshot_avatar.render.cpu_rasterizer import _run
-
         B, C, H, W = pred.shape
         dtype = np.float64 if pred.dtype == torch.float64 else np.float32
         x = np.ascontiguousarray(pred.detach().numpy().astype(dtype, copy=False)).reshape(B * C, H, W)
@@ -169,8 +162,6 @@ class _MeanSSIM(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
-        from oneshot_avatar.render.cpu_rasterizer import _run
-
         x, y, window, partials = ctx.arrays
         grad = np.empty_like(x)
         scale = float(grad_output) / partials[0].size
@@ -205,7 +196,7 @@ def _sobel(lum, i, j):
 def luminance(worker, workers, rgb, weights, out):
     """rgb [B, 3, H, W] -> out [B, H, W] = Σ_c weights[c] rgb[:, c]."""
     B, _, H, W = rgb.shape
-    start, stop = _span(worker, workers, B * H)
+    start, stop = _share(worker, workers, B * H)
     for item in range(start, stop):
         b = item // H
         r = item - b * H
@@ -220,7 +211,7 @@ def gradient_rows(worker, workers, lx, ly, row_sums, partials, want_partials):
     ``want_partials``, sign(G(x) - G(y)) · (gx, gy) / G(x) (partials [2, B, H', W'])."""
     B, H, W = lx.shape
     Ho, Wo = H - 2, W - 2
-    start, stop = _span(worker, workers, B * Ho)
+    start, stop = _share(worker, workers, B * Ho)
     for item in range(start, stop):
         b = item // Ho
         i = item - b * Ho
@@ -244,7 +235,7 @@ def gradient_backward(worker, workers, partials, weights, scale, grad):
     channel's luminance weight: grad [B, 3, H, W]."""
     _, B, Ho, Wo = partials.shape
     H, W = Ho + 2, Wo + 2
-    start, stop = _span(worker, workers, B * H)
+    start, stop = _share(worker, workers, B * H)
     for item in range(start, stop):
         b = item // H
         r = item - b * H
@@ -271,8 +262,6 @@ class _GradientDifference(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, pred: Tensor, target: Tensor, weights: tuple[float, float, float]) -> Tensor:
-        from oneshot_avatar.render.cpu_rasterizer import _run
-
         B, _, H, W = pred.shape
         dtype = np.float64 if pred.dtype == torch.float64 else np.float32
         coefficients = np.asarray(weights, dtype)
@@ -293,8 +282,6 @@ class _GradientDifference(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
-        from oneshot_avatar.render.cpu_rasterizer import _run
-
         partials, coefficients = ctx.arrays
         grad = np.empty(tuple(ctx.shape), partials.dtype)
         scale = float(grad_output) / partials[0].size
@@ -312,34 +299,28 @@ def gradient_difference_cpu(pred: Tensor, target: Tensor,
 # ---------------------------------------------------------------------------------------------
 # Mesh regularisers: the uniform Laplacian of the offsets and the normal consistency of faces
 
-BLOCK = 1024  # items per partial sum: the sums do not depend on the number of threads
 NORMAL_EPS = 1e-12  # face_normals' clamp of the cross product's length
 
 
 @njit(nogil=True, cache=True)
-def laplacian_forward(worker, workers, x, first, neighbours, lap, block_sums):
+def laplacian_forward(worker, workers, x, first, neighbours, lap, squares):
     """lap [V, 3] = x_i - mean of x over i's neighbours (CSR ``first``/``neighbours``; 0 for
-    a vertex without any), and per block of vertices the sum of |lap_i|²."""
-    V = x.shape[0]
-    blocks = block_sums.shape[0]
-    start, stop = _span(worker, workers, blocks)
-    for block in range(start, stop):
-        total = 0.0
-        for i in range(block * BLOCK, min((block + 1) * BLOCK, V)):
-            count = first[i + 1] - first[i]
-            if count == 0:
-                lap[i, 0] = lap[i, 1] = lap[i, 2] = 0.0
-                continue
-            sx = sy = sz = 0.0
-            for e in range(first[i], first[i + 1]):
-                j = neighbours[e]
-                sx += x[j, 0]
-                sy += x[j, 1]
-                sz += x[j, 2]
-            lx, ly, lz = x[i, 0] - sx / count, x[i, 1] - sy / count, x[i, 2] - sz / count
-            lap[i, 0], lap[i, 1], lap[i, 2] = lx, ly, lz
-            total += lx * lx + ly * ly + lz * lz
-        block_sums[block] = total
+    a vertex without any) and squares [V] = |lap_i|²."""
+    start, stop = _share(worker, workers, x.shape[0])
+    for i in range(start, stop):
+        count = first[i + 1] - first[i]
+        if count == 0:
+            lap[i, 0] = lap[i, 1] = lap[i, 2] = squares[i] = 0.0
+            continue
+        sx = sy = sz = 0.0
+        for e in range(first[i], first[i + 1]):
+            j = neighbours[e]
+            sx += x[j, 0]
+            sy += x[j, 1]
+            sz += x[j, 2]
+        lx, ly, lz = x[i, 0] - sx / count, x[i, 1] - sy / count, x[i, 2] - sz / count
+        lap[i, 0], lap[i, 1], lap[i, 2] = lx, ly, lz
+        squares[i] = lx * lx + ly * ly + lz * lz
 
 
 @njit(nogil=True, cache=True)
@@ -347,7 +328,7 @@ def laplacian_backward(worker, workers, lap, first, neighbours, scale, grad):
     """d(Σ|lap|²)/dx · scale: 2 (lap_k - Σ_{i ∈ N(k)} lap_i / deg_i) per vertex k (the
     adjacency is symmetric)."""
     V = lap.shape[0]
-    start, stop = _span(worker, workers, V)
+    start, stop = _share(worker, workers, V)
     for k in range(start, stop):
         gx, gy, gz = lap[k, 0], lap[k, 1], lap[k, 2]
         for e in range(first[k], first[k + 1]):
@@ -364,7 +345,7 @@ def normals_forward(worker, workers, vertices, faces, normals, lengths):
     """Unit face normals [F, 3] (cross product over its length clamped at NORMAL_EPS) and the
     cross products' lengths [F]."""
     F = faces.shape[0]
-    start, stop = _span(worker, workers, F)
+    start, stop = _share(worker, workers, F)
     for f in range(start, stop):
         i0, i1, i2 = faces[f, 0], faces[f, 1], faces[f, 2]
         ax, ay, az = (vertices[i1, 0] - vertices[i0, 0], vertices[i1, 1] - vertices[i0, 1],
@@ -379,18 +360,13 @@ def normals_forward(worker, workers, vertices, faces, normals, lengths):
 
 
 @njit(nogil=True, cache=True)
-def pair_dots(worker, workers, normals, pairs, block_sums):
-    """Per block of face pairs, the sum of n_a · n_b."""
-    P = pairs.shape[0]
-    blocks = block_sums.shape[0]
-    start, stop = _span(worker, workers, blocks)
-    for block in range(start, stop):
-        total = 0.0
-        for q in range(block * BLOCK, min((block + 1) * BLOCK, P)):
-            a, b = pairs[q, 0], pairs[q, 1]
-            total += normals[a, 0] * normals[b, 0] + normals[a, 1] * normals[b, 1] \
-                + normals[a, 2] * normals[b, 2]
-        block_sums[block] = total
+def pair_dots(worker, workers, normals, pairs, dots):
+    """dots [P] = n_a · n_b of each face pair."""
+    start, stop = _share(worker, workers, pairs.shape[0])
+    for q in range(start, stop):
+        a, b = pairs[q, 0], pairs[q, 1]
+        dots[q] = normals[a, 0] * normals[b, 0] + normals[a, 1] * normals[b, 1] \
+            + normals[a, 2] * normals[b, 2]
 
 
 @njit(nogil=True, cache=True)
@@ -399,7 +375,7 @@ def normals_backward(worker, workers, vertices, faces, normals, lengths, first, 
     """d(scale · Σ_pairs n_a · n_b) back to each face's corners [F, 3, 3]: a face's normal
     gets ``scale`` times the sum of its partners' normals (``others[first[f]:first[f+1]]``)."""
     F = faces.shape[0]
-    start, stop = _span(worker, workers, F)
+    start, stop = _share(worker, workers, F)
     for f in range(start, stop):
         vx = vy = vz = 0.0
         for e in range(first[f], first[f + 1]):
@@ -458,28 +434,19 @@ class MeshIndex:
                    corner_first)
 
 
-def _blocks(count: int) -> int:
-    return max(1, -(-count // BLOCK))
-
-
 class _Laplacian(torch.autograd.Function):
     """``offsets [V, 3]`` -> mean over vertices of |uniform Laplacian|²."""
 
     @staticmethod
     def forward(ctx, offsets: Tensor, index: MeshIndex) -> Tensor:
-        from oneshot_avatar.render.cpu_rasterizer import _run
-
         x = np.ascontiguousarray(offsets.detach().numpy().astype(np.float64))
-        lap = np.empty_like(x)
-        sums = np.empty(_blocks(x.shape[0]))
-        _run(laplacian_forward, x, index.neighbour_first, index.neighbours, lap, sums)
+        lap, squares = np.empty_like(x), np.empty(x.shape[0])
+        _run(laplacian_forward, x, index.neighbour_first, index.neighbours, lap, squares)
         ctx.state = (lap, index, offsets.dtype)
-        return offsets.new_tensor(float(sums.sum()) / x.shape[0])
+        return offsets.new_tensor(float(squares.sum()) / x.shape[0])
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
-        from oneshot_avatar.render.cpu_rasterizer import _run
-
         lap, index, dtype = ctx.state
         grad = np.empty_like(lap)
         _run(laplacian_backward, lap, index.neighbour_first, index.neighbours,
@@ -492,22 +459,18 @@ class _NormalConsistency(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, vertices: Tensor, index: MeshIndex) -> Tensor:
-        from oneshot_avatar.render.cpu_rasterizer import _run
-
         v = np.ascontiguousarray(vertices.detach().numpy().astype(np.float64))
         F = index.faces.shape[0]
         normals, lengths = np.empty((F, 3)), np.empty(F)
         _run(normals_forward, v, index.faces, normals, lengths)
         P = index.pairs.shape[0]
-        sums = np.empty(_blocks(P))
-        _run(pair_dots, normals, index.pairs, sums)
+        dots = np.empty(P)
+        _run(pair_dots, normals, index.pairs, dots)
         ctx.state = (v, normals, lengths, index, vertices.dtype)
-        return vertices.new_tensor(1.0 - float(sums.sum()) / max(P, 1) if P else 0.0)
+        return vertices.new_tensor(1.0 - float(dots.sum()) / P if P else 0.0)
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
-        from oneshot_avatar.render.cpu_rasterizer import _run
-
         v, normals, lengths, index, dtype = ctx.state
         P = index.pairs.shape[0]
         corners = np.empty((index.faces.shape[0], 3, 3))
