@@ -320,13 +320,21 @@ def vertices_backward(worker, workers, order, first, v_corners, v_vertices):
     for item in range(start, stop):
         b = item // V
         v = item - b * V
-        sx = sy = sz = 0.0
-        for i in range(first[v], first[v + 1]):
-            slot = order[i]
-            sx += v_corners[b, slot, 0]
-            sy += v_corners[b, slot, 1]
-            sz += v_corners[b, slot, 2]
-        v_vertices[b, v, 0], v_vertices[b, v, 1], v_vertices[b, v, 2] = sx, sy, sz
+        v_vertices[b, v, 0], v_vertices[b, v, 1], v_vertices[b, v, 2] = group_sum(
+            v_corners[b], order, first, v)
+
+
+@njit(inline="always")
+def group_sum(rows, members, first, k):
+    """The sum of the rows ``members[first[k]:first[k + 1]]`` of ``rows [M, 3]``, in that
+    order (a CSR group, e.g. from ``group_by``)."""
+    sx = sy = sz = 0.0
+    for i in range(first[k], first[k + 1]):
+        m = members[i]
+        sx += rows[m, 0]
+        sy += rows[m, 1]
+        sz += rows[m, 2]
+    return sx, sy, sz
 
 
 @njit(nogil=True, cache=True)

@@ -38,7 +38,7 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from oneshot_avatar.avatar.cpu_place import group_by, vertices_backward
+from oneshot_avatar.avatar.cpu_place import _cross, group_by, group_sum, vertices_backward
 from oneshot_avatar.render.cpu_kernels import _share
 from oneshot_avatar.render.cpu_rasterizer import _run
 
@@ -312,12 +312,7 @@ def laplacian_forward(worker, workers, x, first, neighbours, lap, squares):
         if count == 0:
             lap[i, 0] = lap[i, 1] = lap[i, 2] = squares[i] = 0.0
             continue
-        sx = sy = sz = 0.0
-        for e in range(first[i], first[i + 1]):
-            j = neighbours[e]
-            sx += x[j, 0]
-            sy += x[j, 1]
-            sz += x[j, 2]
+        sx, sy, sz = group_sum(x, neighbours, first, i)
         lx, ly, lz = x[i, 0] - sx / count, x[i, 1] - sy / count, x[i, 2] - sz / count
         lap[i, 0], lap[i, 1], lap[i, 2] = lx, ly, lz
         squares[i] = lx * lx + ly * ly + lz * lz
@@ -340,6 +335,15 @@ def laplacian_backward(worker, workers, lap, first, neighbours, scale, grad):
         grad[k, 0], grad[k, 1], grad[k, 2] = 2.0 * scale * gx, 2.0 * scale * gy, 2.0 * scale * gz
 
 
+@njit(inline="always")
+def _edges(vertices, faces, f):
+    """Face ``f``'s edges v1 - v0 and v2 - v0 (6 numbers) on ``vertices [V, 3]``."""
+    i0, i1, i2 = faces[f, 0], faces[f, 1], faces[f, 2]
+    return (vertices[i1, 0] - vertices[i0, 0], vertices[i1, 1] - vertices[i0, 1],
+            vertices[i1, 2] - vertices[i0, 2], vertices[i2, 0] - vertices[i0, 0],
+            vertices[i2, 1] - vertices[i0, 1], vertices[i2, 2] - vertices[i0, 2])
+
+
 @njit(nogil=True, cache=True)
 def normals_forward(worker, workers, vertices, faces, normals, lengths):
     """Unit face normals [F, 3] (cross product over its length clamped at NORMAL_EPS) and the
@@ -347,12 +351,8 @@ def normals_forward(worker, workers, vertices, faces, normals, lengths):
     F = faces.shape[0]
     start, stop = _share(worker, workers, F)
     for f in range(start, stop):
-        i0, i1, i2 = faces[f, 0], faces[f, 1], faces[f, 2]
-        ax, ay, az = (vertices[i1, 0] - vertices[i0, 0], vertices[i1, 1] - vertices[i0, 1],
-                      vertices[i1, 2] - vertices[i0, 2])
-        bx, by, bz = (vertices[i2, 0] - vertices[i0, 0], vertices[i2, 1] - vertices[i0, 1],
-                      vertices[i2, 2] - vertices[i0, 2])
-        nx, ny, nz = ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
+        ax, ay, az, bx, by, bz = _edges(vertices, faces, f)
+        nx, ny, nz = _cross(ax, ay, az, bx, by, bz)
         length = np.sqrt(nx * nx + ny * ny + nz * nz)
         inv = 1.0 / max(length, NORMAL_EPS)
         normals[f, 0], normals[f, 1], normals[f, 2] = nx * inv, ny * inv, nz * inv
@@ -377,12 +377,7 @@ def normals_backward(worker, workers, vertices, faces, normals, lengths, first, 
     F = faces.shape[0]
     start, stop = _share(worker, workers, F)
     for f in range(start, stop):
-        vx = vy = vz = 0.0
-        for e in range(first[f], first[f + 1]):
-            o = others[e]
-            vx += normals[o, 0]
-            vy += normals[o, 1]
-            vz += normals[o, 2]
+        vx, vy, vz = group_sum(normals, others, first, f)
         vx, vy, vz = vx * scale, vy * scale, vz * scale
         nx, ny, nz = normals[f, 0], normals[f, 1], normals[f, 2]
         length = lengths[f]
@@ -392,14 +387,10 @@ def normals_backward(worker, workers, vertices, faces, normals, lengths, first, 
                 (vz - nz * along) / length
         else:  # the clamped length is a constant
             gx, gy, gz = vx / NORMAL_EPS, vy / NORMAL_EPS, vz / NORMAL_EPS
-        i0, i1, i2 = faces[f, 0], faces[f, 1], faces[f, 2]
-        ax, ay, az = (vertices[i1, 0] - vertices[i0, 0], vertices[i1, 1] - vertices[i0, 1],
-                      vertices[i1, 2] - vertices[i0, 2])
-        bx, by, bz = (vertices[i2, 0] - vertices[i0, 0], vertices[i2, 1] - vertices[i0, 1],
-                      vertices[i2, 2] - vertices[i0, 2])
+        ax, ay, az, bx, by, bz = _edges(vertices, faces, f)
         # n = a x b: grad a = b x g, grad b = g x a
-        gax, gay, gaz = by * gz - bz * gy, bz * gx - bx * gz, bx * gy - by * gx
-        gbx, gby, gbz = gy * az - gz * ay, gz * ax - gx * az, gx * ay - gy * ax
+        gax, gay, gaz = _cross(bx, by, bz, gx, gy, gz)
+        gbx, gby, gbz = _cross(gx, gy, gz, ax, ay, az)
         corners[f, 0, 0], corners[f, 0, 1], corners[f, 0, 2] = -gax - gbx, -gay - gby, -gaz - gbz
         corners[f, 1, 0], corners[f, 1, 1], corners[f, 1, 2] = gax, gay, gaz
         corners[f, 2, 0], corners[f, 2, 1], corners[f, 2, 2] = gbx, gby, gbz
