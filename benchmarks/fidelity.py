@@ -95,7 +95,8 @@ def evaluate(avatar_path: Path, report: dict, subject, body, perceptual=None) ->
     for name, items in pairs.items():
         rows = []
         for (t_params, t_cam), (f_params, f_cam) in items:
-            truth, truth_mask = render_truth(body, subject.texture, t_params, t_cam)
+            truth, truth_mask = render_truth(body, subject.texture, subject.truth_params(t_params),
+                                             t_cam)
             pred, pred_mask = render_avatar(avatar, body, f_params, f_cam)
             rows.append(image_metrics(pred, truth, pred_mask, truth_mask, perceptual))
         result[name] = summarize(rows)
@@ -110,6 +111,8 @@ def main() -> int:
     parser.add_argument("--fits", default="oracle,estimated",
                         help="comma list of oracle, estimated, detected")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
+    parser.add_argument("--no-outline", action="store_true",
+                        help="do not grow the body to the mask's outline (A/B of the shape beyond the body)")
     parser.add_argument("--out", default=None, help="folder for avatars and fidelity.json (default: a temp dir)")
     args = parser.parse_args()
 
@@ -148,12 +151,13 @@ def main() -> int:
             if fit_kind == "detected":  # the photo alone: the product's default path
                 options = ReconstructOptions(photo=photo, out=folder / "detected.avatar",
                                              preset=args.preset, steps=args.steps,
-                                             device=device_name, quiet=True, previews=True)
+                                             device=device_name, quiet=True, previews=True,
+                                             outline=not args.no_outline)
             else:
                 options = ReconstructOptions(photo=photo, out=folder / f"{fit_kind}.avatar",
                                              keypoints=keypoints, preset=args.preset,
                                              steps=args.steps, device=device_name, quiet=True,
-                                             previews=True,
+                                             previews=True, outline=not args.no_outline,
                                              detector=False)  # the mask as documented above
             if fit_kind == "oracle":
                 options.mask = mask_path

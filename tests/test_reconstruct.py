@@ -75,6 +75,8 @@ def test_synthetic_photo_reconstructs_end_to_end(synthetic_photo, tmp_path, open
     psnr = report["training"]["input_view"]
     assert psnr["after"]["psnr"] > psnr["before"]["psnr"]
     assert report["plugins"]["labels"] == "mesh-reprojection"
+    # the shape beyond the body was read from the mask's outline (a skin-tight subject: little)
+    assert report["labels"]["outline"]["measured_vertices"] > 0
     assert set(report["timings_s"]) >= {"subject", "fit", "labels", "train", "total"}
     on_disk = json.loads(paths["report"].read_text())
     assert on_disk["outputs"]["avatar"] == str(out)

@@ -330,9 +330,9 @@ def region_image(regions: SurfaceRegions, vertices: Tensor, faces: Tensor, camer
 
 
 def save_region_preview(path: str | Path, regions: SurfaceRegions, body, params, camera,
-                        image, views=()) -> Path:
+                        image, views=(), vertex_offsets: Tensor | None = None) -> Path:
     """A PNG: the photo | the regions over it (photo camera) | the regions from each of
-    ``views`` (cameras), with a legend."""
+    ``views`` (cameras), with a legend; the body grown by ``vertex_offsets`` when given."""
     from PIL import Image, ImageDraw
 
     from oneshot_avatar.atomic import atomic_output
@@ -342,7 +342,7 @@ def save_region_preview(path: str | Path, regions: SurfaceRegions, body, params,
     photo = np.asarray(image, dtype=np.float32)
     if photo.dtype != np.float32 or photo.max() > 1.0:
         photo = photo / 255.0
-    vertices = _posed_vertices(body, params)[0]
+    vertices = _posed_vertices(body, params, vertex_offsets)[0]
     faces = body.faces
     palette = np.asarray(PALETTE, dtype=np.float32) / 255.0
     tiles = [photo]

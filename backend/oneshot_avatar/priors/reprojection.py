@@ -446,18 +446,22 @@ class MeshReprojectionLabeler:
         self.regions = bool(regions)
 
     def texture_from_photo(self, body, params: Mapping[str, Tensor], camera: Camera,
-                           image: Any, mask: Any, *, resolution: int | None = None
-                           ) -> SurfaceTexture:
+                           image: Any, mask: Any, *, resolution: int | None = None,
+                           vertex_offsets: Tensor | None = None) -> SurfaceTexture:
         """The person's colours on the body surface: observed where the photo sees the fitted
         mesh, filled elsewhere by symmetry, around the limbs and by diffusion (each region from
         its own kind when ``regions`` is on). ``image`` ``[H, W, 3]`` (float in [0, 1] or
         uint8) and ``mask`` ``[H, W]`` (or None) must match the camera's size. ``known`` marks
-        observed samples, ``confidence`` their viewing cosine."""
+        observed samples, ``confidence`` their viewing cosine. ``vertex_offsets [V, 3]``: the
+        person's shape beyond the body (rest-pose offsets, see
+        :func:`oneshot_avatar.priors.outline.outline_growth`): the photo is observed on the
+        grown mesh, so hair and loose clothes outside the bare body are seen."""
         return self.texture_and_regions(body, params, camera, image, mask,
-                                        resolution=resolution)[0]
+                                        resolution=resolution, vertex_offsets=vertex_offsets)[0]
 
     def texture_and_regions(self, body, params: Mapping[str, Tensor], camera: Camera,
-                            image: Any, mask: Any, *, resolution: int | None = None):
+                            image: Any, mask: Any, *, resolution: int | None = None,
+                            vertex_offsets: Tensor | None = None):
         """:meth:`texture_from_photo` and the person's
         :class:`~oneshot_avatar.priors.regions.SurfaceRegions` (None with ``regions`` off).
 
@@ -481,7 +485,7 @@ class MeshReprojectionLabeler:
             raise UserError(f"the mask is {person.shape[1]}x{person.shape[0]} but the image "
                             f"{rgb.shape[1]}x{rgb.shape[0]}", field="mask")
         faces = body.faces
-        vertices = _posed_vertices(body, params)[0]
+        vertices = _posed_vertices(body, params, vertex_offsets)[0]
         colors, seen, confidence = observe_photo(
             vertices, faces, camera, rgb, person, resolution, min_cos=self.min_cos,
             depth_tolerance=self.depth_tolerance, outline_margin=2 if self.regions else 0)
@@ -524,16 +528,20 @@ class MeshReprojectionLabeler:
     def make_labels(self, body, fit_params: Mapping[str, Tensor], camera: Camera, image: Any,
                     mask: Any, *, poses: Mapping[str, Tensor] | None = None,
                     views: Sequence[Camera] | None = None,
-                    device: torch.device | str, texture: SurfaceTexture | None = None) -> LabelSet:
+                    device: torch.device | str, texture: SurfaceTexture | None = None,
+                    vertex_offsets: Tensor | None = None) -> LabelSet:
         """Label frames: the textured person in ``poses`` (batched SMPL-X parameters, missing
         ones taken from the fit; default :func:`driving_poses` of ``self.clips``) seen by the
         photo ``camera``, then in the
         fitted pose seen by ``views`` (default :func:`turnaround_cameras` at
         ``self.azimuths``). An empty dict / list leaves that part out. ``texture``: the result of
-        :meth:`texture_from_photo` for these inputs when the caller already has it."""
+        :meth:`texture_from_photo` for these inputs when the caller already has it;
+        ``vertex_offsets [V, 3]``: the person's shape beyond the body, observed and drawn (the
+        labels then carry the hair and the loose clothes)."""
         device = torch.device(device)
         if texture is None:
-            texture = self.texture_from_photo(body, fit_params, camera, image, mask)
+            texture = self.texture_from_photo(body, fit_params, camera, image, mask,
+                                              vertex_offsets=vertex_offsets)
         texture = texture.to(device)
         if poses is None:
             pairs = driving_frames(self.clips, self.frames_per_clip)
@@ -571,10 +579,10 @@ class MeshReprojectionLabeler:
         batch = 8
         for start in range(0, len(pose_kinds), batch):
             chunk = {k: v[start : start + batch] for k, v in poses.items()}
-            for vertices in _posed_vertices(body, chunk):
+            for vertices in _posed_vertices(body, chunk, vertex_offsets):
                 draw(vertices, camera)
         if views:
-            fitted = _posed_vertices(body, fit_params)[0]
+            fitted = _posed_vertices(body, fit_params, vertex_offsets)[0]
             for view in views:
                 draw(fitted, view)
         if not images:

@@ -21,9 +21,14 @@ _CHAIN_CHILD = {"pelvis": "spine1", "spine3": "neck", "left_wrist": "left_middle
                 "right_wrist": "right_middle1"}
 
 
-def _posed_vertices(body, params: Mapping[str, Tensor]) -> Tensor:  # -> [B, V, 3]
+def _posed_vertices(body, params: Mapping[str, Tensor],
+                    vertex_offsets: Tensor | None = None) -> Tensor:  # -> [B, V, 3]
+    """The body posed by ``params``, its rest mesh first moved by ``vertex_offsets [V, 3]``
+    (the person's shape beyond the body, :mod:`oneshot_avatar.priors.outline`) when given."""
     params = {k: v.to(device=body.device, dtype=body.dtype)
               for k, v in canonical_params(params).items()}
+    if vertex_offsets is not None:
+        params["vertex_offsets"] = vertex_offsets.to(device=body.device, dtype=body.dtype)
     with torch.no_grad():
         return body(**params).vertices
 

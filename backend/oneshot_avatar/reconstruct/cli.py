@@ -23,7 +23,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         steps=args.steps, resolution=args.resolution, body_model=args.body_model,
         device=args.device, seed=args.seed, resume=args.resume, keep_work=args.keep_work,
         previews=not args.no_previews, vgg_weights=_path(args.vgg_weights), quiet=args.quiet,
-        detector=not args.no_detector,
+        detector=not args.no_detector, outline=not args.no_outline,
     )
     report = reconstruct(options)
     for name, where in report["outputs"].items():
@@ -78,6 +78,9 @@ def register(subparsers) -> None:
     rec.add_argument("--no-detector", action="store_true",
                      help="do not run the embedded landmark detector (then give --keypoints, "
                           "--keypoint-model or --init; the mask falls back to GrabCut seeded by the fit)")
+    rec.add_argument("--no-outline", action="store_true",
+                     help="keep the avatar on the bare body: do not grow it where the person mask is "
+                          "bigger (hair, loose clothes); for a mask that spills onto the background")
     rec.add_argument("--init", default=None, help="initial SMPL-X parameters (.npz or .json), e.g. from Blender")
     rec.add_argument("--resolution", type=int, default=None,
                      help="working image size in pixels (default: 256 fast, 512 quality)")
@@ -97,7 +100,7 @@ def register(subparsers) -> None:
                     "keypoints, and renders the avatar with the built-in 'talk' clip to a video.",
     )
     demo.add_argument("--out", default="oneshot-demo", help="output folder (default: ./oneshot-demo)")
-    demo.add_argument("--look", default="blue-stripes", help="synthetic subject: blue-stripes, red-check, green-plain")
+    demo.add_argument("--look", default="blue-stripes", help="synthetic subject: blue-stripes, red-check, green-plain, flared (big hair, flared trousers)")
     demo.add_argument("--size", type=int, default=384, help="video size in pixels (default 384)")
     _common(demo)
     demo.set_defaults(func=_cmd_demo)

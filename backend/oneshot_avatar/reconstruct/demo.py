@@ -188,7 +188,8 @@ def evaluate_against_truth(avatar_path: Path, subject, body_model, device: torch
     results = {}
     pairs = (("input_view", truth, fitted), ("held_out_pose", held_out(truth), held_out(fitted)))
     for name, true_params, avatar_params in pairs:
-        truth_rgb, truth_mask = render_truth(body, subject.texture, true_params, subject.camera)
+        truth_rgb, truth_mask = render_truth(body, subject.texture, subject.truth_params(true_params),
+                                             subject.camera)
         pred_rgb, pred_mask = render_avatar(avatar, body, avatar_params, camera)
         results[name] = image_metrics(pred_rgb, truth_rgb, pred_mask, truth_mask)
     return results

@@ -71,6 +71,9 @@ class ReconstructOptions:
     # --keypoint-model or --init is given, and the mask when no --mask, alpha or matting model.
     detector: bool = True
     preset: str = "fast"
+    # Grow the body where the mask says the person is bigger (hair, loose clothes); False keeps
+    # the avatar on the bare body (a mask that spills onto the background).
+    outline: bool = True
     steps: int | None = None
     resolution: int | None = None
     body_model: str | None = None
@@ -370,11 +373,19 @@ class LabelStage:
     labels: object  # oneshot_avatar.priors.labels.PseudoLabels
     regions: object | None  # oneshot_avatar.priors.regions.Regions
     seconds: float
+    # the person's shape beyond the body (oneshot_avatar.priors.outline.OutlineGrowth), or None
+    growth: object | None = None
+
+    @property
+    def vertex_offsets(self):
+        return None if self.growth is None else self.growth.offsets
 
 
 def labels_stage(body, fit, subject, chosen: Preset, device: torch.device, log: Log) -> LabelStage:
-    """Pseudo-labels from the photo (cheap and deterministic, so they are remade on resume)."""
+    """Pseudo-labels from the photo (cheap and deterministic, so they are remade on resume),
+    on the body grown to the person mask's outline when the preset says so."""
     from oneshot_avatar.priors import MeshReprojectionLabeler
+    from oneshot_avatar.priors.outline import outline_growth
 
     settings = chosen.labels
     labeler = MeshReprojectionLabeler(resolution=settings.texture_resolution, clips=settings.clips,
@@ -386,12 +397,21 @@ def labels_stage(body, fit, subject, chosen: Preset, device: torch.device, log: 
     mask = torch.as_tensor(subject.mask, device=device)
     params = {k: v.to(device) for k, v in fit.params.items()}
     camera = fit.camera.to(device)
-    texture, regions = labeler.texture_and_regions(body, params, camera, image, mask)
-    labels = labeler.make_labels(body, params, camera, image, mask, device=device, texture=texture)
+    growth = None
+    if getattr(settings, "outline", False):
+        growth = outline_growth(body, params, camera, mask)
+        figures = growth.report()
+        log(f"labels: shape beyond the body from the mask's outline: {figures['grown_fraction']:.0%}"
+            f" of the surface grown, up to {figures['max_cm']:.1f} cm")
+    offsets = None if growth is None else growth.offsets
+    texture, regions = labeler.texture_and_regions(body, params, camera, image, mask,
+                                                   vertex_offsets=offsets)
+    labels = labeler.make_labels(body, params, camera, image, mask, device=device, texture=texture,
+                                 vertex_offsets=offsets)
     seconds = time.perf_counter() - started
     log(f"labels: {len(labels)} frames from '{labeler.name}' ({seconds:.1f} s)")
     return LabelStage(labeler=labeler.name, texture=texture, labels=labels, regions=regions,
-                      seconds=seconds)
+                      seconds=seconds, growth=growth)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,12 +419,15 @@ def labels_stage(body, fit, subject, chosen: Preset, device: torch.device, log: 
 
 
 def train_stage(body, fit, subject, labels, texture, chosen: Preset, options: ReconstructOptions,
-                device: torch.device, work: Path, log: Log):
+                device: torch.device, work: Path, log: Log, vertex_offsets=None):
+    """Train the avatar; ``vertex_offsets [V, 3]``: the person's shape beyond the body, where
+    the mesh offsets start and what they are regularised towards."""
     from oneshot_avatar.train import TrainView, initial_gaussians, make_perceptual, train_avatar
 
     gaussians = initial_gaussians(body, fit.params["betas"], texture,
                                   num_gaussians=chosen.train.num_gaussians,
-                                  sh_degree=chosen.train.sh_degree, seed=options.seed, device=device)
+                                  sh_degree=chosen.train.sh_degree, seed=options.seed, device=device,
+                                  vertex_offsets=vertex_offsets)
     photo_view = TrainView(
         image=torch.as_tensor(subject.image, device=device),
         mask=torch.as_tensor(subject.mask, device=device),
@@ -436,7 +459,8 @@ def train_stage(body, fit, subject, labels, texture, chosen: Preset, options: Re
     try:
         result = train_avatar(body, gaussians, photo_view, label_views, chosen.train, device=device,
                               seed=options.seed, checkpoint=work / "train.ckpt", resume=options.resume,
-                              progress=progress, perceptual=perceptual)
+                              progress=progress, perceptual=perceptual,
+                              offset_prior=vertex_offsets)
     finally:
         bar.close()
     return result
@@ -491,6 +515,8 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
     # Cheap checks first: nothing long starts before the inputs and the output are known good.
     check_paths(options)
     chosen = make_preset(options.preset, steps=options.steps, resolution=options.resolution)
+    if not options.outline:
+        chosen.labels = replace(chosen.labels, outline=False)
     device = resolve_device(options.device)
     torch.manual_seed(options.seed)
     np.random.seed(options.seed % (2**32))
@@ -537,7 +563,8 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
     texture, labels, timings["labels"] = labelled.texture, labelled.labels, labelled.seconds
     t = time.perf_counter()
     stage("train")
-    result = train_stage(body, fit, subject, labels, texture, chosen, options, device, work, log)
+    result = train_stage(body, fit, subject, labels, texture, chosen, options, device, work, log,
+                         vertex_offsets=labelled.vertex_offsets)
     timings["train"] = time.perf_counter() - t
 
     plugins = dict(prepared.plugins)
@@ -554,7 +581,8 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
                 "params": {k: v.detach().cpu().tolist() for k, v in fit.params.items()},
                 "camera": fit.camera.to("cpu").to_dict()},
         "labels": {"labeler": labelled.labeler, "frames": len(labels), "kinds": list(labels.kinds),
-                   **_regions_report(labelled.regions)},
+                   **_regions_report(labelled.regions),
+                   **({} if labelled.growth is None else {"outline": labelled.growth.report()})},
         "training": result.report,
         "plugins": plugins,
         "detection": prepared.detection,
@@ -588,7 +616,9 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
             save_region_preview(paths["regions"], labelled.regions, body_cpu, cpu_fit.params,
                                 cpu_fit.camera, subject.image,
                                 views=turnaround_cameras(cpu_fit.params, body_cpu, cpu_fit.camera,
-                                                         (90.0, 180.0)))
+                                                         (90.0, 180.0)),
+                                vertex_offsets=None if labelled.vertex_offsets is None
+                                else labelled.vertex_offsets.cpu())
             outputs["regions"] = str(paths["regions"])
     timings["package"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started

@@ -19,6 +19,9 @@ class LabelConfig:
     texture_resolution: int = 4
     # Fill each of the person's regions (hair, skin, clothes, shoes) from its own kind.
     regions: bool = True
+    # Grow the body outward where the person mask says the person is bigger (hair, loose
+    # clothes): the labels and the avatar carry that shape (oneshot_avatar.priors.outline).
+    outline: bool = True
 
 
 @dataclass

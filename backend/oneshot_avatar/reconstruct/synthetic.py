@@ -4,7 +4,9 @@ texture, for the demo (no downloads) and for measuring fidelity against ground t
 A subject is the open body (or any body model) with chosen shape coefficients, dressed by a
 procedural texture evaluated on its rest surface (shirt with stripes and a chest badge,
 trousers, shoes, skin, hair, eyes, brows and lips), posed in a relaxed standing pose and
-rendered by the project's own mesh renderer in front of a soft textured background.
+rendered by the project's own mesh renderer in front of a soft textured background. A look may
+also have volume beyond the body (hair standing off the head, trousers flaring from the hips to
+the ankles), made by moving the rest mesh along its normals.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class Look:
     iris: tuple[float, float, float] = (0.25, 0.35, 0.22)
     sleeve: float = 0.45  # fraction of the upper arm the sleeve covers
     betas: tuple[float, ...] = ()
+    hair_volume: float = 0.0  # metres the hair stands off the head
+    flare: float = 0.0  # metres the trousers stand off the legs at the ankles
 
 
 LOOKS: dict[str, Look] = {
@@ -52,6 +56,11 @@ LOOKS: dict[str, Look] = {
     "green-plain": Look(skin=(0.95, 0.80, 0.70), shirt=(0.20, 0.50, 0.30), stripe=(0.20, 0.50, 0.30),
                         badge=(0.85, 0.2, 0.2), trousers=(0.12, 0.14, 0.35), shoes=(0.85, 0.85, 0.85),
                         hair=(0.75, 0.58, 0.30), sleeve=0.2, betas=(-1.0, 0.8, -0.4, 0.5)),
+    # Big hair and wide flared trousers: shape well beyond the body.
+    "flared": Look(skin=(0.80, 0.60, 0.48), shirt=(0.85, 0.82, 0.75), stripe=(0.85, 0.82, 0.75),
+                   badge=(0.20, 0.35, 0.60), trousers=(0.55, 0.12, 0.25), shoes=(0.15, 0.12, 0.10),
+                   hair=(0.35, 0.20, 0.10), sleeve=0.6, betas=(-0.5, -0.3), hair_volume=0.035,
+                   flare=0.10),
 }
 
 
@@ -132,7 +141,7 @@ def outfit_function(rest_vertices: Tensor, rest_joints: Tensor, lbs_weights: Ten
         rgb = torch.where(mask_of(_SHOE_JOINTS)[:, None], colour("shoes"), rgb)
         # Head: hair on top and back, then eyes, brows and lips on the face.
         in_head = mask_of(_HEAD_JOINTS)
-        hair = in_head & ((pts[:, 1] > eye_y + 0.035) | ((pts[:, 2] < head[2] - 0.01) & (pts[:, 1] > eye_y - 0.06)))
+        hair = _hair_mask(pts, joints, in_head)
         hair_rgb = colour("hair") * (0.8 + 0.4 * _hash_noise(pts * torch.tensor([1.0, 0.2, 1.0]), 0.004, 3))[:, None]
         rgb = torch.where(hair[:, None], hair_rgb, rgb)
         front = in_head & (nrm[:, 2] > 0.2) & ~hair
@@ -152,6 +161,44 @@ def outfit_function(rest_vertices: Tensor, rest_joints: Tensor, lbs_weights: Ten
         return rgb.clamp(0, 1).to(points)
 
     return fn
+
+
+def _hair_mask(points: Tensor, joints: Tensor, head_mask: Tensor) -> Tensor:
+    """Which of ``points`` (on head parts, ``head_mask``) are hair: above the brows, or on the
+    back of the head above the ears."""
+    eye_l, eye_r = joints[JOINT_INDEX["left_eye_smplhf"]], joints[JOINT_INDEX["right_eye_smplhf"]]
+    head = joints[JOINT_INDEX["head"]]
+    eye_y = float((eye_l[1] + eye_r[1]) / 2)
+    return head_mask & ((points[:, 1] > eye_y + 0.035)
+                        | ((points[:, 2] < head[2] - 0.01) & (points[:, 1] > eye_y - 0.06)))
+
+
+def look_offsets(rest_vertices: Tensor, rest_joints: Tensor, lbs_weights: Tensor, faces: Tensor,
+                 look: Look) -> Tensor | None:
+    """Rest-mesh offsets ``[V, 3]`` giving ``look`` its volume beyond the body (None when it
+    has none): the hair moved ``hair_volume`` along the normals, the trousers (hips, thighs and
+    shins) by ``flare`` times how far down from the hips to the ankles it is (wide flared
+    trousers; offsets of the body's own surface cannot join the legs into a skirt)."""
+    if look.hair_volume <= 0 and look.flare <= 0:
+        return None
+    from oneshot_avatar.render.mesh import vertex_normals
+
+    rest = rest_vertices.detach().cpu().float()
+    joints = rest_joints.detach().cpu().float()
+    normals = vertex_normals(rest, faces.cpu())
+    dominant = lbs_weights.detach().argmax(dim=-1).cpu()
+    names = np.asarray(JOINT_NAMES)[dominant.numpy()]
+    offsets = torch.zeros_like(rest)
+    if look.hair_volume > 0:
+        hair = _hair_mask(rest, joints, torch.as_tensor(np.isin(names, list(_HEAD_JOINTS))))
+        offsets[hair] = look.hair_volume * normals[hair]
+    if look.flare > 0:
+        hip_y = float(joints[JOINT_INDEX["pelvis"], 1])
+        ankle_y = float((joints[JOINT_INDEX["left_ankle"], 1] + joints[JOINT_INDEX["right_ankle"], 1]) / 2)
+        legs = torch.as_tensor(np.isin(names, list(_TROUSER_JOINTS | {"pelvis"})))
+        down = ((hip_y - rest[:, 1]) / (hip_y - ankle_y)).clamp(0.0, 1.0)
+        offsets[legs] = (look.flare * down[legs])[:, None] * normals[legs]
+    return offsets.to(rest_vertices)
 
 
 def standing_pose(*, arms_down: float = 1.15, elbow_bend: float = 0.25, head_turn: float = 0.0,
@@ -202,6 +249,14 @@ class SyntheticSubject:
     look: Look
     name: str
     extra: dict = field(default_factory=dict)
+    # The look's volume beyond the body: rest-mesh offsets [V, 3] (None: skin-tight).
+    vertex_offsets: Tensor | None = None
+
+    def truth_params(self, params: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``params`` with the subject's volume (``vertex_offsets``) added, for the body model."""
+        if self.vertex_offsets is None:
+            return dict(params)
+        return {**params, "vertex_offsets": self.vertex_offsets}
 
 
 def subject_camera(body, params: dict[str, Tensor], width: int, height: int,
@@ -239,11 +294,14 @@ def make_subject(body, look: str | Look = "blue-stripes", *, size: int = 512,
         rest_vertices, rest_joints = rest.rest_vertices[0], rest.rest_joints[0]
         fn = outfit_function(rest_vertices, rest_joints, body.lbs_weights, look)
         texture = SurfaceTexture.from_function(rest_vertices, body.faces, fn, texture_resolution)
-        camera = subject_camera(body, params, size, size)
-        posed = body(**params).vertices[0]
+        offsets = look_offsets(rest_vertices, rest_joints, body.lbs_weights, body.faces, look)
+        grown = params if offsets is None else {**params, "vertex_offsets": offsets}
+        camera = subject_camera(body, grown, size, size)
+        posed = body(**grown).vertices[0]
         rgb, mask = render_textured(posed, body.faces, texture, camera, background=(0.0, 0.0, 0.0))
     rgb, mask = rgb.cpu().numpy(), mask.cpu().numpy()
     backdrop = background_image(size, size, seed)
     image = rgb + backdrop * (1 - mask[..., None])  # rgb is premultiplied over black
     return SyntheticSubject(image=np.clip(image, 0, 1).astype(np.float32), mask=mask.astype(np.float32),
-                            params=params, camera=camera, texture=texture, look=look, name=name)
+                            params=params, camera=camera, texture=texture, look=look, name=name,
+                            vertex_offsets=offsets)

@@ -212,12 +212,16 @@ def view_losses(rgb: Tensor, alpha: Tensor, target: Tensor, mask: Tensor, is_pho
 
 
 def regularisation(gaussians: MeshGaussians, base_rest: Tensor, faces: Tensor,
-                   topology: MeshTopology, config: TrainConfig) -> dict[str, Tensor]:
-    """Weighted regulariser terms (weights of 0 are skipped)."""
+                   topology: MeshTopology, config: TrainConfig,
+                   offset_prior: Tensor | None = None) -> dict[str, Tensor]:
+    """Weighted regulariser terms (weights of 0 are skipped). The offset terms (magnitude and
+    Laplacian) act on the offsets' departure from ``offset_prior [V, 3]`` (the person's shape
+    beyond the body) when given, else on the offsets themselves."""
     offsets = gaussians.vertex_offsets
+    change = offsets if offset_prior is None else offsets - offset_prior
     terms: dict[str, Callable[[], Tensor]] = {
-        "reg_laplacian": lambda: laplacian_loss(offsets, topology),
-        "reg_offset": lambda: offset_magnitude_loss(offsets),
+        "reg_laplacian": lambda: laplacian_loss(change, topology),
+        "reg_offset": lambda: offset_magnitude_loss(change),
         "reg_normal": lambda: normal_consistency_loss(base_rest + offsets, faces, topology),
         "reg_position": lambda: position_loss(gaussians.local_means, config.position_tolerance),
         "reg_scale": lambda: scale_loss(gaussians.log_scales, config.scale_tolerance),
@@ -276,6 +280,7 @@ def train_avatar(
     progress: Progress | None = None,
     perceptual: Perceptual | None = None,
     backend: RasterBackend = "auto",
+    offset_prior: Tensor | None = None,
 ) -> TrainResult:
     """Train ``gaussians`` (in place; moved to ``device``) on the photo and label views.
 
@@ -288,13 +293,15 @@ def train_avatar(
     reproducible with several threads). The report holds ``steps``, ``seconds``,
     ``final_losses``, ``history`` (every ``config.history_every`` steps), ``input_view``
     PSNR ``before``/``after``, ``perceptual``, ``densify_events``, ``num_gaussians``.
+    ``offset_prior [V, 3]``: the mesh offsets the regularisers pull towards (the person's shape
+    beyond the body, :mod:`oneshot_avatar.priors.outline`; default zero).
     """
     config.validate()
     device = torch.device(device)
     with _deterministic(device.type == "cpu"):
         return _train(body, gaussians, photo, labels, config, device=device, seed=seed,
                       checkpoint=checkpoint, resume=resume, progress=progress,
-                      perceptual=perceptual, backend=backend)
+                      perceptual=perceptual, backend=backend, offset_prior=offset_prior)
 
 
 @contextlib.contextmanager
@@ -312,7 +319,7 @@ def _deterministic(enabled: bool) -> Iterator[None]:
 def _train(body, gaussians: MeshGaussians, photo: TrainView, labels: Sequence[TrainView],
            config: TrainConfig, *, device: torch.device, seed: int, checkpoint: str | Path | None,
            resume: bool, progress: Progress | None, perceptual: Perceptual | None,
-           backend: RasterBackend) -> TrainResult:
+           backend: RasterBackend, offset_prior: Tensor | None = None) -> TrainResult:
     if body.device.type != device.type:
         raise ValueError(f"the body model is on {body.device} but training runs on {device}")
     if gaussians.num_faces != body.faces.shape[0]:
@@ -325,6 +332,12 @@ def _train(body, gaussians: MeshGaussians, photo: TrainView, labels: Sequence[Tr
     for i, label in enumerate(labels):
         _check_view(label, f"labels[{i}]")
     gaussians.to(device)
+    if offset_prior is not None:
+        if tuple(offset_prior.shape) != (gaussians.num_vertices, 3):
+            raise UserError(f"expected offsets [{gaussians.num_vertices}, 3], got "
+                            f"{tuple(offset_prior.shape)}", field="offset_prior")
+        offset_prior = offset_prior.detach().to(device=device,
+                                                dtype=gaussians.vertex_offsets.dtype)
     perceptual = perceptual if perceptual is not None else make_perceptual(device)
     photo_view = _prepare_view(body, photo, config.resolution, device, True)
     label_views = [_prepare_view(body, v, config.resolution, device, False) for v in labels]
@@ -378,7 +391,7 @@ def _train(body, gaussians: MeshGaussians, photo: TrainView, labels: Sequence[Tr
         chosen = [views[p + 1] for p in picks]
         terms = _step_losses(body, gaussians, chosen, backgrounds, config, perceptual, backend,
                              stats if done <= config.densify_until else None)
-        terms.update(regularisation(gaussians, base_rest, faces, topology, config))
+        terms.update(regularisation(gaussians, base_rest, faces, topology, config, offset_prior))
         total = sum(terms.values())
         optimizer.zero_grad(set_to_none=True)
         total.backward()
