@@ -166,6 +166,36 @@ def test_renders_without_gradients_evaluate_sh_like_the_reference(sh_degree):
     assert (cpu.alpha - ref.alpha).abs().max() < 1e-10
 
 
+@pytest.mark.parametrize("sh_degree", [0, 1, 2, 3])
+def test_compiled_sh_colours_match_the_reference_on_values_and_gradients(sh_degree):
+    # Training evaluates the SH colours (and their gradients to the coefficients and to the
+    # means, through the view direction) with compiled kernels: in float64 they are PyTorch's
+    # formulas, with the clamp at 0 hit, a zero-length direction and unused coefficients.
+    from oneshot_avatar.render.cpu_rasterizer import sh_colors_cpu
+
+    generator = torch.Generator().manual_seed(5 + sh_degree)
+    B, C, N, K = 2, 3, 400, 18
+    means = torch.randn(B, N, 3, generator=generator, dtype=torch.float64)
+    coeffs = 0.6 * torch.randn(B, N, K, 3, generator=generator, dtype=torch.float64)
+    viewmats = torch.eye(4, dtype=torch.float64).repeat(B, C, 1, 1)
+    viewmats[..., :3, 3] = 3 * torch.randn(B, C, 3, generator=generator, dtype=torch.float64)
+    means[1, 7] = reference.camera_centres(viewmats)[1, 2]  # a Gaussian at a camera's centre
+    weights = torch.randn(B, C, N, 3, generator=generator, dtype=torch.float64)
+    results = []
+    for colours in (reference.gaussian_colors, sh_colors_cpu):
+        m, c = means.clone().requires_grad_(), coeffs.clone().requires_grad_()
+        rgb = colours(m, c, viewmats, sh_degree)
+        grads = torch.autograd.grad((rgb * weights).sum(), (m, c), allow_unused=True,
+                                    materialize_grads=True)
+        results.append((rgb, *grads))
+    if sh_degree > 0:
+        assert (results[0][0] == 0).any()  # the clamp is exercised
+    for name, a, b in zip(("rgb", "d/dmeans", "d/dcoeffs"), results[0], results[1]):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12), (name, (a - b).abs().max().item())
+    assert torch.equal(results[1][2][..., (sh_degree + 1) ** 2:, :],
+                       torch.zeros_like(results[1][2][..., (sh_degree + 1) ** 2:, :]))
+
+
 def test_gradients_reach_the_cameras_like_the_reference():
     # The body fit moves the camera through the silhouette: the CPU path then projects with
     # the reference's autograd functions and blends with its own kernels.

@@ -274,7 +274,7 @@ def test_views_are_resized_to_the_training_resolution(open_body, scene):
 
 
 def test_config_round_trip_and_errors():
-    for name in ("fast", "quality"):
+    for name in ("fast", "quality", "quality_cpu"):
         config = getattr(TrainConfig, name)()
         assert TrainConfig.from_dict(config.to_dict()) == config
     assert TrainConfig.from_dict({"steps": 10}).steps == 10
@@ -288,3 +288,18 @@ def test_config_round_trip_and_errors():
         TrainConfig.from_dict({"label_probability": 1.5})
     with pytest.raises(UserError, match="max_gaussians"):
         TrainConfig.from_dict({"num_gaussians": 5000, "max_gaussians": 4000})
+
+
+def test_the_quality_preset_takes_its_cpu_schedule_on_a_cpu():
+    """On a CPU, `--preset quality` keeps the quality look (512 px, 120k Gaussians, SH 3) on a
+    schedule that fits 15 minutes on 2 cores (benchmarks/fidelity.py --preset quality times it);
+    a --steps given by the user still wins."""
+    from oneshot_avatar.reconstruct.presets import preset
+
+    gpu, cpu = preset("quality").train, preset("quality", device="cpu").train
+    assert (cpu.resolution, cpu.num_gaussians, cpu.sh_degree) == \
+        (gpu.resolution, gpu.num_gaussians, gpu.sh_degree) == (512, 120_000, 3)
+    assert cpu.batch_views == 1 and cpu.steps * cpu.batch_views < gpu.steps * gpu.batch_views / 8
+    assert cpu.densify_until < cpu.steps
+    assert preset("quality", device="cpu", steps=50).train.steps == 50
+    assert preset("fast", device="cpu").train == preset("fast").train

@@ -514,10 +514,11 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
     options = replace(options, photo=Path(options.photo), out=Path(options.out))  # the caller's stay
     # Cheap checks first: nothing long starts before the inputs and the output are known good.
     check_paths(options)
-    chosen = make_preset(options.preset, steps=options.steps, resolution=options.resolution)
+    device = resolve_device(options.device)
+    chosen = make_preset(options.preset, steps=options.steps, resolution=options.resolution,
+                         device=device.type)
     if not options.outline:
         chosen.labels = replace(chosen.labels, outline=False)
-    device = resolve_device(options.device)
     torch.manual_seed(options.seed)
     np.random.seed(options.seed % (2**32))
     paths = output_paths(options.out)

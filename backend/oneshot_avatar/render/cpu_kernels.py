@@ -1207,3 +1207,157 @@ def _sh_bases(degree, x, y, z, out):
     out[23] = tmp_b * cc2
     out[24] = 0.6258357354491763 * cc3
     return 25
+
+
+@njit(inline="always", error_model="numpy")
+def _sh_basis_grads(degree, x, y, z, gx, gy, gz):
+    """The partial derivatives of :func:`_sh_bases` (degrees 0..3) by x, y and z (the unit
+    vector's components, as independent variables) into ``gx``, ``gy``, ``gz``."""
+    for k in range(16):
+        gx[k] = 0.0
+        gy[k] = 0.0
+        gz[k] = 0.0
+    if degree < 1:
+        return
+    c1 = 0.48860251190292
+    gy[1] = -c1
+    gz[2] = c1
+    gx[3] = -c1
+    if degree < 2:
+        return
+    b2 = 1.092548430592079  # 2 x 0.5462742152960395 (basis 4 and 8) and -tmp_b / z (5, 7)
+    gx[4] = b2 * y
+    gy[4] = b2 * x
+    gy[5] = -b2 * z
+    gz[5] = -b2 * y
+    gz[6] = 2.0 * 0.9461746957575601 * z
+    gx[7] = -b2 * z
+    gz[7] = -b2 * x
+    gx[8] = b2 * x
+    gy[8] = -b2 * y
+    if degree < 3:
+        return
+    a9 = -0.5900435899266435
+    b3 = 1.445305721320277
+    tmp_c = -2.285228997322329 * z * z + 0.4570457994644658
+    dtmp_c = -2.0 * 2.285228997322329 * z
+    # s2 = 3 x² y - y³, c2 = x³ - 3 x y², s1 = 2 x y, c1 = x² - y²
+    gx[9] = a9 * 6.0 * x * y
+    gy[9] = a9 * (3.0 * x * x - 3.0 * y * y)
+    gx[10] = b3 * z * 2.0 * y
+    gy[10] = b3 * z * 2.0 * x
+    gz[10] = b3 * 2.0 * x * y
+    gy[11] = tmp_c
+    gz[11] = dtmp_c * y
+    gz[12] = 3.0 * 1.865881662950577 * z * z - 1.119528997770346
+    gx[13] = tmp_c
+    gz[13] = dtmp_c * x
+    gx[14] = b3 * z * 2.0 * x
+    gy[14] = -b3 * z * 2.0 * y
+    gz[14] = b3 * (x * x - y * y)
+    gx[15] = a9 * (3.0 * x * x - 3.0 * y * y)
+    gy[15] = a9 * -6.0 * x * y
+
+
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_FAST_MATH)
+def sh_rgb_forward(
+    worker,
+    workers,
+    means,  # [B, N, 3] float64 world
+    coeffs,  # [B, N, K, 3] float32 or float64 SH coefficients, K >= (degree + 1)²
+    centres,  # [B, C, 3] float64 camera positions
+    degree,  # 0..3
+    rgb,  # [B, C, N, 3] float64 out
+):
+    """``torch_rasterizer.gaussian_colors`` with SH (``max(Σ Y_k(d̂) c_k + 0.5, 0)`` towards each
+    camera), for training: this worker's contiguous share of the (scene, Gaussian) pairs, every
+    camera of each."""
+    B, N = means.shape[:2]
+    C = centres.shape[1]
+    start, stop = _share(worker, workers, B * N)
+    y = np.empty(25)
+    for f in range(start, stop):
+        b = f // N
+        n = f - b * N
+        for cam in range(C):
+            dx = means[b, n, 0] - centres[b, cam, 0]
+            dy = means[b, n, 1] - centres[b, cam, 1]
+            dz = means[b, n, 2] - centres[b, cam, 2]
+            sq = dx * dx + dy * dy + dz * dz
+            inv = 1.0 / math.sqrt(sq) if sq > 0.0 else 1.0
+            used = _sh_bases(degree, dx * inv, dy * inv, dz * inv, y)
+            for c in range(3):
+                total = 0.0
+                for k in range(used):
+                    total += y[k] * coeffs[b, n, k, c]
+                rgb[b, cam, n, c] = max(total + 0.5, 0.0)
+
+
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_FAST_MATH)
+def sh_rgb_backward(
+    worker,
+    workers,
+    means,  # [B, N, 3] float64
+    coeffs,  # [B, N, K, 3] float32 or float64 (as the caller's: the largest array, not copied)
+    centres,  # [B, C, 3] float64
+    degree,  # 0..3
+    v_rgb,  # [B, C, N, 3] float64 gradient of the colours
+    v_means,  # [B, N, 3] float64 out (zeros in)
+    v_coeffs,  # [B, N, K, 3] out, the coefficients' dtype (zeros in)
+):
+    """The backward of :func:`sh_rgb_forward`, as PyTorch differentiates ``sh_to_rgb``: the clamp
+    passes the gradient where ``Σ + 0.5 >= 0``; the direction's normalisation gives
+    ``(g - d̂ (d̂·g)) / |d|`` (and ``g`` itself at a zero-length direction, which is used as is).
+    Each (scene, Gaussian) sums its cameras in order, so results do not depend on threads."""
+    B, N = means.shape[:2]
+    C = centres.shape[1]
+    start, stop = _share(worker, workers, B * N)
+    y = np.empty(25)
+    gx = np.empty(16)
+    gy = np.empty(16)
+    gz = np.empty(16)
+    g = np.empty(3)
+    acc = np.empty((25, 3))
+    for f in range(start, stop):
+        b = f // N
+        n = f - b * N
+        acc[:] = 0.0
+        used = 1
+        for cam in range(C):
+            dx = means[b, n, 0] - centres[b, cam, 0]
+            dy = means[b, n, 1] - centres[b, cam, 1]
+            dz = means[b, n, 2] - centres[b, cam, 2]
+            sq = dx * dx + dy * dy + dz * dz
+            inv = 1.0 / math.sqrt(sq) if sq > 0.0 else 1.0
+            x, yy, z = dx * inv, dy * inv, dz * inv
+            used = _sh_bases(degree, x, yy, z, y)
+            for c in range(3):
+                total = 0.0
+                for k in range(used):
+                    total += y[k] * coeffs[b, n, k, c]
+                g[c] = v_rgb[b, cam, n, c] if total + 0.5 >= 0.0 else 0.0
+            for k in range(used):
+                for c in range(3):
+                    acc[k, c] += y[k] * g[c]
+            if degree < 1:
+                continue
+            _sh_basis_grads(degree, x, yy, z, gx, gy, gz)
+            ux = 0.0
+            uy = 0.0
+            uz = 0.0
+            for k in range(1, used):
+                w = g[0] * coeffs[b, n, k, 0] + g[1] * coeffs[b, n, k, 1] + g[2] * coeffs[b, n, k, 2]
+                ux += w * gx[k]
+                uy += w * gy[k]
+                uz += w * gz[k]
+            if sq > 0.0:
+                dot = x * ux + yy * uy + z * uz
+                ux = (ux - x * dot) * inv
+                uy = (uy - yy * dot) * inv
+                uz = (uz - z * dot) * inv
+            v_means[b, n, 0] += ux
+            v_means[b, n, 1] += uy
+            v_means[b, n, 2] += uz
+        for k in range(used):
+            for c in range(3):
+                v_coeffs[b, n, k, c] = acc[k, c]

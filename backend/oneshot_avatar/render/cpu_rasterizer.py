@@ -319,6 +319,51 @@ def _sh_colors(means: Tensor, colors: Tensor, viewmats: Tensor, sh_degree: int) 
     return splats
 
 
+# The compiled SH colours with gradients cover degrees 0..3 (the training presets' range);
+# degree 4 keeps the PyTorch formulas.
+COMPILED_SH_MAX_DEGREE = 3
+
+
+class _SHColors(torch.autograd.Function):
+    """``gaussian_colors`` with SH, compiled forward and backward: ``means [B, N, 3]``,
+    ``coeffs [B, N, K, 3]``, camera ``centres [B, C, 3]`` (no gradient) -> rgb ``[B, C, N, 3]``."""
+
+    @staticmethod
+    def forward(ctx, means, coeffs, centres, degree):
+        B, N = means.shape[:2]
+        C = centres.shape[1]
+        k = _kernels()
+        # the coefficients (16 x 3 per Gaussian at degree 3) are read in their own float type:
+        # converting them both ways cost more than the kernels
+        native = coeffs.dtype in (torch.float32, torch.float64)
+        c = np.ascontiguousarray(coeffs.detach().cpu().numpy()) if native else _as_f64(coeffs)
+        m, cen = _as_f64(means), _as_f64(centres)
+        rgb = np.empty((B, C, N, 3))
+        _run(k.sh_rgb_forward, m, c, cen, degree, rgb)
+        ctx.state = (m, c, cen, degree)
+        ctx.coeff_dtype = coeffs.dtype
+        return torch.from_numpy(rgb).to(means.dtype)
+
+    @staticmethod
+    def backward(ctx, v_rgb):
+        m, c, cen, degree = ctx.state
+        v_means, v_coeffs = np.zeros_like(m), np.zeros_like(c)
+        _run(_kernels().sh_rgb_backward, m, c, cen, degree, _as_f64(v_rgb), v_means, v_coeffs)
+        dtype = v_rgb.dtype
+        return (torch.from_numpy(v_means).to(dtype) if ctx.needs_input_grad[0] else None,
+                torch.from_numpy(v_coeffs).to(ctx.coeff_dtype) if ctx.needs_input_grad[1]
+                else None, None, None)
+
+
+def sh_colors_cpu(means: Tensor, coeffs: Tensor, viewmats: Tensor, sh_degree: int) -> Tensor:
+    """``gaussian_colors(means, coeffs, viewmats, sh_degree)`` ``[B, C, N, 3]`` by the compiled
+    kernels, differentiable in ``means`` and ``coeffs`` (not in the cameras); degrees 0..3."""
+    if not 0 <= sh_degree <= COMPILED_SH_MAX_DEGREE:
+        raise ValueError(f"the compiled SH colours take degrees 0..{COMPILED_SH_MAX_DEGREE}, "
+                         f"got {sh_degree}")
+    return _SHColors.apply(means, coeffs, camera_centres(viewmats.detach()), sh_degree)
+
+
 def rasterize_to_pixels_cpu(
     proj: Projection,
     opacities: Tensor,  # [I, N]
@@ -353,7 +398,10 @@ def rasterize_gaussians_cpu(
             rgb = None  # compiled: nothing to derive
             splats = _sh_colors(means, colors, viewmats, sh_degree)
         else:
-            rgb = gaussian_colors(means, colors, viewmats, sh_degree).reshape(B * C, N, 3)
+            if sh_degree is not None and sh_degree <= COMPILED_SH_MAX_DEGREE:
+                rgb = sh_colors_cpu(means, colors, viewmats, sh_degree).reshape(B * C, N, 3)
+            else:
+                rgb = gaussian_colors(means, colors, viewmats, sh_degree).reshape(B * C, N, 3)
             splats = np.empty((B * C * N, _kernels().SPLAT_FIELDS))
         accum, trans = _ProjectBlend.apply(
             means, inputs.quats, inputs.scales, inputs.opacities, rgb, viewmats, Ks, width,
