@@ -1133,12 +1133,7 @@ def sh_colors(
         n = f - i * N
         b = i // C
         cam = i - b * C
-        dx = means[b, n, 0] - centres[b, cam, 0]
-        dy = means[b, n, 1] - centres[b, cam, 1]
-        dz = means[b, n, 2] - centres[b, cam, 2]
-        sq = dx * dx + dy * dy + dz * dz
-        inv = 1.0 / math.sqrt(sq) if sq > 0.0 else 1.0
-        x, yy, z = dx * inv, dy * inv, dz * inv
+        x, yy, z, _, _ = _view_direction(means, centres, b, n, cam)
         used = _sh_bases(degree, x, yy, z, y)
         red = 0.0
         green = 0.0
@@ -1150,6 +1145,18 @@ def sh_colors(
         out[f, SPLAT_FEATURES] = max(red + 0.5, 0.0)
         out[f, SPLAT_FEATURES + 1] = max(green + 0.5, 0.0)
         out[f, SPLAT_FEATURES + 2] = max(blue + 0.5, 0.0)
+
+
+@njit(inline="always", error_model="numpy")
+def _view_direction(means, centres, b, n, cam):
+    """The unit direction from camera ``cam`` to Gaussian ``n`` of scene ``b`` (a zero-length
+    one is used as is, as ``sh_to_rgb`` does), its squared length and ``1 / length`` (1 at 0)."""
+    dx = means[b, n, 0] - centres[b, cam, 0]
+    dy = means[b, n, 1] - centres[b, cam, 1]
+    dz = means[b, n, 2] - centres[b, cam, 2]
+    sq = dx * dx + dy * dy + dz * dz
+    inv = 1.0 / math.sqrt(sq) if sq > 0.0 else 1.0
+    return dx * inv, dy * inv, dz * inv, sq, inv
 
 
 @njit(inline="always", error_model="numpy")
@@ -1280,12 +1287,8 @@ def sh_rgb_forward(
         b = f // N
         n = f - b * N
         for cam in range(C):
-            dx = means[b, n, 0] - centres[b, cam, 0]
-            dy = means[b, n, 1] - centres[b, cam, 1]
-            dz = means[b, n, 2] - centres[b, cam, 2]
-            sq = dx * dx + dy * dy + dz * dz
-            inv = 1.0 / math.sqrt(sq) if sq > 0.0 else 1.0
-            used = _sh_bases(degree, dx * inv, dy * inv, dz * inv, y)
+            x, yy, z, _, _ = _view_direction(means, centres, b, n, cam)
+            used = _sh_bases(degree, x, yy, z, y)
             for c in range(3):
                 total = 0.0
                 for k in range(used):
@@ -1324,12 +1327,7 @@ def sh_rgb_backward(
         acc[:] = 0.0
         used = 1
         for cam in range(C):
-            dx = means[b, n, 0] - centres[b, cam, 0]
-            dy = means[b, n, 1] - centres[b, cam, 1]
-            dz = means[b, n, 2] - centres[b, cam, 2]
-            sq = dx * dx + dy * dy + dz * dz
-            inv = 1.0 / math.sqrt(sq) if sq > 0.0 else 1.0
-            x, yy, z = dx * inv, dy * inv, dz * inv
+            x, yy, z, sq, inv = _view_direction(means, centres, b, n, cam)
             used = _sh_bases(degree, x, yy, z, y)
             for c in range(3):
                 total = 0.0
