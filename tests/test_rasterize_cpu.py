@@ -460,6 +460,15 @@ def test_the_cpu_rasterizer_renders_with_the_network_refused(tmp_path):
                                   torch.tensor([[[[60.0, 0, 32], [0, 60.0, 32], [0, 0, 1]]]]),
                                   64, 64, backend="cpu")
         print("covered", int((out.alpha > 0.5).sum()))
+        # Training's path too: SH colours (degree 3) with their compiled gradients.
+        sh = (torch.randn(1, n, 16, 3, generator=g) * 0.1).requires_grad_()
+        out = rasterize_gaussians(means, quats, scales, torch.full((1, n), 0.8), sh,
+                                  torch.eye(4)[None, None],
+                                  torch.tensor([[[[60.0, 0, 32], [0, 60.0, 32], [0, 0, 1]]]]),
+                                  64, 64, sh_degree=3, backend="cpu")
+        out.rgb.sum().backward()
+        print("sh_grad", float(sh.grad.abs().sum()))
     """, "a CPU render", tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert int(done.stdout.split("covered")[1]) > 100  # the scene is on screen (174 px)
+    assert int(done.stdout.split("covered")[1].split()[0]) > 100  # on screen (174 px)
+    assert float(done.stdout.split("sh_grad")[1]) > 0.0  # the SH gradient kernel ran

@@ -45,6 +45,7 @@ from oneshot_avatar.priors.labels import canonical_params
 from oneshot_avatar.priors.regions import JOINT_PART, PARTS
 from oneshot_avatar.priors.surface import _limb_space, bone_directions
 from oneshot_avatar.render.mesh import rasterize_mesh, vertex_normals
+from oneshot_avatar.train.regularizers import MeshTopology, uniform_laplacian
 
 
 @dataclass(frozen=True)
@@ -210,18 +211,16 @@ def spread_growth(rest_vertices: Tensor, rest_normals: Tensor, faces: Tensor, lb
         inverse = w[sources[nearest]] / (distance ** 2 + 1e-6)
         out[targets] = (inverse * values[sources[nearest]]).sum(1) / inverse.sum(1)
     out[fixed_np] = 0.0
-    # Join the parts: a few sweeps of neighbour averaging (fixed skin stays at zero).
-    faces_np = faces.detach().cpu().long().numpy()
-    edges = np.concatenate([faces_np[:, [0, 1]], faces_np[:, [1, 2]], faces_np[:, [2, 0]]])
-    num = points.shape[0]
-    degree = np.bincount(edges.ravel(), minlength=num).astype(np.float64)
+    # Join the parts: a few sweeps of neighbour averaging, x <- x - L(x) / 2 with the training's
+    # uniform Laplacian (fixed skin stays at zero).
+    topology = MeshTopology.from_faces(faces.detach().cpu(), points.shape[0])
+    smoothed = torch.from_numpy(out)[:, None]
+    fixed_t = torch.from_numpy(fixed_np)
     for _ in range(settings.smooth_sweeps):
-        total = np.bincount(edges[:, 0], out[edges[:, 1]], minlength=num) + \
-            np.bincount(edges[:, 1], out[edges[:, 0]], minlength=num)
-        out = np.where(degree > 0, 0.5 * out + 0.5 * total / np.maximum(degree, 1), out)
-        out[fixed_np] = 0.0
-    out = np.clip(out, 0.0, settings.max_growth)
-    return torch.from_numpy(out).to(device=rest_vertices.device, dtype=rest_vertices.dtype)
+        smoothed = smoothed - 0.5 * uniform_laplacian(smoothed, topology)
+        smoothed[fixed_t] = 0.0
+    out = smoothed[:, 0].clamp(0.0, settings.max_growth)
+    return out.to(device=rest_vertices.device, dtype=rest_vertices.dtype)
 
 
 def outline_growth(body, params: Mapping[str, Tensor], camera: Camera, mask,

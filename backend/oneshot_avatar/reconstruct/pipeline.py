@@ -391,14 +391,14 @@ def labels_stage(body, fit, subject, chosen: Preset, device: torch.device, log: 
     labeler = MeshReprojectionLabeler(resolution=settings.texture_resolution, clips=settings.clips,
                                       frames_per_clip=settings.frames_per_clip,
                                       azimuths=settings.azimuths,
-                                      regions=getattr(settings, "regions", True))
+                                      regions=settings.regions)
     started = time.perf_counter()
     image = torch.as_tensor(subject.image, device=device)
     mask = torch.as_tensor(subject.mask, device=device)
     params = {k: v.to(device) for k, v in fit.params.items()}
     camera = fit.camera.to(device)
     growth = None
-    if getattr(settings, "outline", False):
+    if settings.outline:
         growth = outline_growth(body, params, camera, mask)
         figures = growth.report()
         log(f"labels: shape beyond the body from the mask's outline: {figures['grown_fraction']:.0%}"

@@ -1266,6 +1266,15 @@ def _sh_basis_grads(degree, x, y, z, gx, gy, gz):
     gy[15] = a9 * -6.0 * x * y
 
 
+@njit(inline="always", error_model="numpy")
+def _sh_value(y, coeffs, b, n, used, c):
+    """``Σ_k Y_k c_k`` for channel ``c`` of Gaussian ``(b, n)``: the first ``used`` bases in ``y``."""
+    total = 0.0
+    for k in range(used):
+        total += y[k] * coeffs[b, n, k, c]
+    return total
+
+
 @njit(nogil=True, cache=True, error_model="numpy", fastmath=_FAST_MATH)
 def sh_rgb_forward(
     worker,
@@ -1290,10 +1299,7 @@ def sh_rgb_forward(
             x, yy, z, _, _ = _view_direction(means, centres, b, n, cam)
             used = _sh_bases(degree, x, yy, z, y)
             for c in range(3):
-                total = 0.0
-                for k in range(used):
-                    total += y[k] * coeffs[b, n, k, c]
-                rgb[b, cam, n, c] = max(total + 0.5, 0.0)
+                rgb[b, cam, n, c] = max(_sh_value(y, coeffs, b, n, used, c) + 0.5, 0.0)
 
 
 @njit(nogil=True, cache=True, error_model="numpy", fastmath=_FAST_MATH)
@@ -1330,9 +1336,7 @@ def sh_rgb_backward(
             x, yy, z, sq, inv = _view_direction(means, centres, b, n, cam)
             used = _sh_bases(degree, x, yy, z, y)
             for c in range(3):
-                total = 0.0
-                for k in range(used):
-                    total += y[k] * coeffs[b, n, k, c]
+                total = _sh_value(y, coeffs, b, n, used, c)
                 g[c] = v_rgb[b, cam, n, c] if total + 0.5 >= 0.0 else 0.0
             for k in range(used):
                 for c in range(3):
