@@ -136,6 +136,43 @@ def test_back_of_the_head_is_hair_and_the_back_of_the_shirt_has_no_front_print(o
     assert abs(colours.mean(0) - truth[shirt].mean(0)).max() < 0.1
 
 
+def _shirt_back(open_body, subject, params, texture, regions):
+    """The shirt's back: correlation of the label's row profile with the truth's, the mean
+    colour error, and the label's colours there."""
+    view, vertices, label, truth, alpha = _back_view(open_body, subject, params, texture)
+    shirt = (region_image(regions, vertices, open_body.faces, view) == UPPER) & (alpha > 0.99)
+    rows = np.unique(np.nonzero(shirt)[0])
+    assert rows.size > 40
+    profile = np.array([[label[r][shirt[r]].mean(), truth[r][shirt[r]].mean()] for r in rows])
+    return (np.corrcoef(profile.T)[0, 1], np.abs(label[shirt] - truth[shirt]).mean(),
+            label[shirt])
+
+
+def test_the_back_of_a_patterned_shirt_carries_its_front_pattern(open_body, stripes):
+    """Stripes and checks go around the body: the back of the shirt has them at the heights
+    the front shows them (the row profile follows the truth's), not a smear of the sides. Off,
+    the same photo gives the smear this fixes (measured: correlation 0.97 with, 0.56 without;
+    mean error 0.05 with, 0.15 without)."""
+    subject, params, texture, regions = stripes
+    correlation, error, _ = _shirt_back(open_body, subject, params, texture, regions)
+    assert correlation > 0.85 and error < 0.08, (correlation, error)
+    before = MeshReprojectionLabeler(resolution=4, regions=True, garment_backs=False)
+    texture_off, regions_off = before.texture_and_regions(open_body, params, subject.camera,
+                                                          subject.image, subject.mask)
+    correlation_off, error_off, _ = _shirt_back(open_body, subject, params, texture_off,
+                                             regions_off)
+    assert correlation_off < 0.75 and error_off > 0.1, (correlation_off, error_off)
+    # Checks too (measured 0.92 / 0.034), the white badge on the chest left out.
+    check = make_subject(open_body, "red-check", size=SIZE)
+    check_params = _params(open_body, check)
+    texture, regions = MeshReprojectionLabeler(resolution=4, regions=True).texture_and_regions(
+        open_body, check_params, check.camera, check.image, check.mask)
+    correlation, error, colours = _shirt_back(open_body, check, check_params, texture, regions)
+    assert correlation > 0.8 and error < 0.06, (correlation, error)
+    badge = np.asarray(check.look.badge)
+    assert np.mean(np.linalg.norm(colours - badge, axis=1) < 0.2) < 0.002
+
+
 def test_a_hand_showing_the_background_is_skin_coloured(open_body):
     """The background seen through a badly masked hand (black, as on a catalogue photo) is
     dropped; the hand takes the skin's colour."""

@@ -42,13 +42,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.spatial import cKDTree
 from torch import Tensor
 
 from oneshot_avatar.body.smplx_layout import JOINT_INDEX, JOINT_NAMES
 from oneshot_avatar.errors import UserError
-from oneshot_avatar.render.mesh import barycentric_grid, vertex_normals
+from oneshot_avatar.render.mesh import barycentric_grid
 
 REGIONS: tuple[str, ...] = ("face_skin", "body_skin", "hair", "upper_clothes", "lower_clothes",
                             "shoes")
@@ -161,7 +160,12 @@ def surface_regions(
     along_weight: float = 0.05,
 ) -> SurfaceRegions:
     """The regions of every texture sample (module docstring)."""
-    from oneshot_avatar.priors.surface import _limb_space, bone_directions, mirror_fill
+    from oneshot_avatar.priors.surface import (
+        _limb_space,
+        bone_directions,
+        mirror_fill,
+        sample_points,
+    )
 
     grid = barycentric_grid(resolution, dtype=torch.float64)
     rest = rest_vertices.detach().cpu().to(torch.float64)
@@ -170,10 +174,7 @@ def surface_regions(
     if tuple(seen.shape) != (num_faces, per_face):
         raise UserError(f"expected seen of shape {(num_faces, per_face)}, got "
                         f"{tuple(seen.shape)}", field="seen")
-    points = torch.einsum("sk,fkc->fsc", grid, rest[faces_cpu]).reshape(-1, 3).numpy()
-    normals = F.normalize(torch.einsum("sk,fkc->fsc", grid,
-                                       vertex_normals(rest, faces_cpu)[faces_cpu]),
-                          dim=-1).reshape(-1, 3).numpy()
+    points, normals = sample_points(rest, faces_cpu, resolution)
     joint = lbs_weights.detach().cpu()[faces_cpu].sum(dim=1).argmax(dim=1).numpy()  # [F]
     joint = np.repeat(joint, per_face)
     part = JOINT_PART[joint]

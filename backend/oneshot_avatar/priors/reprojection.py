@@ -64,6 +64,7 @@ from oneshot_avatar.priors.surface import (
     bone_directions,
     limb_axes,
     mirror_fill,
+    sample_points,
 )
 from oneshot_avatar.render.mesh import (
     SurfaceTexture,
@@ -71,7 +72,6 @@ from oneshot_avatar.render.mesh import (
     face_normals,
     rasterize_mesh,
     render_textured,
-    vertex_normals,
 )
 
 _MEAN_PULL = 1e-4  # screening of the Laplace fill: parts without seeds go to the mean colour
@@ -200,14 +200,9 @@ def around_fill(
     mixes in the background) are used only by parts that have fewer than 3 other seeds.
     Returns the colours and the mask of samples filled here.
     """
-    grid = barycentric_grid(resolution, dtype=torch.float64)
-    rest = rest_vertices.detach().cpu().to(torch.float64)
     faces_cpu = faces.detach().cpu().long()
-    per_face = grid.shape[0]
-    points = torch.einsum("sk,fkc->fsc", grid, rest[faces_cpu]).reshape(-1, 3).numpy()
-    normals = F.normalize(torch.einsum("sk,fkc->fsc", grid,
-                                       vertex_normals(rest, faces_cpu)[faces_cpu]),
-                          dim=-1).reshape(-1, 3).numpy()
+    per_face = int(colors.shape[1])
+    points, normals = sample_points(rest_vertices, faces, resolution)
     part = lbs_weights.detach().cpu()[faces_cpu].sum(dim=1).argmax(dim=1)  # [F]
     part = part[:, None].expand(-1, per_face).reshape(-1).numpy()
     directions = bone_directions(rest_joints).numpy()
@@ -366,6 +361,100 @@ def _hair_fill(colors: Tensor, seen: Tensor, seeded: Tensor, weights: Tensor, re
     return colors, seeded | hair
 
 
+def garment_back_fill(
+    rest_vertices: Tensor,  # [V, 3] shaped rest mesh (the body faces +Z)
+    faces: Tensor,  # [F, 3]
+    colors: Tensor,  # [F, S, 3]
+    seen: Tensor,  # [F, S] bool: observed in the photo
+    seeded: Tensor,  # [F, S] bool: coloured so far (seen, mirrored, ...)
+    regions,  # SurfaceRegions of these samples
+    resolution: int,
+    *,
+    garments: Sequence[int] | None = None,  # region indices (default: upper, lower clothes)
+    tolerance: float = 0.05,
+    min_normal_dot: float = 0.3,
+    clusters: int = 10,
+    side_cosine: float = 0.5,
+    fabric_share: float = 0.02,
+    common_share: float = 0.10,
+    skin_distance: float = 14.0,
+) -> tuple[Tensor, Tensor]:
+    """The back of each garment from its front, without the front's prints.
+
+    A garment's pattern (stripes, checks, the fabric's colour) goes around the body; a print
+    (a badge, a logo) is a small patch on the front. So the seen colours of each garment
+    (``garments``: region indices, default body skin, upper and lower clothes) are clustered
+    (k-means in CIELAB), and a cluster counts as **fabric** when it makes up ``common_share``
+    of the garment's seen samples, or ``fabric_share`` of those seen from the side (rest normal
+    with ``|n_z| < side_cosine``: what goes around the body); on clothes, a rare cluster near
+    the skin's colour (a hand hanging beside the thigh) never does. An unseeded sample of the
+    garment facing backwards (rest normal ``n_z < 0``) then takes the colour of the seen fabric
+    sample of the same garment and body part at the same place seen from the front: the
+    nearest in rest ``(x, y)`` within ``tolerance`` metres whose normal, mirrored front to
+    back, is alike (cosine at least ``min_normal_dot``). Where a print was, the nearest fabric
+    around it stands in; samples with no such source are left to the later fills.
+    Returns the colours and the mask of samples filled here."""
+    from oneshot_avatar.priors.regions import (
+        BODY_SKIN,
+        LOWER,
+        SKIN_REGIONS,
+        UPPER,
+        _kmeans_labels,
+        skin_distance_lab,
+        to_lab,
+    )
+
+    garments = (BODY_SKIN, UPPER, LOWER) if garments is None else tuple(garments)
+    skin = None if regions.skin_rgb is None else \
+        to_lab(np.asarray(regions.skin_rgb, dtype=np.float32)[None])[0]
+    points, normals = sample_points(rest_vertices, faces, resolution)
+    labels = regions.labels.detach().cpu().reshape(-1).numpy()
+    parts = regions.parts.detach().cpu().reshape(-1).numpy()
+    seen_flat = seen.detach().cpu().reshape(-1).numpy()
+    seeded_flat = seeded.detach().cpu().reshape(-1).numpy()
+    flat = colors.detach().cpu().to(torch.float64).reshape(-1, 3).numpy().copy()
+    filled = np.zeros_like(seeded_flat)
+    flip = np.array([1.0, 1.0, -1.0])
+    for garment in garments:
+        in_garment = labels == garment
+        observed = np.flatnonzero(in_garment & seen_flat)
+        if observed.size < 10:
+            continue
+        lab = to_lab(flat[observed].astype(np.float32))
+        centres, cluster = _kmeans_labels(lab, clusters)
+        overall = np.bincount(cluster, minlength=len(centres)) / cluster.size
+        fabric = overall >= common_share
+        side = np.abs(normals[observed, 2]) < side_cosine
+        if side.sum() >= 20:
+            fabric |= np.bincount(cluster[side], minlength=len(centres)) / side.sum() >= fabric_share
+        if garment not in SKIN_REGIONS and skin is not None:
+            # Skin seen on a garment (a hand hanging beside the thigh) is not its fabric.
+            fabric &= (skin_distance_lab(centres, skin) >= skin_distance) | (overall >= common_share)
+        front = normals[observed, 2] > 0.0
+        sources_all = observed[fabric[cluster] & front]
+        targets_all = np.flatnonzero(in_garment & ~seeded_flat & (normals[:, 2] < 0.0))
+        for part in np.unique(parts[targets_all]):
+            sources = sources_all[parts[sources_all] == part]
+            targets = targets_all[parts[targets_all] == part]
+            if sources.size == 0:
+                continue
+            k = min(4, sources.size)
+            tree = cKDTree(points[sources, :2])
+            distance, nearest = tree.query(points[targets, :2], k=k,
+                                           distance_upper_bound=tolerance, workers=-1)
+            distance, nearest = distance.reshape(targets.size, k), nearest.reshape(targets.size, k)
+            found = np.isfinite(distance)
+            safe = np.where(found, nearest, 0)
+            dots = (normals[sources[safe]] * (normals[targets] * flip)[:, None]).sum(-1)
+            usable = found & (dots >= min_normal_dot)
+            first = usable.argmax(axis=1)
+            ok = usable[np.arange(targets.size), first]
+            flat[targets[ok]] = flat[sources[safe[np.arange(targets.size), first][ok]]]
+            filled[targets[ok]] = True
+    out = torch.from_numpy(flat).to(device=colors.device, dtype=colors.dtype)
+    return out.reshape(colors.shape), torch.from_numpy(filled).reshape(seeded.shape)
+
+
 def _region_fallback(colors: Tensor, seen: Tensor, seeded: Tensor, regions, device
                      ) -> tuple[Tensor, Tensor]:
     """Samples still unseeded after the mirror and around-the-limb fills (no usable seed
@@ -414,7 +503,8 @@ class MeshReprojectionLabeler:
     along it (squared distance ratio; 1 turns step 3 off and makes the diffusion isotropic);
     ``clips``, ``frames_per_clip``, ``azimuths``: the default poses and views; ``regions``:
     fill each of the person's regions from its own kind (see :mod:`oneshot_avatar.priors.regions`
-    and :meth:`texture_and_regions`; the presets turn it on).
+    and :meth:`texture_and_regions`; the presets turn it on); ``garment_backs`` (with regions):
+    the back of each garment from its front's fabric, prints left out (:func:`garment_back_fill`).
     """
 
     name = "mesh-reprojection"
@@ -426,7 +516,7 @@ class MeshReprojectionLabeler:
                  clips: Sequence[str] = DRIVING_CLIPS,
                  frames_per_clip: int = 4,
                  azimuths: Sequence[float] = TURNAROUND_AZIMUTHS,
-                 regions: bool = False):
+                 regions: bool = False, garment_backs: bool = True):
         if not 0.0 < float(along_weight) <= 1.0:
             raise UserError(f"along_weight must be in (0, 1], got {along_weight!r}",
                             field="along_weight")
@@ -444,6 +534,7 @@ class MeshReprojectionLabeler:
         self.frames_per_clip = frames_per_clip
         self.azimuths = tuple(float(a) for a in azimuths)
         self.regions = bool(regions)
+        self.garment_backs = bool(garment_backs)
 
     def texture_from_photo(self, body, params: Mapping[str, Tensor], camera: Camera,
                            image: Any, mask: Any, *, resolution: int | None = None,
@@ -467,8 +558,10 @@ class MeshReprojectionLabeler:
 
         With regions, the fill keeps each region to its own kind: seen hand samples whose
         colour is far from the skin's are dropped (the background through a hand), the mirror
-        copies only within a region, the around-the-limb fill runs per part *and* region (the
-        back of the head from the seen hair, the back of a shirt from the shirt's sides), a
+        copies only within a region, the back of the head takes the seen hair, the back of a
+        garment its front's fabric at the same place (:func:`garment_back_fill`: stripes and
+        checks go around, prints stay on the front), the around-the-limb fill runs per part
+        *and* region for the rest (the sides), a
         region left without any seed in a part takes the region's median seen colour (skin:
         the face's), and the diffusion barely crosses region borders."""
         from oneshot_avatar.priors.regions import surface_regions
@@ -511,6 +604,10 @@ class MeshReprojectionLabeler:
         weights = torch.where(seen, confidence.clamp(min=0.05), torch.full_like(confidence, 0.5))
         if regions is not None:
             colors, seeded = _hair_fill(colors, seen, seeded, weights, regions, device)
+            if self.garment_backs:
+                colors, backs = garment_back_fill(rest[0], faces, colors, seen, seeded, regions,
+                                                  resolution)
+                seeded = seeded | backs.to(device)
         if self.along_weight < 1:
             colors, around = around_fill(rest[0], faces, body.lbs_weights, rest_joints[0],
                                          colors, seeded, resolution,

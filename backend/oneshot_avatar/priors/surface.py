@@ -33,6 +33,20 @@ def _posed_vertices(body, params: Mapping[str, Tensor],
         return body(**params).vertices
 
 
+def sample_points(rest_vertices: Tensor, faces: Tensor, resolution: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Rest positions and unit rest normals ``[F * S, 3]`` (float64) of the texture samples of
+    ``faces`` (:func:`~oneshot_avatar.render.mesh.barycentric_grid` of ``resolution``)."""
+    grid = barycentric_grid(resolution, dtype=torch.float64)
+    rest = rest_vertices.detach().cpu().to(torch.float64)
+    faces_cpu = faces.detach().cpu().long()
+    points = torch.einsum("sk,fkc->fsc", grid, rest[faces_cpu]).reshape(-1, 3).numpy()
+    normals = F.normalize(torch.einsum("sk,fkc->fsc", grid,
+                                       vertex_normals(rest, faces_cpu)[faces_cpu]),
+                          dim=-1).reshape(-1, 3).numpy()
+    return points, normals
+
+
 def mirror_fill(
     rest_vertices: Tensor,  # [V, 3] shaped rest mesh (symmetric about x = 0)
     faces: Tensor,  # [F, 3]
@@ -49,13 +63,7 @@ def mirror_fill(
     ``tolerance`` metres of a seeded sample with a matching (mirrored) normal (and, with
     ``groups``, the same group). Returns the new colours and the mask of samples filled this
     way."""
-    grid = barycentric_grid(resolution, dtype=torch.float64)
-    rest = rest_vertices.detach().cpu().to(torch.float64)
-    faces_cpu = faces.detach().cpu().long()
-    points = torch.einsum("sk,fkc->fsc", grid, rest[faces_cpu]).reshape(-1, 3).numpy()
-    normals = F.normalize(torch.einsum("sk,fkc->fsc", grid,
-                                       vertex_normals(rest, faces_cpu)[faces_cpu]),
-                          dim=-1).reshape(-1, 3).numpy()
+    points, normals = sample_points(rest_vertices, faces, resolution)
     seeded_flat = seeded.detach().cpu().reshape(-1).numpy()
     filled = np.zeros_like(seeded_flat)
     source_ids = np.flatnonzero(seeded_flat)
