@@ -288,6 +288,9 @@ def test_config_round_trip_and_errors():
         TrainConfig.from_dict({"label_probability": 1.5})
     with pytest.raises(UserError, match="max_gaussians"):
         TrainConfig.from_dict({"num_gaussians": 5000, "max_gaussians": 4000})
+    assert TrainConfig.from_dict({"foreground_edges": False}).foreground_edges is False
+    with pytest.raises(UserError, match="foreground_edges"):
+        TrainConfig.from_dict({"foreground_edges": 1})
 
 
 def test_the_quality_preset_takes_its_cpu_schedule_on_a_cpu():

@@ -438,7 +438,8 @@ def train_stage(body, fit, subject, labels, texture, chosen: Preset, options: Re
     label_views = [
         TrainView(image=labels.images[i].to(device), mask=labels.masks[i].to(device),
                   params={k: v.to(device) for k, v in labels.frame_params(i).items()},
-                  camera=labels.cameras[i].to(device), kind=labels.kinds[i])
+                  camera=labels.cameras[i].to(device), kind=labels.kinds[i],
+                  background=labels.background)
         for i in range(len(labels))
     ]
     perceptual = make_perceptual(device, vgg_weights=options.vgg_weights)

@@ -35,6 +35,9 @@ class TrainConfig:
     batch_views: int = 1  # views rendered per step
     label_probability: float = 0.5  # chance that a view of a step is a pseudo-label frame
     background: str = "random"  # "random" colour per view and step, or "black"/"white"/"grey"
+    # Composite each target from the person's own colour at the mask's edge (train.foreground),
+    # not from the image's edge pixels, which mix in the backdrop (a fringe on the avatar).
+    foreground_edges: bool = True
 
     # -- Adam learning rates per group
     lr_means: float = 5e-3  # local_means (triangle units)
@@ -119,7 +122,7 @@ class TrainConfig:
             raise UserError(f"unknown training setting(s) {unknown}; known: {sorted(known)}",
                             field=unknown[0])
         values: dict[str, Any] = {}
-        kinds = {"int": int, "float": float, "str": str}
+        kinds = {"int": int, "float": float, "str": str, "bool": bool}
         for name, value in data.items():
             values[name] = _coerce(name, value, kinds[str(known[name].type)])
         config = cls(**values)
@@ -170,6 +173,8 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
     if kind is int and isinstance(value, float) and value.is_integer():
         return int(value)
     if kind is str and isinstance(value, str):
+        return value
+    if kind is bool and isinstance(value, bool):
         return value
     raise UserError(f"expected {kind.__name__}, got {value!r}", field=name)
 

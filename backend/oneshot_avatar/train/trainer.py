@@ -32,6 +32,7 @@ from oneshot_avatar.train.densification import (
     densify_and_prune,
     screen_gradient_norms,
 )
+from oneshot_avatar.train.foreground import foreground_colors
 from oneshot_avatar.train.losses import d_ssim, l1, mask_loss, psnr
 from oneshot_avatar.train.perceptual import Perceptual, make_perceptual
 from oneshot_avatar.train.regularizers import (
@@ -58,6 +59,9 @@ class TrainView:
     params: dict[str, Tensor]  # SMPL-X parameters, batch 1
     camera: Camera  # width x height = the image's
     kind: str = "photo"
+    # The solid colour behind the person where mask < 1 (a rendered label frame), or None (a
+    # photo: its backdrop is estimated around the person; see train.foreground).
+    background: tuple[float, float, float] | None = None
 
 
 @dataclass
@@ -110,7 +114,7 @@ def _check_view(view: TrainView, field_name: str) -> None:
 
 
 def _prepare_view(body, view: TrainView, resolution: int, device: torch.device,
-                  is_photo: bool) -> _View:
+                  is_photo: bool, foreground_edges: bool = True) -> _View:
     height, width = view.image.shape[:2]
     scale = resolution / max(width, height)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
@@ -123,6 +127,8 @@ def _prepare_view(body, view: TrainView, resolution: int, device: torch.device,
                                 align_corners=False, antialias=new_w < width)[0].clamp(0, 1)
         image, mask = stacked[:3], stacked[3:]
         camera = camera.resized(new_w, new_h)
+    if foreground_edges:
+        image = foreground_colors(image, mask, view.background)
     camera = camera.to(device=device, dtype=torch.float32)
     params = {k: v.detach().to(device=device, dtype=torch.float32) for k, v in view.params.items()}
     return _View(image, mask, params, camera.world_to_cam, camera.K, new_w, new_h, is_photo,
@@ -339,8 +345,10 @@ def _train(body, gaussians: MeshGaussians, photo: TrainView, labels: Sequence[Tr
         offset_prior = offset_prior.detach().to(device=device,
                                                 dtype=gaussians.vertex_offsets.dtype)
     perceptual = perceptual if perceptual is not None else make_perceptual(device)
-    photo_view = _prepare_view(body, photo, config.resolution, device, True)
-    label_views = [_prepare_view(body, v, config.resolution, device, False) for v in labels]
+    photo_view = _prepare_view(body, photo, config.resolution, device, True,
+                               config.foreground_edges)
+    label_views = [_prepare_view(body, v, config.resolution, device, False,
+                                 config.foreground_edges) for v in labels]
     faces = body.faces
     topology = MeshTopology.from_faces(faces, gaussians.num_vertices).to(device)
     with torch.no_grad():
