@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import time
@@ -41,13 +40,12 @@ import torch
 from PIL import Image
 
 from oneshot_avatar.body import load_body_model
-from oneshot_avatar.cameras import look_at
 from oneshot_avatar.fit import FitResult
 from oneshot_avatar.package import load_avatar
 from oneshot_avatar.reconstruct.demo import write_coco_wholebody
 from oneshot_avatar.reconstruct.evaluate import (
+    evaluation_views,
     fitted_frame,
-    held_out_poses,
     image_metrics,
     render_avatar,
     render_truth,
@@ -60,21 +58,6 @@ from oneshot_avatar.reconstruct.pipeline import (
 from oneshot_avatar.reconstruct.synthetic import LOOKS, make_subject
 
 
-def orbit_view(camera, body, params: dict, azimuth: float, size: tuple[int, int]):
-    """A camera on a horizontal circle about the posed body's vertical axis, at the given
-    camera's distance and focal length, aimed at the body's centre (so the truth and the avatar,
-    each in its own frame, are framed alike)."""
-    with torch.no_grad():
-        vertices = body(**params).vertices[0].cpu()
-    centre = ((vertices.min(0).values + vertices.max(0).values) / 2).double()
-    eye = camera.position.detach().cpu().double()
-    radius = float(torch.linalg.norm(eye - centre))
-    a = math.radians(azimuth)
-    new_eye = (float(centre[0]) + radius * math.sin(a), float(centre[1]), float(centre[2]) + radius * math.cos(a))
-    return look_at(new_eye, tuple(float(c) for c in centre), width=size[0], height=size[1],
-                   focal=(camera.fx, camera.fy))
-
-
 def evaluate(avatar_path: Path, report: dict, subject, body, perceptual=None) -> dict:
     """Metrics of the avatar in its own fitted frame (fitted shape, placement and camera)
     against the truth in the true frame, driven by the same poses."""
@@ -83,15 +66,7 @@ def evaluate(avatar_path: Path, report: dict, subject, body, perceptual=None) ->
     fitted, fitted_camera = fitted_frame(report, *size)
     truth_params = dict(subject.params)
     truth_params.setdefault("expression", torch.zeros_like(fitted["expression"]))
-    pairs = {
-        "input_view": [((truth_params, subject.camera), (fitted, fitted_camera))],
-        "held_out_poses": [((t, subject.camera), (f, fitted_camera))
-                           for t, f in zip(held_out_poses(truth_params), held_out_poses(fitted))],
-        "views_45": [((truth_params, orbit_view(subject.camera, body, truth_params, a, size)),
-                      (fitted, orbit_view(fitted_camera, body, fitted, a, size))) for a in (45.0, -45.0)],
-        "back_view": [((truth_params, orbit_view(subject.camera, body, truth_params, 180.0, size)),
-                       (fitted, orbit_view(fitted_camera, body, fitted, 180.0, size)))],
-    }
+    pairs = evaluation_views(body, (truth_params, subject.camera), (fitted, fitted_camera), size)
     result = {}
     for name, items in pairs.items():
         rows = []

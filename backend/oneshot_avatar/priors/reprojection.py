@@ -378,7 +378,8 @@ def garment_back_fill(
     fabric_share: float = 0.02,
     common_share: float = 0.10,
     skin_distance: float = 14.0,
-) -> tuple[Tensor, Tensor]:
+    print_margin: float = 0.01,
+) -> tuple[Tensor, Tensor, Tensor]:
     """The back of each garment from its front, without the front's prints.
 
     A garment's pattern (stripes, checks, the fabric's colour) goes around the body; a print
@@ -387,13 +388,18 @@ def garment_back_fill(
     (k-means in CIELAB), and a cluster counts as **fabric** when it makes up ``common_share``
     of the garment's seen samples, or ``fabric_share`` of those seen from the side (rest normal
     with ``|n_z| < side_cosine``: what goes around the body); on clothes, a rare cluster near
-    the skin's colour (a hand hanging beside the thigh) never does. An unseeded sample of the
+    the skin's colour (a hand hanging beside the thigh) never does; seen samples within
+    ``print_margin`` metres of a print's patch (non-fabric samples that are at least half of
+    the seen samples around them) count with the print: its edge mixes it with the fabric. An unseeded sample of the
     garment facing backwards (rest normal ``n_z < 0``) then takes the colour of the seen fabric
     sample of the same garment and body part at the same place seen from the front: the
     nearest in rest ``(x, y)`` within ``tolerance`` metres whose normal, mirrored front to
-    back, is alike (cosine at least ``min_normal_dot``). Where a print was, the nearest fabric
-    around it stands in; samples with no such source are left to the later fills.
-    Returns the colours and the mask of samples filled here."""
+    back, is alike (cosine at least ``min_normal_dot``); samples no source of their own part
+    reached take the nearest fabric of the garment within ``2.5 * tolerance``, any part. Where a
+    print was, the nearest fabric around it stands in. Samples with no such source are left to
+    the later fills, and the print's samples (seen, not fabric) are returned so that those fills
+    do not spread them either.
+    Returns the colours, the mask of samples filled here and the mask of print samples."""
     from oneshot_avatar.priors.regions import (
         BODY_SKIN,
         LOWER,
@@ -414,7 +420,7 @@ def garment_back_fill(
     seeded_flat = seeded.detach().cpu().reshape(-1).numpy()
     flat = colors.detach().cpu().to(torch.float64).reshape(-1, 3).numpy().copy()
     filled = np.zeros_like(seeded_flat)
-    flip = np.array([1.0, 1.0, -1.0])
+    prints = np.zeros_like(seeded_flat)
     for garment in garments:
         in_garment = labels == garment
         observed = np.flatnonzero(in_garment & seen_flat)
@@ -430,29 +436,58 @@ def garment_back_fill(
         if garment not in SKIN_REGIONS and skin is not None:
             # Skin seen on a garment (a hand hanging beside the thigh) is not its fabric.
             fabric &= (skin_distance_lab(centres, skin) >= skin_distance) | (overall >= common_share)
+        # A print's edge mixes it with the fabric into colours the clusters may count as
+        # fabric: samples within print_margin of a print's are left out with it.
+        is_print = ~fabric[cluster]
+        if is_print.any() and print_margin > 0:
+            # ... around a print's patch, not around a stray sample of a rare colour.
+            spots = points[observed[is_print]]
+            local = cKDTree(spots).query_ball_point(spots, print_margin, return_length=True)
+            around = cKDTree(points[observed]).query_ball_point(spots, print_margin,
+                                                                return_length=True)
+            patch = spots[local >= 0.5 * around]
+            if len(patch):
+                near, _ = cKDTree(patch).query(points[observed],
+                                               distance_upper_bound=print_margin, workers=-1)
+                is_print |= np.isfinite(near)
+        prints[observed[is_print]] = True
         front = normals[observed, 2] > 0.0
-        sources_all = observed[fabric[cluster] & front]
+        sources_all = observed[~is_print & front]
         targets_all = np.flatnonzero(in_garment & ~seeded_flat & (normals[:, 2] < 0.0))
         for part in np.unique(parts[targets_all]):
-            sources = sources_all[parts[sources_all] == part]
-            targets = targets_all[parts[targets_all] == part]
-            if sources.size == 0:
-                continue
-            k = min(4, sources.size)
-            tree = cKDTree(points[sources, :2])
-            distance, nearest = tree.query(points[targets, :2], k=k,
-                                           distance_upper_bound=tolerance, workers=-1)
-            distance, nearest = distance.reshape(targets.size, k), nearest.reshape(targets.size, k)
-            found = np.isfinite(distance)
-            safe = np.where(found, nearest, 0)
-            dots = (normals[sources[safe]] * (normals[targets] * flip)[:, None]).sum(-1)
-            usable = found & (dots >= min_normal_dot)
-            first = usable.argmax(axis=1)
-            ok = usable[np.arange(targets.size), first]
-            flat[targets[ok]] = flat[sources[safe[np.arange(targets.size), first][ok]]]
-            filled[targets[ok]] = True
+            _copy_from_front(flat, filled, points, normals,
+                             sources_all[parts[sources_all] == part],
+                             targets_all[parts[targets_all] == part], tolerance, min_normal_dot)
+        # What no source of its own part reached (behind a print on a small part, at a part's
+        # border): the garment's fabric from further around, any part.
+        left = targets_all[~filled[targets_all]]
+        _copy_from_front(flat, filled, points, normals, sources_all, left, 2.5 * tolerance, 0.0)
     out = torch.from_numpy(flat).to(device=colors.device, dtype=colors.dtype)
-    return out.reshape(colors.shape), torch.from_numpy(filled).reshape(seeded.shape)
+    return (out.reshape(colors.shape), torch.from_numpy(filled).reshape(seeded.shape),
+            torch.from_numpy(prints).reshape(seeded.shape))
+
+
+def _copy_from_front(flat: np.ndarray, filled: np.ndarray, points: np.ndarray,
+                     normals: np.ndarray, sources: np.ndarray, targets: np.ndarray,
+                     tolerance: float, min_normal_dot: float, candidates: int = 4) -> None:
+    """:func:`garment_back_fill`'s copy, in place: each target takes the first of its nearest
+    sources in rest ``(x, y)`` within ``tolerance`` whose normal, mirrored front to back, has a
+    cosine of at least ``min_normal_dot`` with the target's."""
+    if sources.size == 0 or targets.size == 0:
+        return
+    k = min(candidates, sources.size)
+    distance, nearest = cKDTree(points[sources, :2]).query(
+        points[targets, :2], k=k, distance_upper_bound=tolerance, workers=-1)
+    distance, nearest = distance.reshape(targets.size, k), nearest.reshape(targets.size, k)
+    found = np.isfinite(distance)
+    safe = np.where(found, nearest, 0)
+    flip = np.array([1.0, 1.0, -1.0])
+    dots = (normals[sources[safe]] * (normals[targets] * flip)[:, None]).sum(-1)
+    usable = found & (dots >= min_normal_dot)
+    first = usable.argmax(axis=1)
+    ok = usable[np.arange(targets.size), first]
+    flat[targets[ok]] = flat[sources[safe[np.arange(targets.size), first][ok]]]
+    filled[targets[ok]] = True
 
 
 def _region_fallback(colors: Tensor, seen: Tensor, seeded: Tensor, regions, device
@@ -602,17 +637,21 @@ class MeshReprojectionLabeler:
                                            tolerance=self.mirror_tolerance, groups=groups)
             seeded = seen | mirrored.to(device)
         weights = torch.where(seen, confidence.clamp(min=0.05), torch.full_like(confidence, 0.5))
+        around_weights = weights
         if regions is not None:
             colors, seeded = _hair_fill(colors, seen, seeded, weights, regions, device)
             if self.garment_backs:
-                colors, backs = garment_back_fill(rest[0], faces, colors, seen, seeded, regions,
-                                                  resolution)
+                colors, backs, prints = garment_back_fill(rest[0], faces, colors, seen, seeded,
+                                                          regions, resolution)
                 seeded = seeded | backs.to(device)
+                # A print stays where it was seen: no around-the-limb colour comes from it.
+                around_weights = torch.where(prints.to(device), torch.zeros_like(weights),
+                                             weights)
         if self.along_weight < 1:
             colors, around = around_fill(rest[0], faces, body.lbs_weights, rest_joints[0],
                                          colors, seeded, resolution,
                                          along_weight=self.along_weight, groups=groups,
-                                         weights=weights if self.regions else None,
+                                         weights=around_weights if self.regions else None,
                                          min_weight=0.3)
             seeded = seeded | around.to(device)
         if regions is not None:

@@ -5,6 +5,8 @@ background does not inflate the figures."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -62,6 +64,44 @@ def held_out_poses(params: dict, fractions=(0.25, 0.5, 0.75), parts=HELD_OUT_PAR
             pose[name] = clip[name][k : k + 1].clone()
         poses.append(pose)
     return poses
+
+
+def orbit_view(camera, body, params: dict, azimuth: float, size: tuple[int, int]):
+    """A camera on a horizontal circle about the posed body's vertical axis, at the given
+    camera's distance and focal length, aimed at the body's centre (so the truth and the avatar,
+    each in its own frame, are framed alike)."""
+    from oneshot_avatar.cameras import look_at
+
+    with torch.no_grad():
+        vertices = body(**params).vertices[0].cpu()
+    centre = ((vertices.min(0).values + vertices.max(0).values) / 2).double()
+    eye = camera.position.detach().cpu().double()
+    radius = float(torch.linalg.norm(eye - centre))
+    a = math.radians(azimuth)
+    new_eye = (float(centre[0]) + radius * math.sin(a), float(centre[1]),
+               float(centre[2]) + radius * math.cos(a))
+    return look_at(new_eye, tuple(float(c) for c in centre), width=size[0], height=size[1],
+                   focal=(camera.fx, camera.fy))
+
+
+def evaluation_views(body, truth: tuple[dict, object], fitted: tuple[dict, object],
+                     size: tuple[int, int]) -> dict[str, list[tuple[tuple, tuple]]]:
+    """The views a fidelity benchmark compares, each a pair ``((truth params, camera), (fitted
+    params, camera))`` with the truth in its frame and the avatar in its fitted one: the input
+    view, three held-out poses (:func:`held_out_poses`) from the photo camera, +-45 degrees and
+    the back (:func:`orbit_view`). ``truth`` / ``fitted``: (SMPL-X parameters, photo camera)."""
+    (truth_params, truth_camera), (fitted_params, fitted_camera) = truth, fitted
+    return {
+        "input_view": [(truth, fitted)],
+        "held_out_poses": [((t, truth_camera), (f, fitted_camera)) for t, f in
+                           zip(held_out_poses(truth_params), held_out_poses(fitted_params))],
+        "views_45": [((truth_params, orbit_view(truth_camera, body, truth_params, a, size)),
+                      (fitted_params, orbit_view(fitted_camera, body, fitted_params, a, size)))
+                     for a in (45.0, -45.0)],
+        "back_view": [((truth_params, orbit_view(truth_camera, body, truth_params, 180.0, size)),
+                       (fitted_params, orbit_view(fitted_camera, body, fitted_params, 180.0,
+                                                  size)))],
+    }
 
 
 def fitted_frame(report: dict, width: int, height: int) -> tuple[dict, object]:
