@@ -394,8 +394,8 @@ def garment_back_fill(
     garment facing backwards (rest normal ``n_z < 0``) then takes the colour of the seen fabric
     sample of the same garment and body part at the same place seen from the front: the
     nearest in rest ``(x, y)`` within ``tolerance`` metres whose normal, mirrored front to
-    back, is alike (cosine at least ``min_normal_dot``); samples no source of their own part
-    reached take the nearest fabric of the garment within ``2.5 * tolerance``, any part. Where a
+    back, is alike (cosine at least ``min_normal_dot``); samples left without take the nearest
+    fabric of their part within ``2.5 * tolerance`` (behind a large print). Where a
     print was, the nearest fabric around it stands in. Samples with no such source are left to
     the later fills, and the print's samples (seen, not fabric) are returned so that those fills
     do not spread them either.
@@ -455,13 +455,13 @@ def garment_back_fill(
         sources_all = observed[~is_print & front]
         targets_all = np.flatnonzero(in_garment & ~seeded_flat & (normals[:, 2] < 0.0))
         for part in np.unique(parts[targets_all]):
-            _copy_from_front(flat, filled, points, normals,
-                             sources_all[parts[sources_all] == part],
-                             targets_all[parts[targets_all] == part], tolerance, min_normal_dot)
-        # What no source of its own part reached (behind a print on a small part, at a part's
-        # border): the garment's fabric from further around, any part.
-        left = targets_all[~filled[targets_all]]
-        _copy_from_front(flat, filled, points, normals, sources_all, left, 2.5 * tolerance, 0.0)
+            sources = sources_all[parts[sources_all] == part]
+            targets = targets_all[parts[targets_all] == part]
+            _copy_from_front(flat, filled, points, normals, sources, targets, tolerance,
+                             min_normal_dot)
+            # What that left (behind a large print): the part's fabric from further around.
+            _copy_from_front(flat, filled, points, normals, sources, targets[~filled[targets]],
+                             2.5 * tolerance, 0.0)
     out = torch.from_numpy(flat).to(device=colors.device, dtype=colors.dtype)
     return (out.reshape(colors.shape), torch.from_numpy(filled).reshape(seeded.shape),
             torch.from_numpy(prints).reshape(seeded.shape))
