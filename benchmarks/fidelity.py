@@ -7,7 +7,8 @@
 
 Each subject (``oneshot_avatar.reconstruct.synthetic.LOOKS``: different shapes and outfits) is
 photographed once from the front (``--size``, 512 px by default; ``--size 256`` measures the fast
-preset at the resolution it trains at); the avatar is reconstructed from that one photo
+preset at the resolution it trains at) and saved as a camera would, with its focal length in
+EXIF (``--no-exif``: without, and the fit assumes a field of view); the avatar is reconstructed from that one photo
 with the **oracle** fit (true SMPL-X parameters and camera, true mask), with the
 **estimated** fit (keypoints: the true body points projected with 1 px noise; mask: GrabCut
 seeded by the fit) and with the **detected** fit (the photo alone, as a user's photo runs:
@@ -55,7 +56,7 @@ from oneshot_avatar.reconstruct.pipeline import (
     ReconstructOptions,
     reconstruct,
 )
-from oneshot_avatar.reconstruct.synthetic import LOOKS, make_subject
+from oneshot_avatar.reconstruct.synthetic import LOOKS, make_subject, save_photo
 
 
 def evaluate(avatar_path: Path, report: dict, subject, body, perceptual=None) -> dict:
@@ -92,6 +93,9 @@ def main() -> int:
                              "(default 512; the fast preset trains at 256)")
     parser.add_argument("--no-outline", action="store_true",
                         help="do not grow the body to the mask's outline (A/B of the shape beyond the body)")
+    parser.add_argument("--no-exif", action="store_true",
+                        help="write the photo without its EXIF focal length (the fit then assumes "
+                             "a 40 degree field of view; the synthetic camera's is 35)")
     parser.add_argument("--out", default=None, help="folder for avatars and fidelity.json (default: a temp dir)")
     args = parser.parse_args()
 
@@ -122,7 +126,7 @@ def main() -> int:
         folder = out / look
         folder.mkdir(exist_ok=True)
         photo = folder / "photo.png"
-        Image.fromarray((subject.image * 255 + 0.5).astype(np.uint8)).save(photo)
+        save_photo(subject, photo, exif=not args.no_exif)  # as a camera writes it
         mask_path = folder / "mask.png"
         Image.fromarray((subject.mask * 255 + 0.5).astype(np.uint8)).save(mask_path)
         keypoints = write_coco_wholebody(folder / "keypoints.json", body_cpu, subject.params, subject.camera)

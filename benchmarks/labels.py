@@ -18,7 +18,8 @@ measured the same way (PSNR / SSIM inside the person box, over white). Per fit i
   the most any avatar bound to that fit can reach, so the part of a detected fit's gap that
   training cannot close. Beside it, the fit's orientation error in the photo camera's frame
   (pitch = leaning towards/away from the camera, yaw, roll; degrees) and its focal length
-  against the truth's.
+  against the truth's. The photo carries its camera's focal length in EXIF as a camera
+  writes it (``--no-exif``: it does not, and the fit assumes a field of view).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from oneshot_avatar.priors.outline import outline_growth
 from oneshot_avatar.reconstruct.evaluate import evaluation_views, image_metrics, render_truth
 from oneshot_avatar.reconstruct.pipeline import ReconstructOptions, fit_stage, prepare_subject
 from oneshot_avatar.reconstruct.presets import preset as make_preset
-from oneshot_avatar.reconstruct.synthetic import LOOKS, make_subject
+from oneshot_avatar.reconstruct.synthetic import LOOKS, make_subject, save_photo
 
 
 def _labeler(settings) -> MeshReprojectionLabeler:
@@ -82,6 +83,8 @@ def main() -> int:
     parser.add_argument("--preset", default="quality", choices=("fast", "quality"),
                         help="whose label and fit settings (default quality)")
     parser.add_argument("--size", type=int, default=512, help="the photo's side in pixels")
+    parser.add_argument("--no-exif", action="store_true",
+                        help="the detected fit's photo without its EXIF focal length")
     parser.add_argument("--save", default=None, help="folder for truth | result PNGs per look")
     args = parser.parse_args()
     looks = list(LOOKS) if args.looks == "all" else args.looks.split(",")
@@ -113,7 +116,7 @@ def main() -> int:
                 image, mask = torch.as_tensor(subject.image), torch.as_tensor(subject.mask)
             else:
                 photo = work / f"{look}.png"
-                Image.fromarray((subject.image * 255 + 0.5).astype(np.uint8)).save(photo)
+                save_photo(subject, photo, exif=not args.no_exif)
                 options = ReconstructOptions(photo=photo, out=work / f"{look}.avatar",
                                              preset=args.preset, device="cpu", quiet=True)
                 prepared = prepare_subject(options, chosen, torch.device("cpu"), lambda m: None)

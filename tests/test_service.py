@@ -131,7 +131,7 @@ def test_openapi_schema_lists_the_routes(server):
 
 
 def test_full_flow_reconstruct_poll_download_render(server, subject_files, open_body):
-    job = _submit(server, subject_files)
+    job = _submit(server, subject_files, fov=38.5)  # the photo's field of view, given
     assert job["state"] in ("queued", "running") and job["kind"] == "reconstruct"
     seen: list[dict] = []
     done = wait_for_job(server, job["id"], seen=seen)
@@ -152,6 +152,10 @@ def test_full_flow_reconstruct_poll_download_render(server, subject_files, open_
     assert meta["body_model"]["sha256"] == open_body.info.sha256
     status, _, report = server.request("GET", f"/v1/jobs/{done['id']}/artifacts/report.json")
     assert status == 200 and json.loads(report)["training"]["steps"] == 12
+    assert json.loads(report)["plugins"]["field_of_view"] == "38.5 degrees (given)"
+    status, _, data = server.post_form("/v1/reconstructions", {"fov": "400"},
+                                       {"photo": ("me.png", subject_files["photo"])})
+    assert status == 422 and b"fov" in data
     # The person's regions preview is an artifact like the others (a PNG).
     assert "regions.png" in done["artifacts"]
     status, headers, regions = server.request("GET", f"/v1/jobs/{done['id']}/artifacts/regions.png")

@@ -23,7 +23,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         steps=args.steps, resolution=args.resolution, body_model=args.body_model,
         device=args.device, seed=args.seed, resume=args.resume, keep_work=args.keep_work,
         previews=not args.no_previews, vgg_weights=_path(args.vgg_weights), quiet=args.quiet,
-        detector=not args.no_detector, outline=not args.no_outline,
+        detector=not args.no_detector, outline=not args.no_outline, fov_degrees=args.fov,
     )
     report = reconstruct(options)
     for name, where in report["outputs"].items():
@@ -82,6 +82,9 @@ def register(subparsers) -> None:
     rec.add_argument("--no-outline", action="store_true",
                      help="keep the avatar on the bare body: do not grow it where the person mask is "
                           "bigger (hair, loose clothes); for a mask that spills onto the background")
+    rec.add_argument("--fov", type=float, default=None, metavar="DEGREES",
+                     help="the photo's field of view across its long side (default: from the photo's "
+                          "EXIF focal length, else 40); the fit's depth and lean depend on it")
     rec.add_argument("--init", default=None, help="initial SMPL-X parameters (.npz or .json), e.g. from Blender")
     rec.add_argument("--resolution", type=int, default=None,
                      help="working image size in pixels (default: 256 fast, 512 quality)")

@@ -36,6 +36,7 @@ import torch
 
 from oneshot_avatar.atomic import atomic_output, write_bytes_atomic
 from oneshot_avatar.devices import resolve_device
+from oneshot_avatar.errors import UserError
 from oneshot_avatar.reconstruct.inputs import check_paths
 from oneshot_avatar.reconstruct.presets import Preset
 from oneshot_avatar.reconstruct.presets import preset as make_preset
@@ -76,6 +77,9 @@ class ReconstructOptions:
     outline: bool = True
     steps: int | None = None
     resolution: int | None = None
+    # The photo's field of view across its long side, degrees: given, else from the photo's
+    # EXIF focal length, else PHOTO_FOV_DEGREES (the fit's depth and lean depend on it).
+    fov_degrees: float | None = None
     body_model: str | None = None
     device: str = "auto"
     seed: int = 0
@@ -126,6 +130,7 @@ def _inputs_fingerprint(options: ReconstructOptions, chosen: Preset) -> dict:
         "preset": chosen.to_dict(),
         "body_model": options.body_model,
         "seed": options.seed,
+        "fov_degrees": options.fov_degrees,
     }
 
 
@@ -150,6 +155,8 @@ class Prepared:
     # oneshot_avatar.fit.Landmarks in photo pixels (for the landmarks preview), when detected
     photo_landmarks: object | None = None
     detection: dict | None = None  # the report's "detection" section
+    # The photo's field of view across its long side (degrees) and where it came from.
+    fov_degrees: float = PHOTO_FOV_DEGREES
 
 
 def _mask_seeds(landmarks) -> np.ndarray:
@@ -209,6 +216,8 @@ def prepare_subject(options: ReconstructOptions, chosen: Preset, device: torch.d
     photo = load_photo(options.photo)
     height, width = photo.rgb.shape[:2]
     plugins: dict[str, str] = {}
+    fov = photo_field_of_view(options, photo)
+    plugins["field_of_view"] = fov[1]
     mask_full, mask_source = None, "none"
     if options.mask is not None:
         mask_full, mask_source = load_mask(options.mask, (width, height)), "file"
@@ -281,7 +290,22 @@ def prepare_subject(options: ReconstructOptions, chosen: Preset, device: torch.d
     log(f"subject: {options.photo} {width}x{height} -> {chosen.resolution}x{chosen.resolution} "
         f"working image; mask: {plugins['mask']}; keypoints: {plugins.get('keypoints', 'none')}")
     return Prepared(subject=subject, keypoints=keypoints, init_file=init_file, plugins=plugins,
-                    landmarks=fit_landmarks, photo_landmarks=landmarks, detection=detection)
+                    landmarks=fit_landmarks, photo_landmarks=landmarks, detection=detection,
+                    fov_degrees=fov[0])
+
+
+def photo_field_of_view(options: ReconstructOptions, photo) -> tuple[float, str]:
+    """The photo's field of view across its long side (degrees) and its source, for the report:
+    ``--fov``, else the photo's EXIF focal length, else the assumed ``PHOTO_FOV_DEGREES``."""
+    if options.fov_degrees is not None:
+        value = float(options.fov_degrees)
+        if not 5.0 <= value <= 150.0:
+            raise UserError(f"--fov must be between 5 and 150 degrees, got {value:g}",
+                            field="fov_degrees")
+        return value, f"{value:.1f} degrees (given)"
+    if photo.fov_degrees is not None:
+        return photo.fov_degrees, f"{photo.fov_degrees:.1f} degrees (EXIF focal length)"
+    return PHOTO_FOV_DEGREES, f"{PHOTO_FOV_DEGREES:.1f} degrees (assumed: no EXIF focal length)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,7 +347,7 @@ def fit_stage(body, prepared: Prepared, chosen: Preset, device: torch.device, wo
     photo_scale = 1.0 / subject.box.scale
     # The focal length is assumed from the whole photo's field of view (a crop narrows it).
     photo_long_side = max(subject.photo.rgb.shape[:2])
-    photo_focal = photo_long_side / 2 / math.tan(math.radians(PHOTO_FOV_DEGREES) / 2)
+    photo_focal = photo_long_side / 2 / math.tan(math.radians(prepared.fov_degrees) / 2)
     working_fov = 2 * math.degrees(math.atan(size / 2 / (photo_focal * subject.box.scale)))
     fit_config = replace(chosen.fit, fov_degrees=working_fov)
     step = (lambda message: progress("fit", None)) if progress is not None else None

@@ -305,3 +305,20 @@ def make_subject(body, look: str | Look = "blue-stripes", *, size: int = 512,
     return SyntheticSubject(image=np.clip(image, 0, 1).astype(np.float32), mask=mask.astype(np.float32),
                             params=params, camera=camera, texture=texture, look=look, name=name,
                             vertex_offsets=offsets)
+
+
+def save_photo(subject: SyntheticSubject, path, *, exif: bool = True) -> None:
+    """Write the subject's photo as a PNG the way a camera would: with the focal length of its
+    camera in EXIF (``FocalLengthIn35mmFilm``, from which the fit reads the field of view), or
+    without (``exif=False``: the fit then assumes one)."""
+    import math
+
+    from PIL import Image
+
+    from oneshot_avatar.subject.photo import exif_with_focal_length
+
+    height, width = subject.image.shape[:2]
+    focal = subject.camera.fx if width >= height else subject.camera.fy
+    fov = math.degrees(2 * math.atan(max(width, height) / 2 / focal))
+    extra = {"exif": exif_with_focal_length(fov, width, height)} if exif else {}
+    Image.fromarray((np.clip(subject.image, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path, **extra)

@@ -256,6 +256,9 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
         steps: Annotated[int | None, Form(ge=1, le=100_000)] = None,
         resolution: Annotated[int | None, Form(ge=64, le=2048)] = None,
         seed: Annotated[int, Form(ge=0, le=2**31 - 1)] = 0,
+        fov: Annotated[float | None, Form(ge=5, le=150, description="the photo's field of view "
+                                          "across its long side, degrees (default: EXIF, else 40)")
+                       ] = None,
         name: Annotated[str, Form(max_length=100)] = "",
     ):
         from oneshot_avatar.fit import load_init, load_keypoints
@@ -297,7 +300,8 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
             shutil.rmtree(inputs.parent, ignore_errors=True)
             raise
         job.request = {"files": files, "settings": {"preset": preset, "steps": steps,
-                                                    "resolution": resolution, "seed": seed}}
+                                                    "resolution": resolution, "seed": seed,
+                                                    "fov": fov}}
         return service.submit(job).to_api()
 
     # ---- tracking a video

@@ -302,7 +302,7 @@ class Service:
                 keypoint_model=self.config.keypoint_model, matting_model=self.config.matting_model,
                 preset=settings.get("preset", "fast"), steps=settings.get("steps"),
                 resolution=settings.get("resolution"), seed=int(settings.get("seed", 0)),
-                body_model=self.config.body_model, device=str(self.device), body=self.body,
+                fov_degrees=settings.get("fov"), body_model=self.config.body_model, device=str(self.device), body=self.body,
                 resume=True, quiet=True, vgg_weights=self.config.vgg_weights, progress=progress,
             )
             reconstruct(options, log=log)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import re
 import warnings
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ MIN_PERSON_FRACTION = 0.005  # a mask with fewer foreground pixels has no person
 _MAX_FILL_FRACTION = 0.995  # a mask file with more is most likely inverted
 
 _EXIF_ORIENTATION = 0x0112
+_EXIF_IFD = 0x8769
+_EXIF_FOCAL_35MM = 0xA405  # FocalLengthIn35mmFilm, millimetres
+_FULL_FRAME_HALF_DIAGONAL = math.hypot(36.0, 24.0) / 2  # mm, what a 35 mm equivalent refers to
 _SWAPS_AXES = (5, 6, 7, 8)  # EXIF orientations that turn the image by 90 degrees
 _ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -39,6 +43,9 @@ class Photo:
     alpha: np.ndarray | None  # float32 [H, W] in [0, 1]; None without a real alpha channel
     path: Path
     sha256: str  # of the file's bytes
+    # Field of view across the long side, degrees, from the camera's EXIF focal length (35 mm
+    # equivalent); None when the file does not say.
+    fov_degrees: float | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -65,9 +72,53 @@ def load_photo(path: str | Path) -> Photo:
             "short side: use a larger photo (the original file, not a thumbnail)",
             path=path, field="photo")
     image = _decode_upright(image, path, "photo")
+    fov = exif_field_of_view(image)  # after decoding: a PNG's EXIF may follow its pixels
     rgb, alpha = _rgb_and_alpha(image)
     return Photo(rgb=rgb, alpha=mask_from_alpha(alpha), path=path,
-                 sha256=hashlib.sha256(data).hexdigest())
+                 sha256=hashlib.sha256(data).hexdigest(), fov_degrees=fov)
+
+
+def field_of_view_from_35mm(focal_35mm: float, width: int, height: int) -> float:
+    """The field of view across the long side (degrees) of a ``width x height`` image taken
+    with a 35 mm equivalent focal length of ``focal_35mm`` millimetres: the equivalence is by the
+    diagonal (a full-frame 36 x 24 mm sensor's), and the long side is its share of the
+    diagonal."""
+    long_side, diagonal = max(width, height), math.hypot(width, height)
+    half = _FULL_FRAME_HALF_DIAGONAL * long_side / diagonal
+    return math.degrees(2 * math.atan(half / focal_35mm))
+
+
+def focal_35mm_from_field_of_view(fov_degrees: float, width: int, height: int) -> float:
+    """The inverse of :func:`field_of_view_from_35mm`: the 35 mm equivalent focal length
+    (millimetres) whose long-side field of view is ``fov_degrees``."""
+    long_side, diagonal = max(width, height), math.hypot(width, height)
+    half = _FULL_FRAME_HALF_DIAGONAL * long_side / diagonal
+    return half / math.tan(math.radians(fov_degrees) / 2)
+
+
+def exif_with_focal_length(fov_degrees: float, width: int, height: int) -> bytes:
+    """EXIF bytes (for Pillow's ``save(..., exif=)``, PNG or JPEG) that say what a camera with
+    this long-side field of view writes: ``FocalLengthIn35mmFilm``, whole millimetres."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif.get_ifd(_EXIF_IFD)[_EXIF_FOCAL_35MM] = round(
+        focal_35mm_from_field_of_view(fov_degrees, width, height))
+    return exif.tobytes()
+
+
+def exif_field_of_view(image) -> float | None:
+    """The long side's field of view of a Pillow image from its EXIF ``FocalLengthIn35mmFilm``
+    (phones and most cameras write it), or None: no EXIF, no such field, or a value outside
+    8-1200 mm (0 means "unknown" in EXIF)."""
+    try:
+        focal = image.getexif().get_ifd(_EXIF_IFD).get(_EXIF_FOCAL_35MM)
+        focal = float(focal) if focal is not None else None
+    except (OSError, ValueError, SyntaxError, KeyError, TypeError, AttributeError):
+        return None
+    if focal is None or not 8.0 <= focal <= 1200.0:
+        return None
+    return field_of_view_from_35mm(focal, *image.size)
 
 
 def load_mask(path: str | Path, size: tuple[int, int]) -> np.ndarray:
