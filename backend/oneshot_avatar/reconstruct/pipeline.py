@@ -469,15 +469,12 @@ def train_stage(body, fit, subject, labels, texture, chosen: Preset, options: Re
     perceptual = make_perceptual(device, vgg_weights=options.vgg_weights)
     log(f"train: {gaussians.num_gaussians} Gaussians, {chosen.train.steps} steps at "
         f"{chosen.resolution} px on {device}; perceptual loss: {perceptual.name}")
-    from tqdm import tqdm
+    from oneshot_avatar.progress import advance_to, progress_bar
 
-    bar = tqdm(total=chosen.train.steps, desc="train", unit="step", file=sys.stderr,
-               disable=options.quiet)
+    bar = progress_bar(chosen.train.steps, "train", "step", quiet=options.quiet)
 
     def progress(step: int, total: int, losses: dict) -> None:
-        bar.n = step
-        bar.set_postfix(loss=f"{losses.get('total', float('nan')):.4f}", refresh=False)
-        bar.refresh()
+        advance_to(bar, step, loss=f"{losses.get('total', float('nan')):.4f}")
         if options.progress is not None:
             options.progress("train", step / max(total, 1))
 

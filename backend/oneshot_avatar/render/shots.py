@@ -173,11 +173,10 @@ def render_to_sink(avatar, body, clip: MotionClip, cameras: Sequence[Camera], fr
     ``quiet``); returns what the sink wrote. ``after_batch(done)`` is called with the number of
     frames rendered so far after each batch (an exception raised there stops the render). On
     any failure the sink is aborted, so nothing half-written is left behind."""
-    import sys
 
-    from tqdm import tqdm
+    from oneshot_avatar.progress import progress_bar
 
-    bar = tqdm(total=len(frames), unit="frame", desc="render", file=sys.stderr, disable=quiet)
+    bar = progress_bar(len(frames), "render", "frame", quiet=quiet)
 
     def progress(count: int) -> None:
         bar.update(count)

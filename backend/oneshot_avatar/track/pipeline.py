@@ -17,7 +17,6 @@ preview video.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -63,14 +62,13 @@ def detect_video(info: VideoInfo, fps: float, size: tuple[int, int], frames: int
                  ) -> tuple[list[Landmarks | None], list[np.ndarray | None], list[np.ndarray]]:
     """Landmarks of every frame (video mode), the person masks when ``keep_masks`` (else
     None), and the frames themselves when ``keep_frames``."""
-    from tqdm import tqdm
-
+    from oneshot_avatar.progress import progress_bar
     from oneshot_avatar.track.detect import VideoHolistic
 
     landmarks: list[Landmarks | None] = []
     masks: list[np.ndarray | None] = []
     kept: list[np.ndarray] = []
-    bar = tqdm(total=frames, desc="landmarks", unit="frame", file=sys.stderr, disable=quiet)
+    bar = progress_bar(frames, "landmarks", "frame", quiet=quiet)
     with VideoHolistic() as detector:
         for frame in read_frames(info, fps, size, frames):
             found, mask = detector.track(frame)
@@ -143,13 +141,12 @@ def track_video(video: str | Path, out: str | Path, *, body, avatar_betas: np.nd
     say(f"landmarks: a person in {found} of {len(landmarks)} frames "
         f"({len(landmarks) / max(timings['landmarks_s'], 1e-9):.1f} frames/s)")
     cpu1, wall1 = time.process_time(), time.perf_counter()
-    from tqdm import tqdm
+    from oneshot_avatar.progress import advance_to, progress_bar
 
-    bar = tqdm(total=len(landmarks), desc="fit", unit="frame", file=sys.stderr, disable=quiet)
+    bar = progress_bar(len(landmarks), "fit", "frame", quiet=quiet)
 
     def fit_progress(done: int) -> None:
-        bar.n = done
-        bar.refresh()
+        advance_to(bar, done)
         if progress is not None:
             progress("fit", 0.8 + 0.15 * done / len(landmarks))
 
@@ -286,13 +283,14 @@ def write_preview(path: Path, frames: Iterable[np.ndarray], landmarks: list[Land
                   fit: ClipFit, body, fps: float, *, quiet: bool = False) -> None:
     """The preview video of ``frames`` (any iterable, read once, in order)."""
     import imageio_ffmpeg
-    from tqdm import tqdm
+
+    from oneshot_avatar.progress import progress_bar
 
     faces = body.faces
     writer = None
     total = len(landmarks)
     frames = iter(frames)
-    bar = tqdm(total=total, desc="preview", unit="frame", file=sys.stderr, disable=quiet)
+    bar = progress_bar(total, "preview", "frame", quiet=quiet)
     try:
         for start in range(0, total, 16):
             index = list(range(start, min(start + 16, total)))
