@@ -37,18 +37,16 @@ from PIL import Image
 from scipy.spatial.transform import Rotation
 
 from oneshot_avatar.body import load_body_model
-from oneshot_avatar.priors import MeshReprojectionLabeler
 from oneshot_avatar.priors.outline import outline_growth
 from oneshot_avatar.reconstruct.evaluate import evaluation_views, image_metrics, render_truth
-from oneshot_avatar.reconstruct.pipeline import ReconstructOptions, fit_stage, prepare_subject
+from oneshot_avatar.reconstruct.pipeline import (
+    ReconstructOptions,
+    fit_stage,
+    make_labeler,
+    prepare_subject,
+)
 from oneshot_avatar.reconstruct.presets import preset as make_preset
 from oneshot_avatar.reconstruct.synthetic import LOOKS, make_subject, save_photo
-
-
-def _labeler(settings) -> MeshReprojectionLabeler:
-    return MeshReprojectionLabeler(resolution=settings.texture_resolution, clips=settings.clips,
-                                   frames_per_clip=settings.frames_per_clip,
-                                   azimuths=settings.azimuths, regions=settings.regions)
 
 
 def _camera_orientation(camera, params: dict) -> np.ndarray:
@@ -134,7 +132,7 @@ def main() -> int:
             offsets = None
             if settings.outline:
                 offsets = outline_growth(body, params, label_camera, mask).offsets
-            texture, _ = _labeler(settings).texture_and_regions(
+            texture, _ = make_labeler(settings).texture_and_regions(
                 body, params, label_camera, image, mask, vertex_offsets=offsets)
             views = evaluation_views(body, (truth, subject.camera), (params, camera), size)
             row["labels"] = _measure(body, texture, subject, views, offsets, save,

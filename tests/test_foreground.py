@@ -78,3 +78,23 @@ def test_spreading_reaches_as_far_as_asked():
     values, reached = spread_colors(image, known, 2)
     assert int(reached.sum()) == 25  # a 5 x 5 square around the pixel
     assert torch.allclose(values[:, reached[0]], torch.ones(3, 25))
+
+
+def test_the_edges_and_the_photo_field_of_view_need_no_network(tmp_path):
+    """This round's additions fetch nothing: un-mixing the edges and reading the photo's EXIF
+    focal length run in a fresh interpreter whose sockets refuse to connect."""
+    from offline import run_offline
+
+    done = run_offline("""
+        import numpy as np, torch
+        from PIL import Image
+        from oneshot_avatar.subject.photo import exif_with_focal_length, load_photo
+        from oneshot_avatar.train.foreground import foreground_colors
+        mask = torch.zeros(1, 16, 16); mask[:, 4:12, 4:12] = 1.0; mask[:, 4, 4:12] = 0.5
+        out = foreground_colors(torch.rand(3, 16, 16), mask)
+        Image.fromarray(np.zeros((200, 300, 3), np.uint8)).save(
+            "p.png", exif=exif_with_focal_length(40.0, 300, 200))
+        print("fov", round(load_photo("p.png").fov_degrees), tuple(out.shape))
+    """, "edges and field of view", tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "fov 40 (3, 16, 16)" in done.stdout

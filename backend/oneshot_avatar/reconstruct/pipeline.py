@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from oneshot_avatar.atomic import atomic_output, write_bytes_atomic
+from oneshot_avatar.cameras.makers import focal_from_fov
 from oneshot_avatar.devices import resolve_device
 from oneshot_avatar.errors import UserError
 from oneshot_avatar.reconstruct.inputs import check_paths
@@ -294,6 +295,16 @@ def prepare_subject(options: ReconstructOptions, chosen: Preset, device: torch.d
                     fov_degrees=fov[0])
 
 
+def make_labeler(settings):
+    """The pseudo-labeler a preset's :class:`~oneshot_avatar.reconstruct.presets.LabelConfig`
+    asks for."""
+    from oneshot_avatar.priors import MeshReprojectionLabeler
+
+    return MeshReprojectionLabeler(resolution=settings.texture_resolution, clips=settings.clips,
+                                   frames_per_clip=settings.frames_per_clip,
+                                   azimuths=settings.azimuths, regions=settings.regions)
+
+
 def photo_field_of_view(options: ReconstructOptions, photo) -> tuple[float, str]:
     """The photo's field of view across its long side (degrees) and its source, for the report:
     ``--fov``, else the photo's EXIF focal length, else the assumed ``PHOTO_FOV_DEGREES``."""
@@ -347,7 +358,7 @@ def fit_stage(body, prepared: Prepared, chosen: Preset, device: torch.device, wo
     photo_scale = 1.0 / subject.box.scale
     # The focal length is assumed from the whole photo's field of view (a crop narrows it).
     photo_long_side = max(subject.photo.rgb.shape[:2])
-    photo_focal = photo_long_side / 2 / math.tan(math.radians(prepared.fov_degrees) / 2)
+    photo_focal = focal_from_fov(prepared.fov_degrees, photo_long_side)
     working_fov = 2 * math.degrees(math.atan(size / 2 / (photo_focal * subject.box.scale)))
     fit_config = replace(chosen.fit, fov_degrees=working_fov)
     step = (lambda message: progress("fit", None)) if progress is not None else None
@@ -408,14 +419,10 @@ class LabelStage:
 def labels_stage(body, fit, subject, chosen: Preset, device: torch.device, log: Log) -> LabelStage:
     """Pseudo-labels from the photo (cheap and deterministic, so they are remade on resume),
     on the body grown to the person mask's outline when the preset says so."""
-    from oneshot_avatar.priors import MeshReprojectionLabeler
     from oneshot_avatar.priors.outline import outline_growth
 
     settings = chosen.labels
-    labeler = MeshReprojectionLabeler(resolution=settings.texture_resolution, clips=settings.clips,
-                                      frames_per_clip=settings.frames_per_clip,
-                                      azimuths=settings.azimuths,
-                                      regions=settings.regions)
+    labeler = make_labeler(settings)
     started = time.perf_counter()
     image = torch.as_tensor(subject.image, device=device)
     mask = torch.as_tensor(subject.mask, device=device)

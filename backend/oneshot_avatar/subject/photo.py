@@ -83,17 +83,18 @@ def field_of_view_from_35mm(focal_35mm: float, width: int, height: int) -> float
     with a 35 mm equivalent focal length of ``focal_35mm`` millimetres: the equivalence is by the
     diagonal (a full-frame 36 x 24 mm sensor's), and the long side is its share of the
     diagonal."""
-    long_side, diagonal = max(width, height), math.hypot(width, height)
-    half = _FULL_FRAME_HALF_DIAGONAL * long_side / diagonal
-    return math.degrees(2 * math.atan(half / focal_35mm))
+    return math.degrees(2 * math.atan(_full_frame_half_long_side(width, height) / focal_35mm))
 
 
 def focal_35mm_from_field_of_view(fov_degrees: float, width: int, height: int) -> float:
     """The inverse of :func:`field_of_view_from_35mm`: the 35 mm equivalent focal length
     (millimetres) whose long-side field of view is ``fov_degrees``."""
-    long_side, diagonal = max(width, height), math.hypot(width, height)
-    half = _FULL_FRAME_HALF_DIAGONAL * long_side / diagonal
-    return half / math.tan(math.radians(fov_degrees) / 2)
+    return _full_frame_half_long_side(width, height) / math.tan(math.radians(fov_degrees) / 2)
+
+
+def _full_frame_half_long_side(width: int, height: int) -> float:
+    """Half the long side (mm) of a ``width x height`` frame with a full-frame diagonal."""
+    return _FULL_FRAME_HALF_DIAGONAL * max(width, height) / math.hypot(width, height)
 
 
 def exif_with_focal_length(fov_degrees: float, width: int, height: int) -> bytes:
