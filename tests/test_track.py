@@ -228,6 +228,7 @@ def test_no_person_is_a_clear_error_and_writes_nothing(body_cache, tmp_path, mon
 
 def test_rotation_flag_variable_rate_long_and_4k(tmp_path):
     from oneshot_avatar.track.video import (
+        VideoInfo,
         check_length,
         output_rate,
         probe_video,
@@ -263,6 +264,13 @@ def test_rotation_flag_variable_rate_long_and_4k(tmp_path):
     with pytest.raises(UserError, match="minutes"):
         check_length(info, 1.0, None)
     assert check_length(info, 1.0, 100) == 100
+    # a rate under one frame a second is refused by name, never read as an endless video
+    # (the fuzzer's fps of 2e-308 once made a one-frame read "0.0 minutes long" and too long)
+    with pytest.raises(UserError, match="fps"):
+        output_rate(info, 0.5)
+    short = VideoInfo(path=long_video, width=64, height=64, fps=1.0, duration=2.0, rotation=0,
+                      codec="h264")
+    assert check_length(short, 1e-3, None) == 1
     # 4K comes down to the working size (short side 720 by default)
     big = _make_video(tmp_path / "4k.mp4", "-f", "lavfi", "-i",
                       "color=size=3840x2160:rate=5:duration=0.4", "-pix_fmt", "yuv420p")

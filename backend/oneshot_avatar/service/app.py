@@ -311,7 +311,7 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
     def create_tracking(
         video: Annotated[UploadFile, File(description="a video of one person (MP4, MOV, MKV, "
                                                       "WebM, ...; at most 10 minutes)")],
-        fps: Annotated[float | None, Form(gt=0, le=60, description="motion frame rate "
+        fps: Annotated[float | None, Form(ge=1, le=60, description="motion frame rate "
                                           "(default: the video's)")] = None,
         size: Annotated[int | None, Form(ge=64, le=2160, description="short side of the "
                                          "frames tracked (default 720)")] = None,

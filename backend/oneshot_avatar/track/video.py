@@ -22,6 +22,7 @@ from oneshot_avatar.errors import UserError
 
 MAX_SECONDS = 600.0  # longer videos need --max-frames (the part read stays within this)
 MAX_FPS = 60.0  # output frame rate cap
+MIN_FPS = 1.0  # a motion sampled more sparsely than once a second is no motion
 DEFAULT_SIZE = 720  # short side of the working frames (never upscaled)
 MIN_SIDE = 64
 STILL_CODECS = ("png", "mjpeg", "bmp", "tiff", "webp", "gif", "jpegls", "jpeg2000")
@@ -97,8 +98,9 @@ def probe_video(path: str | Path) -> VideoInfo:
 def output_rate(info: VideoInfo, fps: float | None) -> float:
     """The constant frame rate frames are decoded at: ``fps`` or the video's, at most 60."""
     if fps is not None:
-        if not math.isfinite(fps) or fps <= 0 or fps > MAX_FPS:
-            raise UserError(f"--fps must be in (0, {MAX_FPS:g}], got {fps}", field="fps")
+        if not math.isfinite(fps) or fps < MIN_FPS or fps > MAX_FPS:
+            raise UserError(f"--fps must be in [{MIN_FPS:g}, {MAX_FPS:g}], got {fps}",
+                            field="fps")
         return float(fps)
     return float(min(round(info.fps, 3), MAX_FPS))
 
@@ -123,7 +125,7 @@ def check_length(info: VideoInfo, fps: float, max_frames: int | None) -> int:
             raise UserError(f"--max-frames must be at least 1, got {max_frames}",
                             field="max_frames")
         total = min(total, max_frames)
-    if total / fps > MAX_SECONDS + 1e-6:
+    if min(total / fps, info.duration) > MAX_SECONDS + 1e-6:  # the stretch of video read
         raise UserError(f"is {info.duration / 60:.1f} minutes long; at most "
                         f"{MAX_SECONDS / 60:.0f} minutes are tracked at once: cut it (e.g. "
                         "`ffmpeg -ss START -t 600 -i IN OUT.mp4`) or give --max-frames N",
