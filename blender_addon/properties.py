@@ -85,6 +85,12 @@ class OneshotAvatarSettings(PropertyGroup):
     keypoints_path: StringProperty(name="Keypoints", subtype="FILE_PATH", options=PATH_OPTIONS,
                                    description="Optional keypoints JSON (OpenPose / COCO layout)")
     preset: EnumProperty(name="Preset", items=PRESETS, default="fast")
+    field_of_view: FloatProperty(
+        name="Field of View", default=0.0, min=0.0, max=150.0, soft_max=120.0, precision=1,
+        description="The photo camera's field of view in degrees across the photo's long side "
+                    "(0: from the photo's EXIF focal length, else 40). Photos that lost their "
+                    "EXIF (screenshots, web images) fit better with it; a phone's main camera "
+                    "is about 65-75")
     avatar_name: StringProperty(name="Name", description="Name of the new avatar")
     use_aligned_pose: BoolProperty(
         name="Use Aligned Pose",

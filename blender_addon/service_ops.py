@@ -306,7 +306,8 @@ class ONESHOT_AVATAR_OT_reconstruct(BackgroundRequest, bpy.types.Operator):
         config = preferences.connection_config(context)
         options = {"preset": settings.preset, "name": name, "steps": self.steps or None,
                    "resolution": self.resolution or None,
-                   "seed": self.seed if self.seed >= 0 else None}
+                   "seed": self.seed if self.seed >= 0 else None,
+                   "fov": settings.field_of_view or None}
 
         def send() -> JobSnapshot:
             client = config.client()

@@ -113,6 +113,7 @@ class ONESHOT_AVATAR_PT_reconstruct(_AvatarSubPanel, Panel):
         layout.prop(settings, "mask_path")
         layout.prop(settings, "keypoints_path")
         layout.prop(settings, "preset")
+        layout.prop(settings, "field_of_view")
         layout.prop(settings, "avatar_name")
         box = layout.box()
         box.label(text="Initial Pose (optional)")

@@ -386,9 +386,11 @@ class ServiceClient:
                               init: bytes | str | os.PathLike | None = None,
                               preset: str | None = None, steps: int | None = None,
                               resolution: int | None = None, seed: int | None = None,
-                              name: str | None = None) -> dict:
+                              name: str | None = None, fov: float | None = None) -> dict:
         """``POST /v1/reconstructions``: upload the photo (+ optional mask, keypoints JSON and
-        ``init`` SMPL-X params: a path, or JSON bytes sent as ``init.json``) -> the Job."""
+        ``init`` SMPL-X params: a path, or JSON bytes sent as ``init.json``) -> the Job.
+        ``fov``: the photo camera's field of view in degrees across the photo's long side
+        (None: the backend reads it from the photo's EXIF, else assumes 40)."""
         files = [UploadFile.from_path("photo", photo)]
         if mask:
             files.append(UploadFile.from_path("mask", mask))
@@ -399,7 +401,7 @@ class ServiceClient:
         elif init:
             files.append(UploadFile.from_path("init", init))
         fields = {"preset": preset, "steps": steps, "resolution": resolution, "seed": seed,
-                  "name": name}
+                  "name": name, "fov": fov}
         body, content_type = encode_multipart(fields, files)
         return self._json("POST", "/v1/reconstructions", body=body, content_type=content_type,
                           timeout=max(self.timeout, UPLOAD_TIMEOUT_S))

@@ -139,10 +139,11 @@ def test_multipart_upload_and_field_errors(client, fake_server, tmp_path):
     keypoints = tmp_path / "kp.json"
     keypoints.write_text('{"people": []}')
     job = client.create_reconstruction(photo, keypoints=keypoints, init=b'{"body_pose": []}',
-                                       preset="fast", steps=20, name="me")
+                                       preset="fast", steps=20, name="me", fov=65.5)
     assert job == JOB
     parts = fake_server.parts
-    assert set(parts) == {"photo", "keypoints", "init", "preset", "steps", "name"}
+    assert set(parts) == {"photo", "keypoints", "init", "preset", "steps", "name", "fov"}
+    assert parts["fov"].get_content() == "65.5"
     assert parts["photo"].get_filename() == "me.png"
     assert parts["photo"].get_content_type() == "image/png"
     assert parts["init"].get_filename() == "init.json"

@@ -175,6 +175,14 @@ def _object_count() -> int:
     return len(bpy.data.objects)
 
 
+def test_reconstruct_sends_the_field_of_view_when_set(scene):
+    scene.oneshot_avatar.avatar_name = "good"
+    scene.oneshot_avatar.field_of_view = 68.0
+    assert bpy.ops.oneshot_avatar.reconstruct() == {"FINISHED"}
+    request = FakeBackend.jobs[scene.oneshot_avatar.jobs[-1].job_id]["request"]
+    assert b'name="fov"\r\n\r\n68.0\r\n' in request
+
+
 def test_reconstruct_shows_progress_and_imports_the_avatar(scene):
     background = _background()
     settings = scene.oneshot_avatar
@@ -185,8 +193,8 @@ def test_reconstruct_shows_progress_and_imports_the_avatar(scene):
     request = FakeBackend.jobs[record.job_id]["request"]
     assert b'name="photo"; filename="person.png"' in request and b"fast" in request
     # Only a photo was chosen: the backend's landmark detector does the rest.
-    for part in (b'name="mask"', b'name="keypoints"', b'name="init"'):
-        assert part not in request
+    for part in (b'name="mask"', b'name="keypoints"', b'name="init"', b'name="fov"'):
+        assert part not in request  # no field of view: the backend reads the photo's EXIF
     texts = []
     deadline = time.monotonic() + 30
     while not record.delivered and time.monotonic() < deadline:

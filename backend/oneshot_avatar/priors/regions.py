@@ -14,16 +14,21 @@ sample of the body surface (see :class:`~oneshot_avatar.render.mesh.SurfaceTextu
    skin when its centre is within ``skin_distance`` of the skin colour (lightness counts half:
    shading changes it most).
 4. **Seen samples**: head — when the crown (the top of the head, seen from the front) is not
-   skin-coloured, samples nearer the crown's colour than the skin's are hair, except the
+   skin-coloured (or is far darker than the skin: under ``hair_luminance`` of its luminance,
+   more than the crown's slant to the light explains — short dark hair over a tanned face is
+   near the skin's hue), samples nearer the crown's colour than the skin's are hair, except the
    face's features (eyes, brows, lips: below the brow line, facing the camera), which are face
    skin like the rest; hands are body skin;
    feet are shoes unless the colour itself is within half ``skin_distance`` of the skin's
    (bare feet; white shoes fall into a pale skin's cluster); neck, torso and arms are body skin or
-   upper clothes; thighs and shins body skin or lower clothes; the pelvis is upper or lower
+   upper clothes (skin on the torso ``beside_occluder`` — next to a nearer part of the body,
+   such as a forearm across the belly — is that part's, so the torso there is clothes);
+   thighs and shins body skin or lower clothes; the pelvis is upper or lower
    clothes by which garment's median colour is nearer.
 5. **Unseen samples**: first the mirror image's region (the hidden arm is dressed like the
    seen one); on the head, hair when the photo shows hair (at least ``min_hair_fraction`` of the
-   seen head) and the sample is above the lowest seen hair or on the back half above the jaw,
+   seen head's area: the face's triangles are far smaller than the scalp's) and the sample is
+   above the lowest seen hair or on the back half above the jaw,
    face skin otherwise (ears, a bald head); elsewhere the region of the nearest seen sample of
    the same part with distances along the bone stretched (the same height around the limb);
    parts with nothing seen take their part's default (torso and upper arms upper clothes,
@@ -133,6 +138,11 @@ def skin_distance_lab(lab: np.ndarray, skin: np.ndarray) -> np.ndarray:
     return np.sqrt((0.5 * d[..., 0]) ** 2 + d[..., 1] ** 2 + d[..., 2] ** 2)
 
 
+def _luminance(lightness: float) -> float:
+    """CIELAB lightness (0..100) -> relative luminance Y (0..1)."""
+    return ((float(lightness) + 16.0) / 116.0) ** 3
+
+
 def _kmeans_labels(lab: np.ndarray, clusters: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic k-means (k-means++ start, fixed seed) -> (centres [k, 3], labels [N])."""
     from scipy.cluster.vq import kmeans2
@@ -157,7 +167,9 @@ def surface_regions(
     clusters: int = 8,
     skin_distance: float = 14.0,
     min_hair_fraction: float = 0.03,
+    hair_luminance: float = 0.45,
     along_weight: float = 0.05,
+    beside_occluder: Tensor | None = None,  # [F, S] bool: seen next to a nearer body part
 ) -> SurfaceRegions:
     """The regions of every texture sample (module docstring)."""
     from oneshot_avatar.priors.surface import (
@@ -220,7 +232,8 @@ def surface_regions(
         crown_lab = np.median(lab[crown], axis=0)
         if skin_lab is None:
             hairy[head_seen] = True
-        elif skin_distance_lab(crown_lab[None], skin_lab)[0] > skin_distance:
+        elif (skin_distance_lab(crown_lab[None], skin_lab)[0] > skin_distance
+              or _luminance(crown_lab[0]) < hair_luminance * _luminance(skin_lab[0])):
             to_crown = np.linalg.norm(lab[head_seen] - crown_lab, axis=1)
             to_skin = skin_distance_lab(lab[head_seen], skin_lab) * 1.5
             hairy[head_seen] = to_crown < to_skin
@@ -237,6 +250,12 @@ def surface_regions(
     if skin_lab is not None:
         bare[feet] = skin_distance_lab(lab[feet], skin_lab) < 0.5 * skin_distance
     labels[feet] = np.where(bare[feet], BODY_SKIN, SHOES)
+    if beside_occluder is not None:
+        # Skin on the torso next to a nearer part of the body (the belly beside a forearm
+        # crossing it, whose outline in the photo is a few pixels off the fitted one) is that
+        # part's skin, not the torso's.
+        beside = beside_occluder.detach().cpu().reshape(-1).numpy().astype(bool)
+        skin &= ~(beside & is_part["torso"])
     for name in ("neck", "torso", "upper_arm", "forearm"):
         sel = s & is_part[name]
         labels[sel] = np.where(skin[sel], BODY_SKIN, UPPER)
@@ -255,9 +274,13 @@ def surface_regions(
             garment = np.full(int(pelvis.sum()), UPPER if upper_ref.any() else LOWER)
         labels[pelvis] = np.where(skin[pelvis], BODY_SKIN, garment)
 
-    head_seen_count = int(head_seen.sum())
     hair_seen = labels == HAIR
-    has_hair = bool(hair_seen.sum() >= max(10, min_hair_fraction * head_seen_count))
+    corners = rest[faces_cpu]
+    area = torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+                              ).norm(dim=1).numpy()
+    area = np.repeat(area, per_face)  # each sample stands for an equal share of its triangle
+    has_hair = bool(hair_seen.sum() >= 10
+                    and area[hair_seen].sum() >= min_hair_fraction * area[head_seen].sum())
     if not has_hair:
         labels[hair_seen] = FACE_SKIN
         hair_seen = labels == HAIR

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse
@@ -114,6 +114,15 @@ def _bilinear(image: Tensor, uv: Tensor) -> Tensor:
 # The fill steps
 
 
+class Observation(NamedTuple):
+    """What the photo shows of each texture sample (:func:`observe_photo`)."""
+
+    colors: Tensor  # [F, S, 3]
+    seen: Tensor  # [F, S] bool
+    confidence: Tensor  # [F, S] viewing cosine where seen, else 0
+    beside_occluder: Tensor  # [F, S] bool: seen, but next to a nearer part of the body
+
+
 def observe_photo(
     vertices: Tensor,  # [V, 3] posed mesh, world
     faces: Tensor,  # [F, 3]
@@ -125,11 +134,17 @@ def observe_photo(
     min_cos: float = 0.1,
     depth_tolerance: float = 0.02,
     outline_margin: int = 0,
-) -> tuple[Tensor, Tensor, Tensor]:
+    occlusion_margin: int = 0,
+    occlusion_gap: float = 0.03,
+) -> Observation:
     """Colours ``[F, S, 3]``, seen ``[F, S]`` (bool) and confidence ``[F, S]`` (cosine of the
     viewing angle where seen, else 0) of the texture samples of the posed mesh in the photo.
     With ``outline_margin`` ``m > 0``, seen samples within ``m`` pixels of the covered area's
-    outline (anti-aliased pixels that mix in the background) get a quarter of the confidence."""
+    outline (anti-aliased pixels that mix in the background) get a quarter of the confidence.
+    With ``occlusion_margin`` ``m > 0``, ``beside_occluder`` marks the seen samples within
+    ``m`` pixels of a part of the body at least ``occlusion_gap`` metres nearer the camera:
+    where a forearm crosses the belly, the photo's arm is a few pixels off the fitted one, and
+    its skin (or what the hand holds) is read as the shirt's there."""
     device = vertices.device
     camera = camera.to(device=device, dtype=vertices.dtype)
     height, width = image.shape[:2]
@@ -155,6 +170,11 @@ def observe_photo(
     interior = interior[0, 0].reshape(-1) > 0.5
     in_front = depth <= raster.depth.reshape(-1)[pixel] + depth_tolerance
     seen = inside & interior[pixel] & in_front & (cosine >= min_cos)
+    beside = torch.zeros_like(seen)
+    if occlusion_margin > 0:
+        size = 2 * int(occlusion_margin) + 1
+        nearest = -F.max_pool2d(-raster.depth[None, None], size, stride=1, padding=size // 2)
+        beside = seen & (nearest.reshape(-1)[pixel] < depth - occlusion_gap)
     colors = torch.zeros_like(flat, dtype=torch.float32)
     if bool(seen.any()):
         colors[seen] = _bilinear(image, uv[seen]).clamp(0, 1)
@@ -165,8 +185,9 @@ def observe_photo(
                              padding=size // 2)
         deep = deep[0, 0].reshape(-1)[pixel] > 0.5
         confidence = torch.where(deep, confidence, 0.25 * confidence)
-    return (colors.reshape(num_faces, per_face, 3), seen.reshape(num_faces, per_face),
-            confidence.reshape(num_faces, per_face).to(torch.float32))
+    return Observation(colors.reshape(num_faces, per_face, 3), seen.reshape(num_faces, per_face),
+                       confidence.reshape(num_faces, per_face).to(torch.float32),
+                       beside.reshape(num_faces, per_face))
 
 
 def around_fill(
@@ -539,7 +560,10 @@ class MeshReprojectionLabeler:
     ``clips``, ``frames_per_clip``, ``azimuths``: the default poses and views; ``regions``:
     fill each of the person's regions from its own kind (see :mod:`oneshot_avatar.priors.regions`
     and :meth:`texture_and_regions`; the presets turn it on); ``garment_backs`` (with regions):
-    the back of each garment from its front's fabric, prints left out (:func:`garment_back_fill`).
+    the back of each garment from its front's fabric, prints left out (:func:`garment_back_fill`);
+    ``occlusion_margin`` (with regions; a fraction of the image's longer side): seen samples that
+    close to a nearer part of the body (the belly beside a crossing forearm, whose photo
+    outline is a few pixels off the fitted one) keep their colour but fill nothing else.
     """
 
     name = "mesh-reprojection"
@@ -551,7 +575,8 @@ class MeshReprojectionLabeler:
                  clips: Sequence[str] = DRIVING_CLIPS,
                  frames_per_clip: int = 4,
                  azimuths: Sequence[float] = TURNAROUND_AZIMUTHS,
-                 regions: bool = False, garment_backs: bool = True):
+                 regions: bool = False, garment_backs: bool = True,
+                 occlusion_margin: float = 0.025):
         if not 0.0 < float(along_weight) <= 1.0:
             raise UserError(f"along_weight must be in (0, 1], got {along_weight!r}",
                             field="along_weight")
@@ -570,6 +595,10 @@ class MeshReprojectionLabeler:
         self.azimuths = tuple(float(a) for a in azimuths)
         self.regions = bool(regions)
         self.garment_backs = bool(garment_backs)
+        if not 0.0 <= float(occlusion_margin) < 0.2:
+            raise UserError("occlusion_margin is a fraction of the image's longer side in "
+                            f"[0, 0.2), got {occlusion_margin!r}", field="occlusion_margin")
+        self.occlusion_margin = float(occlusion_margin)
 
     def texture_from_photo(self, body, params: Mapping[str, Tensor], camera: Camera,
                            image: Any, mask: Any, *, resolution: int | None = None,
@@ -614,9 +643,11 @@ class MeshReprojectionLabeler:
                             f"{rgb.shape[1]}x{rgb.shape[0]}", field="mask")
         faces = body.faces
         vertices = _posed_vertices(body, params, vertex_offsets)[0]
-        colors, seen, confidence = observe_photo(
+        margin = round(self.occlusion_margin * max(rgb.shape[:2])) if self.regions else 0
+        colors, seen, confidence, beside = observe_photo(
             vertices, faces, camera, rgb, person, resolution, min_cos=self.min_cos,
-            depth_tolerance=self.depth_tolerance, outline_margin=2 if self.regions else 0)
+            depth_tolerance=self.depth_tolerance, outline_margin=2 if self.regions else 0,
+            occlusion_margin=margin)
         if not bool(seen.any()):
             raise UserError("no part of the fitted body is visible in the photo (inside the "
                             "mask); check the fit camera and the person mask", field="mask")
@@ -626,7 +657,8 @@ class MeshReprojectionLabeler:
         regions = groups = None
         if self.regions:
             regions = surface_regions(rest[0], faces, body.lbs_weights, rest_joints[0], colors,
-                                      seen, resolution, along_weight=self.along_weight)
+                                      seen, resolution, along_weight=self.along_weight,
+                                      beside_occluder=beside)
             groups = regions.labels.to(device)
             rejected = regions.rejected.to(device)
             seen = seen & ~rejected
@@ -641,12 +673,12 @@ class MeshReprojectionLabeler:
         if regions is not None:
             colors, seeded = _hair_fill(colors, seen, seeded, weights, regions, device)
             if self.garment_backs:
-                colors, backs, prints = garment_back_fill(rest[0], faces, colors, seen, seeded,
-                                                          regions, resolution)
+                colors, backs, prints = garment_back_fill(rest[0], faces, colors, seen,
+                                                          seeded, regions, resolution)
                 seeded = seeded | backs.to(device)
                 # A print stays where it was seen: no around-the-limb colour comes from it.
                 around_weights = torch.where(prints.to(device), torch.zeros_like(weights),
-                                             weights)
+                                             around_weights)
         if self.along_weight < 1:
             colors, around = around_fill(rest[0], faces, body.lbs_weights, rest_joints[0],
                                          colors, seeded, resolution,

@@ -42,7 +42,7 @@ from scipy.spatial.transform import Rotation
 from torch import Tensor
 
 from oneshot_avatar.body.smplx_layout import JOINT_INDEX, PARENTS
-from oneshot_avatar.cameras import Camera, from_fit
+from oneshot_avatar.cameras import Camera, focal_from_fov, from_fit
 from oneshot_avatar.fit.face_correspondence import face_correspondence
 from oneshot_avatar.fit.landmarks import MEDIAPIPE_POSE_NAMES, Landmarks
 from oneshot_avatar.fit.losses import (
@@ -218,10 +218,6 @@ def _vocabulary() -> list[str]:
     return [*COCO_BODY_NAMES, *FOOT_NAMES, *LEFT_HAND_NAMES, *RIGHT_HAND_NAMES, *FACE_NAMES]
 
 
-def default_focal(width: int, height: int, fov_degrees: float) -> float:
-    return 0.5 * max(width, height) / math.tan(math.radians(fov_degrees) / 2)
-
-
 def _rotation() -> np.ndarray:
     return np.asarray(CAMERA_ROTATION)
 
@@ -297,7 +293,7 @@ def fit_clip(body, frames: Sequence[Landmarks | None], image_size: tuple[int, in
         raise UserError("no person found in any frame of the video (the landmark detector saw "
                         "no body): give a video showing a person", field="video")
     sparse = SparseBody(body, obs.vertex_ids, obs.surface, obs.anchored)
-    focal = default_focal(width, height, config.fov_degrees)
+    focal = focal_from_fov(config.fov_degrees, max(width, height))
     scale = REFERENCE_SIZE / max(width, height)
     names = body.expression_names
     unit_mask = None
