@@ -80,3 +80,53 @@ def test_the_fit_places_the_body_with_the_photo_field_of_view(tmp_path, open_bod
                             lambda message: None)
     camera = fitted.box.camera_from_crop(fit.camera.to("cpu"), 256, 256)
     assert abs(camera.fx - subject.camera.fx) / subject.camera.fx < 0.02
+
+
+def _root_in_camera(camera, params) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    root = Rotation.from_rotvec(params["global_orient"].reshape(3).double().numpy()).as_matrix()
+    return camera.rotation.detach().cpu().double().numpy() @ root
+
+
+def test_a_person_off_the_photo_centre_is_not_turned_to_fake_its_perspective(tmp_path,
+                                                                              open_body):
+    """The camera turned 12 degrees away, so the person stands in the left part of a wide
+    photo: the fit's optical axis goes through the photo's centre, not the crop's, and the
+    detector's 3D landmarks are turned from its view of the person onto the camera's axes, so
+    the body keeps its orientation in the camera: 3.6 degrees off (8.3 of them yaw, 9.2 in all,
+    when both took the crop's centre for the optical axis)."""
+    import dataclasses
+
+    import torch
+    from scipy.spatial.transform import Rotation
+
+    from oneshot_avatar.cameras import look_at
+    from oneshot_avatar.render.mesh import render_textured
+
+    subject = make_subject(open_body, "blue-stripes", size=256)
+    eye = subject.camera.position.detach().cpu().double().numpy()
+    turn = math.radians(12.0)
+    target = eye + 3.0 * np.array([math.sin(turn), 0.0, -math.cos(turn)])
+    camera = look_at(tuple(eye), tuple(target), width=384, height=256,
+                     focal=(subject.camera.fx, subject.camera.fy))
+    with torch.no_grad():
+        vertices = open_body(**subject.params).vertices[0]
+        rgb, alpha = render_textured(vertices, open_body.faces, subject.texture, camera,
+                                     background=(0.0, 0.0, 0.0))
+    alpha = alpha.numpy()[..., None]
+    image = rgb.numpy() + (1 - alpha) * np.array([0.55, 0.6, 0.65], dtype=np.float32)
+    columns = np.flatnonzero(alpha[..., 0].max(axis=0) > 0.5)
+    assert columns.mean() < 384 / 2 - 40, "the person should stand left of the centre"
+    photo = tmp_path / "wide.png"
+    save_photo(dataclasses.replace(subject, image=image, camera=camera), photo)
+    chosen = preset("fast", device="cpu")
+    options = ReconstructOptions(photo=photo, out=tmp_path / "a.avatar", quiet=True)
+    prepared = prepare_subject(options, chosen, "cpu", lambda message: None)
+    fit, fitted = fit_stage(open_body, prepared, chosen, "cpu", tmp_path, False,
+                            lambda message: None)
+    fitted_camera = fitted.box.camera_from_crop(fit.camera.to("cpu"), 384, 256)
+    assert abs(fitted_camera.cx - 192) < 1 and abs(fitted_camera.cy - 128) < 1
+    error = Rotation.from_matrix(_root_in_camera(fitted_camera, fit.params)
+                                 @ _root_in_camera(camera, subject.params).T)
+    assert math.degrees(error.magnitude()) < 6.0, np.degrees(error.as_rotvec())

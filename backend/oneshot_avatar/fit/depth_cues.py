@@ -196,11 +196,28 @@ def is_standing(keypoints, config: DepthCueConfig) -> tuple[bool, str]:
     return True, "both legs straight and upright in the image"
 
 
+def turn_from_axis(ray: np.ndarray) -> np.ndarray:
+    """The rotation (3x3) taking the optical axis ``(0, 0, 1)`` onto ``ray`` by the shortest
+    turn: directions the detector's world landmarks give for a person it saw along ``ray``
+    (camera axes), times its transpose on the right, are in the camera's axes."""
+    ray = ray / np.linalg.norm(ray)
+    axis = np.cross([0.0, 0.0, 1.0], ray)
+    sine, cosine = float(np.linalg.norm(axis)), float(ray[2])
+    if sine < 1e-12:
+        return np.eye(3)
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_rotvec(axis / sine * math.atan2(sine, cosine)).as_matrix()
+
+
 def build_depth_cues(landmarks: Landmarks | None, keypoints, body, vertex_ids: dict[str, int],
                      vertex_column: dict[str, int], config: DepthCueConfig,
-                     device, dtype) -> DepthCues:
+                     device, dtype, view_ray: np.ndarray | None = None) -> DepthCues:
     """The cues the detections support. ``vertex_ids`` are the landmark vertices of
-    :data:`VERTEX_NAMES` on ``body``; ``vertex_column`` their columns after the 55 joints."""
+    :data:`VERTEX_NAMES` on ``body``; ``vertex_column`` their columns after the 55 joints.
+    ``view_ray``: the fit camera's ray to the person (camera axes). The detector's world
+    landmarks are seen along it, as if the person stood on its optical axis: off the photo's
+    centre they are turned onto the camera's axes by the angle between the two."""
     cues = DepthCues(config=config, vertex_column=vertex_column)
     # World landmarks.
     world = None if landmarks is None else landmarks.world
@@ -224,7 +241,10 @@ def build_depth_cues(landmarks: Landmarks | None, keypoints, body, vertex_ids: d
             dirs.append(d / norm), weights.append(weight * seen), bones.append((name, a, b, weight))
         if bones:
             cues.bones = bones
-            cues.world_dirs = torch.as_tensor(np.asarray(dirs), dtype=dtype, device=device)
+            dirs = np.asarray(dirs)
+            if view_ray is not None:
+                dirs = dirs @ turn_from_axis(np.asarray(view_ray, dtype=np.float64)).T
+            cues.world_dirs = torch.as_tensor(dirs, dtype=dtype, device=device)
             cues.world_weights = torch.as_tensor(weights, dtype=dtype, device=device)
         else:
             cues.notes.append("pose world landmarks not visible enough: depth cue off")

@@ -1,7 +1,8 @@
 """Fit SMPL-X parameters and the camera to one photo: 2D keypoints, an optional person mask and
 an optional initial pose.
 
-The camera is the working image's (``size`` x ``size`` pixels, principal point at the centre):
+The camera is the working image's (``size`` x ``size`` pixels, principal point at the centre
+unless given: at the photo's centre for a crop around a person off it):
 its world->camera rotation is fixed to ``diag(1, -1, -1)`` (looking along world -Z at the
 body's front, image-up = world +Y); its translation and, optionally, its focal length are
 fitted. The body's ``transl`` stays zero; ``global_orient`` turns the body.
@@ -330,7 +331,8 @@ def _hand_notes(keypoints: Keypoints | None, config: FitConfig, notes: list[str]
 class _Params:
     """The optimised tensors (batch B), with the camera as translation + log focal."""
 
-    def __init__(self, body, batch: int, size: int, focal: float, device, dtype):
+    def __init__(self, body, batch: int, size: int, focal: float, device, dtype,
+                 centre: tuple[float, float] | None = None):
         def zeros(*shape):
             return torch.zeros(batch, *shape, device=device, dtype=dtype)
 
@@ -351,6 +353,9 @@ class _Params:
         if not body.expression_names:
             del self.values["expression"]
         self.size = size
+        # The principal point (working-image pixels): where the photo's centre is in the crop.
+        self.centre = (size / 2.0, size / 2.0) if centre is None else (float(centre[0]),
+                                                                       float(centre[1]))
 
     def body_params(self) -> dict[str, Tensor]:
         return {k: v for k, v in self.values.items()
@@ -362,21 +367,21 @@ class _Params:
         y = -points[..., 1] + t[..., 1]
         z = (-points[..., 2] + t[..., 2]).clamp_min(1e-3)
         focal = self.values["log_focal"].exp()[:, None]
-        centre = self.size / 2.0
-        return torch.stack([focal * x / z + centre, focal * y / z + centre], dim=-1)
+        cx, cy = self.centre
+        return torch.stack([focal * x / z + cx, focal * y / z + cy], dim=-1)
 
     def select(self, index: int) -> _Params:
         out = object.__new__(_Params)
         out.values = {k: v[index : index + 1].detach().clone() for k, v in self.values.items()}
         out.size = self.size
+        out.centre = self.centre
         return out
 
     def camera(self) -> Camera:
         focal = float(self.values["log_focal"][0].exp())
         t = self.values["camera_t"][0].detach()
         rotation = torch.tensor(CAMERA_ROTATION, dtype=t.dtype, device=t.device)
-        return from_fit(focal, (self.size / 2.0, self.size / 2.0), rotation, t, self.size,
-                        self.size)
+        return from_fit(focal, self.centre, rotation, t, self.size, self.size)
 
 
 def _prepare_init(init: dict | None, body, params: _Params) -> Camera | None:
@@ -676,11 +681,11 @@ def _initial_translation(objective: _Objective, params: _Params, obs: _Observati
         else:
             depth = focal * model_spread / image_spread
         depth = depth.clamp(0.3, 50.0)
-        centre = params.size / 2.0
+        cx, cy = params.centre
         t = params.values["camera_t"]
         t[:, 2] = depth + model_centre[:, 2]
-        t[:, 0] = (image_centre[0] - centre) * depth / focal - model_centre[:, 0]
-        t[:, 1] = (image_centre[1] - centre) * depth / focal + model_centre[:, 1]
+        t[:, 0] = (image_centre[0] - cx) * depth / focal - model_centre[:, 0]
+        t[:, 1] = (image_centre[1] - cy) * depth / focal + model_centre[:, 1]
 
 
 def _frame_body(body, params: _Params, mask: np.ndarray | None) -> None:
@@ -703,8 +708,8 @@ def _frame_body(body, params: _Params, mask: np.ndarray | None) -> None:
         u, v = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
         t = params.values["camera_t"][0]
         t[2] = depth + float(hi[2])  # the nearest point at depth
-        t[0] = (u - size / 2) * depth / focal - float(centre_model[0])
-        t[1] = (v - size / 2) * depth / focal + float(centre_model[1])
+        t[0] = (u - params.centre[0]) * depth / focal - float(centre_model[0])
+        t[1] = (v - params.centre[1]) * depth / focal + float(centre_model[1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -721,11 +726,10 @@ def _camera_from_init(camera: Camera, size: int, params: _Params, body,
         raise UserError(f"the initial camera is {camera.width}x{camera.height}; the fit needs "
                         "the camera of the square working image", field="camera")
     camera = camera.resized(size, size)
-    if abs(camera.fx - camera.fy) > 1e-3 * camera.fx or abs(camera.cx - size / 2) > 0.5 or abs(
-            camera.cy - size / 2) > 0.5:
-        raise UserError(f"the initial camera must have square pixels and its principal point "
-                        f"at the image centre (fx={camera.fx:g}, fy={camera.fy:g}, "
-                        f"cx={camera.cx:g}, cy={camera.cy:g})", field="camera.K")
+    if abs(camera.fx - camera.fy) > 1e-3 * camera.fx:
+        raise UserError(f"the initial camera must have square pixels (fx={camera.fx:g}, "
+                        f"fy={camera.fy:g})", field="camera.K")
+    params.centre = (float(camera.cx), float(camera.cy))  # its optical axis is the fit's
     values = params.values
     dtype = values["camera_t"].dtype
     fixed = np.asarray(CAMERA_ROTATION)
@@ -745,8 +749,15 @@ def _camera_from_init(camera: Camera, size: int, params: _Params, body,
 
 def fit_body(body, size: int, *, keypoints: Keypoints | None, mask: np.ndarray | None,
              init: dict | None, config: FitConfig, device, progress: ProgressFn | None = None,
-             photo_scale: float | None = None, landmarks: Landmarks | None = None) -> FitResult:
+             photo_scale: float | None = None, landmarks: Landmarks | None = None,
+             principal_point: tuple[float, float] | None = None) -> FitResult:
     """Fit SMPL-X parameters and the camera of the ``size`` x ``size`` working image.
+
+    ``principal_point``: where the camera's optical axis meets the working image (pixels;
+    default its centre; an initial camera in ``init`` brings its own). A crop around a person
+    who is not in the middle of the photo has it off-centre, at the photo's centre: taken at
+    the crop's centre, the body is turned to fake the perspective of the side of the photo it
+    stands in.
 
     ``keypoints`` are in working-image pixels; ``mask`` is float ``[size, size]`` (1 = person)
     or None; ``init`` holds initial SMPL-X parameters (see :func:`load_init`; an optional
@@ -818,7 +829,7 @@ def fit_body(body, size: int, *, keypoints: Keypoints | None, mask: np.ndarray |
     if obs is None and not init:
         raise UserError(NO_INPUT_MESSAGE, field="keypoints")
 
-    base = _Params(body, 1, size, default_focal, device, dtype)
+    base = _Params(body, 1, size, default_focal, device, dtype, centre=principal_point)
     init_camera = _prepare_init(init, body, base)
     if init_camera is not None:
         _camera_from_init(init_camera, size, base, body, (init or {}).get("transl"))
@@ -834,8 +845,19 @@ def fit_body(body, size: int, *, keypoints: Keypoints | None, mask: np.ndarray |
         cue_config = DepthCueConfig(**{f.name: getattr(config, f.name)
                                        for f in dataclasses.fields(DepthCueConfig)})
         columns = {n: obs.vertex_ids.index(v) for n, v in cue_vertices.items()}
+        # The detector sees the person along the ray to its crop's centre: the mid-hip point
+        # (else the middle of the body's points).
+        rows = [obs.names.index(n) for n in ("left_hip", "right_hip") if n in obs.names]
+        if len(rows) < 2:
+            rows = [i for i, g in enumerate(obs.groups) if g == "body"]
+        view_ray = None
+        if rows:
+            points = obs.xy[rows]
+            person = 0.5 * (points.min(dim=0).values + points.max(dim=0).values)
+            view_ray = np.array([(float(person[0]) - base.centre[0]) / default_focal,
+                                 (float(person[1]) - base.centre[1]) / default_focal, 1.0])
         objective.cues = build_depth_cues(landmarks, keypoints, body, cue_vertices, columns,
-                                          cue_config, device, dtype)
+                                          cue_config, device, dtype, view_ray=view_ray)
         notes.extend(objective.cues.notes)
         objective.set_hand_depth(landmarks)
         landmark_summary.update(objective.cues.summary)
@@ -976,7 +998,8 @@ def _orient(objective: _Objective, base: _Params, obs: _Observations, config: Fi
     t0 = time.perf_counter()
     headings = config.orient_headings or (0.0,)
     count = len(headings)
-    params = _Params(objective.sparse.body, count, base.size, 1.0, obs.xy.device, obs.xy.dtype)
+    params = _Params(objective.sparse.body, count, base.size, 1.0, obs.xy.device, obs.xy.dtype,
+                     centre=base.centre)
     for name, value in base.values.items():
         params.values[name] = value.expand(count, *value.shape[1:]).clone()
     start = base.values["global_orient"][0].detach().cpu().double().numpy() if has_init else None
@@ -1023,7 +1046,7 @@ def _silhouette_stage(body, params: _Params, objective: _Objective | None, mask:
     evaluations = [0]
 
     def loss_fn():
-        camera = from_fit(params.values["log_focal"][0].exp().detach(), (size / 2, size / 2),
+        camera = from_fit(params.values["log_focal"][0].exp().detach(), params.centre,
                           rotation, params.values["camera_t"][0], size, size)
         alpha = render_silhouette(body, params.body_params(), camera, res, gaussians=gaussians)
         loss = config.silhouette_weight * soft_iou_loss(alpha, target_t)

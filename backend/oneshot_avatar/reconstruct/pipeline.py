@@ -361,6 +361,11 @@ def fit_stage(body, prepared: Prepared, chosen: Preset, device: torch.device, wo
     photo_focal = focal_from_fov(prepared.fov_degrees, photo_long_side)
     working_fov = 2 * math.degrees(math.atan(size / 2 / (photo_focal * subject.box.scale)))
     fit_config = replace(chosen.fit, fov_degrees=working_fov)
+    # The optical axis goes through the photo's centre, wherever the crop around the person is.
+    photo_height, photo_width = subject.photo.rgb.shape[:2]
+    box = subject.box
+    principal_point = ((photo_width / 2 - float(box.x0)) * box.scale,
+                       (photo_height / 2 - float(box.y0)) * box.scale)
     step = (lambda message: progress("fit", None)) if progress is not None else None
     if prepared.keypoints is not None:
         from oneshot_avatar.fit.pose_correspondence import is_measured
@@ -371,7 +376,7 @@ def fit_stage(body, prepared: Prepared, chosen: Preset, device: torch.device, wo
                 "body's joints on 15 renders (about 15 s, once; cached)")
     fit = fit_body(body, size, keypoints=prepared.keypoints, mask=subject.mask, init=init,
                    config=fit_config, device=device, photo_scale=photo_scale, progress=step,
-                   landmarks=prepared.landmarks)
+                   landmarks=prepared.landmarks, principal_point=principal_point)
     if subject.mask is None:
         with torch.no_grad():
             prior = render_silhouette(body, fit.params, fit.camera, size).detach().cpu().numpy()
@@ -384,7 +389,8 @@ def fit_stage(body, prepared: Prepared, chosen: Preset, device: torch.device, wo
                                  init={**{k: v for k, v in fit.params.items() if k != "transl"},
                                        "camera": fit.camera},
                                  config=refine, device=device, photo_scale=photo_scale,
-                                 progress=step, landmarks=prepared.landmarks)
+                                 progress=step, landmarks=prepared.landmarks,
+                                 principal_point=principal_point)
         fit = replace(fit_with_mask, report={**fit_with_mask.report, "first_pass": fit.report})
     fit = replace(fit, report={**fit.report, "seconds_total": time.perf_counter() - started})
     save_fit(saved, fit, subject.mask if subject.mask_source == "grabcut" else None)

@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     track.add_argument("--max-frames", type=int, default=None, metavar="N",
                        help="track only the first N frames")
     track.add_argument("--fps", type=float, default=None,
-                       help="frame rate of the motion (default: the video's, at most 60; "
+                       help="frame rate of the motion, 1 to 60 (default: the video's, at most 60; "
                        "variable-rate videos are resampled to it)")
     track.add_argument("--size", type=int, default=None, metavar="PX",
                        help="short side of the frames the detector sees (default 720; never "

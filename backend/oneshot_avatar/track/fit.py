@@ -43,6 +43,7 @@ from torch import Tensor
 
 from oneshot_avatar.body.smplx_layout import JOINT_INDEX, PARENTS
 from oneshot_avatar.cameras import Camera, focal_from_fov, from_fit
+from oneshot_avatar.fit.depth_cues import turn_from_axis
 from oneshot_avatar.fit.face_correspondence import face_correspondence
 from oneshot_avatar.fit.landmarks import MEDIAPIPE_POSE_NAMES, Landmarks
 from oneshot_avatar.fit.losses import (
@@ -206,6 +207,29 @@ class _Observations:
         self.present = np.array([lm is not None for lm in frames])
 
 
+def _world_onto_camera(obs: _Observations, focal: float, width: int, height: int) -> None:
+    """Turn each frame's world-landmark bone directions from the detector's head-on view of
+    the person onto the camera's axes (:func:`~oneshot_avatar.fit.depth_cues.turn_from_axis`
+    of the ray to the frame's mid-hip point): a person off the frame's centre is seen
+    obliquely."""
+    body_rows = np.flatnonzero(obs.groups[: obs.xy.shape[1]] == "body")
+    hips = np.array([obs.names.index(n) for n in ("left_hip", "right_hip") if n in obs.names])
+    xy, weight = obs.xy.numpy(), obs.weight.numpy()
+    world = obs.world.numpy().copy()
+    for t in range(xy.shape[0]):
+        if not obs.world_weight[t].any():
+            continue
+        # The ray to the detector's crop centre: the mid-hip point (else the body's middle).
+        seen = hips if len(hips) == 2 and (weight[t, hips] > 0).all() else \
+            body_rows[weight[t, body_rows] > 0]
+        if not len(seen):
+            continue
+        middle = 0.5 * (xy[t, seen].min(axis=0) + xy[t, seen].max(axis=0))
+        ray = np.array([(middle[0] - width / 2) / focal, (middle[1] - height / 2) / focal, 1.0])
+        world[t] = world[t] @ turn_from_axis(ray).T
+    obs.world = torch.as_tensor(world, dtype=obs.world.dtype)
+
+
 def _vocabulary() -> list[str]:
     from oneshot_avatar.fit.keypoints import (
         COCO_BODY_NAMES,
@@ -294,6 +318,7 @@ def fit_clip(body, frames: Sequence[Landmarks | None], image_size: tuple[int, in
                         "no body): give a video showing a person", field="video")
     sparse = SparseBody(body, obs.vertex_ids, obs.surface, obs.anchored)
     focal = focal_from_fov(config.fov_degrees, max(width, height))
+    _world_onto_camera(obs, focal, width, height)
     scale = REFERENCE_SIZE / max(width, height)
     names = body.expression_names
     unit_mask = None
