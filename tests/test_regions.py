@@ -191,6 +191,35 @@ def test_the_edge_of_a_chest_print_stays_on_the_front(open_body):
     assert shirt.sum() > 2000 and odd.mean() < 0.001, odd.mean()
 
 
+def test_the_stripes_go_on_behind_a_chest_print(open_body):
+    """The back behind red-check's white badge (the samples at the badge's rest (x, y)) takes
+    the stripes at their own heights from the fabric beside the badge: mean colour error
+    against the truth 0.046 (0.113 when the nearest fabric in any direction stood in, a dark
+    wedge of the stripe above)."""
+    from scipy.spatial import cKDTree
+
+    from oneshot_avatar.priors.surface import sample_points
+
+    subject = make_subject(open_body, "red-check", size=512)
+    params = _params(open_body, subject)
+    texture, regions = MeshReprojectionLabeler(resolution=6, regions=True).texture_and_regions(
+        open_body, params, subject.camera, subject.image, subject.mask)
+    with torch.no_grad():
+        rest = open_body(betas=params["betas"]).rest_vertices[0]
+    points, normals = (np.asarray(a) for a in sample_points(rest.double(), open_body.faces, 6))
+    truth = subject.texture.colors.reshape(-1, 3).numpy()  # the same sample grid (6)
+    label = texture.colors.reshape(-1, 3).numpy()
+    torso = (regions.parts.reshape(-1) == PARTS.index("torso")).numpy()
+    badge = torso & (normals[:, 2] > 0.3) & (
+        np.linalg.norm(truth - np.asarray(subject.look.badge), axis=1) < 0.15)
+    back = np.flatnonzero(torso & (normals[:, 2] < -0.3))
+    distance, _ = cKDTree(points[badge, :2]).query(points[back, :2], distance_upper_bound=0.005)
+    behind = back[np.isfinite(distance)]
+    assert badge.sum() > 500 and behind.size > 500
+    error = float(np.abs(label[behind] - truth[behind]).mean())
+    assert error < 0.07, error
+
+
 def test_a_hand_showing_the_background_is_skin_coloured(open_body):
     """The background seen through a badly masked hand (black, as on a catalogue photo) is
     dropped; the hand takes the skin's colour."""

@@ -416,8 +416,10 @@ def garment_back_fill(
     sample of the same garment and body part at the same place seen from the front: the
     nearest in rest ``(x, y)`` within ``tolerance`` metres whose normal, mirrored front to
     back, is alike (cosine at least ``min_normal_dot``); samples left without take the nearest
-    fabric of their part within ``2.5 * tolerance`` (behind a large print). Where a
-    print was, the nearest fabric around it stands in. Samples with no such source are left to
+    fabric of their part within ``2.5 * tolerance`` (behind a large print). Heights count
+    double in "nearest": where a print was, the fabric beside it at the same height stands in,
+    so a stripe goes on behind the print's hole (the nearest fabric in any direction drew a
+    wedge of the stripe above or below it there). Samples with no such source are left to
     the later fills, and the print's samples (seen, not fabric) are returned so that those fills
     do not spread them either.
     Returns the colours, the mask of samples filled here and the mask of print samples."""
@@ -479,10 +481,10 @@ def garment_back_fill(
             sources = sources_all[parts[sources_all] == part]
             targets = targets_all[parts[targets_all] == part]
             _copy_from_front(flat, filled, points, normals, sources, targets, tolerance,
-                             min_normal_dot)
+                             min_normal_dot, height_scale=2.0)
             # What that left (behind a large print): the part's fabric from further around.
             _copy_from_front(flat, filled, points, normals, sources, targets[~filled[targets]],
-                             2.5 * tolerance, 0.0)
+                             2.5 * tolerance, 0.0, height_scale=2.0)
     out = torch.from_numpy(flat).to(device=colors.device, dtype=colors.dtype)
     return (out.reshape(colors.shape), torch.from_numpy(filled).reshape(seeded.shape),
             torch.from_numpy(prints).reshape(seeded.shape))
@@ -490,15 +492,18 @@ def garment_back_fill(
 
 def _copy_from_front(flat: np.ndarray, filled: np.ndarray, points: np.ndarray,
                      normals: np.ndarray, sources: np.ndarray, targets: np.ndarray,
-                     tolerance: float, min_normal_dot: float, candidates: int = 4) -> None:
+                     tolerance: float, min_normal_dot: float, candidates: int = 4,
+                     height_scale: float = 1.0) -> None:
     """:func:`garment_back_fill`'s copy, in place: each target takes the first of its nearest
-    sources in rest ``(x, y)`` within ``tolerance`` whose normal, mirrored front to back, has a
-    cosine of at least ``min_normal_dot`` with the target's."""
+    sources in rest ``(x, y)`` (``y`` distances times ``height_scale``) within ``tolerance``
+    whose normal, mirrored front to back, has a cosine of at least ``min_normal_dot`` with the
+    target's."""
     if sources.size == 0 or targets.size == 0:
         return
     k = min(candidates, sources.size)
-    distance, nearest = cKDTree(points[sources, :2]).query(
-        points[targets, :2], k=k, distance_upper_bound=tolerance, workers=-1)
+    scale = np.array([1.0, height_scale])
+    distance, nearest = cKDTree(points[sources, :2] * scale).query(
+        points[targets, :2] * scale, k=k, distance_upper_bound=tolerance, workers=-1)
     distance, nearest = distance.reshape(targets.size, k), nearest.reshape(targets.size, k)
     found = np.isfinite(distance)
     safe = np.where(found, nearest, 0)
