@@ -508,25 +508,29 @@ def test_package_path_is_inside_the_store(tmp_path):
 def test_sigterm_during_training_then_restart_resumes(tmp_path, server_env, subject_files):
     """A graceful stop (SIGTERM, as systemd or Ctrl-C sends) between two training steps saves a
     checkpoint there; the next start resumes from it, not from the last periodic checkpoint."""
-    server = start_server(tmp_path / "data", env=server_env, command=TINY)  # the tiny preset
+    # No periodic checkpoint: only the stop can save one. 300 steps at 64 px (the smallest the
+    # API takes): long enough that the stop lands mid-training on a fast machine (20 steps once
+    # finished between the poll that saw training start and the stop).
+    steps = 300
+    env = {**server_env, "ONESHOT_AVATAR_TEST_CHECKPOINT_EVERY": "100000"}
+    server = start_server(tmp_path / "data", env=env, command=TINY)  # the tiny preset
     try:
-        # 20 steps, fewer than the first periodic checkpoint (every 50 steps): only the stop can
-        # have saved one; 64 px, the smallest the API takes.
-        job = _submit(server, subject_files, steps=20, resolution=64)
+        job = _submit(server, subject_files, steps=steps, resolution=64)
         running = wait_for_job(server, job["id"], timeout=900,
                                until=lambda j: j["stage"] == "train" and j["stage_progress"] > 0)
     finally:
         assert server.stop() == 0, server.log_text()[-3000:]  # a graceful stop
     assert "stopping" in server.log_text()
     assert (tmp_path / "data" / "jobs" / job["id"] / "out" / "avatar.avatar.work" / "train.ckpt").is_file()
-    server = start_server(tmp_path / "data", env=server_env, command=TINY)
+    server = start_server(tmp_path / "data", env=env, command=TINY)
     try:
         _, stopped = server.json("GET", f"/v1/jobs/{job['id']}")
         assert "server stopping; the job resumes when it starts again" in stopped["log"]
         done = wait_for_job(server, job["id"], timeout=900)
         assert done["state"] == "succeeded", done
         resumed_from = _result_training(server, done, tmp_path).get("resumed_from")
-        assert resumed_from is not None and round(running["stage_progress"] * 20) <= resumed_from < 20
+        assert resumed_from is not None
+        assert round(running["stage_progress"] * steps) <= resumed_from < steps
     finally:
         server.stop()
 
