@@ -210,6 +210,17 @@ def turn_from_axis(ray: np.ndarray) -> np.ndarray:
     return Rotation.from_rotvec(axis / sine * math.atan2(sine, cosine)).as_matrix()
 
 
+def person_ray(points: np.ndarray, principal_point: tuple[float, float],
+               focal: float) -> np.ndarray:
+    """The camera ray (camera axes, not normalised) to the middle of the box around image
+    ``points [N, 2]`` (pixels): along it the detector saw the person its world landmarks
+    describe (see :func:`turn_from_axis`)."""
+    points = np.asarray(points)
+    middle = 0.5 * (points.min(axis=0) + points.max(axis=0))
+    return np.array([(float(middle[0]) - principal_point[0]) / focal,
+                     (float(middle[1]) - principal_point[1]) / focal, 1.0])
+
+
 def build_depth_cues(landmarks: Landmarks | None, keypoints, body, vertex_ids: dict[str, int],
                      vertex_column: dict[str, int], config: DepthCueConfig,
                      device, dtype, view_ray: np.ndarray | None = None) -> DepthCues:

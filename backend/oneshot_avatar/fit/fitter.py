@@ -48,6 +48,7 @@ from oneshot_avatar.fit.depth_cues import (
     DepthCueConfig,
     DepthCues,
     build_depth_cues,
+    person_ray,
 )
 from oneshot_avatar.fit.face_correspondence import face_correspondence
 from oneshot_avatar.fit.keypoints import Keypoints, hand_names
@@ -850,12 +851,8 @@ def fit_body(body, size: int, *, keypoints: Keypoints | None, mask: np.ndarray |
         rows = [obs.names.index(n) for n in ("left_hip", "right_hip") if n in obs.names]
         if len(rows) < 2:
             rows = [i for i, g in enumerate(obs.groups) if g == "body"]
-        view_ray = None
-        if rows:
-            points = obs.xy[rows]
-            person = 0.5 * (points.min(dim=0).values + points.max(dim=0).values)
-            view_ray = np.array([(float(person[0]) - base.centre[0]) / default_focal,
-                                 (float(person[1]) - base.centre[1]) / default_focal, 1.0])
+        view_ray = (person_ray(obs.xy[rows].detach().cpu().numpy(), base.centre, default_focal)
+                    if rows else None)
         objective.cues = build_depth_cues(landmarks, keypoints, body, cue_vertices, columns,
                                           cue_config, device, dtype, view_ray=view_ray)
         notes.extend(objective.cues.notes)

@@ -566,9 +566,10 @@ class MeshReprojectionLabeler:
     fill each of the person's regions from its own kind (see :mod:`oneshot_avatar.priors.regions`
     and :meth:`texture_and_regions`; the presets turn it on); ``garment_backs`` (with regions):
     the back of each garment from its front's fabric, prints left out (:func:`garment_back_fill`);
-    ``occlusion_margin`` (with regions; a fraction of the image's longer side): seen samples that
-    close to a nearer part of the body (the belly beside a crossing forearm, whose photo
-    outline is a few pixels off the fitted one) keep their colour but fill nothing else.
+    ``occlusion_margin`` (with regions; a fraction of the image's longer side): skin seen on the
+    torso that close to a nearer part of the body (the belly beside a crossing forearm, whose
+    photo outline is a few pixels off the fitted one) is not taken for the torso's own skin
+    (:func:`~oneshot_avatar.priors.regions.surface_regions`' ``beside_occluder``).
     """
 
     name = "mesh-reprojection"

@@ -357,15 +357,12 @@ def fit_stage(body, prepared: Prepared, chosen: Preset, device: torch.device, wo
     size = chosen.resolution
     photo_scale = 1.0 / subject.box.scale
     # The focal length is assumed from the whole photo's field of view (a crop narrows it).
-    photo_long_side = max(subject.photo.rgb.shape[:2])
-    photo_focal = focal_from_fov(prepared.fov_degrees, photo_long_side)
+    photo_height, photo_width = subject.photo.rgb.shape[:2]
+    photo_focal = focal_from_fov(prepared.fov_degrees, max(photo_height, photo_width))
     working_fov = 2 * math.degrees(math.atan(size / 2 / (photo_focal * subject.box.scale)))
     fit_config = replace(chosen.fit, fov_degrees=working_fov)
     # The optical axis goes through the photo's centre, wherever the crop around the person is.
-    photo_height, photo_width = subject.photo.rgb.shape[:2]
-    box = subject.box
-    principal_point = ((photo_width / 2 - float(box.x0)) * box.scale,
-                       (photo_height / 2 - float(box.y0)) * box.scale)
+    principal_point = subject.box.to_crop((photo_width / 2, photo_height / 2))
     step = (lambda message: progress("fit", None)) if progress is not None else None
     if prepared.keypoints is not None:
         from oneshot_avatar.fit.pose_correspondence import is_measured

@@ -43,7 +43,7 @@ from torch import Tensor
 
 from oneshot_avatar.body.smplx_layout import JOINT_INDEX, PARENTS
 from oneshot_avatar.cameras import Camera, focal_from_fov, from_fit
-from oneshot_avatar.fit.depth_cues import turn_from_axis
+from oneshot_avatar.fit.depth_cues import person_ray, turn_from_axis
 from oneshot_avatar.fit.face_correspondence import face_correspondence
 from oneshot_avatar.fit.landmarks import MEDIAPIPE_POSE_NAMES, Landmarks
 from oneshot_avatar.fit.losses import (
@@ -224,8 +224,7 @@ def _world_onto_camera(obs: _Observations, focal: float, width: int, height: int
             body_rows[weight[t, body_rows] > 0]
         if not len(seen):
             continue
-        middle = 0.5 * (xy[t, seen].min(axis=0) + xy[t, seen].max(axis=0))
-        ray = np.array([(middle[0] - width / 2) / focal, (middle[1] - height / 2) / focal, 1.0])
+        ray = person_ray(xy[t, seen], (width / 2, height / 2), focal)
         world[t] = world[t] @ turn_from_axis(ray).T
     obs.world = torch.as_tensor(world, dtype=obs.world.dtype)
 
