@@ -359,3 +359,30 @@ def test_samples_beside_a_nearer_surface_are_marked(open_body):
     assert bool((outside[far_beside] <= margin + 1).all())
     assert bool(far_beside[far_seen & (outside > 1) & (outside < margin - 1)].all())
     assert not bool(far_beside[outside > margin + 1].any())
+
+
+def test_the_occlusion_margin_and_the_view_ray_need_no_network(tmp_path):
+    """This round's label and fit pieces fetch nothing: the samples beside a nearer surface
+    (observe_photo's occlusion margin) and the detector's landmarks turned along the person's
+    ray run in a fresh interpreter whose sockets refuse to connect."""
+    from offline import run_offline
+
+    done = run_offline("""
+        import numpy as np, torch
+        from oneshot_avatar.cameras import look_at
+        from oneshot_avatar.fit.depth_cues import person_ray, turn_from_axis
+        from oneshot_avatar.priors.reprojection import observe_photo
+        quads = [(-1, -1, 0), (1, -1, 0), (1, 1, 0), (-1, 1, 0),
+                 (-.2, -.2, .2), (.2, -.2, .2), (.2, .2, .2), (-.2, .2, .2)]
+        vertices = torch.tensor(quads, dtype=torch.float32)
+        faces = torch.tensor([[0, 1, 2], [0, 2, 3], [4, 5, 6], [4, 6, 7]])
+        camera = look_at((0.0, 0.0, 5.0), (0.0, 0.0, 0.0), width=64, height=64,
+                         fov_y_degrees=30.0)
+        seen = observe_photo(vertices, faces, camera, torch.full((64, 64, 3), 0.5), None, 8,
+                             occlusion_margin=3)
+        turn = turn_from_axis(person_ray(np.array([[10.0, 32.0], [20.0, 40.0]]), (32, 32), 100))
+        print("beside", bool(seen.beside_occluder[:2].any()), bool(seen.beside_occluder[2:].any()),
+              round(float(np.linalg.det(turn)), 6))
+    """, "occlusion margin and view ray", tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "beside True False 1.0" in done.stdout
