@@ -24,6 +24,8 @@ seeds; if it ever is, the printed "pixels over tol" count will be 1 or 2, not th
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -210,3 +212,21 @@ def test_projection_and_sh_match_gsplats_own_torch_twin():
     for name, err in errors.items():
         print(f"  {name:10s} max abs err vs gsplat _torch_impl {err.abs().max().item():.3e}")
         assert err.abs().max() <= 1e-10, name
+
+
+@pytest.mark.skipif(not gsplat_available(), reason="needs gsplat (its ninja dependency)")
+def test_a_backend_started_outside_its_environment_finds_ninja_for_gsplat():
+    """A backend launched by Blender or a service manager from a virtual environment that was
+    never activated has a plain PATH; torch's JIT, which loads gsplat's kernels, wants `ninja`
+    on it every time (the GPU run on 2026-11-29 failed every such render without this)."""
+    import subprocess
+    import sys
+
+    code = ("import shutil; assert shutil.which('ninja') is None, 'ninja already on PATH'; "
+            "from oneshot_avatar.render.gsplat_rasterizer import ninja_on_path; ninja_on_path(); "
+            "found = shutil.which('ninja'); assert found, 'not found'; print(found)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False, timeout=120, env={**os.environ, "PATH": "/nonexistent"})
+    assert result.returncode == 0, result.stderr
+    assert subprocess.run([result.stdout.strip(), "--version"], capture_output=True,
+                          check=False, timeout=30).returncode == 0

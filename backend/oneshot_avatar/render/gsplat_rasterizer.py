@@ -2,8 +2,10 @@
 
 ``gsplat`` is imported inside the function, so importing ``oneshot_avatar`` never loads it or
 its CUDA extension (gsplat 1.5.3 from PyPI is a pure-Python wheel that JIT-compiles its kernels
-on the first call; that needs nvcc and takes minutes once, then is cached in
-``~/.cache/torch_extensions``).
+on the first call; that needs nvcc and took 60 s on a 16-core H200 machine, then is cached in
+``~/.cache/torch_extensions``). Loading the cached kernels goes through torch's JIT too, which
+wants the ``ninja`` program on ``PATH`` every time: :func:`ninja_on_path` puts the ``ninja``
+package's own folder there when a backend runs without its environment activated.
 
 Argument mapping onto ``gsplat.rasterization`` (1.5.3, ``gsplat/rendering.py``):
 
@@ -23,6 +25,8 @@ Argument mapping onto ``gsplat.rasterization`` (1.5.3, ``gsplat/rendering.py``):
 
 from __future__ import annotations
 
+import os
+import shutil
 from typing import TYPE_CHECKING
 
 from torch import Tensor
@@ -33,11 +37,29 @@ if TYPE_CHECKING:
     from oneshot_avatar.render.rasterize import RasterInputs
 
 
+def ninja_on_path() -> None:
+    """Make ``ninja`` findable on ``PATH`` when the ``ninja`` package (a gsplat dependency) is
+    installed but its folder is not on ``PATH``, as in a backend that Blender's *Start a Local
+    Backend*, a service manager or ``subprocess`` with a plain ``PATH`` starts from a virtual
+    environment it never activated. Without it every CUDA render fails with torch's "Ninja is
+    required to load C++ extensions", also after gsplat's kernels are built."""
+    if shutil.which("ninja"):
+        return
+    try:
+        import ninja
+    except ImportError:
+        return  # torch then names what is missing
+    folder = getattr(ninja, "BIN_DIR", None)
+    if folder and any(os.path.isfile(os.path.join(folder, name)) for name in ("ninja", "ninja.exe")):
+        os.environ["PATH"] = folder + os.pathsep + os.environ.get("PATH", "")
+
+
 def rasterize_gaussians_gsplat(
     inputs: RasterInputs,
 ) -> tuple[Tensor, Tensor, Tensor]:  # rgb [B, C, H, W, 3], alpha [B, C, H, W, 1], depth same
     """Render with ``gsplat.rasterization``; ``inputs`` are assumed checked by the caller
     (``oneshot_avatar.render.rasterize_gaussians``) and on CUDA, float32."""
+    ninja_on_path()
     from gsplat import rasterization
 
     render, alpha, _meta = rasterization(
