@@ -5,8 +5,8 @@ real ``oneshot-avatar serve`` on loopback started here.
                                   [--anim-size 640 360] [--anim-frames 8] [--device cpu|cuda]
 
 - **viewport**: request -> pixels ready to draw, as Rendered shading does it: one
-  ``POST /v1/render-scene`` per frame (float16, the 3D view's camera as view/projection
-  matrices), the answer decoded into Blender's premultiplied scene-linear buffer. Prints
+  ``POST /v1/render-scene`` per frame (float16, cropped to the avatars, no depth, the 3D
+  view's camera as view/projection matrices), the answer decoded into Blender's premultiplied scene-linear buffer. Prints
   frames/s (wall clock) and the server's CPU seconds per frame.
 - **render animation**: the engine's requests (float32, a Blender camera, 8 frames asked for
   ahead per request as Render Animation does) against the backend's own render of the same
@@ -77,7 +77,7 @@ def viewport_fps(client, server, avatar_id: str, rows, width: int, height: int, 
         def work(camera=camera, frame=frame):
             request = engine.scene_request(
                 [engine.SceneAvatar(avatar_id, rows(frame), None, rig)], [camera],
-                dtype="float16")
+                dtype="float16", depth=False)  # as the add-on's viewport_work asks
             decoded = engine.decode_scene(client.render_scene(request), width, height)[0]
             engine.flat32(decoded.combined)  # what draw_picture gives gpu.types.Buffer
             return decoded

@@ -191,10 +191,11 @@ RENDER_JOB_HANDLERS = ("render_init", "render_complete", "render_cancel")
 
 
 def fetch_frames(config, entries: list[dict[str, Any]], cameras: list[dict[str, Any]],
-                 width: int, height: int, cache, *, dtype: str = "float32",
+                 width: int, height: int, cache, *, dtype: str = "float32", depth: bool = True,
                  avatar_id=None) -> list[plain.Frame]:
     """Worker-safe (no bpy): upload what is missing, render, decode. ``avatar_id(client, cache,
-    entry)`` picks each avatar's backend id (default: :data:`UPLOADS`)."""
+    entry)`` picks each avatar's backend id (default: :data:`UPLOADS`); ``depth=False`` asks
+    for colour only."""
     if not entries:
         return [plain.transparent_frame(width, height)]
     client = config.client()
@@ -202,7 +203,7 @@ def fetch_frames(config, entries: list[dict[str, Any]], cameras: list[dict[str, 
     avatars = [plain.SceneAvatar(pick(client, cache, entry), entry["params"],
                                  entry["expression_space"], entry["matrix_world"])
                for entry in entries]
-    data = client.render_scene(plain.scene_request(avatars, cameras, dtype=dtype))
+    data = client.render_scene(plain.scene_request(avatars, cameras, dtype=dtype, depth=depth))
     return plain.decode_scene(data, width, height)
 
 
@@ -229,7 +230,7 @@ def viewport_work(config, depsgraph, view_matrix, window_matrix, width: int, hei
                                          config.url)
     cache = upload_cache()
     return key, lambda: fetch_frames(config, entries, [camera], width, height, cache,
-                                     dtype="float16")[0]
+                                     dtype="float16", depth=False)[0]
 
 
 class DrawCache:

@@ -132,6 +132,34 @@ def test_frames_batch_and_half_precision(server, avatars):
     assert not np.array_equal(out["alpha"][0], out["alpha"][2])  # the body turns
 
 
+def test_a_cropped_answer_is_the_whole_frame_inside_its_box(server, avatars):
+    """What the viewport and the engine ask for: only the box around the drawn pixels of all
+    frames (a viewport is mostly empty), placed by box/size; depth left out on request."""
+    rows = {"global_orient": [[0.0, 0.3 * t, 0.0] for t in range(2)]}
+    payload = {"avatars": [{"avatar": avatars[0], "params": rows, "matrix_world": ROT_X_90}],
+               "cameras": [blender_camera(camera_matrix(0.3, -4.5, -0.2), 160, 120)]}
+    whole = scene(server, payload)
+    cropped = scene(server, {**payload, "crop": True})
+    x0, y0, x1, y1 = cropped["box"].tolist()
+    assert cropped["size"].tolist() == [160, 120]
+    seen = np.argwhere((whole["alpha"] > 0).any(axis=0))
+    assert [x0, y0, x1, y1] == [seen[:, 1].min(), seen[:, 0].min(), seen[:, 1].max() + 1,
+                                seen[:, 0].max() + 1]
+    assert (x1 - x0) * (y1 - y0) < 0.6 * 160 * 120  # it is smaller than the frame
+    for name in ("color", "alpha", "depth"):
+        np.testing.assert_array_equal(cropped[name], whole[name][:, y0:y1, x0:x1])
+    outside = whole["alpha"].copy()
+    outside[:, y0:y1, x0:x1] = 0
+    assert not outside.any()
+    colour_only = scene(server, {**payload, "crop": True, "depth": False, "dtype": "float16"})
+    assert "depth" not in colour_only and colour_only["color"].dtype == np.float16
+    np.testing.assert_allclose(colour_only["alpha"], cropped["alpha"], atol=1e-3)
+    behind = {**payload, "cameras": [blender_camera(camera_matrix(0.3, 4.5, -0.2), 160, 120)],
+              "crop": True}  # the camera looks away from the avatar: nothing drawn
+    empty = scene(server, behind)
+    assert empty["box"].tolist() == [0, 0, 0, 0] and empty["alpha"].shape == (2, 0, 0)
+
+
 @pytest.mark.parametrize("change, status, field", [
     (lambda p, ids: p["avatars"][0].update(matrix_world=[[2, 0, 0, 0], [0, 0, -1, 0],
                                                          [0, 1, 0, 0], [0, 0, 0, 1]]),

@@ -34,11 +34,13 @@ class SceneAvatar:
 
 
 def scene_request(avatars: Sequence[SceneAvatar], cameras: Sequence[dict[str, Any]], *,
-                  dtype: str = "float32") -> dict[str, Any]:
+                  dtype: str = "float32", depth: bool = True) -> dict[str, Any]:
     """The ``/v1/render-scene`` body: every avatar with its rows and rig matrix; ``cameras``
     one for all frames or one per frame (a ``blender_camera_payload`` without a rig, or
     :func:`viewport_camera`). The backend wants at least one avatar: a scene without any is
-    drawn transparent without a request (:func:`transparent_frame`)."""
+    drawn transparent without a request (:func:`transparent_frame`). The answer is cropped to
+    the avatars' box (:func:`decode_scene` places it); ``depth=False`` leaves out the depth
+    pass (the viewport draws colour only)."""
     if not cameras:
         raise CameraExportError("no camera to render from; set the scene camera", "camera")
     entries = []
@@ -49,7 +51,8 @@ def scene_request(avatars: Sequence[SceneAvatar], cameras: Sequence[dict[str, An
         if avatar.expression_space:
             entry["expression_space"] = avatar.expression_space
         entries.append(entry)
-    return {"avatars": entries, "cameras": list(cameras), "dtype": dtype}
+    return {"avatars": entries, "cameras": list(cameras), "dtype": dtype, "crop": True,
+            "depth": depth}
 
 
 def viewport_camera(view_matrix: Any, projection_matrix: Any, width: int, height: int
@@ -133,24 +136,41 @@ class SceneAnswerError(ValueError):
 
 def decode_scene(data: bytes, width: int | None = None, height: int | None = None
                  ) -> list[Frame]:
-    """``/v1/render-scene`` bytes -> frames; checks the size when ``width``/``height`` are given."""
+    """``/v1/render-scene`` bytes -> frames; checks the size when ``width``/``height`` are given.
+    Reads whole frames and cropped answers (``box``/``size``), with or without depth."""
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
             color = np.asarray(arrays["color"], dtype=np.float32)
             alpha = np.asarray(arrays["alpha"], dtype=np.float32)
-            depth = np.asarray(arrays["depth"], dtype=np.float32)
-    except (OSError, ValueError, KeyError, EOFError) as error:
+            depth = (np.asarray(arrays["depth"], dtype=np.float32)
+                     if "depth" in arrays.files else None)
+            box = [int(v) for v in arrays["box"]] if "box" in arrays.files else None
+            size = [int(v) for v in arrays["size"]] if "size" in arrays.files else None
+    except (OSError, ValueError, KeyError, EOFError, TypeError) as error:
         raise SceneAnswerError(f"the backend's scene render could not be read ({error}); "
                                "check the backend URL points at `oneshot-avatar serve`") from None
     if color.ndim != 4 or color.shape[-1] != 3 or alpha.shape != color.shape[:3] \
-            or depth.shape != alpha.shape:
+            or (depth is not None and depth.shape != alpha.shape):
         raise SceneAnswerError(f"unexpected array shapes color {color.shape}, alpha "
-                               f"{alpha.shape}, depth {depth.shape}")
-    if width is not None and height is not None and alpha.shape[1:] != (height, width):
-        raise SceneAnswerError(f"the backend rendered {alpha.shape[2]}x{alpha.shape[1]}, "
+                               f"{alpha.shape}, depth {None if depth is None else depth.shape}")
+    crop_h, crop_w = alpha.shape[1:]
+    if box is None:
+        x0 = y0 = 0
+        width_, height_ = crop_w, crop_h
+    else:
+        if size is None or len(box) != 4 or len(size) != 2:
+            raise SceneAnswerError(f"a cropped answer needs box [x0, y0, x1, y1] and size "
+                                   f"[width, height], got box {box}, size {size}")
+        x0, y0, x1, y1 = box
+        width_, height_ = size
+        if not (0 <= x0 <= x1 <= width_ and 0 <= y0 <= y1 <= height_) or \
+                (x1 - x0, y1 - y0) != (crop_w, crop_h):
+            raise SceneAnswerError(f"the box {box} does not hold the {crop_w}x{crop_h} crop "
+                                   f"in a {width_}x{height_} frame")
+    if width is not None and height is not None and (height_, width_) != (height, width):
+        raise SceneAnswerError(f"the backend rendered {width_}x{height_}, "
                                f"{width}x{height} was asked")
     frames = []
-    height_, width_ = alpha.shape[1:]
     for index in range(alpha.shape[0]):
         combined = np.zeros((height_, width_, 4), np.float32)
         z = np.full((height_, width_), BLENDER_NO_DEPTH, np.float32)
@@ -160,13 +180,15 @@ def decode_scene(data: bytes, width: int | None = None, height: int | None = Non
             cols = np.flatnonzero((alpha[index, rows[0]:rows[-1] + 1] > 0).any(axis=0))
             r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
             a = np.clip(alpha[index, r0:r1, c0:c1], 0.0, 1.0)
-            box = combined[height_ - r1:height_ - r0, c0:c1]  # Blender: rows bottom to top
-            box[..., :3] = (_srgb_to_linear32(color[index, r0:r1, c0:c1])
-                            * a[..., None])[::-1]
-            box[..., 3] = a[::-1]
-            seen = depth[index, r0:r1, c0:c1]
-            z[height_ - r1:height_ - r0, c0:c1] = np.where(
-                np.isfinite(seen) & (a > 0), seen, BLENDER_NO_DEPTH)[::-1]
+            top, bottom = height_ - (y0 + r1), height_ - (y0 + r0)  # Blender: rows bottom to top
+            box_out = combined[top:bottom, x0 + c0:x0 + c1]
+            box_out[..., :3] = (_srgb_to_linear32(color[index, r0:r1, c0:c1])
+                                * a[..., None])[::-1]
+            box_out[..., 3] = a[::-1]
+            if depth is not None:
+                seen = depth[index, r0:r1, c0:c1]
+                z[top:bottom, x0 + c0:x0 + c1] = np.where(
+                    np.isfinite(seen) & (a > 0), seen, BLENDER_NO_DEPTH)[::-1]
         frames.append(Frame(combined, z))
     return frames
 

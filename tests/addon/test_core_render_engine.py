@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from blender_addon.core import render_engine
 from blender_addon.core.camera import CameraExportError
+from blender_addon.core.render_engine import SceneAnswerError
 
 from oneshot_avatar.cameras import BLENDER_TO_WORLD
 from oneshot_avatar.service import schemas
@@ -107,6 +108,34 @@ def test_decode_reads_half_precision_and_refuses_other_answers():
     with pytest.raises(render_engine.SceneAnswerError, match="8x8"):
         render_engine.decode_scene(npz(np.ones((1, 2, 2, 3)), np.ones((1, 2, 2)),
                                        np.ones((1, 2, 2))), 8, 8)
+
+
+def test_a_cropped_answer_decodes_as_the_whole_frame():
+    rng = np.random.default_rng(3)
+    color = rng.random((2, 6, 7, 3))
+    alpha = np.zeros((2, 6, 7))
+    alpha[0, 1:3, 2:5] = rng.random((2, 3)) + 0.1
+    alpha[1, 2:5, 3:4] = 0.7
+    depth = np.where(alpha > 0, 3.0, np.inf)
+    whole = render_engine.decode_scene(npz(color, alpha, depth), 7, 6)
+    box = [2, 1, 5, 5]  # x0, y0, x1, y1 around both frames' drawn pixels
+    buffer = io.BytesIO()
+    np.savez(buffer, color=color[:, 1:5, 2:5], alpha=alpha[:, 1:5, 2:5],
+             box=np.array(box, np.int32), size=np.array([7, 6], np.int32))
+    cropped = render_engine.decode_scene(buffer.getvalue(), 7, 6)  # no depth asked for
+    for a, b in zip(whole, cropped):
+        np.testing.assert_array_equal(a.combined, b.combined)
+        assert (b.depth == 1e10).all()
+    empty = io.BytesIO()
+    np.savez(empty, color=np.zeros((1, 0, 0, 3)), alpha=np.zeros((1, 0, 0)),
+             box=np.zeros(4, np.int32), size=np.array([7, 6], np.int32))
+    frame, = render_engine.decode_scene(empty.getvalue(), 7, 6)
+    assert frame.combined.shape == (6, 7, 4) and not frame.combined.any()
+    bad = io.BytesIO()
+    np.savez(bad, color=color[:, 1:5, 2:5], alpha=alpha[:, 1:5, 2:5],
+             box=np.array([2, 1, 6, 5], np.int32), size=np.array([7, 6], np.int32))
+    with pytest.raises(SceneAnswerError, match="box"):
+        render_engine.decode_scene(bad.getvalue(), 7, 6)
 
 
 def test_scene_request_carries_every_avatar_and_validates_against_the_api():

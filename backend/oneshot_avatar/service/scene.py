@@ -5,7 +5,11 @@ Gaussian by Gaussian; the answer is RGBA plus a depth pass.
 Answer format (``application/x-npz``, ``numpy.load`` reads it): ``color`` [T, H, W, 3] straight
 (un-premultiplied) sRGB 0..1, ``alpha`` [T, H, W] coverage 0..1, ``depth`` [T, H, W] distance
 along the camera's viewing axis in scene units (Blender's Z pass), ``inf`` where nothing is
-drawn; rows top to bottom. Arrays are float32 (or float16 on request).
+drawn; rows top to bottom. Arrays are float32 (or float16 on request). With ``crop`` the
+arrays hold only the box around every frame's drawn pixels, placed by ``box`` [x0, y0, x1, y1]
+in the ``size`` [width, height] frame (most of a viewport is empty: a 1280x720 answer shrinks
+several times); ``depth: false`` leaves the depth pass out. The box, the precision and the copy
+to the host are done where the frames were rendered (the GPU), not on the server's CPU.
 
 Frames: each avatar's Gaussians are posed in its rig's armature space (the SMPL-X frame, Y up),
 then moved by ``BLENDER_TO_WORLD @ matrix_world`` into the backend's world, where the scene's
@@ -52,6 +56,8 @@ class ScenePlan:
     height: int
     num_frames: int
     dtype: str
+    crop: bool = False
+    depth: bool = True
 
 
 def _to_world(matrix: list[list[float]], field: str) -> np.ndarray:
@@ -123,7 +129,8 @@ def plan_scene(request: schemas.SceneRenderRequest, *, known_avatar, max_frames:
     if width * height > max_pixels:
         raise UserError(f"{width}x{height} is over the limit of {max_pixels} pixels per frame",
                         field="size")
-    return ScenePlan(items, cameras, width, height, frames, request.dtype)
+    return ScenePlan(items, cameras, width, height, frames, request.dtype, request.crop,
+                     request.depth)
 
 
 def _matrix_to_quat(r: np.ndarray) -> np.ndarray:
@@ -156,19 +163,21 @@ def _quat_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def render_scene(plan: ScenePlan, load_avatar, body, *, backend: str, batch_frames: int = 4
                  ) -> dict[str, np.ndarray]:
-    """Render the plan (worker thread): ``{"color", "alpha", "depth"}`` as in the module doc."""
+    """Render the plan (worker thread): ``{"color", "alpha", "depth"}`` (and ``box``/``size``
+    when cropped) as in the module doc, already in the plan's precision."""
     from oneshot_avatar.render.rasterize import rasterize_gaussians
     from oneshot_avatar.render.shots import expression_for_body
     from oneshot_avatar.render.torch_rasterizer import gaussian_colors
 
     T, H, W = plan.num_frames, plan.height, plan.width
-    color = np.zeros((T, H, W, 3), np.float32)
-    alpha = np.zeros((T, H, W), np.float32)
-    depth = np.full((T, H, W), np.inf, np.float32)
-    if not plan.items:
-        return {"color": color, "alpha": alpha, "depth": depth}
     device = body.device
+    if not plan.items:
+        color = torch.zeros(T, H, W, 3, device=device)
+        alpha = torch.zeros(T, H, W, device=device)
+        depth = torch.full((T, H, W), float("inf"), device=device)
+        return _answer(plan, color, alpha, depth)
     avatars = [load_avatar(item.avatar_id) for item in plan.items]
+    colors, alphas, depths = [], [], []
     for start in range(0, T, max(1, batch_frames)):
         chunk = list(range(start, min(T, start + batch_frames)))
         chosen = [plan.cameras[i] if len(plan.cameras) > 1 else plan.cameras[0] for i in chunk]
@@ -204,16 +213,46 @@ def render_scene(plan: ScenePlan, load_avatar, body, *, backend: str, batch_fram
             out = rasterize_gaussians(joined["means"], joined["quats"], joined["scales"],
                                       joined["opacities"], joined["colors"], viewmats[:, None],
                                       Ks[:, None], W, H, backend=backend)
-        a = out.alpha[:, 0, ..., 0].clamp(0, 1)
-        rgb = out.rgb[:, 0].clamp(0, 1) / a[..., None].clamp_min(1e-6) * (a[..., None] > 0)
-        z = torch.where(a > 0, out.depth[:, 0, ..., 0], torch.full_like(a, float("inf")))
-        color[chunk] = rgb.clamp(0, 1).cpu().numpy()
-        alpha[chunk] = a.cpu().numpy()
-        depth[chunk] = z.cpu().numpy()
-    return {"color": color, "alpha": alpha, "depth": depth}
+            a = out.alpha[:, 0, ..., 0].clamp(0, 1)
+            rgb = out.rgb[:, 0].clamp(0, 1) / a[..., None].clamp_min(1e-6) * (a[..., None] > 0)
+            colors.append(rgb.clamp(0, 1))
+            alphas.append(a)
+            depths.append(torch.where(a > 0, out.depth[:, 0, ..., 0],
+                                      torch.full_like(a, float("inf"))))
+    return _answer(plan, torch.cat(colors), torch.cat(alphas), torch.cat(depths))
+
+
+def drawn_box(alpha: torch.Tensor) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)`` around the pixels with alpha > 0 in any frame of ``alpha`` [T, H, W]
+    (end exclusive); ``(0, 0, 0, 0)`` when nothing is drawn."""
+    seen = alpha > 0
+    rows = torch.nonzero(seen.any(dim=2).any(dim=0)).flatten()
+    if rows.numel() == 0:
+        return 0, 0, 0, 0
+    cols = torch.nonzero(seen.any(dim=1).any(dim=0)).flatten()
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def _answer(plan: ScenePlan, color: torch.Tensor, alpha: torch.Tensor, depth: torch.Tensor
+            ) -> dict[str, np.ndarray]:
+    """Crop, cast and copy to the host on the frames' own device (see the module doc)."""
+    dtype = torch.float16 if plan.dtype == "float16" else torch.float32
+    arrays = {"color": color, "alpha": alpha}
+    if plan.depth:
+        arrays["depth"] = depth
+    extra = {}
+    if plan.crop:
+        x0, y0, x1, y1 = drawn_box(alpha)
+        arrays = {k: v[:, y0:y1, x0:x1] for k, v in arrays.items()}
+        extra = {"box": np.array([x0, y0, x1, y1], np.int32),
+                 "size": np.array([plan.width, plan.height], np.int32)}
+    return {**{k: v.to(dtype).cpu().numpy() for k, v in arrays.items()}, **extra}
 
 
 def npz_bytes(arrays: dict[str, np.ndarray], dtype: str = "float32") -> bytes:
+    """The answer's bytes: float arrays in ``dtype`` (no copy when they already are), the box
+    and size as they are."""
     buffer = io.BytesIO()
-    np.savez(buffer, **{k: v.astype(dtype) for k, v in arrays.items()})
+    np.savez(buffer, **{k: v.astype(dtype, copy=False) if v.dtype.kind == "f" else v
+                        for k, v in arrays.items()})
     return buffer.getvalue()

@@ -300,3 +300,8 @@ class SceneRenderRequest(RequestModel):
     size: tuple[Side, Side] | None = Field(None, description="[width, height]: resize the cameras")
     dtype: Literal["float32", "float16"] = Field(
         "float32", description="precision of the returned arrays")
+    crop: bool = Field(
+        False, description="answer only the box around the drawn pixels of all frames: the "
+        "arrays are [T, h, w] with `box` = [x0, y0, x1, y1] (pixels, top-left origin, end "
+        "exclusive; [0, 0, 0, 0] when nothing is drawn) and `size` = [width, height]")
+    depth: bool = Field(True, description="false: no depth pass in the answer (colour only)")
