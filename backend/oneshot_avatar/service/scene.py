@@ -172,12 +172,10 @@ def render_scene(plan: ScenePlan, load_avatar, body, *, backend: str, batch_fram
     T, H, W = plan.num_frames, plan.height, plan.width
     device = body.device
     if not plan.items:
-        color = torch.zeros(T, H, W, 3, device=device)
-        alpha = torch.zeros(T, H, W, device=device)
-        depth = torch.full((T, H, W), float("inf"), device=device)
-        return _answer(plan, color, alpha, depth)
+        zeros = torch.zeros(T, H, W, device=device)
+        return _answer(plan, zeros[..., None].expand(T, H, W, 3), zeros, zeros)
     avatars = [load_avatar(item.avatar_id) for item in plan.items]
-    colors, alphas, depths = [], [], []
+    rendered = []  # per batch of frames: premultiplied colour, alpha, depth as rasterized
     for start in range(0, T, max(1, batch_frames)):
         chunk = list(range(start, min(T, start + batch_frames)))
         chosen = [plan.cameras[i] if len(plan.cameras) > 1 else plan.cameras[0] for i in chunk]
@@ -213,13 +211,8 @@ def render_scene(plan: ScenePlan, load_avatar, body, *, backend: str, batch_fram
             out = rasterize_gaussians(joined["means"], joined["quats"], joined["scales"],
                                       joined["opacities"], joined["colors"], viewmats[:, None],
                                       Ks[:, None], W, H, backend=backend)
-            a = out.alpha[:, 0, ..., 0].clamp(0, 1)
-            rgb = out.rgb[:, 0].clamp(0, 1) / a[..., None].clamp_min(1e-6) * (a[..., None] > 0)
-            colors.append(rgb.clamp(0, 1))
-            alphas.append(a)
-            depths.append(torch.where(a > 0, out.depth[:, 0, ..., 0],
-                                      torch.full_like(a, float("inf"))))
-    return _answer(plan, torch.cat(colors), torch.cat(alphas), torch.cat(depths))
+        rendered.append((out.rgb[:, 0], out.alpha[:, 0, ..., 0], out.depth[:, 0, ..., 0]))
+    return _answer(plan, *(torch.cat(parts) for parts in zip(*rendered)))
 
 
 def drawn_box(alpha: torch.Tensor) -> tuple[int, int, int, int]:
@@ -233,19 +226,25 @@ def drawn_box(alpha: torch.Tensor) -> tuple[int, int, int, int]:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-def _answer(plan: ScenePlan, color: torch.Tensor, alpha: torch.Tensor, depth: torch.Tensor
-            ) -> dict[str, np.ndarray]:
-    """Crop, cast and copy to the host on the frames' own device (see the module doc)."""
-    dtype = torch.float16 if plan.dtype == "float16" else torch.float32
-    arrays = {"color": color, "alpha": alpha}
-    if plan.depth:
-        arrays["depth"] = depth
+def _answer(plan: ScenePlan, premultiplied: torch.Tensor, alpha: torch.Tensor,
+            depth: torch.Tensor) -> dict[str, np.ndarray]:
+    """The arrays of the module doc from what the rasterizer gave ([T, H, W, 3] premultiplied
+    colour, [T, H, W] alpha and expected depth): cropped first (when asked), so the rest works
+    on the box only; straight colour, ``inf`` depth where nothing is drawn; cast and copied to
+    the host on the frames' own device."""
+    alpha = alpha.clamp(0, 1)
     extra = {}
     if plan.crop:
         x0, y0, x1, y1 = drawn_box(alpha)
-        arrays = {k: v[:, y0:y1, x0:x1] for k, v in arrays.items()}
+        premultiplied, alpha, depth = (v[:, y0:y1, x0:x1] for v in (premultiplied, alpha, depth))
         extra = {"box": np.array([x0, y0, x1, y1], np.int32),
                  "size": np.array([plan.width, plan.height], np.int32)}
+    seen = alpha > 0
+    color = premultiplied.clamp(0, 1) / alpha[..., None].clamp_min(1e-6) * seen[..., None]
+    arrays = {"color": color.clamp(0, 1), "alpha": alpha}
+    if plan.depth:
+        arrays["depth"] = torch.where(seen, depth, torch.full_like(depth, float("inf")))
+    dtype = torch.float16 if plan.dtype == "float16" else torch.float32
     return {**{k: v.to(dtype).cpu().numpy() for k, v in arrays.items()}, **extra}
 
 
