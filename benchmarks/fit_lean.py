@@ -30,13 +30,13 @@ import numpy as np
 import torch
 
 from oneshot_avatar.body import load_body_model
+from oneshot_avatar.detect import HolisticDetector
 from oneshot_avatar.fit import FitConfig, fit_body
 from oneshot_avatar.fit.lean import fit_lean
-from oneshot_avatar.detect import HolisticDetector
+from oneshot_avatar.reconstruct.inputs import PHOTO_FOV_DEGREES
 from oneshot_avatar.subject import load_photo
 from oneshot_avatar.subject.crop import person_box
 
-PHOTO_FOV_DEGREES = 40.0  # as the pipeline assumes for a photo
 DEFAULT_NAMES = "pifu_ryota.png,mimicmotion_demo1.jpg,pifuhd_test.png"
 SIZE = 256
 

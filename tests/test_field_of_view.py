@@ -130,3 +130,16 @@ def test_a_person_off_the_photo_centre_is_not_turned_to_fake_its_perspective(tmp
     error = Rotation.from_matrix(_root_in_camera(fitted_camera, fit.params)
                                  @ _root_in_camera(camera, subject.params).T)
     assert math.degrees(error.magnitude()) < 6.0, np.degrees(error.as_rotvec())
+
+
+def test_the_detectors_view_ray_goes_to_the_hips_or_else_to_the_seen_body():
+    """The photo fit and video tracking aim the world landmarks' view ray at the same points:
+    both hips when both are seen, else the body points that are seen (never an unseen one,
+    whose coordinates mean nothing)."""
+    from oneshot_avatar.fit.depth_cues import ray_points
+
+    names = ["nose", "left_hip", "right_hip", "left_ankle", "left_hand_0"]
+    groups = ["body", "body", "body", "body", "hand"]
+    assert ray_points(names, groups, [1, 1, 1, 1, 1]).tolist() == [1, 2]
+    assert ray_points(names, groups, [1, 0, 1, 1, 1]).tolist() == [0, 2, 3]
+    assert ray_points(names, groups, [0, 0, 0, 0, 1]).tolist() == []

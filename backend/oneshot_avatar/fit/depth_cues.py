@@ -210,6 +210,17 @@ def turn_from_axis(ray: np.ndarray) -> np.ndarray:
     return Rotation.from_rotvec(axis / sine * math.atan2(sine, cosine)).as_matrix()
 
 
+def ray_points(names, groups, weight) -> np.ndarray:
+    """Rows of the points the detector's person crop is centred on, as :func:`person_ray`
+    wants them: both hips when both are seen (weight > 0), else every seen body point.
+    ``names`` and ``groups`` ("body", "hand", "face") per row, ``weight`` [rows]."""
+    names, weight = list(names), np.asarray(weight)
+    hips = [names.index(n) for n in ("left_hip", "right_hip") if n in names]
+    if len(hips) == 2 and (weight[hips] > 0).all():
+        return np.array(hips)
+    return np.flatnonzero((np.asarray(groups)[: len(weight)] == "body") & (weight > 0))
+
+
 def person_ray(points: np.ndarray, principal_point: tuple[float, float],
                focal: float) -> np.ndarray:
     """The camera ray (camera axes, not normalised) to the middle of the box around image

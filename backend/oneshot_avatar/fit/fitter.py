@@ -49,6 +49,7 @@ from oneshot_avatar.fit.depth_cues import (
     DepthCues,
     build_depth_cues,
     person_ray,
+    ray_points,
 )
 from oneshot_avatar.fit.face_correspondence import face_correspondence
 from oneshot_avatar.fit.keypoints import Keypoints, hand_names
@@ -846,13 +847,10 @@ def fit_body(body, size: int, *, keypoints: Keypoints | None, mask: np.ndarray |
         cue_config = DepthCueConfig(**{f.name: getattr(config, f.name)
                                        for f in dataclasses.fields(DepthCueConfig)})
         columns = {n: obs.vertex_ids.index(v) for n, v in cue_vertices.items()}
-        # The detector sees the person along the ray to its crop's centre: the mid-hip point
-        # (else the middle of the body's points).
-        rows = [obs.names.index(n) for n in ("left_hip", "right_hip") if n in obs.names]
-        if len(rows) < 2:
-            rows = [i for i, g in enumerate(obs.groups) if g == "body"]
+        # The detector sees the person along the ray to its crop's centre.
+        rows = ray_points(obs.names, obs.groups, obs.weight.detach().cpu().numpy())
         view_ray = (person_ray(obs.xy[rows].detach().cpu().numpy(), base.centre, default_focal)
-                    if rows else None)
+                    if len(rows) else None)
         objective.cues = build_depth_cues(landmarks, keypoints, body, cue_vertices, columns,
                                           cue_config, device, dtype, view_ray=view_ray)
         notes.extend(objective.cues.notes)

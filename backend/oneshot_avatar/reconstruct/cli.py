@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from oneshot_avatar.reconstruct.inputs import PHOTO_FOV_DEGREES, PHOTO_FOV_RANGE
+
 
 def _path(text: str | None) -> Path | None:
     return None if text is None else Path(text)
@@ -83,8 +85,10 @@ def register(subparsers) -> None:
                      help="keep the avatar on the bare body: do not grow it where the person mask is "
                           "bigger (hair, loose clothes); for a mask that spills onto the background")
     rec.add_argument("--fov", type=float, default=None, metavar="DEGREES",
-                     help="the photo's field of view across its long side (default: from the photo's "
-                          "EXIF focal length, else 40); the fit's depth and lean depend on it")
+                     help="the photo's field of view across its long side, "
+                          f"{PHOTO_FOV_RANGE[0]:g} to {PHOTO_FOV_RANGE[1]:g} (default: from the "
+                          f"photo's EXIF focal length, else {PHOTO_FOV_DEGREES:g}); the fit's depth "
+                          "and lean depend on it")
     rec.add_argument("--init", default=None, help="initial SMPL-X parameters (.npz or .json), e.g. from Blender")
     rec.add_argument("--resolution", type=int, default=None,
                      help="working image size in pixels (default: 256 fast, 512 quality)")

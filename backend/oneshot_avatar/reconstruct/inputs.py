@@ -9,6 +9,12 @@ from pathlib import Path
 
 from oneshot_avatar.errors import UserError
 
+# Field of view assumed for the photo's longer side when nothing gives the focal length (a
+# typical phone or 35-50 mm-equivalent portrait lens; the fit's depth, not its 2D fit, depends on it).
+PHOTO_FOV_DEGREES = 40.0
+# The fields of view a user may give (--fov, the service's ``fov`` field), degrees.
+PHOTO_FOV_RANGE = (5.0, 150.0)
+
 # The options that name input files (ReconstructOptions' fields, the CLI's --flags).
 INPUT_FILES = ("photo", "mask", "keypoints", "keypoint_model", "matting_model", "init",
                "vgg_weights")

@@ -38,7 +38,7 @@ from oneshot_avatar.atomic import atomic_output, write_bytes_atomic
 from oneshot_avatar.cameras.makers import focal_from_fov
 from oneshot_avatar.devices import resolve_device
 from oneshot_avatar.errors import UserError
-from oneshot_avatar.reconstruct.inputs import check_paths
+from oneshot_avatar.reconstruct.inputs import PHOTO_FOV_DEGREES, PHOTO_FOV_RANGE, check_paths
 from oneshot_avatar.reconstruct.presets import Preset
 from oneshot_avatar.reconstruct.presets import preset as make_preset
 
@@ -49,9 +49,6 @@ Log = Callable[[str], None]
 Progress = Callable[[str, "float | None"], None]
 STAGES = ("subject", "fit", "labels", "train", "package")
 
-# Field of view assumed for the photo's longer side when nothing gives the focal length (a
-# typical phone or 35-50 mm-equivalent portrait lens; the fit's depth, not its 2D fit, depends on it).
-PHOTO_FOV_DEGREES = 40.0
 # A detector segmentation with fewer person pixels than this is not used as the mask.
 MIN_SEGMENTATION_PIXELS = 64
 
@@ -310,8 +307,9 @@ def photo_field_of_view(options: ReconstructOptions, photo) -> tuple[float, str]
     ``--fov``, else the photo's EXIF focal length, else the assumed ``PHOTO_FOV_DEGREES``."""
     if options.fov_degrees is not None:
         value = float(options.fov_degrees)
-        if not 5.0 <= value <= 150.0:
-            raise UserError(f"--fov must be between 5 and 150 degrees, got {value:g}",
+        low, high = PHOTO_FOV_RANGE
+        if not low <= value <= high:
+            raise UserError(f"--fov must be between {low:g} and {high:g} degrees, got {value:g}",
                             field="fov_degrees")
         return value, f"{value:.1f} degrees (given)"
     if photo.fov_degrees is not None:

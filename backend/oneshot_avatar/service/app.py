@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from oneshot_avatar import __version__
 from oneshot_avatar.errors import UserError
+from oneshot_avatar.reconstruct.inputs import PHOTO_FOV_DEGREES, PHOTO_FOV_RANGE
 from oneshot_avatar.service import schemas
 from oneshot_avatar.service.core import ARTIFACTS, TRACK_ARTIFACTS, Service
 from oneshot_avatar.service.openapi import finish_schema
@@ -256,9 +257,9 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
         steps: Annotated[int | None, Form(ge=1, le=100_000)] = None,
         resolution: Annotated[int | None, Form(ge=64, le=2048)] = None,
         seed: Annotated[int, Form(ge=0, le=2**31 - 1)] = 0,
-        fov: Annotated[float | None, Form(ge=5, le=150, description="the photo's field of view "
-                                          "across its long side, degrees (default: EXIF, else 40)")
-                       ] = None,
+        fov: Annotated[float | None, Form(
+            ge=PHOTO_FOV_RANGE[0], le=PHOTO_FOV_RANGE[1], description="the photo's field of view "
+            f"across its long side, degrees (default: EXIF, else {PHOTO_FOV_DEGREES:g})")] = None,
         name: Annotated[str, Form(max_length=100)] = "",
     ):
         from oneshot_avatar.fit import load_init, load_keypoints

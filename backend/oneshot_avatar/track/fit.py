@@ -43,7 +43,7 @@ from torch import Tensor
 
 from oneshot_avatar.body.smplx_layout import JOINT_INDEX, PARENTS
 from oneshot_avatar.cameras import Camera, focal_from_fov, from_fit
-from oneshot_avatar.fit.depth_cues import person_ray, turn_from_axis
+from oneshot_avatar.fit.depth_cues import person_ray, ray_points, turn_from_axis
 from oneshot_avatar.fit.face_correspondence import face_correspondence
 from oneshot_avatar.fit.landmarks import MEDIAPIPE_POSE_NAMES, Landmarks
 from oneshot_avatar.fit.losses import (
@@ -212,16 +212,12 @@ def _world_onto_camera(obs: _Observations, focal: float, width: int, height: int
     the person onto the camera's axes (:func:`~oneshot_avatar.fit.depth_cues.turn_from_axis`
     of the ray to the frame's mid-hip point): a person off the frame's centre is seen
     obliquely."""
-    body_rows = np.flatnonzero(obs.groups[: obs.xy.shape[1]] == "body")
-    hips = np.array([obs.names.index(n) for n in ("left_hip", "right_hip") if n in obs.names])
     xy, weight = obs.xy.numpy(), obs.weight.numpy()
     world = obs.world.numpy().copy()
     for t in range(xy.shape[0]):
         if not obs.world_weight[t].any():
             continue
-        # The ray to the detector's crop centre: the mid-hip point (else the body's middle).
-        seen = hips if len(hips) == 2 and (weight[t, hips] > 0).all() else \
-            body_rows[weight[t, body_rows] > 0]
+        seen = ray_points(obs.names, obs.groups, weight[t])
         if not len(seen):
             continue
         ray = person_ray(xy[t, seen], (width / 2, height / 2), focal)
