@@ -250,19 +250,23 @@ def draw_picture(picture: plain.ViewportPicture, width: int, height: int, cache:
     import gpu
 
     frame = picture.frame
-    if frame is not None:
+    if frame is not None and frame.drawn is not None:
+        # Only the part with coverage goes to the GPU (a viewport is mostly empty), drawn where
+        # it lies in the frame, the frame stretched over the region.
+        x0, y0, x1, y1 = frame.drawn
         if cache.frame is not frame:
-            pixels = gpu.types.Buffer("FLOAT", frame.width * frame.height * 4,
-                                      flat32(frame.combined))
-            cache.texture = gpu.types.GPUTexture((frame.width, frame.height),
-                                                 format="RGBA16F", data=pixels)
+            part = frame.combined[y0:y1, x0:x1]
+            pixels = gpu.types.Buffer("FLOAT", part.size, flat32(part))
+            cache.texture = gpu.types.GPUTexture((x1 - x0, y1 - y0), format="RGBA16F",
+                                                 data=pixels)
             cache.frame = frame
         from gpu_extras.presets import draw_texture_2d
 
+        sx, sy = width / frame.width, height / frame.height
         gpu.state.blend_set("ALPHA_PREMULT")
         if bind is not None:
             bind()
-        draw_texture_2d(cache.texture, (0, 0), width, height)
+        draw_texture_2d(cache.texture, (x0 * sx, y0 * sy), (x1 - x0) * sx, (y1 - y0) * sy)
         if unbind is not None:
             unbind()
         gpu.state.blend_set("NONE")

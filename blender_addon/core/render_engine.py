@@ -116,10 +116,13 @@ def merge_frames(frames: Sequence[tuple[int, list[dict[str, Any]], dict[str, Any
 @dataclass
 class Frame:
     """One decoded frame in Blender's layout: ``combined`` [H, W, 4] premultiplied
-    scene-linear RGBA, ``depth`` [H, W] Z (1e10 where empty), rows bottom to top."""
+    scene-linear RGBA, ``depth`` [H, W] Z (1e10 where empty), rows bottom to top. ``drawn``:
+    ``(x0, y0, x1, y1)`` around the pixels with any coverage in that layout (end exclusive;
+    ``None``: nothing is drawn), so the viewport uploads only that part as a texture."""
 
     combined: np.ndarray
     depth: np.ndarray
+    drawn: tuple[int, int, int, int] | None = None
 
     @property
     def width(self) -> int:
@@ -174,6 +177,7 @@ def decode_scene(data: bytes, width: int | None = None, height: int | None = Non
     for index in range(alpha.shape[0]):
         combined = np.zeros((height_, width_, 4), np.float32)
         z = np.full((height_, width_), BLENDER_NO_DEPTH, np.float32)
+        drawn = None
         # Colour work only inside the box around the avatars (most of a frame is empty).
         rows = np.flatnonzero((alpha[index] > 0).any(axis=1))
         if rows.size:
@@ -181,6 +185,7 @@ def decode_scene(data: bytes, width: int | None = None, height: int | None = Non
             r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
             a = np.clip(alpha[index, r0:r1, c0:c1], 0.0, 1.0)
             top, bottom = height_ - (y0 + r1), height_ - (y0 + r0)  # Blender: rows bottom to top
+            drawn = (int(x0 + c0), int(top), int(x0 + c1), int(bottom))
             box_out = combined[top:bottom, x0 + c0:x0 + c1]
             box_out[..., :3] = (_srgb_to_linear32(color[index, r0:r1, c0:c1])
                                 * a[..., None])[::-1]
@@ -189,7 +194,7 @@ def decode_scene(data: bytes, width: int | None = None, height: int | None = Non
                 seen = depth[index, r0:r1, c0:c1]
                 z[top:bottom, x0 + c0:x0 + c1] = np.where(
                     np.isfinite(seen) & (a > 0), seen, BLENDER_NO_DEPTH)[::-1]
-        frames.append(Frame(combined, z))
+        frames.append(Frame(combined, z, drawn))
     return frames
 
 

@@ -97,6 +97,8 @@ def test_decode_gives_blender_buffers():
     assert frame.depth[2, 1] == pytest.approx(2.5)
     assert (np.delete(frame.depth.ravel(), 2 * 4 + 1) == 1e10).all()
     assert frame.combined.dtype == np.float32 and frame.combined.flags.c_contiguous
+    # what the viewport uploads: the box with coverage, in Blender's rows (bottom to top)
+    assert frames[0].drawn is None and frame.drawn == (1, 2, 2, 3)
 
 
 def test_decode_reads_half_precision_and_refuses_other_answers():
@@ -125,7 +127,8 @@ def test_a_cropped_answer_decodes_as_the_whole_frame():
     cropped = render_engine.decode_scene(buffer.getvalue(), 7, 6)  # no depth asked for
     for a, b in zip(whole, cropped):
         np.testing.assert_array_equal(a.combined, b.combined)
-        assert (b.depth == 1e10).all()
+        assert (b.depth == 1e10).all() and a.drawn == b.drawn
+    assert cropped[0].drawn == (2, 3, 5, 5) and cropped[1].drawn == (3, 1, 4, 4)
     empty = io.BytesIO()
     np.savez(empty, color=np.zeros((1, 0, 0, 3)), alpha=np.zeros((1, 0, 0)),
              box=np.zeros(4, np.int32), size=np.array([7, 6], np.int32))
