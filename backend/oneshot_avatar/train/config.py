@@ -1,8 +1,9 @@
 """Training settings: one dataclass with documented defaults and two presets.
 
-``fast`` is sized for a 2-core CPU (about a minute in all); ``quality`` for one GPU (gsplat;
-about 150k Gaussians, minutes on an H100), with ``quality_cpu`` its schedule on a CPU (one view
-per step, 1,400 steps: within 15 minutes on 2 cores).
+``fast`` is sized for a 2-core CPU (about a minute in all). ``quality_cpu`` is what the
+reconstruction's quality preset trains with on every device (one view per step, 1,400 steps:
+within 15 minutes on 2 cores); ``quality``, four views per step for 4,000 steps, was meant for
+a GPU but gives a worse avatar there and on a CPU alike (see ``reconstruct.presets.preset``).
 """
 
 from __future__ import annotations
@@ -85,8 +86,9 @@ class TrainConfig:
 
     @classmethod
     def quality(cls) -> TrainConfig:
-        """One GPU: 512 px, 4000 steps, 120k Gaussians densified up to 160k, SH degree 3, four
-        views per step."""
+        """512 px, 4000 steps, 120k Gaussians densified up to 160k, SH degree 3, four views per
+        step: first meant for a GPU, measured below :meth:`quality_cpu` on a GPU and a CPU
+        alike; not a preset of the reconstruction."""
         return cls(
             resolution=512, steps=4000, num_gaussians=120_000, sh_degree=3, batch_views=4,
             lr_means=2e-3, lr_quats=1e-3, lr_scales=5e-3, lr_opacity=2.5e-2, lr_sh0=5e-3,
@@ -97,10 +99,10 @@ class TrainConfig:
 
     @classmethod
     def quality_cpu(cls) -> TrainConfig:
-        """The quality preset on a CPU, sized to finish within 15 minutes on 2 cores: the same
-        512 px, 120k Gaussians and SH degree 3, but one view per step and 1,400 steps
-        (densified from step 200 every 100 until 1,000, to 150k at most). A step of one view
-        costs about 0.45 s there, where the GPU preset's four views cost about 1.5 s."""
+        """The reconstruction's quality preset on every device, sized to finish within 15
+        minutes on 2 CPU cores: 512 px, 120k Gaussians and SH degree 3, one view per step and
+        1,400 steps (densified from step 200 every 100 until 1,000, to 150k at most). A step of
+        one view costs about 0.45 s there, four views about 1.5 s."""
         return dataclasses.replace(
             cls.quality(), steps=1400, batch_views=1, densify_from=200, densify_every=100,
             densify_until=1000, max_gaussians=150_000, checkpoint_every=200, history_every=20,
