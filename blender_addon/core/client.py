@@ -482,10 +482,19 @@ class ServiceClient:
         """``POST /v1/render-scene``: several avatars with alpha and depth, as ``.npz`` bytes
         (decode with ``core.render_engine.decode_scene``); a frozen backend is given up as in
         :meth:`render`."""
-        data, kind = self._while_alive(
-            lambda: self._bytes("POST", "/v1/render-scene", payload=dict(request),
-                                timeout=timeout),
-            "POST /v1/render-scene")
+        try:
+            data, kind = self._while_alive(
+                lambda: self._bytes("POST", "/v1/render-scene", payload=dict(request),
+                                    timeout=timeout),
+                "POST /v1/render-scene")
+        except ServiceError as error:
+            if error.status == 422 and error.field in ("crop", "depth"):
+                # a backend older than this add-on: it does not know cropped answers
+                raise ServiceError(error.message, status=error.status, field=error.field,
+                                   url=error.url,
+                                   hint="update the backend (`oneshot-avatar serve`) to this "
+                                        "add-on's version") from None
+            raise
         if not kind.startswith("application/x-npz"):
             raise ServiceError(f"expected application/x-npz from /v1/render-scene, got "
                                f"{kind or 'no type'!r}",

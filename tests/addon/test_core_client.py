@@ -92,6 +92,12 @@ class FakeBackend(BaseHTTPRequestHandler):
                 self._error(422, "the photo is not an image", "photo")
                 return
             self._json(202, JOB)
+        elif self.path == "/v1/render-scene":  # a backend older than the cropped answers
+            field = next((k for k in ("crop", "depth") if k in json.loads(body)), None)
+            if field:
+                self._error(422, f"{field}: Extra inputs are not permitted", field)
+            else:
+                self._send(200, b"npz", "application/x-npz")
         elif self.path == "/v1/render":
             request = json.loads(body)
             if request["format"] == "png":
@@ -191,6 +197,13 @@ def test_render_returns_bytes_and_query(client, fake_server):
     assert json.loads(fake_server.received[2]) == {"format": "zip"}
     client.get_motion("wave", fps=24)
     assert fake_server.last_path == "/v1/motions/wave?fps=24"
+
+
+def test_a_backend_without_cropped_answers_says_to_update_it(client):
+    with pytest.raises(ServiceError, match="update the backend") as error:
+        client.render_scene({"avatars": [], "cameras": [], "crop": True})
+    assert error.value.status == 422 and error.value.field == "crop"
+    assert client.render_scene({"avatars": [], "cameras": []}) == b"npz"
 
 
 def test_refused_connection_says_how_to_start_the_backend():
