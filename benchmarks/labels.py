@@ -95,7 +95,7 @@ def main() -> int:
     if save is not None:
         save.mkdir(parents=True, exist_ok=True)
     body = load_body_model(None, device="cpu")
-    chosen = make_preset(args.preset, device="cpu")
+    chosen = make_preset(args.preset)
     settings = chosen.labels
     work = Path(tempfile.mkdtemp(prefix="labels-bench-"))
     size = (args.size, args.size)

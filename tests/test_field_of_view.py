@@ -59,7 +59,7 @@ def test_the_fit_places_the_body_with_the_photo_field_of_view(tmp_path, open_bod
     subject = make_subject(open_body, "green-plain", size=256)
     photo = tmp_path / "photo.png"
     save_photo(subject, photo)
-    chosen = preset("fast", device="cpu")
+    chosen = preset("fast")
 
     def prepared(**extra):
         options = ReconstructOptions(photo=photo, out=tmp_path / "a.avatar", quiet=True, **extra)
@@ -120,7 +120,7 @@ def test_a_person_off_the_photo_centre_is_not_turned_to_fake_its_perspective(tmp
     assert columns.mean() < 384 / 2 - 40, "the person should stand left of the centre"
     photo = tmp_path / "wide.png"
     save_photo(dataclasses.replace(subject, image=image, camera=camera), photo)
-    chosen = preset("fast", device="cpu")
+    chosen = preset("fast")
     options = ReconstructOptions(photo=photo, out=tmp_path / "a.avatar", quiet=True)
     prepared = prepare_subject(options, chosen, "cpu", lambda message: None)
     fit, fitted = fit_stage(open_body, prepared, chosen, "cpu", tmp_path, False,

@@ -300,9 +300,8 @@ def test_the_quality_preset_trains_the_same_on_a_gpu_and_a_cpu():
     --preset quality, README "On a CUDA GPU"). A --steps given by the user still wins."""
     from oneshot_avatar.reconstruct.presets import preset
 
-    gpu, cpu = preset("quality", device="cuda").train, preset("quality", device="cpu").train
-    assert gpu == cpu
-    assert (cpu.resolution, cpu.num_gaussians, cpu.sh_degree) == (512, 120_000, 3)
-    assert cpu.batch_views == 1 and cpu.steps == 1400 and cpu.densify_until < cpu.steps
-    assert preset("quality", device="cpu", steps=50).train.steps == 50
-    assert preset("fast", device="cpu").train == preset("fast").train
+    quality = preset("quality").train  # the preset takes no device: one schedule everywhere
+    assert (quality.resolution, quality.num_gaussians, quality.sh_degree) == (512, 120_000, 3)
+    assert quality.batch_views == 1 and quality.steps == 1400
+    assert quality.densify_until < quality.steps
+    assert preset("quality", steps=50).train.steps == 50

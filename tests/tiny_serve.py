@@ -14,11 +14,11 @@ from pathlib import Path
 TINY = (sys.executable, str(Path(__file__).resolve()))
 
 
-def tiny_preset(name, *, steps=None, resolution=None, device="cuda"):
+def tiny_preset(name, *, steps=None, resolution=None):
     from oneshot_avatar.fit import FitConfig
     from oneshot_avatar.reconstruct.presets import LabelConfig, preset
 
-    chosen = preset(name, steps=steps, resolution=resolution, device=device)
+    chosen = preset(name, steps=steps, resolution=resolution)
     chosen.fit = FitConfig(orient_headings=(0.0, 180.0), orient_iterations=10, body_iterations=15,
                            pose_prior_weights=(30.0, 5.0), silhouette_iterations=2,
                            silhouette_resolution=64, silhouette_gaussians=512)

@@ -20,6 +20,7 @@ from oneshot_avatar.avatar.binding import (
     triangle_frames,
     world_to_local,
 )
+from oneshot_avatar.render.mesh import triangle_areas
 
 SH_C0 = 0.28209479177387814  # Y_0^0: colour = SH_C0 * f_dc + 0.5
 PER_GAUSSIAN = ("local_means", "local_quats", "log_scales", "opacity_logits", "sh0", "sh_rest")
@@ -229,7 +230,7 @@ class MeshGaussians(nn.Module):
         scales = frames.scales
         if local_means is None:
             local_means = world_to_local(frames, binding, points)
-        areas = _triangle_areas(vertices, faces)
+        areas = triangle_areas(vertices, faces)
         # Each Gaussian covers its share of its triangle's area: sigma ~ half the spacing.
         spacing = torch.sqrt(areas[binding] / counts[binding].clamp_min(1)) / scales[binding]
         in_plane = (0.5 * spacing).clamp_min(1e-4)
@@ -291,17 +292,12 @@ def pose_gaussians_fixed(pose: FixedPose, gaussians: MeshGaussians, faces: Tenso
     return gaussians.place(pose.vertices(gaussians.vertex_offsets), faces)
 
 
-def _triangle_areas(vertices: Tensor, faces: Tensor) -> Tensor:
-    v0, v1, v2 = (vertices[faces[:, i]] for i in range(3))
-    return 0.5 * torch.cross(v1 - v0, v2 - v0, dim=-1).norm(dim=-1)
-
-
 def _area_weighted_counts(vertices: Tensor, faces: Tensor, count: int) -> Tensor:
     """At least one per triangle; the remainder proportional to area (largest remainders)."""
     num_faces = faces.shape[0]
     if count < num_faces:
         raise ValueError(f"need at least one Gaussian per triangle: count {count} < {num_faces} faces")
-    areas = _triangle_areas(vertices, faces).double()
+    areas = triangle_areas(vertices, faces).double()
     share = areas / areas.sum() * (count - num_faces)
     counts = torch.floor(share).long()
     remainder = count - num_faces - int(counts.sum())

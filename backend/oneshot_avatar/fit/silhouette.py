@@ -11,6 +11,7 @@ from torch import Tensor
 from oneshot_avatar.avatar import MeshGaussians
 from oneshot_avatar.avatar.binding import triangle_frames
 from oneshot_avatar.cameras import Camera
+from oneshot_avatar.render.mesh import triangle_areas
 from oneshot_avatar.render.rasterize import rasterize_gaussians
 
 DEFAULT_SILHOUETTE_GAUSSIANS = 3000
@@ -27,8 +28,7 @@ def silhouette_gaussians(body, count: int = DEFAULT_SILHOUETTE_GAUSSIANS,
     vertices = body.v_template.detach()
     faces = body.faces
     num_faces = faces.shape[0]
-    v0, v1, v2 = (vertices[faces[:, i]] for i in range(3))
-    areas = 0.5 * torch.linalg.cross(v1 - v0, v2 - v0).norm(dim=-1)
+    areas = triangle_areas(vertices, faces)
     if count >= num_faces:
         chosen = torch.arange(num_faces, device=faces.device)
     else:

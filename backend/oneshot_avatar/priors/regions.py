@@ -52,7 +52,7 @@ from torch import Tensor
 
 from oneshot_avatar.body.smplx_layout import JOINT_INDEX, JOINT_NAMES
 from oneshot_avatar.errors import UserError
-from oneshot_avatar.render.mesh import barycentric_grid
+from oneshot_avatar.render.mesh import barycentric_grid, triangle_areas
 
 REGIONS: tuple[str, ...] = ("face_skin", "body_skin", "hair", "upper_clothes", "lower_clothes",
                             "shoes")
@@ -275,10 +275,7 @@ def surface_regions(
         labels[pelvis] = np.where(skin[pelvis], BODY_SKIN, garment)
 
     hair_seen = labels == HAIR
-    corners = rest[faces_cpu]
-    area = torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
-                              ).norm(dim=1).numpy()
-    area = np.repeat(area, per_face)  # each sample stands for an equal share of its triangle
+    area = np.repeat(triangle_areas(rest, faces_cpu).numpy(), per_face)  # each sample stands for an equal share of its triangle
     has_hair = bool(hair_seen.sum() >= 10
                     and area[hair_seen].sum() >= min_hair_fraction * area[head_seen].sum())
     if not has_hair:

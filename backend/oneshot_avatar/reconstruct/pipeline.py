@@ -545,8 +545,7 @@ def reconstruct(options: ReconstructOptions, log: Log = _stderr) -> dict:
     # Cheap checks first: nothing long starts before the inputs and the output are known good.
     check_paths(options)
     device = resolve_device(options.device)
-    chosen = make_preset(options.preset, steps=options.steps, resolution=options.resolution,
-                         device=device.type)
+    chosen = make_preset(options.preset, steps=options.steps, resolution=options.resolution)
     if not options.outline:
         chosen.labels = replace(chosen.labels, outline=False)
     torch.manual_seed(options.seed)

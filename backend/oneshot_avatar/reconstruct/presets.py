@@ -44,14 +44,13 @@ class Preset:
         }
 
 
-def preset(name: str, *, steps: int | None = None, resolution: int | None = None,
-           device: str = "cuda") -> Preset:
+def preset(name: str, *, steps: int | None = None, resolution: int | None = None) -> Preset:
     """The named preset, optionally with fewer/more training steps or another working size.
     ``quality`` trains with :meth:`TrainConfig.quality_cpu`'s schedule (one view per step,
     1,400 steps: within 15 minutes on 2 cores) on every device: :meth:`TrainConfig.quality`'s
     4,000 steps of four views gave the same avatar to 0.02 dB on a GPU and on a CPU, and it
     was the worse one (blue-stripes, oracle fit: input view 34.38 against 35.10 dB, ±45° 28.87
-    against 29.30 dB). ``device`` is kept for callers; the preset no longer depends on it."""
+    against 29.30 dB)."""
     if name == "fast":
         chosen = Preset("fast", 256, FitConfig.fast(), LabelConfig(frames_per_clip=2, texture_resolution=4),
                         TrainConfig.fast())

@@ -25,6 +25,7 @@ Argument mapping onto ``gsplat.rasterization`` (1.5.3, ``gsplat/rendering.py``):
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from typing import TYPE_CHECKING
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from oneshot_avatar.render.rasterize import RasterInputs
 
 
+@functools.cache  # once per process: not a PATH search per rendered batch
 def ninja_on_path() -> None:
     """Make ``ninja`` findable on ``PATH`` when the ``ninja`` package (a gsplat dependency) is
     installed but its folder is not on ``PATH``, as in a backend that Blender's *Start a Local

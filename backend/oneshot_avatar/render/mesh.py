@@ -226,6 +226,12 @@ def samples_per_face(resolution: int) -> int:
     return (n + 1) * (n + 2) // 2
 
 
+def triangle_areas(vertices: Tensor, faces: Tensor) -> Tensor:  # [V, 3], [F, 3] -> [F]
+    """The area of each triangle."""
+    v0, v1, v2 = (vertices[faces[:, i]] for i in range(3))
+    return 0.5 * torch.linalg.cross(v1 - v0, v2 - v0).norm(dim=-1)
+
+
 def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:  # [V, 3], [F, 3] -> [V, 3]
     """Area-weighted unit vertex normals (counter-clockwise faces point outwards)."""
     a, b, c = (vertices[faces[:, i]] for i in range(3))

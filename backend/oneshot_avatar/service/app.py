@@ -575,7 +575,7 @@ def create_app(service: Service, *, token: str | None = None, loopback: bool = T
             arrays = render_scene_arrays(scene_plan, service.loaded_avatar, service.body,
                                          backend=service.config.backend,
                                          batch_frames=service.config.render_batch)
-            return npz_bytes(arrays, scene_plan.dtype)
+            return npz_bytes(arrays)
 
         data = await asyncio.wrap_future(service.worker.submit_interactive(work))
         return Response(data, media_type="application/x-npz",
