@@ -191,3 +191,31 @@ def test_bad_requests_name_the_field(server, avatars, change, status, field):
 def save_preview(out, path):  # debugging aid: look at a scene render
     rgba = np.concatenate([out["color"][0], out["alpha"][0][..., None]], axis=-1)
     Image.fromarray((rgba * 255 + 0.5).astype(np.uint8)).save(path)
+
+
+def test_cropped_answers_and_the_gsplat_loader_need_no_network(tmp_path):
+    """This round's render-engine path fetches nothing: a scene answer cropped on the server
+    side, decoded on the add-on's side, and gsplat's ninja lookup run in a fresh interpreter
+    whose sockets refuse to connect."""
+    from pathlib import Path
+
+    from offline import run_offline
+
+    repo = Path(__file__).resolve().parents[1]
+    done = run_offline(f"""
+        import sys
+        sys.path.insert(0, {str(repo)!r})
+        import torch
+        from blender_addon.core.render_engine import decode_scene
+        from oneshot_avatar.render.gsplat_rasterizer import ninja_on_path
+        from oneshot_avatar.service.scene import ScenePlan, _answer, npz_bytes
+        alpha = torch.zeros(1, 6, 8)
+        alpha[0, 2:4, 3:6] = 0.5
+        plan = ScenePlan([], [], 8, 6, 1, "float16", crop=True, depth=False)
+        answer = _answer(plan, alpha[..., None].expand(1, 6, 8, 3) * 0.5, alpha, alpha)
+        frame, = decode_scene(npz_bytes(answer), 8, 6)
+        ninja_on_path()
+        print("box", answer["box"].tolist(), "drawn", frame.drawn)
+    """, "cropped scene answers", tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "box [3, 2, 6, 4] drawn (3, 2, 6, 4)" in done.stdout
